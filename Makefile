@@ -1,0 +1,51 @@
+# The two commands: `make run` and `make test`. Everything else is what they are made of.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck unit catalogs bench-eligibility bench-http clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python requirements.lock pyproject.toml
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Re-extract the N_()/_() msgids (babel.cfg) into the .pot, merge them into the zh_CN/es/en catalogs, then
+# compile .po -> .mo. Translate every new or fuzzy entry of the .po files and run it again: fuzzy entries are
+# not compiled. The .po and .mo files are committed; tests/unit/test_i18n.py checks both are complete and fresh.
+LOCALES := src/aftersales/locales
+catalogs: install
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k _ --no-location --sort-output --no-wrap --add-comments=TRANSLATORS: \
+		--project=aftersales --version=0.1.0 -o $(LOCALES)/messages.pot src
+	for lang in zh_CN es en; do \
+		$(BIN)/pybabel update -i $(LOCALES)/messages.pot -d $(LOCALES) -D messages -l $$lang \
+			--init-missing --no-wrap --ignore-obsolete || exit 1; \
+	done
+	$(BIN)/pybabel compile -d $(LOCALES) -D messages --statistics
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+test: install lint
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+run: install
+	$(BIN)/aftersales run
+
+bench-eligibility: install
+	$(BIN)/python bench/eligibility.py
+
+# open → approve → refund cycles through a real server (SQLite; PostgreSQL with 1 and 2 uvicorn workers).
+bench-http: install
+	$(BIN)/python bench/http_cycle.py
+
+clean:
+	rm -rf $(VENV) var build *.egg-info

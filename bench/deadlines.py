@@ -1,0 +1,206 @@
+"""B2 / issue 4: how fast the worker applies due deadlines, from a large backlog, and its lag under load.
+
+Not a test. Run: ``make bench-deadlines`` (or ``.venv/bin/python bench/deadlines.py --backlog 1000000``).
+
+Backlog phase: ``--backlog`` due timers (three per case: the M1 reminders at 36 h and 46 h and the automatic
+approval at 48 h, on refund_only cases of unshipped orders, so each approval also issues and settles a
+refund) are applied by one worker. The backlog is built from one order and case made by the domain and
+cloned with new ids (building 1,000,000 through the domain one by one would take longer than the benchmark).
+Reported: deadlines applied per second (rows taken / s, and actions that changed something / s), and the
+worker's resident memory sampled every 10 % of the way — flat when it does not grow with the backlog.
+
+Steady phase: with the real clock, a producer adds cases whose deadlines fall due continuously at
+``--rate`` per second while a worker polls every 0.2 s; the lag is (time applied − time due) per action.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, func, insert, select, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from aftersales.domain import policy as policy_mod  # noqa: E402
+from aftersales.service.context import Clock, Context  # noqa: E402
+from aftersales.service.deadlines import apply_batch, apply_due  # noqa: E402
+from aftersales.store import tables as t  # noqa: E402
+from aftersales.store.codec import encode  # noqa: E402
+from aftersales.store.db import make_engine  # noqa: E402
+from aftersales.store.migrate import upgrade  # noqa: E402
+from aftersales.store.repositories import Tracker, order_values  # noqa: E402
+from aftersales.testing import ensure_merchant, seed_open_cases  # noqa: E402
+
+PG = os.environ.get("AFTERSALES_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def database(kind: str, tmp: Path) -> Any:
+    if kind == "sqlite":
+        path = tmp / "bench-deadlines.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        return make_engine(f"sqlite:///{path}"), None
+    schema = f"bench_deadlines_{os.getpid()}"
+    admin = create_engine(PG)
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE; CREATE SCHEMA "{schema}"'))
+    return make_engine(PG, schema=schema), (admin, schema)
+
+
+def clone_backlog(ctx: Context, n_cases: int, opened_at: datetime) -> None:
+    """``n_cases`` copies of one domain-built order with its case and timers, with fresh ids."""
+    [template_case] = seed_open_cases(ctx, 1, opened_at, prefix="tpl")
+    with ctx.engine.connect() as conn:
+        tracker = Tracker(conn, opened_at)
+        order = tracker.get_order("tpl-o0")
+        assert order is not None
+        case = order.cases[0]
+        order_row = {"id": "ID", **order_values(order)}
+        case_row = {c.name: None for c in t.cases.columns}
+        case_row.update(conn.execute(select(t.cases).where(t.cases.c.id == template_case)).mappings().one())
+        timers = [dict(r) for r in conn.execute(select(t.timers).where(t.timers.c.subject_id == template_case)).mappings()]
+    order_json = json.dumps(encode(order_row["state"]))
+    case_json = json.dumps(case_row["state"])
+    chunk = 5000
+    started = time.perf_counter()
+    for start in range(0, n_cases, chunk):
+        orders, cases, trows = [], [], []
+        for i in range(start, min(n_cases, start + chunk)):
+            oid, cid = f"b-o{i}", f"b-c{i}"
+            orders.append({**order_row, "id": oid, "state": json.loads(order_json.replace("tpl-o0", oid))})
+            cases.append({**case_row, "id": cid, "order_id": oid,
+                          "state": json.loads(case_json.replace("tpl-o0", oid).replace(template_case, cid))})
+            trows += [{k: v for k, v in tr.items() if k != "id"} | {"subject_id": cid, "order_id": oid} for tr in timers]
+        with ctx.engine.begin() as conn:
+            conn.execute(insert(t.orders), orders)
+            conn.execute(insert(t.cases), cases)
+            conn.execute(insert(t.timers), trows)
+        done = min(n_cases, start + chunk)
+        print(f"\r  building backlog: {done * len(timers):,} timers ({done / (time.perf_counter() - started):,.0f} cases/s)",
+              end="", flush=True)
+    print()
+    del case
+
+
+def backlog_phase(ctx: Context, backlog: int) -> dict[str, Any]:
+    opened = datetime(2026, 3, 1, tzinfo=UTC)
+    n_cases = backlog // 3
+    clone_backlog(ctx, n_cases, opened)
+    now = opened + timedelta(hours=49)
+    with ctx.engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(t.timers)).scalar_one()
+    samples = []
+    taken_total = fired_total = 0
+    started = time.perf_counter()
+    next_sample = 0
+    while True:
+        taken, fired = apply_batch(ctx, now, 500)
+        if taken == 0:
+            break
+        taken_total += taken
+        fired_total += fired
+        if taken_total >= next_sample:
+            elapsed = time.perf_counter() - started
+            samples.append({"taken": taken_total, "seconds": round(elapsed, 2), "rss_mb": round(rss_mb(), 1),
+                            "rate": round(taken_total / elapsed) if elapsed else None})
+            print(f"\r  applied {taken_total:,}/{total:,}  {taken_total / elapsed if elapsed else 0:,.0f}/s  rss {rss_mb():.0f} MB",
+                  end="", flush=True)
+            next_sample += max(1, total // 10)
+    seconds = time.perf_counter() - started
+    print()
+    return {"backlog": total, "seconds": round(seconds, 2), "rows_per_s": round(taken_total / seconds),
+            "actions_per_s": round(fired_total / seconds), "actions": fired_total, "memory": samples}
+
+
+def steady_phase(ctx: Context, rate: int, seconds: int) -> dict[str, Any]:
+    """Real clock: cases opened 48 h ago at ``rate``/3 per second, so ``rate`` timers fall due per second."""
+    ctx.clock = Clock(False)
+    stop = threading.Event()
+    ensure_merchant(ctx, "m-steady", datetime.now(UTC))
+
+    def producer() -> None:
+        i = 0
+        per_tick = max(1, rate // 3 // 10)
+        while not stop.is_set():
+            tick = time.perf_counter()
+            # M1 deadline 48 h after opening: opening 48 h - 0.5 s ago makes the deadline due in half a second.
+            opened = datetime.now(UTC) - timedelta(hours=48) + timedelta(seconds=0.5)
+            seed_open_cases(ctx, per_tick, opened, merchant_id="m-steady", prefix=f"s{i}")
+            i += 1
+            time.sleep(max(0.0, 0.1 - (time.perf_counter() - tick)))
+
+    def worker() -> None:
+        while not stop.is_set():
+            apply_due(ctx, datetime.now(UTC))
+            stop.wait(0.2)
+
+    threads = [threading.Thread(target=producer), threading.Thread(target=worker)]
+    for th in threads:
+        th.start()
+    time.sleep(seconds)
+    stop.set()
+    for th in threads:
+        th.join()
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(select(t.events.c.recorded_at, t.events.c.data).where(t.events.c.kind == "auto_approve",
+                                                                                 t.events.c.case_id.like("s%"))).all()
+    lags = sorted((r.recorded_at - datetime.fromisoformat(r.data["due_at"])).total_seconds() for r in rows)
+    if not lags:
+        return {"applied": 0}
+    return {"offered_per_s": rate, "applied": len(lags), "lag_p50_s": round(statistics.median(lags), 3),
+            "lag_p99_s": round(lags[int(len(lags) * 0.99) - 1], 3), "lag_max_s": round(lags[-1], 3)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--backlog", type=int, default=1_000_000)
+    ap.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    ap.add_argument("--rate", type=int, default=300, help="deadlines falling due per second in the steady phase")
+    ap.add_argument("--steady-seconds", type=int, default=20)
+    ap.add_argument("--tmp", type=Path, default=Path("var"))
+    args = ap.parse_args()
+    args.tmp.mkdir(exist_ok=True)
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "runs": {}}
+    for kind in (["sqlite", "postgresql"] if args.db == "both" else [args.db]):
+        print(f"{kind}:")
+        engine, cleanup = database(kind, args.tmp)
+        upgrade(engine)
+        ctx = Context(engine, policy_mod.load(), Clock(True, datetime(2026, 3, 1, tzinfo=UTC)))
+        try:
+            run_result = {"backlog": backlog_phase(ctx, args.backlog)}
+            run_result["steady"] = steady_phase(ctx, args.rate, args.steady_seconds)
+            results["runs"][kind] = run_result
+            print(f"  {json.dumps(run_result['steady'])}")
+        finally:
+            engine.dispose()
+            if cleanup:
+                admin, schema = cleanup
+                with admin.begin() as conn:
+                    conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    out = ROOT / "bench" / "results" / "deadlines.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

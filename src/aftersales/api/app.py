@@ -1,0 +1,102 @@
+"""The FastAPI application, built by a factory (never at import time)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from aftersales.config import Settings
+from aftersales.service.context import Clock, Context, Principal
+from aftersales.service.setup import authenticate
+from aftersales.store.db import make_engine
+
+from . import problems
+from .middleware import BodyLimit, Idempotency
+
+
+def build_context(settings: Settings) -> Context:
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, schema=settings.database_schema)
+    return Context(engine=engine, policy=settings.load_policy(),
+                   clock=Clock(settings.clock == "manual", settings.clock_start_utc if settings.clock == "manual" else None))
+
+
+def create_app(settings: Settings | None = None, ctx: Context | None = None) -> FastAPI:
+    settings = settings or Settings()
+    ctx = ctx or build_context(settings)
+    app = FastAPI(
+        title="aftersales",
+        version="1.0.0",
+        description="After-sales engine for group-buying marketplaces. Rule ids refer to RULEBOOK.md.",
+        openapi_url="/openapi.json",
+    )
+    app.state.ctx = ctx
+    app.state.settings = settings
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problems.document(default_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    problems.install(app, ctx.policy.timezone)
+    from .ledger_routes import router as ledger_router
+    from .routes import router
+    from .webhook_routes import router as webhook_router
+
+    app.include_router(router)
+    app.include_router(webhook_router)
+    app.include_router(ledger_router)
+    app.add_middleware(Idempotency, ctx=ctx, limit=settings.max_body_bytes,
+                       in_flight=timedelta(seconds=settings.idempotency_in_flight_seconds))
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app
+
+
+def get_ctx(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+#: Declares the bearer scheme in /openapi.json (API.md: `Authorization: Bearer <api key>`); a missing or
+#: non-bearer header gives ``None`` here and 401 from ``authenticate``, as a problem+json.
+_bearer = HTTPBearer(auto_error=False, description="An API key: platform, merchant:<id> or buyer:<id>.")
+
+
+def get_principal(request: Request,
+                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None) -> Principal:
+    key = credentials.credentials.strip() if credentials is not None else None
+    settings: Settings = request.app.state.settings
+    return authenticate(get_ctx(request), key, settings.bootstrap_platform_key)
+
+
+def get_lang(request: Request) -> str:
+    return problems.lang_of(request)
+
+
+IF_MATCH = r'^(W/)?"?[0-9]{1,12}"?$'
+
+
+def get_if_match(if_match: Annotated[str | None, Header(pattern=IF_MATCH, description="The resource's `version` (API.md); stale: 409.")] = None,
+                 ) -> int | None:
+    if if_match is None:
+        return None
+    value = if_match.strip().strip('"').removeprefix("W/").strip('"')
+    if not value.isdigit() or len(value) > 12:
+        from aftersales.service.errors import Invalid
+
+        raise Invalid("If-Match must be the integer version of the resource")
+    return int(value)
+
+
+CtxDep = Annotated[Context, Depends(get_ctx)]
+Who = Annotated[Principal, Depends(get_principal)]
+Lang = Annotated[str, Depends(get_lang)]
+IfMatch = Annotated[int | None, Depends(get_if_match)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200,
+                                              description="Same key + same body replays the first response (API.md).")]
+
+__all__ = ["Any", "CtxDep", "IdempotencyKey", "IfMatch", "Lang", "Who", "create_app"]

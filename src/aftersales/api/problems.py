@@ -1,0 +1,88 @@
+"""RFC 9457 problem+json for every error, with the RULEBOOK id and an explanation in the caller's language."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from aftersales import i18n
+from aftersales.domain.errors import DomainError
+from aftersales.service.errors import ServiceError
+
+log = logging.getLogger("aftersales.api")
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, title: str, detail: str, *, kind: str, rule: str | None = None,
+            errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"type": f"https://aftersales.dev/problems/{kind}", "title": title, "status": status, "detail": detail}
+    if rule is not None:
+        body["rule"] = rule
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def lang_of(request: Request) -> str:
+    return i18n.negotiate(request.headers.get("accept-language"))
+
+
+def _clean(errors: list[Any]) -> list[dict[str, Any]]:
+    out = []
+    for e in errors:
+        loc = [str(p) for p in e.get("loc", ())]
+        out.append({"field": ".".join(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc),
+                    "in": loc[0] if loc else None, "message": str(e.get("msg", "")), "type": str(e.get("type", ""))})
+    return out
+
+
+def document(spec: dict[str, Any]) -> dict[str, Any]:
+    """Make /openapi.json say what the handlers below send: errors are ``application/problem+json``, and an
+    operation that takes a body may answer 400 when the body cannot even be decoded (invalid UTF-8)."""
+    problem_ref = {"schema": {"$ref": "#/components/schemas/Problem"}}
+    for item in spec.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            if "requestBody" in operation and "400" not in responses:
+                responses["400"] = {"description": "Bad Request", "content": {PROBLEM: dict(problem_ref)}}
+            for code, response in responses.items():
+                content = response.get("content")
+                if code[:1] in ("4", "5") and content and "application/json" in content:
+                    content[PROBLEM] = content.pop("application/json")
+    return spec
+
+
+def install(app: FastAPI, tz: str) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        titles = {422: "Refused by rule " + exc.rule, 409: "Not possible now", 403: "Not your action"}
+        return problem(exc.status, titles.get(exc.status, "Refused"), i18n.render(exc.msg, lang_of(request), tz),
+                       kind=exc.kind, rule=exc.rule)
+
+    @app.exception_handler(ServiceError)
+    async def _service(request: Request, exc: ServiceError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return problem(exc.status, exc.title, exc.detail, kind=exc.title.lower().replace(" ", "-"), rule=exc.rule, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _clean(list(exc.errors()))
+        detail = "; ".join(f"{e['field'] or e['in']}: {e['message']}" for e in errors)[:1000]
+        return problem(422, "Invalid request", detail or "invalid request", kind="validation", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail) if exc.status_code != 404 else "Not found",
+                       str(exc.detail), kind=f"http-{exc.status_code}", headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "Internal error", "the server failed; nothing was changed by this request", kind="internal")

@@ -1,0 +1,166 @@
+"""Routes of API.md. Each one authenticates, validates and calls one service function — no rule lives here."""
+
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query, Response
+
+from aftersales.service import cases as case_service
+from aftersales.service import deadlines, orders, setup
+from aftersales.service.context import read
+from aftersales.service.errors import NotFound
+
+from . import schemas as s
+from .app import CtxDep, IdempotencyKey, IfMatch, Lang, Who
+
+router = APIRouter()
+
+P = {"model": s.Problem}
+ERRORS: dict[int | str, dict[str, Any]] = {401: P, 403: P, 404: P, 409: P, 413: P, 422: P}
+PathId = Annotated[str, Path(min_length=1, max_length=64, pattern=s.ID_PATTERN)]
+Cursor = Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_-]*$")]
+
+
+@router.get("/healthz", tags=["ops"], responses={500: P})
+def healthz(ctx: CtxDep) -> dict[str, str]:
+    ctx.now()
+    return {"status": "ok"}
+
+
+# --- set-up -----------------------------------------------------------------------------------------------
+@router.post("/v1/merchants", status_code=201, response_model=s.Merchant, tags=["set-up"], responses=ERRORS)
+def create_merchant(body: s.MerchantIn, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
+    return setup.create_merchant(ctx, who, id=body.id, name=body.name, return_address=body.return_address)
+
+
+@router.get("/v1/merchants/{merchant_id}", response_model=s.Merchant, tags=["set-up"], responses=ERRORS)
+def get_merchant(merchant_id: PathId, ctx: CtxDep, who: Who) -> Any:
+    return setup.get_merchant(ctx, who, merchant_id)
+
+
+@router.post("/v1/api-keys", status_code=201, response_model=s.ApiKey, tags=["set-up"], responses=ERRORS)
+def create_api_key(body: s.ApiKeyIn, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
+    return setup.create_api_key(ctx, who, role=body.role, subject_id=body.subject_id, label=body.label)
+
+
+@router.put("/v1/categories/{code}", response_model=s.Category, tags=["set-up"], responses={**ERRORS, 201: {"model": s.Category}})
+def put_category(code: PathId, body: s.CategoryIn, ctx: CtxDep, who: Who, response: Response) -> Any:
+    category, created = setup.put_category(ctx, who, code=code, name=body.name, no_reason_return=body.no_reason_return,
+                                           statutory_exclusion=body.statutory_exclusion,
+                                           after_sales_days=body.after_sales_days, warranty_days=body.warranty_days)
+    response.status_code = 201 if created else 200
+    return category
+
+
+@router.get("/v1/categories", response_model=list[s.Category], tags=["set-up"], responses=ERRORS)
+def list_categories(ctx: CtxDep, who: Who) -> Any:
+    return setup.list_categories(ctx)
+
+
+@router.get("/v1/policy", response_model=s.PolicyOut, tags=["set-up"], responses=ERRORS)
+def get_policy(ctx: CtxDep, who: Who) -> Any:
+    return ctx.policy.as_dict()
+
+
+# --- orders and groups ------------------------------------------------------------------------------------
+@router.post("/v1/orders", status_code=201, response_model=s.OrderOut, tags=["orders"], responses=ERRORS)
+def create_order(body: s.OrderIn, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
+    return orders.create_order(ctx, who, body.model_dump())
+
+
+@router.get("/v1/orders/{order_id}", response_model=s.OrderOut, tags=["orders"], responses=ERRORS)
+def get_order(order_id: PathId, ctx: CtxDep, who: Who) -> Any:
+    return orders.get_order(ctx, who, order_id)
+
+
+@router.post("/v1/orders/{order_id}/ship", response_model=s.OrderOut, tags=["orders"], responses=ERRORS)
+def ship_order(order_id: PathId, body: s.ShipIn, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
+    return orders.ship_order(ctx, who, order_id, body.carrier, body.tracking_no)
+
+
+@router.post("/v1/orders/{order_id}/deliver", response_model=s.OrderOut, tags=["orders"], responses=ERRORS)
+def deliver_order(order_id: PathId, ctx: CtxDep, who: Who, body: Annotated[s.DeliverIn | None, Body()] = None,
+                  idempotency_key: IdempotencyKey = None) -> Any:
+    return orders.deliver_order(ctx, who, order_id, body.at if body else None)
+
+
+@router.get("/v1/orders/{order_id}/after-sales-options", response_model=s.OptionsOut, tags=["orders"], responses=ERRORS)
+def after_sales_options(order_id: PathId, ctx: CtxDep, who: Who, lang: Lang) -> Any:
+    return orders.options(ctx, who, order_id, lang=lang)
+
+
+@router.post("/v1/groups/{group_id}/complete", response_model=s.GroupOut, tags=["orders"], responses=ERRORS)
+def complete_group(group_id: PathId, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
+    return orders.complete_group(ctx, who, group_id)
+
+
+@router.get("/v1/groups/{group_id}", response_model=s.GroupOut, tags=["orders"], responses=ERRORS)
+def get_group(group_id: PathId, ctx: CtxDep, who: Who) -> Any:
+    return orders.get_group(ctx, who, group_id)
+
+
+# --- cases --------------------------------------------------------------------------------------------------
+@router.post("/v1/cases", status_code=201, response_model=s.CaseOut, tags=["cases"], responses=ERRORS)
+def open_case(body: s.CaseIn, ctx: CtxDep, who: Who, lang: Lang, idempotency_key: IdempotencyKey = None) -> Any:
+    return case_service.open_case(ctx, who, body.model_dump(), lang=lang)
+
+
+@router.get("/v1/cases", response_model=s.CasePage, tags=["cases"], responses=ERRORS)
+def list_cases(
+    ctx: CtxDep, who: Who, lang: Lang,
+    status: Annotated[str | None, Query(max_length=40, pattern=r"^[a-z_]+$")] = None,
+    order_id: Annotated[str | None, Query(max_length=64, pattern=s.ID_PATTERN)] = None,
+    merchant_id: Annotated[str | None, Query(max_length=64, pattern=s.ID_PATTERN)] = None,
+    due_before: s.Instant | None = None,
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Any:
+    return case_service.list_cases(ctx, who, status=status, order_id=order_id, merchant_id=merchant_id,
+                                   due_before=due_before, cursor=cursor, limit=limit, lang=lang)
+
+
+@router.get("/v1/cases/{case_id}", response_model=s.CaseOut, tags=["cases"], responses=ERRORS)
+def get_case(case_id: PathId, ctx: CtxDep, who: Who, lang: Lang) -> Any:
+    return case_service.get_case(ctx, who, case_id, lang=lang)
+
+
+@router.get("/v1/cases/{case_id}/events", response_model=s.EventPage, tags=["cases"], responses=ERRORS)
+def case_events(case_id: PathId, ctx: CtxDep, who: Who, cursor: Cursor = None,
+                limit: Annotated[int, Query(ge=1, le=200)] = 200) -> Any:
+    return case_service.case_events(ctx, who, case_id, cursor=cursor, limit=limit)
+
+
+def _action_route(action: str, model: type[s.Strict]) -> None:
+    def handler(case_id: PathId, ctx: CtxDep, who: Who, lang: Lang, if_match: IfMatch,
+                body: Annotated[model | None, Body()] = None,  # type: ignore[valid-type]
+                idempotency_key: IdempotencyKey = None) -> Any:
+        params: dict[str, Any] = body.model_dump(exclude_none=True) if body is not None else {}
+        return case_service.act(ctx, who, case_id, action, params, if_match=if_match, lang=lang)
+
+    handler.__name__ = f"case_{action}"
+    router.add_api_route(f"/v1/cases/{{case_id}}/{action}", handler, methods=["POST"], response_model=s.CaseOut,
+                         tags=["case actions"], responses=ERRORS, name=f"case_{action}",
+                         summary=action.replace("_", " ").capitalize())
+
+
+for _action, _model in s.ACTION_BODIES.items():
+    _action_route(_action, _model)
+
+
+# --- manual clock ---------------------------------------------------------------------------------------
+def _manual(ctx: Any, who: Any) -> None:
+    if not ctx.clock.manual or who.role != "platform":
+        raise NotFound("resource", "clock")
+
+
+@router.get("/v1/clock", response_model=s.ClockOut, tags=["clock"], responses=ERRORS)
+def get_clock(ctx: CtxDep, who: Who) -> Any:
+    _manual(ctx, who)
+    return {"now": read(ctx, lambda uow: uow.now).isoformat()}
+
+
+@router.post("/v1/clock/advance", response_model=s.ClockAdvanceOut, tags=["clock"], responses=ERRORS)
+def advance_clock(body: s.ClockAdvanceIn, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
+    _manual(ctx, who)
+    now, fired = deadlines.advance_clock(ctx, body.seconds)
+    return {"now": now.isoformat(), "fired": fired}

@@ -1,0 +1,356 @@
+"""Request and response models of the public API (API.md). Strict: wrong types and unknown fields are 422."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
+
+from aftersales.domain.money import MAX_FEN
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+#: Free text may hold anything but NUL, which PostgreSQL cannot store in a text column.
+NO_NUL = r"^[^\x00]*$"
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)]
+Text = Annotated[str, StringConstraints(max_length=2000, pattern=NO_NUL)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)]
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _rfc3339(value: object) -> object:
+    """API.md: instants are RFC 3339 strings; pydantic alone would also take epoch numbers (seconds or ms?)."""
+    if (isinstance(value, str) and not _RFC3339.match(value)) or isinstance(value, int | float):
+        raise ValueError("must be an RFC 3339 instant with an offset, e.g. 2026-03-01T10:00:00+08:00")
+    return value
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+Fen = Annotated[int, Field(strict=True, gt=0, le=MAX_FEN)]
+FenOrZero = Annotated[int, Field(strict=True, ge=0, le=MAX_FEN)]
+CaseTypeName = Literal["refund_only", "return_refund", "exchange", "reship", "repair"]
+ReasonName = Literal["no_reason", "quality_problem", "not_as_described", "wrong_item", "missing_parts", "counterfeit",
+                     "damaged_in_transit", "not_received", "late_delivery", "service_attitude", "other"]
+
+
+class Strict(BaseModel):
+    # Ints and bools are strict field by field (no "12" or 1.0 for an amount); instants arrive as RFC 3339 strings.
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- requests ----------------------------------------------------------------------------------------------
+class MerchantIn(Strict):
+    id: Id
+    name: ShortText
+    return_address: Text | None = None
+
+
+class ApiKeyIn(Strict):
+    role: Literal["merchant", "buyer", "platform"]
+    subject_id: Id | None = None
+    label: ShortText | None = None
+
+
+class CategoryIn(Strict):
+    name: ShortText
+    no_reason_return: StrictBool
+    statutory_exclusion: Literal["custom_made", "perishable", "digital", "periodical"] | None = None
+    after_sales_days: Annotated[int, Field(strict=True, ge=0, le=3650)] | None = None
+    warranty_days: Annotated[int, Field(strict=True, ge=0, le=36500)] | None = None
+
+
+class OrderItemIn(Strict):
+    sku: Id
+    title: ShortText
+    category: Id
+    quantity: Annotated[int, Field(strict=True, ge=1, le=100000)]
+    unit_price_fen: Fen
+    exclusion_confirmed: StrictBool = False
+
+
+class GroupIn(Strict):
+    id: Id
+    size: Annotated[int, Field(strict=True, ge=2, le=1000)]
+    auto_complete: StrictBool = False
+
+
+class OrderIn(Strict):
+    id: Id
+    merchant_id: Id
+    buyer_id: Id
+    paid_at: Instant
+    shipping_fee_fen: FenOrZero
+    return_shipping_insured: StrictBool = False
+    items: Annotated[list[OrderItemIn], Field(min_length=1, max_length=200)]
+    group: GroupIn | None = None
+
+
+class ShipIn(Strict):
+    carrier: ShortText
+    tracking_no: ShortText
+
+
+class DeliverIn(Strict):
+    at: Instant | None = None
+
+
+class CaseItemIn(Strict):
+    sku: Id
+    quantity: Annotated[int, Field(strict=True, ge=1, le=100000)]
+
+
+class CaseIn(Strict):
+    order_id: Id
+    type: CaseTypeName
+    reason: ReasonName
+    items: Annotated[list[CaseItemIn], Field(min_length=1, max_length=200)] | None = None
+    refund_fen: Fen | None = None
+    description: Text | None = None
+    #: E7: a merchant opening a case for the buyer states that the buyer consented.
+    buyer_consent: StrictBool = False
+
+
+class ClockAdvanceIn(Strict):
+    seconds: Annotated[int, Field(strict=True, ge=0, le=10 * 366 * 86400)]
+
+
+class Empty(Strict):
+    pass
+
+
+class ApproveIn(Strict):
+    return_shipping_payer: Literal["buyer", "merchant", "insurer"] | None = None
+
+
+class ReasonIn(Strict):
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NO_NUL)]
+
+
+class RefundAmountIn(Strict):
+    refund_fen: Fen
+
+
+class ShipReturnIn(Strict):
+    carrier: ShortText
+    tracking_no: ShortText
+    #: M3: what the buyer paid for the return parcel (reimbursed when the merchant pays, up to the cap).
+    shipping_fee_fen: FenOrZero | None = None
+
+
+class DeliveredIn(Strict):
+    at: Instant | None = None
+
+
+class ResubmitIn(Strict):
+    reason: ReasonName | None = None
+    refund_fen: Fen | None = None
+    description: Text | None = None
+
+
+class RuleIn(Strict):
+    outcome: Literal["refund", "reject"]
+    refund_fen: Fen | None = None
+    rationale: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NO_NUL)]
+
+
+#: The body each case action takes (API.md), ``Empty`` where it takes none.
+ACTION_BODIES: dict[str, type[Strict]] = {
+    "approve": ApproveIn, "reject": ReasonIn, "offer_exchange": Empty, "offer_partial_refund": RefundAmountIn,
+    "accept_offer": Empty, "decline_offer": Empty, "ship_return": ShipReturnIn, "mark_return_delivered": DeliveredIn,
+    "confirm_return": Empty, "reject_return": ReasonIn, "ship_replacement": ShipIn,
+    "mark_replacement_delivered": DeliveredIn, "confirm_received": Empty, "resubmit": ResubmitIn,
+    "accept_rejection": Empty, "cancel": Empty, "escalate": ReasonIn, "rule": RuleIn, "pay_ruling": Empty,
+}
+
+
+# --- responses ---------------------------------------------------------------------------------------------
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    rule: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class Merchant(BaseModel):
+    id: str
+    name: str
+    return_address: str | None
+    closed: bool
+    created_at: str
+
+
+class ApiKey(BaseModel):
+    id: str
+    key: str
+    role: str
+    subject_id: str | None
+    created_at: str
+
+
+class Category(BaseModel):
+    code: str
+    name: str
+    no_reason_return: bool
+    statutory_exclusion: str | None
+    after_sales_days: int | None
+    warranty_days: int | None
+
+
+class GroupOut(BaseModel):
+    id: str
+    size: int
+    members: int
+    status: Literal["pending", "formed", "failed"]
+    auto_complete: bool
+    opened_at: str
+    expires_at: str
+    closed_at: str | None
+    version: int
+
+
+class RefundOut(BaseModel):
+    key: str
+    kind: str
+    payer: str
+    rule: str
+    status: Literal["pending", "settled"]
+    amount_fen: int
+    refund_fen: int
+    return_shipping_fen: int
+    goods: dict[str, int]
+    shipping_fen: int
+    case_id: str | None
+    created_at: str
+    settled_at: str | None
+
+
+class OrderItemOut(BaseModel):
+    sku: str
+    title: str
+    category: str
+    quantity: int
+    unit_price_fen: int
+    exclusion_confirmed: bool
+
+
+class OrderOut(BaseModel):
+    id: str
+    merchant_id: str
+    buyer_id: str
+    status: Literal["group_pending", "awaiting_shipment", "shipped", "delivered", "cancelled"]
+    paid_at: str
+    shipping_fee_fen: int
+    paid_fen: int
+    refunded_fen: int
+    buyer_cancellations: int
+    return_shipping_insured: bool
+    items: list[OrderItemOut]
+    group: GroupOut | None
+    shipped_at: str | None
+    delivered_at: str | None
+    carrier: str | None
+    tracking_no: str | None
+    cancelled_at: str | None
+    open_case_id: str | None
+    case_ids: list[str]
+    refunds: list[RefundOut]
+    version: int
+
+
+class OptionOut(BaseModel):
+    type: CaseTypeName
+    allowed: bool
+    rule: str
+    explanation: str
+    reasons: list[ReasonName]
+    deadline: str | None
+    max_refund_fen: int
+    reason_deadlines: dict[str, str]
+    items: list[str]
+
+
+class OptionsOut(BaseModel):
+    options: list[OptionOut]
+    cancellations_left: int
+
+
+class DeadlineOut(BaseModel):
+    action: str
+    due_at: str
+    rule: str
+
+
+class CaseOut(BaseModel):
+    id: str
+    order_id: str
+    merchant_id: str
+    buyer_id: str
+    type: CaseTypeName
+    reason: ReasonName
+    status: str
+    close_reason: str | None
+    refund_fen: int | None
+    refunded_fen: int
+    return_shipping_payer: Literal["buyer", "merchant", "insurer"] | None
+    return_shipping_proposed: Literal["buyer", "merchant", "insurer"] | None
+    return_shipping_disputed: bool
+    return_shipping_fee_fen: int
+    deadline: DeadlineOut | None
+    items: list[CaseItemIn]
+    description: str
+    opened_by: str
+    opened_at: str
+    closed_at: str | None
+    first_response_at: str | None
+    rejection_reason: str | None
+    escalation_reason: str | None
+    offer: dict[str, Any] | None
+    ruling: dict[str, Any] | None
+    platform_overdue: bool
+    return_shipment: dict[str, Any] | None
+    replacement_shipment: dict[str, Any] | None
+    refunds: list[RefundOut] | None
+    allowed_actions: list[str]
+    #: E8: cancellations the buyer has left on the order (absent from list pages).
+    cancellations_left: int | None = None
+    version: int
+
+
+class CasePage(BaseModel):
+    items: list[CaseOut]
+    next_cursor: str | None
+
+
+class EventOut(BaseModel):
+    id: int
+    kind: str
+    actor: Literal["buyer", "merchant", "platform", "system"]
+    at: str
+    rules: list[str]
+    order_id: str | None
+    case_id: str | None
+    group_id: str | None
+    from_status: str | None
+    to_status: str | None
+    data: dict[str, Any]
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    next_cursor: str | None
+
+
+class ClockOut(BaseModel):
+    now: str
+
+
+class ClockAdvanceOut(BaseModel):
+    now: str
+    fired: int
+
+
+class PolicyOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    timezone: str

@@ -1,0 +1,307 @@
+"""The command line: `aftersales ...` (Typer + Rich)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from aftersales.config import Settings
+from aftersales.domain import policy as policy_mod
+from aftersales.domain.errors import PolicyError
+from aftersales.service.context import Context
+from aftersales.store.migrate import upgrade
+
+app = typer.Typer(help="After-sales engine and workbench for group-buying marketplaces.", no_args_is_help=True)
+policy_app = typer.Typer(help="The platform policy (RULEBOOK parameters).", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+console = Console()
+err = Console(stderr=True)
+
+
+@policy_app.command("check")
+def policy_check(file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True)) -> None:
+    """Validate a policy file; exit 1 listing every problem."""
+    try:
+        policy_mod.load(file)
+    except PolicyError as exc:
+        err.print(f"[red]{file}: invalid policy[/red]")
+        for problem in exc.problems:
+            err.print(f"  - {problem}")
+        raise typer.Exit(1) from None
+    console.print(f"[green]{file}: valid[/green]")
+
+
+@policy_app.command("show")
+def policy_show(
+    file: Path | None = typer.Option(None, "--file", "-f", help="Policy file (default: AFTERSALES_POLICY_FILE or the shipped one)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Print the policy in force."""
+    path = file or (Path(os.environ["AFTERSALES_POLICY_FILE"]) if os.environ.get("AFTERSALES_POLICY_FILE") else None)
+    try:
+        policy = policy_mod.load(path)
+    except PolicyError as exc:
+        err.print(str(exc))
+        raise typer.Exit(1) from None
+    data = policy.as_dict()
+    if as_json:
+        console.print_json(json.dumps(data))
+        return
+    table = Table(title=f"Policy ({path or 'shipped default'})")
+    table.add_column("parameter")
+    table.add_column("value", justify="right")
+    for key, value in data.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        err.print(f"[red]invalid configuration:[/red]\n{exc}")
+        raise typer.Exit(2) from None
+
+
+def _context(settings: Settings) -> Context:
+    from aftersales.api.app import build_context
+
+    return build_context(settings)
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (SQLite by default, PostgreSQL via AFTERSALES_DATABASE_URL)."""
+    settings = _settings()
+    ctx = _context(settings)
+    upgrade(ctx.engine)
+    console.print(f"[green]database at head[/green] ({ctx.engine.url.render_as_string(hide_password=True)})")
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, help="Interface to listen on (default AFTERSALES_HOST)."),
+    port: int | None = typer.Option(None, help="Port (default AFTERSALES_PORT)."),
+    workers: int = typer.Option(1, help="Uvicorn worker processes."),
+) -> None:
+    """Serve the HTTP API, with the deadline worker in the same process."""
+    import uvicorn
+
+    settings = _settings()
+    if host:
+        os.environ["AFTERSALES_HOST"] = host
+    if port:
+        os.environ["AFTERSALES_PORT"] = str(port)
+    settings = _settings()
+    uvicorn.run("aftersales.api.server:app", factory=True, host=settings.host, port=settings.port, workers=workers,
+                log_level="info", access_log=False)
+
+
+@app.command()
+def worker(
+    once: bool = typer.Option(False, "--once", help="Apply what is due now and exit."),
+) -> None:
+    """Run the deadline worker on its own."""
+    import threading
+
+    from aftersales import worker as worker_mod
+
+    settings = _settings()
+    ctx = _context(settings)
+    if once:
+        console.print(f"worker pass: {worker_mod.run_once(ctx)}")
+        return
+    stop = threading.Event()
+    try:
+        worker_mod.loop(ctx, stop, settings.worker_poll_seconds)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: str = typer.Option(..., "--role", help="platform, merchant or buyer"),
+    subject: str | None = typer.Option(None, "--subject", help="merchant or buyer id"),
+    label: str | None = typer.Option(None, "--label"),
+) -> None:
+    """Create an API key and print it (only its hash is stored)."""
+    from aftersales.service import setup
+    from aftersales.service.errors import ServiceError
+
+    ctx = _context(_settings())
+    upgrade(ctx.engine)
+    try:
+        key = setup.create_api_key(ctx, None, role=role, subject_id=subject, label=label)
+    except ServiceError as exc:
+        err.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(1) from None
+    console.print(key["key"])
+
+
+# --- the demo marketplace, `run`, bulk imports ------------------------------------------------------------
+DEMO_KEYS_FILE = Path("var/demo-keys.json")
+KEYS_FILE_OPTION = typer.Option(DEMO_KEYS_FILE, "--keys-file",
+                                help="Where the demo keys' plaintext is kept (development only, mode 0600).")
+
+
+def _print_demo_keys(keys: list[Any], keys_file: Path) -> None:
+    from rich import box
+
+    table = Table(title="Demo API keys (send as: Authorization: Bearer <key>)", box=box.SIMPLE_HEAD, title_justify="left")
+    table.add_column("role")
+    table.add_column("subject")
+    table.add_column("key", no_wrap=True, min_width=max((len(k.key) for k in keys), default=10))
+    for k in keys:
+        table.add_row(k.role, k.subject_id or "", k.key)
+    console.print(table)
+    console.print(f"(kept in {keys_file} for the next run; development only)", style="dim")
+
+
+def _seed_demo(ctx: Context, keys_file: Path) -> list[Any]:
+    """Seed an empty database and keep the keys; on a seeded one, the kept keys this database still accepts."""
+    from aftersales import demo as demo_mod
+
+    keys = demo_mod.seed(ctx, on_skip=lambda why: err.print(f"[yellow]{why}[/yellow]"))
+    if keys:
+        demo_mod.save_keys(keys_file, keys)
+        return keys
+    return demo_mod.load_keys(keys_file, ctx)
+
+
+@app.command()
+def demo(keys_file: Path = KEYS_FILE_OPTION) -> None:
+    """Seed a demo marketplace through the service layer and print its API keys (only into an empty database).
+
+    Three shops (fruit, apparel, electronics with a 365-day warranty category), orders in every state relative
+    to now, open cases close to their deadlines and a few closed ones. Keys: platform, one per merchant, two buyers.
+    """
+    settings = _settings()
+    if settings.env == "production":
+        err.print("[red]the demo is for development: refusing to seed with AFTERSALES_ENV=production[/red]")
+        raise typer.Exit(1)
+    ctx = _context(settings)
+    upgrade(ctx.engine)
+    from aftersales import demo as demo_mod
+
+    if not demo_mod.is_empty(ctx):
+        console.print("[yellow]the database already has merchants: nothing seeded[/yellow]")
+        known = demo_mod.load_keys(keys_file, ctx)
+        if known:
+            _print_demo_keys(known, keys_file)
+        return
+    keys = _seed_demo(ctx, keys_file)
+    console.print(f"[green]demo marketplace seeded[/green] ({ctx.engine.url.render_as_string(hide_password=True)})")
+    _print_demo_keys(keys, keys_file)
+
+
+@app.command("run")
+def run_all(
+    host: str | None = typer.Option(None, help="Interface to listen on (default AFTERSALES_HOST)."),
+    port: int | None = typer.Option(None, help="Port (default AFTERSALES_PORT)."),
+    keys_file: Path = KEYS_FILE_OPTION,
+) -> None:
+    """Migrate, seed the demo if the database is empty, print the demo keys and the URL, then serve API + worker."""
+    settings = _settings()
+    ctx = _context(settings)
+    upgrade(ctx.engine)
+    keys: list[Any] = []
+    if settings.env == "production":
+        console.print("[yellow]AFTERSALES_ENV=production: no demo data[/yellow]")
+    else:
+        keys = _seed_demo(ctx, keys_file)
+    if keys:
+        _print_demo_keys(keys, keys_file)
+    else:
+        console.print("No demo keys to show (the database was not seeded by this demo). "
+                      "Create one with: aftersales keys create --role platform")
+    ctx.engine.dispose()
+    url = f"http://{host or settings.host}:{port or settings.port}"
+    worker_note = "the worker runs in-process" if settings.worker_in_process else "no in-process worker (AFTERSALES_WORKER_IN_PROCESS=false)"
+    console.print(f"[bold]Serving the API on {url}[/bold] (OpenAPI: {url}/docs); {worker_note}. Ctrl-C stops.")
+    platform = next((k.key for k in keys if k.role == "platform"), None)
+    if platform:
+        console.print(f'Try: curl -H "Authorization: Bearer {platform}" {url}/v1/cases', soft_wrap=True)
+    serve(host=host, port=port, workers=1)
+
+
+import_app = typer.Typer(help="Bulk imports: every row is validated first; nothing is written if any is rejected.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+class _RichProgress:
+    """Adapts a Rich progress bar to :class:`aftersales.importer.Progress`."""
+
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+        self.task: Any = None
+
+    def phase(self, description: str, total: int) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, completed=self.progress.tasks[-1].total)
+        self.task = self.progress.add_task(description, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        self.progress.advance(self.task, n)
+
+
+@import_app.command("orders")
+def import_orders(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="A .csv or .jsonl file."),
+    fmt: str | None = typer.Option(None, "--format", help="csv or jsonl (default: from the file extension)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate every row, write nothing."),
+    show: int = typer.Option(50, "--show", min=1, help="How many rejected rows to list."),
+) -> None:
+    """Import paid orders (the body of POST /v1/orders, one per JSON line or one item per CSV line); exit 1 if any row is rejected.
+
+    CSV columns: id, merchant_id, buyer_id, paid_at, shipping_fee_fen, return_shipping_insured, sku, title, category,
+    quantity, unit_price_fen, exclusion_confirmed, group_id, group_size, group_auto_complete. Consecutive lines
+    with the same id are the items of one order.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from aftersales import importer
+
+    ctx = _context(_settings())
+    upgrade(ctx.engine)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=err) as bar:
+            report = importer.import_orders(ctx, file, fmt, progress=_RichProgress(bar), dry_run=dry_run)
+    except importer.ImportFileError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        ctx.engine.dispose()
+    if report.rejections:
+        table = Table(title=f"Rejected rows of {file} ({len(report.rejections)})", title_justify="left")
+        table.add_column("line", justify="right")
+        table.add_column("field")
+        table.add_column("message")
+        for r in report.rejections[:show]:
+            table.add_row(str(r.line), r.field, r.message)
+        console.print(table)
+        if len(report.rejections) > show:
+            console.print(f"… and {len(report.rejections) - show} more (--show to list more)")
+        console.print(f"[red]{len(report.rejections)} problem(s) in {report.orders} order(s): nothing was imported[/red]")
+        raise typer.Exit(1)
+    rate = report.orders / report.seconds if report.seconds else 0.0
+    if dry_run:
+        console.print(f"[green]valid:[/green] {report.orders} orders ({report.rows} rows, {report.groups} new groups); nothing written (--dry-run)")
+        return
+    console.print(f"[green]imported {report.orders} orders[/green] ({report.rows} rows, {report.groups} new groups) "
+                  f"in {report.seconds:.1f} s ({rate:,.0f} orders/s), one transaction")
+
+
+if __name__ == "__main__":
+    app()

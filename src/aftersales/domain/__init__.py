@@ -1,0 +1,1 @@
+"""The pure after-sales domain: standard library only, time passed in as an argument."""

@@ -1,0 +1,160 @@
+"""Cases: open, act, read, list, events (E1–E10, M1–M8, C1, F1, P1, P2)."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_
+
+from aftersales.domain import cases as dcases
+from aftersales.domain.cases import Action
+from aftersales.domain.opening import open_case as domain_open_case
+from aftersales.store import repositories as repo
+from aftersales.store import tables as t
+from aftersales.store.codec import from_dict
+
+from . import views
+from .context import Context, Principal, UnitOfWork, read, run
+from .errors import Conflict, Invalid, NotFound
+from .orders import load_order
+from .payments import settle_new_refunds
+
+PERSON_ACTIONS = frozenset(a.value for a in Action)
+
+
+def new_case_id() -> str:
+    """Time-ordered, unguessable case ids (cursor pagination follows creation order)."""
+    return f"cs_{time.time_ns() // 1000:014x}{secrets.token_hex(4)}"
+
+
+def _case_dict(ctx: Context, uow: UnitOfWork, who: Principal, order: Any, case: Any, lang: str) -> dict[str, Any]:
+    view = views.case_view(case, order, case.refunded_fen(order), actor=who.actor, lang=lang, tz=ctx.policy.timezone)
+    # E8: every answer on a case (a cancellation above all) states how many cancellations the buyer has left.
+    view["cancellations_left"] = max(0, ctx.policy.max_buyer_cancellations - order.buyer_cancellations)
+    return view
+
+
+def _load_case(uow: UnitOfWork, who: Principal, case_id: str, *, lock: bool = False) -> tuple[Any, Any]:
+    order_id = uow.tracker.order_for_case(case_id)
+    if order_id is None:
+        raise NotFound("case", case_id)
+    order = uow.tracker.get_order(order_id, lock=lock)
+    if order is None:
+        raise NotFound("case", case_id)
+    from .orders import can_see
+
+    if not can_see(who, order):
+        raise NotFound("case", case_id)
+    return order, order.case(case_id)
+
+
+def open_case(ctx: Context, who: Principal, data: dict[str, Any], *, lang: str) -> dict[str, Any]:
+    """Open a case: the buyer, or the merchant on the buyer's behalf (E7)."""
+    who.require("buyer", "merchant")
+
+    def cmd(uow: UnitOfWork) -> dict[str, Any]:
+        order = load_order(uow, who, data["order_id"], lock=True)
+        group = uow.tracker.get_group(order.group_id) if order.group_id else None
+        items = {i["sku"]: i["quantity"] for i in data["items"]} if data.get("items") else None
+        if data.get("items") and len(items or {}) != len(data["items"]):
+            raise Invalid("each sku may appear once in items")
+        case = domain_open_case(
+            order, case_id=new_case_id(), actor=who.actor, case_type=data["type"], reason=data["reason"], now=uow.now,
+            policy=ctx.policy, categories=repo.categories(uow.conn), group=group, items=items,
+            refund_fen=data.get("refund_fen"), description=data.get("description"),
+            buyer_consent=bool(data.get("buyer_consent")),
+        )
+        return _case_dict(ctx, uow, who, order, case, lang)
+
+    return run(ctx, cmd)
+
+
+def act(ctx: Context, who: Principal, case_id: str, action: str, params: dict[str, Any], *,
+        if_match: int | None, lang: str) -> dict[str, Any]:
+    """Take a person's action on a case; the built-in payment route settles refunds at once (F1)."""
+    if action not in PERSON_ACTIONS:
+        raise NotFound("action", action)
+
+    def cmd(uow: UnitOfWork) -> dict[str, Any]:
+        order, case = _load_case(uow, who, case_id, lock=True)
+        if if_match is not None and if_match != case.version:
+            raise Conflict(f"the case is at version {case.version}, not {if_match} (If-Match): reload it and try again")
+        dcases.act(order, case_id, Action(action), who.actor, uow.now, ctx.policy, **params)
+        settle_new_refunds(order, ctx.gateway, uow.now)
+        return _case_dict(ctx, uow, who, order, case, lang)
+
+    return run(ctx, cmd)
+
+
+def get_case(ctx: Context, who: Principal, case_id: str, *, lang: str) -> dict[str, Any]:
+    def q(uow: UnitOfWork) -> dict[str, Any]:
+        order, case = _load_case(uow, who, case_id)
+        return _case_dict(ctx, uow, who, order, case, lang)
+
+    return read(ctx, q)
+
+
+def encode_cursor(value: str | int) -> str:
+    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        value = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise Invalid("cursor is not one this server issued") from None
+    if not value or not value.isprintable():  # the server only issues printable ids (and NUL breaks PostgreSQL)
+        raise Invalid("cursor is not one this server issued")
+    return value
+
+
+def list_cases(ctx: Context, who: Principal, *, status: str | None, order_id: str | None, merchant_id: str | None,
+               due_before: datetime | None, cursor: str | None, limit: int, lang: str) -> dict[str, Any]:
+    where: list[Any] = []
+    if who.role == "merchant":
+        where.append(t.cases.c.merchant_id == who.subject_id)
+    elif who.role == "buyer":
+        where.append(t.cases.c.buyer_id == who.subject_id)
+    if status:
+        where.append(t.cases.c.status == status)
+    if order_id:
+        where.append(t.cases.c.order_id == order_id)
+    if merchant_id:
+        where.append(t.cases.c.merchant_id == merchant_id)
+    if due_before:
+        where.append(t.cases.c.due_at < due_before)
+    after = decode_cursor(cursor)
+
+    def q(uow: UnitOfWork) -> dict[str, Any]:
+        rows = repo.case_rows(uow.conn, where=where, after=after, limit=limit)
+        items = [views.case_view(from_dict(dcases.Case, r.state), None, r.refunded_fen, actor=who.actor, lang=lang,
+                                 tz=ctx.policy.timezone) for r in rows[:limit]]
+        nxt = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+        return {"items": items, "next_cursor": nxt}
+
+    return read(ctx, q)
+
+
+def case_events(ctx: Context, who: Principal, case_id: str, *, cursor: str | None, limit: int) -> dict[str, Any]:
+    raw = decode_cursor(cursor)
+    try:
+        after = int(raw) if raw is not None else None
+    except ValueError:
+        raise Invalid("cursor is not one this server issued") from None
+
+    def q(uow: UnitOfWork) -> dict[str, Any]:
+        _load_case(uow, who, case_id)
+        rows = repo.case_events(uow.conn, case_id, after=after, limit=limit)
+        nxt = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+        return {"items": [views.event_view(r) for r in rows[:limit]], "next_cursor": nxt}
+
+    return read(ctx, q)
+
+
+__all__ = ["act", "case_events", "get_case", "list_cases", "open_case", "or_"]

@@ -1,0 +1,158 @@
+"""What every service function needs: the engine, the policy, the clock, the payment port, and who calls."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from sqlalchemy import Connection, Engine, or_, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from aftersales.domain.events import Actor
+from aftersales.domain.policy import Policy
+from aftersales.store import repositories as repo
+from aftersales.store import tables as t
+from aftersales.store.repositories import ConcurrentUpdate, Tracker
+
+from .errors import Conflict, Forbidden
+from .payments import InstantGateway, PaymentGateway
+
+T = TypeVar("T")
+
+#: The Idempotency-Key claim of the request being served: (principal hash, key, the claim's ``created_at``),
+#: set by the API middleware. Every commit of that request marks the claim as applied (``status_code`` 0) in
+#: the same transaction, and only while the claim is still this request's: if the process dies after the
+#: commit, a retry knows the request was applied; if a retry took the claim over after the process died
+#: before it, this request can no longer commit. Either way the request takes effect at most once.
+IDEMPOTENCY_CLAIM: ContextVar[tuple[str, str, datetime] | None] = ContextVar("idempotency_claim", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who calls (API.md): ``platform``, ``merchant:<id>`` or ``buyer:<id>``."""
+
+    role: str
+    subject_id: str | None = None
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.role)
+
+    @property
+    def key(self) -> str:
+        return f"{self.role}:{self.subject_id}" if self.subject_id else self.role
+
+    def require(self, *roles: str) -> None:
+        if self.role not in roles:
+            raise Forbidden(f"this operation is for {' or '.join(roles)} keys")
+
+
+PLATFORM = Principal("platform")
+SYSTEM = Principal("system")
+
+
+class Clock:
+    """The real clock, or the manual clock of API.md kept in the database so that every process shares it."""
+
+    def __init__(self, manual: bool, start: datetime | None = None) -> None:
+        self.manual = manual
+        self.start = start
+
+    def now(self, conn: Connection | None = None) -> datetime:
+        if not self.manual:
+            return datetime.now(UTC)
+        assert conn is not None, "the manual clock is read inside a transaction"
+        value = repo.kv_get(conn, "clock_now")
+        if value is None:
+            return (self.start or datetime.now(UTC)).astimezone(UTC)
+        return datetime.fromisoformat(value)
+
+    def set(self, conn: Connection, now: datetime) -> None:
+        repo.kv_set(conn, "clock_now", now.astimezone(UTC).isoformat())
+
+
+@dataclass
+class Context:
+    engine: Engine
+    policy: Policy
+    clock: Clock
+    gateway: PaymentGateway = field(default_factory=InstantGateway)
+
+    def now(self) -> datetime:
+        if not self.clock.manual:
+            return datetime.now(UTC)
+        with self.engine.connect().execution_options(readonly=True) as conn:
+            return self.clock.now(conn)
+
+
+class UnitOfWork:
+    """One command, one transaction: rolled back unless :meth:`commit` is called."""
+
+    def __init__(self, ctx: Context, *, readonly: bool = False) -> None:
+        self.ctx = ctx
+        self.readonly = readonly
+
+    def __enter__(self) -> UnitOfWork:
+        self.conn = self.ctx.engine.connect()
+        if self.readonly:
+            self.conn.execution_options(readonly=True)
+        self.tx = self.conn.begin()
+        self.now = self.ctx.clock.now(self.conn)
+        from .webhooks import fan_out  # the outbox hook (webhooks import this module)
+
+        self.tracker = Tracker(self.conn, self.now, on_events=fan_out)
+        return self
+
+    def commit(self) -> None:
+        self.tracker.flush()
+        claim = IDEMPOTENCY_CLAIM.get()
+        if claim is not None:
+            principal, key, claimed_at = claim
+            c = t.idempotency.c
+            marked = self.conn.execute(
+                update(t.idempotency)
+                .where(c.principal == principal, c.key == key, c.created_at == claimed_at,
+                       or_(c.status_code.is_(None), c.status_code == 0))
+                .values(status_code=0))
+            if marked.rowcount != 1:
+                raise Conflict("a retry with this Idempotency-Key took this request over; it was not applied")
+        self.tx.commit()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.tx.is_active:
+            self.tx.rollback()
+        self.conn.close()
+
+
+def run(ctx: Context, command: Callable[[UnitOfWork], T], *, attempts: int = 8) -> T:
+    """Run ``command`` in a unit of work and commit, retrying when a concurrent writer got there first."""
+    for attempt in range(attempts):
+        try:
+            with UnitOfWork(ctx) as uow:
+                result = command(uow)
+                uow.commit()
+                return result
+        except ConcurrentUpdate:
+            pass
+        except IntegrityError as exc:
+            raise Conflict("a resource with this id already exists or a reference is invalid") from exc
+        except DBAPIError as exc:  # deadlock / serialization failure / database locked: try again
+            if not _retryable(exc):
+                raise
+        time.sleep(0.005 * (attempt + 1))
+    raise Conflict("too many concurrent changes to the same resource; try again")
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    code = getattr(exc.orig, "sqlstate", None)
+    return code in {"40001", "40P01", "55P03"} or "database is locked" in str(exc.orig)
+
+
+def read(ctx: Context, query: Callable[[UnitOfWork], T]) -> T:
+    """Run a read-only query in a transaction (no commit)."""
+    with UnitOfWork(ctx, readonly=True) as uow:
+        return query(uow)

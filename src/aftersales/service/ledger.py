@@ -1,0 +1,72 @@
+"""Reading the ledger (D2): transactions with their entries, and balances derived from the entries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from aftersales.store import tables as t
+
+from .context import Context, Principal, UnitOfWork, read
+from .errors import Invalid, NotFound
+
+
+def _own_prefix(who: Principal) -> str | None:
+    """The account prefix a caller may read: None for the platform (every account)."""
+    if who.role == "platform":
+        return None
+    return f"{who.role}:{who.subject_id}:"
+
+
+def transactions(ctx: Context, who: Principal, *, account: str | None, cursor: str | None, limit: int) -> dict[str, Any]:
+    """Every money movement, newest first; a merchant or buyer sees only those touching its own accounts."""
+    prefix = _own_prefix(who)
+    if account is not None and prefix is not None and not account.startswith(prefix):
+        raise NotFound("account", account)
+    if cursor is not None and not cursor.isdigit():
+        raise Invalid("cursor is not one this server issued")
+
+    def q(uow: UnitOfWork) -> dict[str, Any]:
+        tx, en = t.ledger_transactions, t.ledger_entries
+        stmt = select(tx)
+        if account is not None or prefix is not None:
+            touching = select(en.c.transaction_id)
+            touching = touching.where(en.c.account == account) if account is not None else touching.where(en.c.account.startswith(prefix or ""))
+            stmt = stmt.where(tx.c.id.in_(touching))
+        if cursor is not None:
+            stmt = stmt.where(tx.c.id < int(cursor))
+        rows = uow.conn.execute(stmt.order_by(tx.c.id.desc()).limit(limit + 1)).all()
+        page = rows[:limit]
+        entries: dict[int, list[dict[str, Any]]] = {r.id: [] for r in page}
+        if page:
+            for e in uow.conn.execute(select(en).where(en.c.transaction_id.in_(list(entries))).order_by(en.c.id)).all():
+                entries[e.transaction_id].append({"account": e.account, "debit_fen": e.debit_fen, "credit_fen": e.credit_fen})
+        out: dict[str, Any] = {
+            "items": [{"id": r.id, "key": r.key, "kind": r.kind, "at": r.at.isoformat(), "order_id": r.order_id,
+                       "case_id": r.case_id, "rule": r.rule, "amount_fen": r.amount_fen, "entries": entries[r.id]} for r in page],
+            "next_cursor": str(page[-1].id) if len(rows) > limit else None,
+        }
+        if account is not None:
+            out["balance_fen"] = balance(uow, account)
+        return out
+
+    return read(ctx, q)
+
+
+def balance(uow: UnitOfWork, account: str) -> int:
+    """Credits minus debits of ``account``: always derived, never stored."""
+    en = t.ledger_entries
+    value = uow.conn.execute(select(func.coalesce(func.sum(en.c.credit_fen - en.c.debit_fen), 0)).where(en.c.account == account)).scalar_one()
+    return int(value)
+
+
+def unbalanced_transactions(uow: UnitOfWork) -> list[int]:
+    """Ids of transactions whose debits differ from their credits (must always be empty)."""
+    en = t.ledger_entries
+    rows = uow.conn.execute(select(en.c.transaction_id).group_by(en.c.transaction_id)
+                            .having(func.sum(en.c.debit_fen) != func.sum(en.c.credit_fen))).all()
+    return [r.transaction_id for r in rows]
+
+
+

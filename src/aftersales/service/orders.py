@@ -1,0 +1,154 @@
+"""Orders and groups (G1–G5): create, ship, deliver, complete; the order view; eligibility (E1–E10)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aftersales.domain.eligibility import Eligibility, evaluate
+from aftersales.domain.errors import InvalidInput
+from aftersales.domain.events import Actor
+from aftersales.domain.groups import Group, open_group
+from aftersales.domain.messages import N_
+from aftersales.domain.orders import Order, OrderItem, new_order
+from aftersales.store import repositories as repo
+
+from . import views
+from .context import Context, Principal, UnitOfWork, read, run
+from .errors import Conflict, NotFound
+
+
+def can_see(who: Principal, order: Order) -> bool:
+    """T2 tenancy: the platform sees everything; a merchant its own orders; a buyer theirs."""
+    if who.role == "platform":
+        return True
+    if who.role == "merchant":
+        return order.merchant_id == who.subject_id
+    return who.role == "buyer" and order.buyer_id == who.subject_id
+
+
+def load_order(uow: UnitOfWork, who: Principal, order_id: str, *, lock: bool = False) -> Order:
+    order = uow.tracker.get_order(order_id, lock=lock)
+    if order is None or not can_see(who, order):
+        raise NotFound("order", order_id)
+    return order
+
+
+def group_orders(uow: UnitOfWork, group: Group) -> list[Order]:
+    out = []
+    for oid in group.member_ids:
+        order = uow.tracker.get_order(oid, lock=True)
+        assert order is not None
+        out.append(order)
+    return out
+
+
+def create_order(ctx: Context, who: Principal, data: dict[str, Any]) -> dict[str, Any]:
+    """Record a paid order; a group order opens its group or joins it (G1, G3)."""
+    who.require("platform", "merchant")
+    if who.role == "merchant" and data["merchant_id"] != who.subject_id:
+        raise NotFound("merchant", data["merchant_id"])
+
+    def cmd(uow: UnitOfWork) -> dict[str, Any]:
+        if repo.merchant(uow.conn, data["merchant_id"]) is None:
+            raise NotFound("merchant", data["merchant_id"])
+        if uow.tracker.order_exists(data["id"]):
+            raise Conflict(f"order {data['id']!r} already exists")
+        g = data.get("group")
+        items = [OrderItem(i["sku"], i["title"], i["category"], i["quantity"], i["unit_price_fen"], bool(i.get("exclusion_confirmed")))
+                 for i in data["items"]]
+        paid_at: datetime = data["paid_at"]
+        if paid_at > uow.now:
+            raise InvalidInput("T0", N_("{field} cannot be in the future."), field="paid_at")
+        order = new_order(id=data["id"], merchant_id=data["merchant_id"], buyer_id=data["buyer_id"], paid_at=paid_at,
+                          shipping_fee_fen=data["shipping_fee_fen"], items=items,
+                          return_shipping_insured=bool(data.get("return_shipping_insured")),
+                          group_id=g["id"] if g else None)
+        group = None
+        if g:
+            group = uow.tracker.get_group(g["id"], lock=True)
+            if group is None:
+                group = open_group(id=g["id"], merchant_id=order.merchant_id, size=g["size"],
+                                   auto_complete=bool(g.get("auto_complete")), first=order, policy=ctx.policy)
+                uow.tracker.add_group(group)
+            else:
+                if group.merchant_id != order.merchant_id:
+                    raise NotFound("group", g["id"])
+                members = group_orders(uow, group)
+                group.join(order, order.paid_at, members)
+        uow.tracker.add_order(order)
+        return views.order_view(order, group)
+
+    return run(ctx, cmd)
+
+
+def get_order(ctx: Context, who: Principal, order_id: str) -> dict[str, Any]:
+    def q(uow: UnitOfWork) -> dict[str, Any]:
+        order = load_order(uow, who, order_id)
+        group = uow.tracker.get_group(order.group_id) if order.group_id else None
+        return views.order_view(order, group)
+
+    return read(ctx, q)
+
+
+def ship_order(ctx: Context, who: Principal, order_id: str, carrier: str, tracking_no: str) -> dict[str, Any]:
+    who.require("platform", "merchant")
+
+    def cmd(uow: UnitOfWork) -> dict[str, Any]:
+        order = load_order(uow, who, order_id, lock=True)
+        order.ship(who.actor, carrier, tracking_no, uow.now)
+        group = uow.tracker.get_group(order.group_id) if order.group_id else None
+        return views.order_view(order, group)
+
+    return run(ctx, cmd)
+
+
+def deliver_order(ctx: Context, who: Principal, order_id: str, at: datetime | None) -> dict[str, Any]:
+    who.require("platform", "merchant")
+
+    def cmd(uow: UnitOfWork) -> dict[str, Any]:
+        order = load_order(uow, who, order_id, lock=True)
+        order.deliver(who.actor, at or uow.now, uow.now)
+        group = uow.tracker.get_group(order.group_id) if order.group_id else None
+        return views.order_view(order, group)
+
+    return run(ctx, cmd)
+
+
+def complete_group(ctx: Context, who: Principal, group_id: str) -> dict[str, Any]:
+    """G5: complete a pending group early where automatic completion is allowed."""
+    who.require("platform", "merchant")
+
+    def cmd(uow: UnitOfWork) -> dict[str, Any]:
+        group = uow.tracker.get_group(group_id, lock=True)
+        if group is None or (who.role == "merchant" and group.merchant_id != who.subject_id):
+            raise NotFound("group", group_id)
+        group.complete(group_orders(uow, group), who.actor, uow.now)
+        return views.group_view(group)
+
+    return run(ctx, cmd)
+
+
+def get_group(ctx: Context, who: Principal, group_id: str) -> dict[str, Any]:
+    def q(uow: UnitOfWork) -> dict[str, Any]:
+        group = uow.tracker.get_group(group_id)
+        if group is None or who.role == "buyer" or (who.role == "merchant" and group.merchant_id != who.subject_id):
+            raise NotFound("group", group_id)
+        return views.group_view(group)
+
+    return read(ctx, q)
+
+
+def eligibility(ctx: Context, uow: UnitOfWork, who: Principal, order: Order) -> Eligibility:
+    group = uow.tracker.get_group(order.group_id) if order.group_id else None
+    actor = who.actor if who.role != "platform" else Actor.BUYER
+    return evaluate(order, actor=actor, now=uow.now, policy=ctx.policy, categories=repo.categories(uow.conn), group=group)
+
+
+def options(ctx: Context, who: Principal, order_id: str, *, lang: str) -> dict[str, Any]:
+    """E1–E10: what may be opened on the order now, explained in ``lang``."""
+    def q(uow: UnitOfWork) -> dict[str, Any]:
+        order = load_order(uow, who, order_id)
+        return views.eligibility_view(eligibility(ctx, uow, who, order), lang=lang, tz=ctx.policy.timezone)
+
+    return read(ctx, q)

@@ -1,0 +1,114 @@
+"""Set-up resources: merchants, categories, API keys (platform only)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from aftersales.domain.catalog import StatutoryExclusion
+from aftersales.store import repositories as repo
+from aftersales.store import tables as t
+
+from .context import Context, Principal, UnitOfWork, read, run
+from .errors import Conflict, Invalid, NotFound, Unauthorized
+
+ROLES = ("platform", "merchant", "buyer")
+
+
+def hash_key(key: str) -> str:
+    """API keys are long random secrets, so a plain SHA-256 is the right hash (fast lookup, no brute force)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_merchant(ctx: Context, who: Principal, *, id: str, name: str, return_address: str | None) -> dict[str, Any]:
+    who.require("platform")
+
+    def cmd(uow: UnitOfWork) -> dict[str, Any]:
+        if repo.merchant(uow.conn, id) is not None:
+            raise Conflict(f"merchant {id!r} already exists")
+        uow.conn.execute(insert(t.merchants).values(id=id, name=name, return_address=return_address, closed=False, created_at=uow.now))
+        return {"id": id, "name": name, "return_address": return_address, "closed": False, "created_at": uow.now.isoformat()}
+
+    return run(ctx, cmd)
+
+
+def get_merchant(ctx: Context, who: Principal, merchant_id: str) -> dict[str, Any]:
+    if who.role == "buyer" or (who.role == "merchant" and who.subject_id != merchant_id):
+        raise NotFound("merchant", merchant_id)
+    row = read(ctx, lambda uow: repo.merchant(uow.conn, merchant_id))
+    if row is None:
+        raise NotFound("merchant", merchant_id)
+    return {"id": row.id, "name": row.name, "return_address": row.return_address, "closed": row.closed,
+            "created_at": row.created_at.isoformat()}
+
+
+def put_category(ctx: Context, who: Principal, *, code: str, name: str, no_reason_return: bool,
+                 statutory_exclusion: str | None, after_sales_days: int | None, warranty_days: int | None) -> tuple[dict[str, Any], bool]:
+    """Create or replace a category (E4–E6 terms). Returns the category and whether it was created."""
+    who.require("platform")
+    if statutory_exclusion is not None:
+        StatutoryExclusion(statutory_exclusion)
+    if after_sales_days is not None and after_sales_days < ctx.policy.no_reason_days:
+        raise Invalid(f"after_sales_days must not end before the {ctx.policy.no_reason_days}-day no-reason window (E4/E5)")
+    values = {"name": name, "no_reason_return": no_reason_return, "statutory_exclusion": statutory_exclusion,
+              "after_sales_days": after_sales_days, "warranty_days": warranty_days}
+
+    def cmd(uow: UnitOfWork) -> bool:
+        exists = uow.conn.execute(select(t.categories.c.code).where(t.categories.c.code == code)).first() is not None
+        if exists:
+            uow.conn.execute(update(t.categories).where(t.categories.c.code == code).values(**values))
+        else:
+            uow.conn.execute(insert(t.categories).values(code=code, **values))
+        return not exists
+
+    created = run(ctx, cmd)
+    return {"code": code, **values}, created
+
+
+def list_categories(ctx: Context) -> list[dict[str, Any]]:
+    cats = read(ctx, lambda uow: repo.categories(uow.conn))
+    return [{"code": c.code, "name": c.name, "no_reason_return": c.no_reason_return,
+             "statutory_exclusion": c.statutory_exclusion.value if c.statutory_exclusion else None,
+             "after_sales_days": c.after_sales_days, "warranty_days": c.warranty_days} for c in cats.values()]
+
+
+def create_api_key(ctx: Context, who: Principal | None, *, role: str, subject_id: str | None, label: str | None = None) -> dict[str, Any]:
+    """Create a key; the secret is returned once and only its hash is stored. ``who=None`` is the CLI."""
+    if who is not None:
+        who.require("platform")
+    if role not in ROLES:
+        raise Invalid(f"role must be one of {', '.join(ROLES)}")
+    if role == "platform" and subject_id:
+        raise Invalid("a platform key has no subject_id")
+    if role != "platform" and not subject_id:
+        raise Invalid(f"a {role} key needs a subject_id")
+    secret = f"as_{role[0]}_{secrets.token_urlsafe(32)}"
+    key_id = secrets.token_hex(8)
+
+    def cmd(uow: UnitOfWork) -> dict[str, Any]:
+        if role == "merchant" and repo.merchant(uow.conn, subject_id or "") is None:
+            raise NotFound("merchant", subject_id or "")
+        uow.conn.execute(insert(t.api_keys).values(id=key_id, key_hash=hash_key(secret), role=role, subject_id=subject_id,
+                                                   label=label, created_at=uow.now))
+        return {"id": key_id, "key": secret, "role": role, "subject_id": subject_id, "created_at": uow.now.isoformat()}
+
+    return run(ctx, cmd)
+
+
+def authenticate(ctx: Context, key: str | None, bootstrap_key: str | None) -> Principal:
+    """The principal of an API key (API.md: Bearer keys, stored hashed; the bootstrap platform key)."""
+    if not key:
+        raise Unauthorized("missing API key: send Authorization: Bearer <key>")
+    if bootstrap_key and hmac.compare_digest(key.encode(), bootstrap_key.encode()):
+        return Principal("platform")
+    digest = hash_key(key)
+    with ctx.engine.connect().execution_options(readonly=True) as conn:
+        row = conn.execute(select(t.api_keys.c.role, t.api_keys.c.subject_id, t.api_keys.c.revoked_at)
+                           .where(t.api_keys.c.key_hash == digest)).first()
+    if row is None or row.revoked_at is not None:
+        raise Unauthorized("unknown or revoked API key")
+    return Principal(row.role, row.subject_id)

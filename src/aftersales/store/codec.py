@@ -1,0 +1,107 @@
+"""Turn domain dataclasses into JSON-able dicts and back, driven by their type hints.
+
+Aggregates are stored as a JSON ``state`` next to the columns that queries need (status, owner, due time);
+the columns are projections written from the same object, so they cannot disagree with the state.
+The converters are compiled once per type (this runs for every aggregate loaded or saved).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
+from datetime import datetime
+from enum import Enum
+from functools import cache
+from typing import Any
+
+_SKIP = {"pending_events", "cases"}
+Conv = Callable[[Any], Any]
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    from aftersales.domain import cases  # forward references between the order and its cases
+
+    return typing.get_type_hints(cls, localns={"Case": cases.Case})
+
+
+@cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in _SKIP)
+
+
+def encode(obj: Any) -> Any:
+    """A JSON-able value for ``obj`` (dataclasses, enums, datetimes, sets, tuples, dicts, lists)."""
+    if obj is None or type(obj) in (bool, int, str, float):
+        return obj
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if isinstance(obj, dict):
+        return {str(k): encode(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [encode(v) for v in obj]
+    if isinstance(obj, set | frozenset):
+        return sorted((encode(v) for v in obj), key=repr)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {name: encode(getattr(obj, name)) for name in _field_names(type(obj))}
+    if isinstance(obj, bool | int | str | float):  # subclasses of the scalars
+        return obj
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+@cache
+def _decoder(tp: Any) -> Conv:
+    """A function turning the JSON form of a ``tp`` back into a ``tp``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        inner = _decoder(args[0])
+        return lambda v: None if v is None else inner(v)
+    if tp is datetime:
+        return datetime.fromisoformat
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return tp
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return lambda v: from_dict(tp, v)
+    if origin is dict:
+        kt, vt = (_decoder(a) for a in typing.get_args(tp))
+        return lambda v: {kt(k): vt(x) for k, x in v.items()}
+    if origin is list:
+        (et,) = (_decoder(a) for a in typing.get_args(tp))
+        return lambda v: [et(x) for x in v]
+    if origin is set:
+        (et,) = (_decoder(a) for a in typing.get_args(tp))
+        return lambda v: {et(x) for x in v}
+    if origin is tuple:
+        targs = typing.get_args(tp)
+        if len(targs) == 2 and targs[1] is Ellipsis:
+            et = _decoder(targs[0])
+            return lambda v: tuple(et(x) for x in v)
+        convs = [_decoder(a) for a in targs]
+        return lambda v: tuple(c(x) for c, x in zip(convs, v, strict=True))
+    return _identity
+
+
+def decode(tp: Any, value: Any) -> Any:
+    """The inverse of :func:`encode` for a value of type ``tp``."""
+    return None if value is None else _decoder(tp)(value)
+
+
+@cache
+def _field_decoders(cls: type) -> dict[str, Conv]:
+    return {name: _decoder(tp) for name, tp in _hints(cls).items()}
+
+
+def from_dict(cls: type, data: dict[str, Any], **extra: Any) -> Any:
+    convs = _field_decoders(cls)
+    kwargs = {name: (None if v is None else convs[name](v)) for name, v in data.items() if name in convs}
+    kwargs.update(extra)
+    return cls(**kwargs)

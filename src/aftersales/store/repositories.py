@@ -1,0 +1,322 @@
+"""Repositories: every query lives here. Aggregates are loaded with a lock when they will be changed,
+and written back (state, projections, events, timers) by :meth:`Tracker.flush` in the same transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, or_, select, update
+
+from aftersales.domain import ledger
+from aftersales.domain.cases import Case
+from aftersales.domain.catalog import Category, StatutoryExclusion
+from aftersales.domain.events import Event
+from aftersales.domain.groups import Group, GroupStatus
+from aftersales.domain.orders import Order, RefundStatus
+
+from . import tables as t
+from .codec import encode, from_dict
+
+
+class ConcurrentUpdate(Exception):
+    """Somebody else changed the aggregate since it was loaded (optimistic check)."""
+
+
+#: Called with (connection, [(event id, event, merchant id)]) for every event written: the outbox hook.
+EventHook = Callable[[Connection, list[tuple[int, Event, str]]], None]
+
+
+def order_values(order: Order) -> dict[str, Any]:
+    """The ``orders`` row of an order (its JSON state and the columns projected from it), without the id."""
+    return {"merchant_id": order.merchant_id, "buyer_id": order.buyer_id, "group_id": order.group_id,
+            "status": order.status.value, "paid_fen": order.paid_fen, "refunded_fen": order.refunded_fen,
+            "paid_at": order.paid_at, "version": order.version, "state": encode(order)}
+
+
+@dataclass
+class Tracker:
+    """Identity map of the aggregates a unit of work has loaded or added, with the versions seen."""
+
+    conn: Connection
+    now: datetime
+    on_events: EventHook | None = None
+    #: order id → (order, version loaded, {case id: (version loaded, stage loaded)})
+    orders: dict[str, tuple[Order, int | None, dict[str, tuple[int, int]]]] = field(default_factory=dict)
+    groups: dict[str, tuple[Group, int | None]] = field(default_factory=dict)
+    #: order id → {refund key: status as stored}
+    refund_status: dict[str, dict[str, RefundStatus]] = field(default_factory=dict)
+
+    # --- orders ----------------------------------------------------------------------------------------
+    def get_order(self, order_id: str, *, lock: bool = False) -> Order | None:
+        if order_id not in self.orders:
+            self.load_orders([order_id], lock=lock)
+        entry = self.orders.get(order_id)
+        return entry[0] if entry else None
+
+    def load_orders(self, order_ids: Iterable[str], *, lock: bool = False) -> None:
+        """Load several orders with their cases in two queries (locked in id order on PostgreSQL)."""
+        wanted = sorted({i for i in order_ids if i not in self.orders})
+        if not wanted:
+            return
+        stmt = select(t.orders.c.id, t.orders.c.state, t.orders.c.version).where(t.orders.c.id.in_(wanted)).order_by(t.orders.c.id)
+        if lock and self.conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        rows = self.conn.execute(stmt).all()
+        if not rows:
+            return
+        cases: dict[str, list[Case]] = {r.id: [] for r in rows}
+        for r in self.conn.execute(
+            select(t.cases.c.order_id, t.cases.c.state).where(t.cases.c.order_id.in_(list(cases)))
+            .order_by(t.cases.c.opened_at, t.cases.c.id)
+        ).all():
+            cases[r.order_id].append(from_dict(Case, r.state))
+        for row in rows:
+            order: Order = from_dict(Order, row.state, cases=cases[row.id])
+            order.version = row.version
+            self.orders[row.id] = (order, order.version, {c.id: (c.version, c.stage) for c in order.cases})
+            self.refund_status[row.id] = {r.key: r.status for r in order.refunds}
+
+    def add_order(self, order: Order) -> None:
+        self.orders[order.id] = (order, None, {})
+        self.refund_status[order.id] = {}
+
+    def order_exists(self, order_id: str) -> bool:
+        return self.conn.execute(select(t.orders.c.id).where(t.orders.c.id == order_id)).first() is not None
+
+    def order_for_case(self, case_id: str) -> str | None:
+        return self.conn.execute(select(t.cases.c.order_id).where(t.cases.c.id == case_id)).scalar()
+
+    # --- groups ----------------------------------------------------------------------------------------
+    def get_group(self, group_id: str, *, lock: bool = False) -> Group | None:
+        if group_id in self.groups:
+            return self.groups[group_id][0]
+        stmt = select(t.groups.c.state, t.groups.c.version).where(t.groups.c.id == group_id)
+        if lock and self.conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        row = self.conn.execute(stmt).first()
+        if row is None:
+            return None
+        group: Group = from_dict(Group, row.state)
+        group.version = row.version
+        self.groups[group_id] = (group, group.version)
+        return group
+
+    def add_group(self, group: Group) -> None:
+        self.groups[group.id] = (group, None)
+
+    # --- writing ---------------------------------------------------------------------------------------
+    def flush(self) -> list[Event]:
+        """Write every changed aggregate, then all their events in one statement and the outbox hook once."""
+        pending: list[tuple[Event, str]] = []
+        # Groups first: orders reference them.
+        for group, seen in self.groups.values():
+            if seen == group.version and not group.pending_events:
+                continue
+            self._save_group(group, seen)
+            pending += [(e, group.merchant_id) for e in group.pending_events]
+            group.pending_events.clear()
+        batch = _Batch()
+        for order, seen, case_versions in self.orders.values():
+            if seen == order.version and not order.pending_events:
+                continue
+            self._save_order(order, seen, case_versions, batch)
+            pending += [(e, order.merchant_id) for e in order.pending_events]
+            order.pending_events.clear()
+        batch.write(self.conn)
+        self._append_events(pending)
+        return [e for e, _ in pending]
+
+    def _save_group(self, group: Group, seen: int | None) -> None:
+        values = {"merchant_id": group.merchant_id, "status": group.status.value, "expires_at": group.expires_at,
+                  "version": group.version, "state": encode(group)}
+        if seen is None:
+            self.conn.execute(insert(t.groups).values(id=group.id, **values))
+        else:
+            res = self.conn.execute(update(t.groups).where(t.groups.c.id == group.id, t.groups.c.version == seen).values(**values))
+            if res.rowcount != 1:
+                raise ConcurrentUpdate(group.id)
+        if seen is None and group.status is GroupStatus.PENDING:
+            self.conn.execute(insert(t.timers).values(subject="group", subject_id=group.id, order_id=None, action="expire",
+                                                      stage=0, rule="G4", due_at=group.expires_at))
+        self.groups[group.id] = (group, group.version)
+
+    def _save_order(self, order: Order, seen: int | None, case_versions: dict[str, tuple[int, int]], batch: _Batch) -> None:
+        values = order_values(order)
+        if seen is None:
+            batch.new_orders.append({"id": order.id, **values})
+        else:
+            batch.changed_orders.append({"b_id": order.id, "b_seen": seen, **{f"v_{k}": v for k, v in values.items()}})
+        for case in order.cases:
+            old_version, old_stage = case_versions.get(case.id, (None, None))
+            if old_version == case.version:
+                continue
+            cvalues = {"order_id": order.id, "merchant_id": case.merchant_id, "buyer_id": case.buyer_id,
+                       "type": case.type.value, "reason": case.reason.value, "status": case.status.value,
+                       "close_reason": case.close_reason.value if case.close_reason else None,
+                       "refunded_fen": case.refunded_fen(order), "stage": case.stage,
+                       "due_action": case.due_action.value if case.due_action else None, "due_at": case.due_at,
+                       "opened_at": case.opened_at, "closed_at": case.closed_at, "version": case.version,
+                       "state": encode(case)}
+            if old_version is None:
+                batch.new_cases.append({"id": case.id, **cvalues})
+            else:
+                batch.changed_cases.append({"b_id": case.id, **{f"v_{k}": v for k, v in cvalues.items()}})
+            # Timers are written when a stage starts and never rewritten: rows of an older stage stay behind and are
+            # dropped as stale by whoever claims them. No unit of work ever deletes a row another worker may hold.
+            if case.stage != old_stage:
+                batch.timers += [{"subject": "case", "subject_id": case.id, "order_id": order.id, "action": d.action.value,
+                                  "stage": d.stage, "rule": d.rule, "due_at": d.due_at} for d in case.timers()]
+            case_versions[case.id] = (case.version, case.stage)
+        known = self.refund_status.setdefault(order.id, {})
+        for refund in order.refunds:
+            rvalues = {"status": refund.status.value, "settled_at": refund.settled_at}
+            if refund.key not in known:
+                batch.new_refunds.append({
+                    "key": refund.key, "order_id": order.id, "case_id": refund.case_id, "kind": refund.kind.value,
+                    "payer": refund.payer.value, "rule": refund.rule, "amount_fen": refund.amount_fen, "refund_fen": refund.refund_fen,
+                    "return_shipping_fen": refund.return_shipping_fen, "created_at": refund.created_at, **rvalues})
+                if refund.status is RefundStatus.PENDING:
+                    # F1 outbox: an external gateway is asked after this transaction commits, until it confirms.
+                    batch.payment_jobs.append({"refund_key": refund.key, "order_id": order.id, "attempts": 0,
+                                               "next_attempt_at": self.now})
+            if refund.status is RefundStatus.SETTLED and known.get(refund.key) is not RefundStatus.SETTLED:
+                # D2: the settlement is posted to the ledger in the same transaction, once (the key is unique).
+                assert refund.settled_at is not None
+                batch.postings.append(ledger.refund_transaction(order, refund, refund.settled_at))
+            if refund.key in known and known[refund.key] is not refund.status:
+                batch.settled_refunds.append({"b_key": refund.key, "v_status": refund.status.value, "v_settled_at": refund.settled_at})
+            known[refund.key] = refund.status
+        self.orders[order.id] = (order, order.version, case_versions)
+
+    def _append_events(self, events: list[tuple[Event, str]]) -> None:
+        if not events:
+            return
+        ids = self.conn.execute(insert(t.events).returning(t.events.c.id, sort_by_parameter_order=True), [
+            {"order_id": e.order_id, "case_id": e.case_id, "group_id": e.group_id, "kind": e.kind, "actor": e.actor.value,
+             "at": e.at, "rules": list(e.rules), "from_status": e.from_status, "to_status": e.to_status,
+             "data": encode(e.data), "recorded_at": self.now} for e, _ in events
+        ]).scalars().all()
+        if self.on_events is not None:
+            self.on_events(self.conn, [(int(i), e, m) for i, (e, m) in zip(ids, events, strict=True)])
+
+
+@dataclass
+class _Batch:
+    """Rows of one flush, written with one statement per table (executemany)."""
+
+    new_orders: list[dict[str, Any]] = field(default_factory=list)
+    changed_orders: list[dict[str, Any]] = field(default_factory=list)
+    new_cases: list[dict[str, Any]] = field(default_factory=list)
+    changed_cases: list[dict[str, Any]] = field(default_factory=list)
+    timers: list[dict[str, Any]] = field(default_factory=list)
+    new_refunds: list[dict[str, Any]] = field(default_factory=list)
+    settled_refunds: list[dict[str, Any]] = field(default_factory=list)
+    payment_jobs: list[dict[str, Any]] = field(default_factory=list)
+    postings: list[ledger.Transaction] = field(default_factory=list)
+
+    def write(self, conn: Connection) -> None:
+        if self.new_orders:
+            conn.execute(insert(t.orders), self.new_orders)
+        if self.changed_orders:
+            # Optimistic check: every row must still carry the version this unit of work loaded.
+            cols: dict[str, Any] = {k[2:]: bindparam(k) for k in self.changed_orders[0] if k.startswith("v_")}
+            res = conn.execute(update(t.orders).where(t.orders.c.id == bindparam("b_id"), t.orders.c.version == bindparam("b_seen"))
+                               .values(cols), self.changed_orders)
+            if res.rowcount != len(self.changed_orders):
+                raise ConcurrentUpdate(",".join(r["b_id"] for r in self.changed_orders))
+        if self.new_cases:
+            conn.execute(insert(t.cases), self.new_cases)
+        if self.changed_cases:
+            case_cols: dict[str, Any] = {k[2:]: bindparam(k) for k in self.changed_cases[0] if k != "b_id"}
+            conn.execute(update(t.cases).where(t.cases.c.id == bindparam("b_id")).values(case_cols), self.changed_cases)
+        if self.timers:
+            conn.execute(insert(t.timers), self.timers)
+        if self.new_refunds:
+            conn.execute(insert(t.refunds), self.new_refunds)
+        if self.settled_refunds:
+            conn.execute(update(t.refunds).where(t.refunds.c.key == bindparam("b_key"))
+                         .values(status=bindparam("v_status"), settled_at=bindparam("v_settled_at")), self.settled_refunds)
+        if self.payment_jobs:
+            conn.execute(insert(t.payment_jobs), self.payment_jobs)
+        if self.postings:
+            post(conn, self.postings)
+
+
+def post(conn: Connection, transactions: Sequence[ledger.Transaction]) -> None:
+    """Append balanced ledger transactions (D2) with their entries."""
+    ids = conn.execute(insert(t.ledger_transactions).returning(t.ledger_transactions.c.id, sort_by_parameter_order=True), [
+        {"key": tx.key, "kind": tx.kind, "at": tx.at, "order_id": tx.order_id, "case_id": tx.case_id, "rule": tx.rule,
+         "amount_fen": tx.amount_fen} for tx in transactions
+    ]).scalars().all()
+    conn.execute(insert(t.ledger_entries), [
+        {"transaction_id": tx_id, "account": e.account, "debit_fen": e.debit_fen, "credit_fen": e.credit_fen}
+        for tx_id, tx in zip(ids, transactions, strict=True) for e in tx.entries
+    ])
+
+
+# --- read-side queries ------------------------------------------------------------------------------------
+def categories(conn: Connection) -> dict[str, Category]:
+    rows = conn.execute(select(t.categories)).all()
+    return {
+        r.code: Category(r.code, r.name, r.no_reason_return,
+                         StatutoryExclusion(r.statutory_exclusion) if r.statutory_exclusion else None,
+                         r.after_sales_days, r.warranty_days)
+        for r in rows
+    }
+
+
+def merchant(conn: Connection, merchant_id: str) -> Row[Any] | None:
+    return conn.execute(select(t.merchants).where(t.merchants.c.id == merchant_id)).first()
+
+
+def case_rows(conn: Connection, *, where: Iterable[Any], after: str | None, limit: int) -> list[Any]:
+    stmt = select(t.cases.c.id, t.cases.c.state, t.cases.c.refunded_fen).where(*where)
+    if after is not None:
+        stmt = stmt.where(t.cases.c.id > after)
+    return list(conn.execute(stmt.order_by(t.cases.c.id).limit(limit + 1)).all())
+
+
+def case_events(conn: Connection, case_id: str, *, after: int | None, limit: int) -> list[Any]:
+    stmt = select(t.events).where(t.events.c.case_id == case_id)
+    if after is not None:
+        stmt = stmt.where(t.events.c.id > after)
+    return list(conn.execute(stmt.order_by(t.events.c.id).limit(limit + 1)).all())
+
+
+def order_events(conn: Connection, order_id: str) -> list[Any]:
+    return list(conn.execute(select(t.events).where(t.events.c.order_id == order_id).order_by(t.events.c.id)).all())
+
+
+def due_timers(conn: Connection, now: datetime, limit: int, *, skip_locked: bool) -> list[Any]:
+    """The earliest due timers, each with its case's current stage (None for groups).
+
+    On PostgreSQL rows another worker holds are skipped (SKIP LOCKED)."""
+    stmt = (select(t.timers, t.cases.c.stage.label("case_stage"))
+            .outerjoin(t.cases, (t.timers.c.subject == "case") & (t.cases.c.id == t.timers.c.subject_id))
+            .where(t.timers.c.due_at <= now).order_by(t.timers.c.due_at, t.timers.c.id).limit(limit))
+    if skip_locked and conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=t.timers, skip_locked=True)
+    return list(conn.execute(stmt).all())
+
+
+def delete_timers(conn: Connection, ids: list[int]) -> None:
+    conn.execute(delete(t.timers).where(t.timers.c.id.in_(ids)))
+
+
+def count_due(conn: Connection, now: datetime) -> int:
+    return int(conn.execute(select(func.count()).select_from(t.timers).where(t.timers.c.due_at <= now)).scalar_one())
+
+
+def kv_get(conn: Connection, key: str) -> str | None:
+    return conn.execute(select(t.kv.c.value).where(t.kv.c.key == key)).scalar()
+
+
+def kv_set(conn: Connection, key: str, value: str) -> None:
+    if conn.execute(update(t.kv).where(t.kv.c.key == key).values(value=value)).rowcount == 0:
+        conn.execute(insert(t.kv).values(key=key, value=value))
+
+
+__all__ = ["ConcurrentUpdate", "Tracker", "or_"]

@@ -1,0 +1,257 @@
+"""SQLAlchemy 2 tables. Money columns are BigInteger fen; instants are timezone-aware (stored UTC)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text, TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite (which keeps no zone) and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+merchants = Table(
+    "merchants", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("return_address", Text),
+    Column("closed", Boolean, nullable=False, default=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+categories = Table(
+    "categories", metadata,
+    Column("code", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("no_reason_return", Boolean, nullable=False),
+    Column("statutory_exclusion", String(32)),
+    Column("after_sales_days", Integer),
+    Column("warranty_days", Integer),
+)
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("key_hash", String(128), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("subject_id", String(64)),
+    Column("label", String(200)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+)
+
+groups = Table(
+    "groups", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("merchant_id", String(64), ForeignKey("merchants.id"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("state", JSON, nullable=False),
+)
+
+orders = Table(
+    "orders", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("merchant_id", String(64), ForeignKey("merchants.id"), nullable=False, index=True),
+    Column("buyer_id", String(64), nullable=False, index=True),
+    Column("group_id", String(64), ForeignKey("groups.id"), index=True),
+    Column("status", String(24), nullable=False),
+    Column("paid_fen", BigInteger, nullable=False),
+    Column("refunded_fen", BigInteger, nullable=False),
+    Column("paid_at", UtcDateTime, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("state", JSON, nullable=False),
+)
+
+cases = Table(
+    "cases", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("order_id", String(64), ForeignKey("orders.id"), nullable=False, index=True),
+    Column("merchant_id", String(64), nullable=False),
+    Column("buyer_id", String(64), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("close_reason", String(32)),
+    Column("refunded_fen", BigInteger, nullable=False),
+    Column("stage", Integer, nullable=False, server_default="0"),  # timers of another stage are stale
+    Column("due_action", String(32)),
+    Column("due_at", UtcDateTime),
+    Column("opened_at", UtcDateTime, nullable=False),
+    Column("closed_at", UtcDateTime),
+    Column("version", Integer, nullable=False),
+    Column("state", JSON, nullable=False),
+    Index("ix_cases_merchant_status_due", "merchant_id", "status", "due_at"),
+    Index("ix_cases_buyer", "buyer_id", "id"),
+    Index("ix_cases_status_due", "status", "due_at"),
+)
+
+refunds = Table(
+    "refunds", metadata,
+    Column("key", String(160), primary_key=True),
+    Column("order_id", String(64), ForeignKey("orders.id"), nullable=False, index=True),
+    Column("case_id", String(64), index=True),
+    Column("kind", String(24), nullable=False),
+    Column("payer", String(16), nullable=False),
+    Column("rule", String(8), nullable=False),
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("refund_fen", BigInteger, nullable=False),
+    Column("return_shipping_fen", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("settled_at", UtcDateTime),
+)
+
+events = Table(
+    "events", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("order_id", String(64), index=True),
+    Column("case_id", String(64), index=True),
+    Column("group_id", String(64)),
+    Column("kind", String(48), nullable=False),
+    Column("actor", String(16), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("rules", JSON, nullable=False),
+    Column("from_status", String(32)),
+    Column("to_status", String(32)),
+    Column("data", JSON, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+)
+
+# Durable deadlines (M1–M7, P1, P2, G4): one row per pending automatic action, written with the state.
+timers = Table(
+    "timers", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("subject", String(8), nullable=False),  # "case" | "group"
+    Column("subject_id", String(64), nullable=False),
+    Column("order_id", String(64)),
+    Column("action", String(32), nullable=False),
+    Column("stage", Integer, nullable=False),
+    Column("rule", String(8), nullable=False),
+    Column("due_at", UtcDateTime, nullable=False),
+    Index("ix_timers_due", "due_at", "id"),
+    Index("ix_timers_subject", "subject", "subject_id"),
+)
+
+idempotency = Table(
+    "idempotency_keys", metadata,
+    Column("principal", String(80), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("method", String(8), nullable=False),
+    Column("path", String(400), nullable=False),
+    Column("body_hash", String(64), nullable=False),
+    Column("status_code", Integer),
+    Column("response", Text),
+    Column("content_type", String(80)),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+kv = Table(
+    "kv", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# --- outbox: webhooks and payments (deliveries leave after the transaction that caused them commits) ------
+webhook_subscriptions = Table(
+    "webhook_subscriptions", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("merchant_id", String(64), ForeignKey("merchants.id"), index=True),  # NULL: platform-wide
+    Column("url", String(2000), nullable=False),
+    Column("secret", String(200), nullable=False),
+    Column("event_types", JSON, nullable=False),  # [] = every event
+    Column("active", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("subscription_id", String(32), ForeignKey("webhook_subscriptions.id"), nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("event_type", String(48), nullable=False),
+    Column("ordering_key", String(80), nullable=False),  # deliveries of one case (or order/group) go in order
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("last_status_code", Integer),
+    Column("last_error", String(500)),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("delivered_at", UtcDateTime),
+    Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_sub", "subscription_id", "id"),
+    Index("ix_webhook_deliveries_order", "subscription_id", "ordering_key", "status", "id"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("delivery_id", BigInteger, ForeignKey("webhook_deliveries.id"), nullable=False, index=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("status_code", Integer),
+    Column("error", String(500)),
+    Column("duration_ms", Integer, nullable=False),
+)
+
+# F1: refunds for an external payment gateway wait here until the gateway confirms them.
+payment_jobs = Table(
+    "payment_jobs", metadata,
+    Column("refund_key", String(160), ForeignKey("refunds.key"), primary_key=True),
+    Column("order_id", String(64), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("last_error", String(500)),
+    Index("ix_payment_jobs_due", "next_attempt_at"),
+)
+
+# --- D2 ledger: append-only, balanced; balances are sums of entries ---------------------------------------------
+ledger_transactions = Table(
+    "ledger_transactions", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("key", String(200), nullable=False, unique=True),  # idempotency: one posting per key
+    Column("kind", String(40), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("order_id", String(64), index=True),
+    Column("case_id", String(64)),
+    Column("rule", String(8)),
+    Column("amount_fen", BigInteger, nullable=False),
+)
+
+ledger_entries = Table(
+    "ledger_entries", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("transaction_id", BigInteger, ForeignKey("ledger_transactions.id"), nullable=False, index=True),
+    Column("account", String(120), nullable=False),
+    Column("debit_fen", BigInteger, nullable=False),
+    Column("credit_fen", BigInteger, nullable=False),
+    Index("ix_ledger_entries_account", "account", "transaction_id"),
+)

@@ -1,0 +1,46 @@
+"""Bulk data for tests and benchmarks, built through the domain and the store's unit of work (never raw rows)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import insert, select
+
+from aftersales.domain.catalog import CaseType, Reason
+from aftersales.domain.events import Actor
+from aftersales.domain.opening import open_case
+from aftersales.domain.orders import OrderItem, new_order
+from aftersales.service.context import Context, UnitOfWork, run
+from aftersales.store import tables as t
+
+
+def ensure_merchant(ctx: Context, merchant_id: str, now: datetime) -> None:
+    def cmd(uow: UnitOfWork) -> None:
+        if uow.conn.execute(select(t.merchants.c.id).where(t.merchants.c.id == merchant_id)).first() is None:
+            uow.conn.execute(insert(t.merchants).values(id=merchant_id, name=merchant_id, closed=False, created_at=now))
+
+    run(ctx, cmd)
+
+
+def seed_open_cases(ctx: Context, n: int, opened_at: datetime, *, merchant_id: str = "m-bulk", prefix: str = "bulk",
+                    chunk: int = 500) -> list[str]:
+    """``n`` paid, unshipped orders, each with a buyer's refund_only case awaiting the merchant (E2, M1), opened at
+    ``opened_at``: three timers per case (reminders at 36 h and 46 h, automatic approval at 48 h). Returns case ids."""
+    ensure_merchant(ctx, merchant_id, opened_at)
+    case_ids: list[str] = []
+    for start in range(0, n, chunk):
+
+        def cmd(uow: UnitOfWork, start: int = start) -> list[str]:
+            ids = []
+            for i in range(start, min(n, start + chunk)):
+                order = new_order(id=f"{prefix}-o{i}", merchant_id=merchant_id, buyer_id=f"{prefix}-b{i % 97}",
+                                  paid_at=opened_at - timedelta(hours=1), shipping_fee_fen=500,
+                                  items=[OrderItem("sku-1", "Thing", "general", 1, 1000 + i % 500)])
+                case = open_case(order, case_id=f"{prefix}-c{i}", actor=Actor.BUYER, case_type=CaseType.REFUND_ONLY,
+                                 reason=Reason.NO_REASON, now=opened_at, policy=ctx.policy, categories={})
+                uow.tracker.add_order(order)
+                ids.append(case.id)
+            return ids
+
+        case_ids += run(ctx, cmd)
+    return case_ids

@@ -1,0 +1,383 @@
+"""The authorisation matrix (API.md "Auth", RULEBOOK T2): every operation of the API × every principal.
+
+Principals: the platform, merchant A (``mA``), merchant B (``mB``), buyer X (``bX``), buyer Y (``bY``) and a caller
+without a key. The order under test belongs to mA/bX, so mB and bY are the *outsiders*.
+
+Operations are enumerated from ``app.routes``: a route added without an entry in ``MATRIX`` fails
+``test_every_route_has_a_matrix_entry`` (and the matrix test itself).
+
+Expected answers, as the code does them consistently:
+
+* no key → 401 on every operation except the public ones (``/healthz``, ``/openapi.json``, the docs pages);
+* another tenant's order, case or group → 404, never another tenant's data (the 404 is the one an unknown id
+  gets, and no response to an outsider carries the id, the buyer or any data of the order or case);
+* a key of the wrong *role* for an operation → 403 (``Principal.require`` runs before any lookup, so the 403 says
+  nothing about whether the target exists: bY gets the same 403 for bX's order as for an unknown one);
+* a principal of the right tenant but the wrong side of a case action (the merchant confirming the buyer's
+  receipt, the platform approving, …) → 403 ``not-permitted`` (T2);
+* two deliberate exceptions to "wrong role → 403", both answered 404 because the resource does not exist for that
+  role: the manual clock (``/v1/clock*``) answers 404 to every key but the platform's (as it does with the real
+  clock), and merchants and groups are invisible to buyers (``GET /v1/merchants/{id}``, ``GET /v1/groups/{id}``).
+
+Every cell whose operation changes state gets its own fresh order/case/group; read-only operations share one
+order of mA/bX with an open case. A refused request must leave the whole database unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, inspect, select, text
+
+PRINCIPALS = ("platform", "merchant_a", "merchant_b", "buyer_x", "buyer_y", "anonymous")
+INSIDERS = ("platform", "merchant_a", "buyer_x")
+OUTSIDERS = ("merchant_b", "buyer_y")
+PROBLEM = "application/problem+json"
+TITLE_MARK = "SecretTitleOfX"
+DESC_MARK = "SecretDescriptionOfX"
+
+
+# --- the routes of the application --------------------------------------------------------------------------
+def operations(app: Any) -> set[tuple[str, str]]:
+    """Every (method, path) the application answers, HEAD aside, through included routers and mounts."""
+    out: set[tuple[str, str]] = set()
+
+    def walk(routes: Any, prefix: str) -> None:
+        for route in routes:
+            sub = getattr(route, "original_router", None)  # FastAPI's included router
+            if sub is not None:
+                walk(sub.routes, prefix + getattr(getattr(route, "include_context", None), "prefix", ""))
+            elif getattr(route, "methods", None):
+                out.update((m, prefix + route.path) for m in route.methods if m != "HEAD")
+            elif hasattr(route, "routes"):  # a mount or a plain router
+                walk(route.routes, prefix + getattr(route, "path", ""))
+
+    walk(app.routes, "")
+    return out
+
+
+# --- fresh state ------------------------------------------------------------------------------------------
+@dataclass
+class World:
+    """Builds orders and cases of mA/bX through the API, each with new ids."""
+
+    api: Any
+    counter: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def uid(self, prefix: str) -> str:
+        return f"{prefix}{next(self.counter):05d}"
+
+    def ok(self, r: Any, status: int = 200) -> dict[str, Any]:
+        assert r.status_code == status, f"set-up step failed: {r.status_code} {r.text}"
+        return dict(r.json())
+
+    def order(self, *, state: str = "delivered", group: str | None = None) -> str:
+        oid = self.uid("ordA")
+        body: dict[str, Any] = {
+            "id": oid, "merchant_id": "mA", "buyer_id": "bX", "paid_at": "2026-03-01T01:00:00+00:00",
+            "shipping_fee_fen": 500,
+            "items": [{"sku": "s1", "title": TITLE_MARK, "category": "apparel", "quantity": 1, "unit_price_fen": 1999}],
+        }
+        if group is not None:
+            body["group"] = {"id": group, "size": 2, "auto_complete": True}
+        self.ok(self.api.post("/v1/orders", body), 201)
+        if state in ("shipped", "delivered"):
+            self.ok(self.api.post(f"/v1/orders/{oid}/ship", {"carrier": "SF", "tracking_no": "T1"}))
+        if state == "delivered":
+            self.ok(self.api.post(f"/v1/orders/{oid}/deliver", {}))
+        return oid
+
+    def act(self, case_id: str, action: str, body: Any = None, who: str = "merchant_a") -> dict[str, Any]:
+        return self.ok(self.api.post(f"/v1/cases/{case_id}/{action}", body, who=who))
+
+    def case(self, status: str) -> tuple[str, str]:
+        """A case of a delivered order of mA/bX in ``status`` (or a named intermediate situation)."""
+        case_type = {"awaiting_return_shipment": "return_refund", "return_in_transit": "return_refund",
+                     "awaiting_replacement_shipment": "exchange", "replacement_in_transit": "exchange"}.get(status, "refund_only")
+        oid = self.order()
+        case = self.ok(self.api.post("/v1/cases", {"order_id": oid, "type": case_type, "reason": "quality_problem",
+                                                   "description": DESC_MARK}, who="buyer_x"), 201)
+        cid = case["id"]
+        if status == "offer":
+            self.act(cid, "offer_partial_refund", {"refund_fen": 500})
+        elif status in ("rejected", "platform_review", "ruled_refund"):
+            self.act(cid, "reject", {"reason": "no"})
+            if status != "rejected":
+                self.act(cid, "escalate", {"reason": "unfair"}, who="buyer_x")
+            if status == "ruled_refund":
+                self.act(cid, "rule", {"outcome": "refund", "refund_fen": 1000, "rationale": "defective"}, who="platform")
+        elif status != "awaiting_merchant":
+            self.act(cid, "approve", {})
+            if status != "awaiting_return_shipment":
+                self.act(cid, "ship_return", {"carrier": "SF", "tracking_no": "R1"}, who="buyer_x")
+            if status in ("awaiting_replacement_shipment", "replacement_in_transit"):
+                self.act(cid, "confirm_return")
+            if status == "replacement_in_transit":
+                self.act(cid, "ship_replacement", {"carrier": "SF", "tracking_no": "R2"})
+        return oid, cid
+
+
+@dataclass
+class Call:
+    """One request of a cell, and what must not appear in an outsider's answer."""
+
+    method: str
+    path: str
+    body: Any = None
+    params: dict[str, str] | None = None
+    secrets: tuple[str, ...] = ()
+    #: Strings an insider's successful answer must contain (the data is really there for them).
+    shows: tuple[str, ...] = ()
+
+
+@dataclass
+class Op:
+    expect: dict[str, int]
+    build: Callable[[World, Shared], Call]
+    mutates: bool = False
+
+
+@dataclass
+class Shared:
+    """The read-only fixture: an order of mA/bX with an open case, and a pending group of mA."""
+
+    order_id: str
+    case_id: str
+    group_id: str
+    webhook_id: str
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self.order_id, self.case_id, self.group_id, "bX", TITLE_MARK, DESC_MARK)
+
+
+def expect(default: int, anonymous: int = 401, **cells: int) -> dict[str, int]:
+    out = {p: default for p in PRINCIPALS}
+    out["anonymous"] = anonymous
+    out.update(cells)
+    return out
+
+
+PUBLIC = expect(200, anonymous=200)
+ANY_KEY = expect(200)
+PLATFORM_ONLY = expect(403, platform=201)  # set-up operations (API.md "Set-up resources (platform)")
+TENANT_READ = expect(200, merchant_b=404, buyer_y=404)
+ORDER_WRITE = expect(403, platform=200, merchant_a=200, merchant_b=404)  # buyers: wrong role (403)
+CLOCK = expect(404, platform=200)
+
+
+def secret_order(world: World, call: Callable[[str], Call], **kw: Any) -> Call:
+    oid = world.order(**kw)
+    c = call(oid)
+    c.secrets += (oid, "bX", TITLE_MARK)
+    return c
+
+
+def _new_group(w: World, s: Shared) -> Call:
+    gid = w.uid("grpA")
+    w.order(state="paid", group=gid)
+    return Call("POST", f"/v1/groups/{gid}/complete", secrets=(gid,))
+
+
+def _new_order_call(w: World, s: Shared) -> Call:
+    oid = w.uid("ordA")
+    body = {"id": oid, "merchant_id": "mA", "buyer_id": "bX", "paid_at": "2026-03-01T01:00:00+00:00",
+            "shipping_fee_fen": 0,
+            "items": [{"sku": "s1", "title": TITLE_MARK, "category": "apparel", "quantity": 1, "unit_price_fen": 100}]}
+    return Call("POST", "/v1/orders", body, secrets=(oid,))
+
+
+def _open_case_call(w: World, s: Shared) -> Call:
+    oid = w.order()
+    return Call("POST", "/v1/cases", {"order_id": oid, "type": "refund_only", "reason": "quality_problem",
+                                      "description": DESC_MARK, "buyer_consent": True}, secrets=(oid, "bX", TITLE_MARK))
+
+
+MATRIX: dict[tuple[str, str], Op] = {
+    # public
+    ("GET", "/healthz"): Op(PUBLIC, lambda w, s: Call("GET", "/healthz")),
+    ("GET", "/openapi.json"): Op(PUBLIC, lambda w, s: Call("GET", "/openapi.json")),
+    ("GET", "/docs"): Op(PUBLIC, lambda w, s: Call("GET", "/docs")),
+    ("GET", "/docs/oauth2-redirect"): Op(PUBLIC, lambda w, s: Call("GET", "/docs/oauth2-redirect")),
+    ("GET", "/redoc"): Op(PUBLIC, lambda w, s: Call("GET", "/redoc")),
+    # set-up (platform)
+    ("POST", "/v1/merchants"): Op(PLATFORM_ONLY, lambda w, s: Call("POST", "/v1/merchants", {"id": w.uid("mNew"), "name": "New"}), True),
+    ("GET", "/v1/merchants/{merchant_id}"): Op(expect(404, platform=200, merchant_a=200),
+                                                lambda w, s: Call("GET", "/v1/merchants/mA", shows=("mA",))),
+    ("POST", "/v1/api-keys"): Op(PLATFORM_ONLY, lambda w, s: Call("POST", "/v1/api-keys", {"role": "buyer", "subject_id": w.uid("bNew")}), True),
+    ("PUT", "/v1/categories/{code}"): Op(PLATFORM_ONLY, lambda w, s: Call("PUT", f"/v1/categories/{w.uid('cat')}",
+                                                                          {"name": "Cat", "no_reason_return": True}), True),
+    ("GET", "/v1/categories"): Op(ANY_KEY, lambda w, s: Call("GET", "/v1/categories")),
+    ("GET", "/v1/policy"): Op(ANY_KEY, lambda w, s: Call("GET", "/v1/policy")),
+    # orders and groups
+    ("POST", "/v1/orders"): Op(expect(403, platform=201, merchant_a=201, merchant_b=404), _new_order_call, True),
+    ("GET", "/v1/orders/{order_id}"): Op(TENANT_READ, lambda w, s: Call("GET", f"/v1/orders/{s.order_id}", shows=(s.order_id, TITLE_MARK))),
+    ("POST", "/v1/orders/{order_id}/ship"): Op(ORDER_WRITE, lambda w, s: secret_order(
+        w, lambda oid: Call("POST", f"/v1/orders/{oid}/ship", {"carrier": "SF", "tracking_no": "T9"}), state="paid"), True),
+    ("POST", "/v1/orders/{order_id}/deliver"): Op(ORDER_WRITE, lambda w, s: secret_order(
+        w, lambda oid: Call("POST", f"/v1/orders/{oid}/deliver", {}), state="shipped"), True),
+    ("GET", "/v1/orders/{order_id}/after-sales-options"): Op(TENANT_READ, lambda w, s: Call(
+        "GET", f"/v1/orders/{s.order_id}/after-sales-options")),
+    ("POST", "/v1/groups/{group_id}/complete"): Op(ORDER_WRITE, _new_group, True),
+    ("GET", "/v1/groups/{group_id}"): Op(expect(404, platform=200, merchant_a=200),
+                                         lambda w, s: Call("GET", f"/v1/groups/{s.group_id}", shows=(s.group_id,))),
+    # cases
+    ("POST", "/v1/cases"): Op(expect(404, platform=403, merchant_a=201, buyer_x=201), _open_case_call, True),
+    ("GET", "/v1/cases"): Op(ANY_KEY, lambda w, s: Call("GET", "/v1/cases", params={"order_id": s.order_id})),
+    ("GET", "/v1/cases/{case_id}"): Op(TENANT_READ, lambda w, s: Call("GET", f"/v1/cases/{s.case_id}", shows=(s.case_id, DESC_MARK))),
+    ("GET", "/v1/cases/{case_id}/events"): Op(TENANT_READ, lambda w, s: Call("GET", f"/v1/cases/{s.case_id}/events", shows=(s.case_id,))),
+    # webhooks: a merchant subscribes to its own events; the platform to anyone's; buyers have none
+    ("POST", "/v1/webhooks"): Op(expect(403, platform=201, merchant_a=201, merchant_b=404), lambda w, s: Call(
+        "POST", "/v1/webhooks", {"url": "https://hooks.example.com/a", "event_types": ["case.*"], "merchant_id": "mA"}), True),
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"): Op(expect(404, platform=200, merchant_a=200), lambda w, s: Call(
+        "GET", f"/v1/webhooks/{s.webhook_id}/deliveries", secrets=(s.webhook_id,))),
+    # ledger (D2): a merchant reads its own accounts only; another's account is 404
+    ("GET", "/v1/ledger/transactions"): Op(expect(404, platform=200, merchant_a=200), lambda w, s: Call(
+        "GET", "/v1/ledger/transactions", params={"account": "merchant:mA:sales"})),
+    # manual clock: hidden (404) from everyone but the platform
+    ("GET", "/v1/clock"): Op(CLOCK, lambda w, s: Call("GET", "/v1/clock")),
+    ("POST", "/v1/clock/advance"): Op(CLOCK, lambda w, s: Call("POST", "/v1/clock/advance", {"seconds": 0}), True),
+}
+
+#: Case actions: the situation the case must be in, the body, and who may take the action there (API.md, T2).
+ACTIONS: dict[str, tuple[str, Any, tuple[str, ...]]] = {
+    "approve": ("awaiting_merchant", {}, ("merchant_a",)),
+    "reject": ("awaiting_merchant", {"reason": "not convinced"}, ("merchant_a",)),
+    "offer_exchange": ("awaiting_merchant", None, ("merchant_a",)),
+    "offer_partial_refund": ("awaiting_merchant", {"refund_fen": 500}, ("merchant_a",)),
+    "accept_offer": ("offer", None, ("buyer_x",)),
+    "decline_offer": ("offer", None, ("buyer_x",)),
+    "ship_return": ("awaiting_return_shipment", {"carrier": "SF", "tracking_no": "R1"}, ("buyer_x",)),
+    "mark_return_delivered": ("return_in_transit", {}, ("merchant_a", "platform")),
+    "confirm_return": ("return_in_transit", None, ("merchant_a",)),
+    "reject_return": ("return_in_transit", {"reason": "not the same goods"}, ("merchant_a",)),
+    "ship_replacement": ("awaiting_replacement_shipment", {"carrier": "SF", "tracking_no": "R2"}, ("merchant_a",)),
+    "mark_replacement_delivered": ("replacement_in_transit", {}, ("merchant_a", "platform")),
+    "confirm_received": ("replacement_in_transit", None, ("buyer_x",)),
+    "resubmit": ("rejected", {"description": "more photos"}, ("buyer_x",)),
+    "accept_rejection": ("rejected", None, ("buyer_x",)),
+    "cancel": ("awaiting_merchant", None, ("buyer_x",)),
+    "escalate": ("rejected", {"reason": "unfair"}, ("buyer_x",)),
+    "rule": ("platform_review", {"outcome": "reject", "rationale": "no evidence"}, ("platform",)),
+    "pay_ruling": ("ruled_refund", None, ("merchant_a",)),
+}
+
+
+def _action_op(action: str, situation: str, body: Any, allowed: tuple[str, ...]) -> Op:
+    def build(w: World, s: Shared) -> Call:
+        oid, cid = w.case(situation)
+        return Call("POST", f"/v1/cases/{cid}/{action}", body, secrets=(oid, cid, "bX", TITLE_MARK, DESC_MARK))
+
+    cells = {p: (200 if p in allowed else 403) for p in INSIDERS}
+    return Op(expect(404, **cells), build, True)
+
+
+for _action, (_situation, _body, _allowed) in ACTIONS.items():
+    MATRIX[("POST", f"/v1/cases/{{case_id}}/{_action}")] = _action_op(_action, _situation, _body, _allowed)
+
+
+# --- checks -----------------------------------------------------------------------------------------------
+def fingerprint(engine: Engine) -> str:
+    """A checksum of every row of every table (the schema's migration bookkeeping aside)."""
+    digest = hashlib.sha256()
+    with engine.connect() as conn:
+        for name in sorted(inspect(conn).get_table_names()):
+            if name == "alembic_version":
+                continue
+            digest.update(name.encode())
+            if conn.dialect.name == "postgresql":  # hashed by the server: much faster than fetching every row
+                row = conn.execute(text(f'SELECT count(*), md5(coalesce(string_agg(t::text, \'|\' ORDER BY t::text), \'\')) FROM "{name}" t')).one()
+                digest.update(repr(tuple(row)).encode())
+                continue
+            rows = conn.execute(select(text("*")).select_from(text(f'"{name}"'))).all()
+            for r in sorted(repr(tuple(r)) for r in rows):
+                digest.update(r.encode())
+    return digest.hexdigest()
+
+
+def test_every_route_has_a_matrix_entry(tmp_path: Any) -> None:
+    from aftersales.api.app import create_app
+    from aftersales.config import Settings
+
+    app = create_app(Settings(env="test", database_url=f"sqlite:///{tmp_path}/routes.db"))
+    ops = operations(app)
+    assert ("POST", "/v1/cases/{case_id}/approve") in ops and ("GET", "/v1/orders/{order_id}") in ops, ops
+    missing = sorted(ops - MATRIX.keys())
+    assert not missing, f"operations without an entry in the authorisation matrix: {missing}"
+    stale = sorted(MATRIX.keys() - ops)
+    assert not stale, f"matrix entries for operations that no longer exist: {stale}"
+
+
+def test_authorisation_matrix(api: Any, ctx: Any) -> None:
+    missing = sorted(operations(api.client.app) - MATRIX.keys())
+    assert not missing, f"operations without an entry in the authorisation matrix: {missing}"
+    world = World(api)
+    hook = world.ok(api.post("/v1/webhooks", {"url": "https://hooks.example.com/a", "merchant_id": "mA"}), 201)["id"]
+    shared_order, shared_case = world.case("awaiting_merchant")
+    shared_group = world.uid("grpA")
+    world.order(state="paid", group=shared_group)
+    shared = Shared(shared_order, shared_case, shared_group, hook)
+
+    failures: list[str] = []
+    for (method, template), op in sorted(MATRIX.items()):
+        call = None
+        for who in PRINCIPALS:
+            if call is None or op.mutates:
+                call = op.build(world, shared)
+            cell = f"{method} {template} as {who}"
+            want = op.expect[who]
+            before = fingerprint(ctx.engine) if want >= 400 or method == "GET" else None
+            headers = api.h(who)
+            r = api.client.request(call.method, call.path, json=call.body, params=call.params, headers=headers)
+            if r.status_code != want:
+                failures.append(f"{cell}: {r.status_code} (expected {want}) {r.text[:300]}")
+                continue
+            if r.status_code >= 400:
+                if not r.headers.get("content-type", "").startswith(PROBLEM):
+                    failures.append(f"{cell}: {r.status_code} is not {PROBLEM}: {r.headers.get('content-type')}")
+                else:
+                    body = r.json()
+                    if body.get("status") != r.status_code or not all(body.get(k) for k in ("type", "title", "detail")):
+                        failures.append(f"{cell}: incomplete problem {body}")
+                if fingerprint(ctx.engine) != before:
+                    failures.append(f"{cell}: refused with {r.status_code} but the database changed")
+            elif method == "GET" and fingerprint(ctx.engine) != before:
+                failures.append(f"{cell}: a read changed the database")
+            if who in OUTSIDERS:
+                secrets = set(call.secrets) | set(shared.secrets)
+                leaked = sorted(s for s in secrets if s in r.text)
+                if leaked:
+                    failures.append(f"{cell}: the answer to an outsider contains {leaked}: {r.text[:300]}")
+            elif r.status_code < 300:
+                hidden = [s for s in call.shows if s not in r.text]
+                if hidden:
+                    failures.append(f"{cell}: the answer lacks {hidden}")
+        if (method, template) == ("GET", "/v1/cases"):
+            # The list filtered on A's order: insiders see the case, outsiders an empty page.
+            for who in PRINCIPALS[:-1]:
+                items = api.get("/v1/cases", who=who, params={"order_id": shared.order_id}).json()["items"]
+                ids = [c["id"] for c in items]
+                if ids != ([shared.case_id] if who in INSIDERS else []):
+                    failures.append(f"GET /v1/cases?order_id as {who}: {ids}")
+    assert not failures, f"{len(failures)} cell(s) wrong:\n" + "\n".join(failures)
+
+
+def test_outsiders_get_the_same_404_as_for_unknown_ids(api: Any) -> None:
+    """T2: an outsider cannot tell another tenant's order or case from one that does not exist."""
+    world = World(api)
+    oid, cid = world.case("awaiting_merchant")
+    pairs = [(f"/v1/orders/{oid}", "/v1/orders/ordUnknown1"), (f"/v1/cases/{cid}", "/v1/cases/cs_unknown"),
+             (f"/v1/cases/{cid}/events", "/v1/cases/cs_unknown/events"),
+             (f"/v1/orders/{oid}/after-sales-options", "/v1/orders/ordUnknown1/after-sales-options")]
+    for who in OUTSIDERS:
+        for theirs, unknown in pairs:
+            a, b = api.get(theirs, who=who), api.get(unknown, who=who)
+            assert a.status_code == b.status_code == 404, (a.text, b.text)
+            assert a.json() == b.json(), (a.text, b.text)
+        a = api.post(f"/v1/cases/{cid}/approve", {}, who=who)
+        b = api.post("/v1/cases/cs_unknown/approve", {}, who=who)
+        assert a.status_code == b.status_code == 404 and a.json() == b.json(), (a.text, b.text)

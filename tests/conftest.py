@@ -1,0 +1,151 @@
+"""Shared fixtures: every integration and API test runs on SQLite and on PostgreSQL.
+
+PostgreSQL comes from AFTERSALES_TEST_DATABASE_URL (default: the local server); each test gets its own schema,
+so parallel runs and parallel workers never collide. Under CI=true a missing PostgreSQL fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from aftersales.api.app import create_app
+from aftersales.config import Settings
+from aftersales.domain import policy as policy_mod
+from aftersales.service.context import Clock, Context
+from aftersales.store.db import make_engine, normalise_url
+from aftersales.store.migrate import upgrade
+
+PG_URL = os.environ.get("AFTERSALES_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+CLOCK_START = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)  # 10:00 in Asia/Shanghai
+PLATFORM_KEY = "test-platform-key-" + "x" * 24
+
+
+def _pg_available() -> str | None:
+    try:
+        eng = create_engine(normalise_url(PG_URL))
+        with eng.connect() as conn:
+            conn.execute(text("select 1"))
+        eng.dispose()
+        return None
+    except Exception as exc:
+        return str(exc).splitlines()[0]
+
+
+@pytest.fixture(scope="session")
+def pg_problem() -> str | None:
+    return _pg_available()
+
+
+@dataclass
+class Database:
+    kind: str
+    url: str
+    schema: str | None = None
+
+    def settings(self, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {"env": "test", "database_url": self.url, "database_schema": self.schema,
+                                  "clock": "manual", "clock_start": CLOCK_START, "bootstrap_platform_key": PLATFORM_KEY}
+        values.update(overrides)
+        return Settings(**values)
+
+    def env(self) -> dict[str, str]:
+        env = {"AFTERSALES_ENV": "test", "AFTERSALES_DATABASE_URL": self.url, "AFTERSALES_CLOCK": "manual",
+               "AFTERSALES_CLOCK_START": CLOCK_START.isoformat(), "AFTERSALES_BOOTSTRAP_PLATFORM_KEY": PLATFORM_KEY}
+        if self.schema:
+            env["AFTERSALES_DATABASE_SCHEMA"] = self.schema
+        return env
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Any, pg_problem: str | None) -> Iterator[Database]:
+    """A fresh, migrated database of each kind."""
+    if request.param == "sqlite":
+        db = Database("sqlite", f"sqlite:///{tmp_path}/aftersales.db")
+        upgrade(make_engine(db.url))
+        yield db
+        return
+    if pg_problem is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required under CI=true: {pg_problem}")
+        pytest.skip(f"PostgreSQL not available: {pg_problem}")
+    schema = f"t_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = create_engine(normalise_url(PG_URL))
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    db = Database("postgresql", PG_URL, schema)
+    engine = make_engine(PG_URL, schema=schema)
+    upgrade(engine)
+    engine.dispose()
+    try:
+        yield db
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def ctx(database: Database) -> Iterator[Context]:
+    engine = make_engine(database.url, schema=database.schema)
+    yield Context(engine=engine, policy=policy_mod.load(), clock=Clock(True, CLOCK_START))
+    engine.dispose()
+
+
+@dataclass
+class Api:
+    """A TestClient with keys for the usual cast, and small helpers that keep tests readable."""
+
+    client: TestClient
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def h(self, who: str = "platform", **extra: str) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.keys[who]}"} if who != "anonymous" else {}
+        headers.update({k.replace("_", "-"): v for k, v in extra.items()})
+        return headers
+
+    def get(self, path: str, who: str = "platform", **kw: Any) -> Any:
+        return self.client.get(path, headers=self.h(who), **kw)
+
+    def post(self, path: str, body: Any = None, who: str = "platform", headers: dict[str, str] | None = None) -> Any:
+        return self.client.post(path, json=body, headers={**self.h(who), **(headers or {})})
+
+    def put(self, path: str, body: Any = None, who: str = "platform") -> Any:
+        return self.client.put(path, json=body, headers=self.h(who))
+
+    def key(self, name: str, role: str, subject_id: str | None) -> str:
+        r = self.post("/v1/api-keys", {"role": role, "subject_id": subject_id})
+        assert r.status_code == 201, r.text
+        self.keys[name] = r.json()["key"]
+        return self.keys[name]
+
+    def advance(self, seconds: int) -> dict[str, Any]:
+        r = self.post("/v1/clock/advance", {"seconds": seconds})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def now(self) -> datetime:
+        return datetime.fromisoformat(self.get("/v1/clock").json()["now"])
+
+
+@pytest.fixture
+def api(database: Database, ctx: Context) -> Iterator[Api]:
+    """The API over a fresh database: merchants mA, mB; buyers bX, bY; keys for each and for the platform."""
+    app = create_app(database.settings(), ctx)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        a = Api(client, {"platform": PLATFORM_KEY})
+        for mid in ("mA", "mB"):
+            assert a.post("/v1/merchants", {"id": mid, "name": f"Shop {mid}", "return_address": "1 Return Rd"}).status_code == 201
+        a.key("merchant_a", "merchant", "mA")
+        a.key("merchant_b", "merchant", "mB")
+        a.key("buyer_x", "buyer", "bX")
+        a.key("buyer_y", "buyer", "bY")
+        yield a

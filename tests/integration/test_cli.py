@@ -1,0 +1,169 @@
+"""The command line (`aftersales ...`) on a temporary SQLite database: migrate, keys, demo, run, import, policy."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from aftersales import cli
+from aftersales.config import Settings
+from aftersales.importer import CSV_COLUMNS
+from aftersales.service import setup
+from aftersales.service.context import PLATFORM, Principal
+from aftersales.store import tables as t
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """A fresh SQLite file, the real clock, and the working directory in tmp (for ./var/demo-keys.json)."""
+    for name in list(os.environ):
+        if name.startswith("AFTERSALES_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AFTERSALES_DATABASE_URL", f"sqlite:///{tmp_path}/cli.db")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def invoke(*args: str):
+    return runner.invoke(cli.app, list(args))
+
+
+def context():
+    ctx = cli._context(Settings())
+    return ctx
+
+
+def test_migrate_creates_the_schema(env):
+    result = invoke("migrate")
+    assert result.exit_code == 0, result.output
+    assert "database at head" in result.output
+    with context().engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(t.orders)).scalar_one() == 0
+
+
+def test_keys_create_for_each_role_and_refuse_a_merchant_key_for_an_unknown_merchant(env):
+    assert invoke("migrate").exit_code == 0
+    ctx = context()
+    setup.create_merchant(ctx, PLATFORM, id="mA", name="Shop A", return_address=None)
+
+    platform = invoke("keys", "create", "--role", "platform")
+    merchant = invoke("keys", "create", "--role", "merchant", "--subject", "mA", "--label", "shop A staff")
+    buyer = invoke("keys", "create", "--role", "buyer", "--subject", "bX")
+    for result in (platform, merchant, buyer):
+        assert result.exit_code == 0, result.output
+    assert setup.authenticate(ctx, platform.stdout.strip(), None) == Principal("platform")
+    assert setup.authenticate(ctx, merchant.stdout.strip(), None) == Principal("merchant", "mA")
+    assert setup.authenticate(ctx, buyer.stdout.strip(), None) == Principal("buyer", "bX")
+
+    unknown = invoke("keys", "create", "--role", "merchant", "--subject", "nobody")
+    assert unknown.exit_code == 1
+    assert "merchant not found" in unknown.output
+    assert invoke("keys", "create", "--role", "buyer").exit_code == 1  # a buyer key needs its buyer id
+    with ctx.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(t.api_keys)).scalar_one() == 3
+
+
+def test_demo_seeds_every_order_status_and_cases_due_within_a_day_and_is_idempotent(env):
+    before = datetime.now(UTC)
+    result = invoke("demo")
+    assert result.exit_code == 0, result.output
+    ctx = context()
+    with ctx.engine.connect() as conn:
+        statuses = set(conn.execute(select(t.orders.c.status)).scalars())
+        merchants = conn.execute(select(func.count()).select_from(t.merchants)).scalar_one()
+        open_due = conn.execute(select(t.cases.c.id, t.cases.c.due_at).where(t.cases.c.status != "closed")).all()
+        closed = conn.execute(select(func.count()).select_from(t.cases).where(t.cases.c.status == "closed")).scalar_one()
+        categories = {r.code: r for r in conn.execute(select(t.categories)).all()}
+        counts = {name: conn.execute(select(func.count()).select_from(tbl)).scalar_one()
+                  for name, tbl in (("orders", t.orders), ("cases", t.cases), ("events", t.events), ("keys", t.api_keys))}
+    assert statuses == {"group_pending", "awaiting_shipment", "shipped", "delivered", "cancelled"}
+    assert merchants >= 3
+    soon = [due for _, due in open_due if due is not None and before < due <= before + timedelta(hours=24)]
+    assert len(soon) >= 3, open_due
+    assert closed >= 2
+    assert {"perishable", "custom_made"} <= {c.statutory_exclusion for c in categories.values()}
+    assert any(not c.no_reason_return and c.statutory_exclusion is None for c in categories.values())  # a shop exclusion
+    assert any(c.warranty_days == 365 for c in categories.values())
+
+    keys_file = env / "var" / "demo-keys.json"
+    assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
+    keys = json.loads(keys_file.read_text())["keys"]
+    roles = [k["role"] for k in keys]
+    assert roles.count("platform") == 1 and roles.count("merchant") == merchants and roles.count("buyer") >= 2
+    for k in keys:
+        assert k["key"] in result.output
+        assert setup.authenticate(ctx, k["key"], None) == Principal(k["role"], k["subject_id"])
+
+    again = invoke("demo")
+    assert again.exit_code == 0, again.output
+    assert "nothing seeded" in again.output
+    with ctx.engine.connect() as conn:
+        assert counts == {name: conn.execute(select(func.count()).select_from(tbl)).scalar_one()
+                          for name, tbl in (("orders", t.orders), ("cases", t.cases), ("events", t.events), ("keys", t.api_keys))}
+
+
+def test_demo_follows_the_manual_clock(env, monkeypatch):
+    start = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
+    monkeypatch.setenv("AFTERSALES_CLOCK", "manual")
+    monkeypatch.setenv("AFTERSALES_CLOCK_START", start.isoformat())
+    assert invoke("demo").exit_code == 0
+    with context().engine.connect() as conn:
+        opened = conn.execute(select(func.max(t.cases.c.opened_at))).scalar_one()
+        due = conn.execute(select(t.cases.c.due_at).where(t.cases.c.status != "closed")).scalars().all()
+    assert start - timedelta(days=30) < opened <= start
+    assert sum(start < d <= start + timedelta(hours=24) for d in due) >= 3
+
+
+def test_run_seeds_once_prints_the_same_working_keys_each_time_then_serves(env, monkeypatch):
+    served = []
+    monkeypatch.setattr(cli, "serve", lambda **kw: served.append(kw))
+    first = invoke("run")
+    assert first.exit_code == 0, first.output
+    assert "http://127.0.0.1:8000" in first.output
+    keys = json.loads((env / "var" / "demo-keys.json").read_text())["keys"]
+    second = invoke("run", "--port", "8123")
+    assert second.exit_code == 0, second.output
+    assert "http://127.0.0.1:8123" in second.output
+    ctx = context()
+    for k in keys:
+        assert k["key"] in first.output and k["key"] in second.output
+        setup.authenticate(ctx, k["key"], None)
+    assert served == [{"host": None, "port": None, "workers": 1}, {"host": None, "port": 8123, "workers": 1}]
+
+
+def test_import_orders_reports_the_rejected_line_and_exits_1_then_imports_a_good_file(env):
+    assert invoke("migrate").exit_code == 0
+    setup.create_merchant(context(), PLATFORM, id="mA", name="Shop A", return_address=None)
+    header = ",".join(CSV_COLUMNS)
+    row = "o{n},mA,bX,2026-03-01T01:00:00+00:00,500,,s1,Shirt,apparel,{qty},1999,,,,"
+    bad = env / "bad.csv"
+    bad.write_text("\n".join([header, row.format(n=1, qty=1), row.format(n=2, qty="two")]) + "\n")
+    result = invoke("import", "orders", str(bad))
+    assert result.exit_code == 1
+    assert "quantity" in result.output and "nothing was imported" in result.output
+    assert " 3 " in result.output  # the line number of the bad row
+    good = env / "good.jsonl"
+    good.write_text(json.dumps({"id": "j1", "merchant_id": "mA", "buyer_id": "bX", "paid_at": "2026-03-01T01:00:00+00:00",
+                                "shipping_fee_fen": 0, "items": [{"sku": "s1", "title": "Shirt", "category": "apparel",
+                                                                  "quantity": 1, "unit_price_fen": 1999}]}) + "\n")
+    result = invoke("import", "orders", str(good))
+    assert result.exit_code == 0, result.output
+    assert "imported 1 orders" in result.output
+    with context().engine.connect() as conn:
+        assert list(conn.execute(select(t.orders.c.id)).scalars()) == ["j1"]
+
+
+def test_policy_show_prints_the_parameters(env):
+    result = invoke("policy", "show")
+    assert result.exit_code == 0, result.output
+    assert "no_reason_days" in result.output
+    data = json.loads(invoke("policy", "show", "--json").stdout)
+    assert data["no_reason_days"] == 7 and data["merchant_response_hours"] == 48
