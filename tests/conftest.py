@@ -20,7 +20,8 @@ from sqlalchemy import create_engine, text
 from aftersales.api.app import create_app
 from aftersales.config import Settings
 from aftersales.domain import policy as policy_mod
-from aftersales.service.context import Clock, Context
+from aftersales.service.context import Clock, Context, UnitOfWork
+from aftersales.service.ledger import audit as ledger_audit
 from aftersales.store.db import make_engine, normalise_url
 from aftersales.store.migrate import upgrade
 
@@ -149,3 +150,7 @@ def api(database: Database, ctx: Context) -> Iterator[Api]:
         a.key("buyer_x", "buyer", "bX")
         a.key("buyer_y", "buyer", "bY")
         yield a
+    # D2, after every API test that moved money: every transaction balances, every balance is the sum of its
+    # entries, refunded ≤ paid per order, and no account but a merchant's debt is negative.
+    with UnitOfWork(ctx, readonly=True) as uow:
+        assert ledger_audit(uow) == [], "the ledger invariants broke"

@@ -204,6 +204,7 @@ _ACTION_LABELS = {
     "escalate": N_("ask the platform to step in"),
     "rule": N_("rule"),
     "pay_ruling": N_("pay the ruling"),
+    "advance_compensate": N_("pay the ruling in advance (platform)"),
 }
 
 #: Placeholder name → {code: English label msgid}. ``reasons`` is a comma-separated list of reason codes.

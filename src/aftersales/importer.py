@@ -386,7 +386,7 @@ def import_orders(ctx: Context, path: Path, fmt: str | None = None, *, progress:
         uow.tracker.flush()  # groups first (orders refer to them), and the existing members a joined group formed
         for start in range(0, len(built.orders), BATCH):
             # The Tracker writes new orders, and all events, with one statement per table.
-            batch = Tracker(uow.conn, uow.now, on_events=uow.tracker.on_events)
+            batch = Tracker(uow.conn, uow.now, on_events=uow.tracker.on_events, on_postings=uow.tracker.on_postings)
             for order in built.orders[start:start + BATCH]:
                 batch.add_order(order)
             batch.flush()

@@ -7,7 +7,8 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from aftersales.service.context import UnitOfWork
-from aftersales.service.ledger import balance, unbalanced_transactions
+from aftersales.domain.ledger import normal_balance
+from aftersales.service.ledger import audit, balance
 from aftersales.store import tables as t
 
 
@@ -20,25 +21,14 @@ def order_body(order_id: str, buyer: str = "bX", group: dict | None = None) -> d
 
 
 def check_ledger_invariants(ctx) -> None:
-    """Every transaction balances, every balance is the sum of its entries, refunded ≤ paid and = ledger credits."""
+    """Every transaction balances, no account but a debt is negative, refunded ≤ paid and = ledger credits (D2)."""
     with UnitOfWork(ctx, readonly=True) as uow:
-        assert unbalanced_transactions(uow) == []
+        assert audit(uow) == []
         en = t.ledger_entries
-        accounts = [r.account for r in uow.conn.execute(select(en.c.account).distinct()).all()]
-        for account in accounts:
+        for account in [r.account for r in uow.conn.execute(select(en.c.account).distinct()).all()]:
             debits, credits = uow.conn.execute(select(func.sum(en.c.debit_fen), func.sum(en.c.credit_fen))
                                                .where(en.c.account == account)).one()
-            assert balance(uow, account) == (credits or 0) - (debits or 0)
-            if account.startswith("buyer:"):
-                assert balance(uow, account) >= 0
-        for o in uow.conn.execute(select(t.orders.c.id, t.orders.c.paid_fen, t.orders.c.refunded_fen, t.orders.c.buyer_id)).all():
-            assert o.refunded_fen <= o.paid_fen
-            settled = uow.conn.execute(select(func.coalesce(func.sum(t.refunds.c.refund_fen), 0))
-                                       .where(t.refunds.c.order_id == o.id, t.refunds.c.status == "settled")).scalar_one()
-            credited = uow.conn.execute(
-                select(func.coalesce(func.sum(en.c.credit_fen), 0)).join(t.ledger_transactions)
-                .where(t.ledger_transactions.c.order_id == o.id, en.c.account == f"buyer:{o.buyer_id}:refunds")).scalar_one()
-            assert credited == settled
+            assert balance(uow, account) == normal_balance(account, credits or 0, debits or 0)
 
 
 def test_D2_refunds_group_failures_and_advance_compensation_post_balanced_transactions(api, ctx):
@@ -62,7 +52,7 @@ def test_D2_refunds_group_failures_and_advance_compensation_post_balanced_transa
 
     page = api.get("/v1/ledger/transactions").json()
     kinds = sorted(tx["kind"] for tx in page["items"])
-    assert kinds == ["advance_compensation", "group_failure_refund", "refund"]
+    assert kinds == ["advance_compensation", "deposit_recovery", "group_failure_refund", "payment", "payment", "payment", "refund"]
     for tx in page["items"]:
         assert sum(e["debit_fen"] for e in tx["entries"]) == sum(e["credit_fen"] for e in tx["entries"]) == tx["amount_fen"] > 0
     advance = next(tx for tx in page["items"] if tx["kind"] == "advance_compensation")
@@ -70,7 +60,10 @@ def test_D2_refunds_group_failures_and_advance_compensation_post_balanced_transa
     assert advance["rule"] == "P2"
 
     mine = api.get("/v1/ledger/transactions", who="merchant_a", params={"account": "merchant:mA:sales"}).json()
-    assert mine["balance_fen"] == -(4498 + 4498)  # the merchant paid the two refunds it owed
+    assert mine["balance_fen"] == 3 * 4498 - (4498 + 4498)  # three payments in, the two refunds it owed out
+    # P2: what the platform advanced came back from mA's deposit — empty, so it is mA's debt (D1).
+    deposit = api.get("/v1/merchants/mA/deposit", who="merchant_a").json()
+    assert (deposit["balance_fen"], deposit["debt_fen"], deposit["restricted"]) == (0, 1000, True)
     assert api.get("/v1/ledger/transactions", who="merchant_b", params={"account": "merchant:mA:sales"}).status_code == 404
     x = api.get("/v1/ledger/transactions", who="buyer_x").json()
     assert {tx["order_id"] for tx in x["items"]} == {"o1", "o3"}  # bY's group refund is not shown to bX
@@ -85,5 +78,6 @@ def test_D2_a_settlement_is_posted_once_even_when_replayed(api, ctx):
         api.post(f"/v1/cases/{case['id']}/approve", who="merchant_a", headers={"Idempotency-Key": "same"})
     api.post(f"/v1/cases/{case['id']}/approve", who="merchant_a")  # a fresh attempt: 409, nothing posted
     with ctx.engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(t.ledger_transactions)).scalar_one() == 1
+        kinds = conn.execute(select(t.ledger_transactions.c.kind).order_by(t.ledger_transactions.c.id)).scalars().all()
+        assert kinds == ["payment", "refund"]
     check_ledger_invariants(ctx)

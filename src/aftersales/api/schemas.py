@@ -153,6 +153,12 @@ class RuleIn(Strict):
     rationale: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NO_NUL)]
 
 
+class AdvanceIn(Strict):
+    """P2: why the platform pays a refund ruling itself, at once."""
+
+    reason: Literal["shop_closed", "merchant_unreachable"]
+
+
 #: The body each case action takes (API.md), ``Empty`` where it takes none.
 ACTION_BODIES: dict[str, type[Strict]] = {
     "approve": ApproveIn, "reject": ReasonIn, "offer_exchange": Empty, "offer_partial_refund": RefundAmountIn,
@@ -160,6 +166,7 @@ ACTION_BODIES: dict[str, type[Strict]] = {
     "confirm_return": Empty, "reject_return": ReasonIn, "ship_replacement": ShipIn,
     "mark_replacement_delivered": DeliveredIn, "confirm_received": Empty, "resubmit": ResubmitIn,
     "accept_rejection": Empty, "cancel": Empty, "escalate": ReasonIn, "rule": RuleIn, "pay_ruling": Empty,
+    "advance_compensate": AdvanceIn,
 }
 
 

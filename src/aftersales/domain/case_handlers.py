@@ -364,6 +364,22 @@ def pay_ruling(case: Case, order: Order, actor: Actor, now: datetime, policy: Po
     return ("P1", "F1"), {}
 
 
+#: P2: why the platform pays a refund ruling at once instead of waiting for the merchant's deadline.
+ADVANCE_REASONS = ("shop_closed", "merchant_unreachable")
+
+
+def advance_compensate(case: Case, order: Order, actor: Actor, now: datetime, policy: Policy,
+                       reason: str | None = None) -> Outcome:
+    """P2: the shop is closed or unreachable, so the platform pays the ruling now and recovers it from the deposit."""
+    if case.ruling is None or case.ruling.outcome != "refund" or case.ruling.paid_by is not None:
+        raise StateConflict("P2", N_("There is no refund ruling to pay on this case."))
+    if reason not in ADVANCE_REASONS:
+        raise InvalidInput("P2", N_("{field} must be one of: {values}."), field="reason", values=", ".join(ADVANCE_REASONS))
+    case.ruling.paid_by = Payer.PLATFORM
+    _issue_refund(case, order, actor, now, "P2", case.ruling.refund_fen, payer=Payer.PLATFORM)
+    return ("P2", "P1", "F1"), {"reason": reason}
+
+
 HANDLERS: dict[Any, Callable[..., Outcome]] = {
     "approve": approve, "reject": reject, "offer_exchange": offer_exchange, "offer_partial_refund": offer_partial_refund,
     "accept_offer": accept_offer, "decline_offer": decline_offer, "ship_return": ship_return,
@@ -371,6 +387,7 @@ HANDLERS: dict[Any, Callable[..., Outcome]] = {
     "ship_replacement": ship_replacement, "mark_replacement_delivered": mark_replacement_delivered,
     "confirm_received": confirm_received, "resubmit": resubmit, "accept_rejection": accept_rejection, "cancel": cancel,
     "escalate": escalate, "rule": rule, "pay_ruling": pay_ruling,
+    "advance_compensate": advance_compensate,
 }
 
 

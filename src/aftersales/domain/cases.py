@@ -73,6 +73,7 @@ class Action(StrEnum):
     ESCALATE = "escalate"
     RULE = "rule"
     PAY_RULING = "pay_ruling"
+    ADVANCE_COMPENSATE = "advance_compensate"
 
 
 class Auto(StrEnum):
@@ -142,6 +143,7 @@ TRANSITIONS: dict[CaseStatus, dict[Action, tuple[frozenset[Actor], frozenset[Cas
     S.PLATFORM_REVIEW: {
         A.RULE: _t((P,), S.PLATFORM_REVIEW, S.CLOSED),
         A.PAY_RULING: _t((M,), S.REFUND_PENDING),
+        A.ADVANCE_COMPENSATE: _t((P,), S.REFUND_PENDING),
         A.CANCEL: _t((B,), S.CLOSED),
     },
     S.REFUND_PENDING: {},

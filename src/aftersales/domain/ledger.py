@@ -36,6 +36,8 @@ class Transaction:
     order_id: str | None = None
     case_id: str | None = None
     rule: str | None = None
+    #: P2: the merchant whose deposit recovers this payment, when the platform advanced it (not stored).
+    recover_from: str | None = None
 
     def __post_init__(self) -> None:
         if not self.entries:
@@ -64,6 +66,20 @@ def buyer_return_shipping(buyer_id: str) -> str:
 
 
 COMPENSATION_FUND = "platform::compensation_fund"
+#: The platform's money at its banks and payment routes: an asset, so its balance is debits − credits.
+PLATFORM_CASH = "platform::cash"
+
+
+def normal_balance(account: str, credits: int, debits: int) -> int:
+    """An account's balance from its entries: debits − credits for the platform's cash, credits − debits otherwise."""
+    return debits - credits if account == PLATFORM_CASH else credits - debits
+
+
+def payment_transaction(order: Order) -> Transaction:
+    """The buyer's payment, held by the platform for the shop: what later refunds are paid from (F1)."""
+    return Transaction(key=f"payment:{order.id}", kind="payment", at=order.paid_at, order_id=order.id, rule="D2",
+                       entries=(Entry(PLATFORM_CASH, debit_fen=order.paid_fen),
+                                Entry(merchant_sales(order.merchant_id), credit_fen=order.paid_fen)))
 
 
 def refund_transaction(order: Order, refund: Refund, at: datetime) -> Transaction:
@@ -75,8 +91,9 @@ def refund_transaction(order: Order, refund: Refund, at: datetime) -> Transactio
     if refund.return_shipping_fen:
         entries.append(Entry(buyer_return_shipping(order.buyer_id), credit_fen=refund.return_shipping_fen))
     kind = {RefundKind.CASE: "refund", RefundKind.GROUP_FAILURE: "group_failure_refund",
-            RefundKind.RETURN_SHIPPING: "return_shipping_reimbursement"}[refund.kind]
-    if refund.payer is Payer.PLATFORM:
+            RefundKind.RETURN_SHIPPING: "return_shipping_reimbursement", RefundKind.COMPLAINT: "complaint_refund"}[refund.kind]
+    if refund.payer is Payer.PLATFORM and refund.kind is not RefundKind.COMPLAINT:
         kind = "advance_compensation"
     return Transaction(key=f"settle:{refund.key}", kind=kind, at=at, entries=tuple(entries), order_id=order.id,
-                       case_id=refund.case_id, rule=refund.rule)
+                       case_id=refund.case_id, rule=refund.rule,
+                       recover_from=order.merchant_id if refund.payer is Payer.PLATFORM else None)

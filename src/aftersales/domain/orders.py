@@ -41,6 +41,7 @@ class RefundKind(StrEnum):
     CASE = "case"
     GROUP_FAILURE = "group_failure"
     RETURN_SHIPPING = "return_shipping"
+    COMPLAINT = "complaint"  # K2: a refund the platform grants when it upholds a complaint (paid in advance, P2)
 
 
 class RefundStatus(StrEnum):

@@ -52,6 +52,11 @@ def _load_case(uow: UnitOfWork, who: Principal, case_id: str, *, lock: bool = Fa
     return order, order.case(case_id)
 
 
+def _shop_closed(uow: UnitOfWork, merchant_id: str) -> bool:
+    row = repo.merchant(uow.conn, merchant_id)
+    return bool(row is not None and row.closed)
+
+
 def open_case(ctx: Context, who: Principal, data: dict[str, Any], *, lang: str) -> dict[str, Any]:
     """Open a case: the buyer, or the merchant on the buyer's behalf (E7)."""
     who.require("buyer", "merchant")
@@ -84,6 +89,10 @@ def act(ctx: Context, who: Principal, case_id: str, action: str, params: dict[st
         if if_match is not None and if_match != case.version:
             raise Conflict(f"the case is at version {case.version}, not {if_match} (If-Match): reload it and try again")
         dcases.act(order, case_id, Action(action), who.actor, uow.now, ctx.policy, **params)
+        if (action == Action.RULE and case.ruling is not None and case.ruling.outcome == "refund"
+                and _shop_closed(uow, order.merchant_id)):
+            # P2: a closed shop will not pay the ruling — the platform pays it at once.
+            dcases.act(order, case_id, Action.ADVANCE_COMPENSATE, who.actor, uow.now, ctx.policy, reason="shop_closed")
         settle_new_refunds(order, ctx.gateway, uow.now)
         return _case_dict(ctx, uow, who, order, case, lang)
 

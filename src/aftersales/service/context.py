@@ -102,9 +102,10 @@ class UnitOfWork:
             self.conn.execution_options(readonly=True)
         self.tx = self.conn.begin()
         self.now = self.ctx.clock.now(self.conn)
+        from .deposits import recover_advances  # P2 (deposits imports this module)
         from .webhooks import fan_out  # the outbox hook (webhooks import this module)
 
-        self.tracker = Tracker(self.conn, self.now, on_events=fan_out)
+        self.tracker = Tracker(self.conn, self.now, on_events=fan_out, on_postings=recover_advances)
         return self
 
     def commit(self) -> None:

@@ -12,6 +12,8 @@ worker share this code path.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +26,16 @@ from .orders import group_orders
 from .payments import settle_new_refunds
 
 BATCH = 200
+
+#: Timers of other aggregates: ``subject`` → the module whose ``apply_timer(ctx, uow, row, now) -> int`` applies
+#: one due row (it checks itself that the row is not stale, e.g. by comparing a stage). Imported lazily: those
+#: service modules import this one's neighbours.
+SUBJECT_MODULES = {"complaint": "aftersales.service.complaints", "withdrawal": "aftersales.service.deposits"}
+
+
+def _handler(subject: str) -> Callable[[Context, UnitOfWork, Any, datetime], int]:
+    apply_timer: Callable[[Context, UnitOfWork, Any, datetime], int] = importlib.import_module(SUBJECT_MODULES[subject]).apply_timer
+    return apply_timer
 
 
 def _apply_group(ctx: Context, uow: UnitOfWork, row: Any, now: datetime) -> bool:
@@ -63,11 +75,16 @@ def apply_batch(ctx: Context, now: datetime, limit: int = BATCH) -> tuple[int, i
         if not rows:
             return 0, 0
         repo.delete_timers(uow.conn, [r.id for r in rows])
-        live = [r for r in rows if r.subject == "group" or (r.case_stage is not None and r.case_stage == r.stage)]
+        live = [r for r in rows if r.subject != "case" or (r.case_stage is not None and r.case_stage == r.stage)]
         uow.tracker.load_orders((r.order_id for r in live if r.subject == "case"), lock=True)
         fired = 0
         for row in sorted(live, key=lambda r: (r.order_id or r.subject_id, r.due_at, r.id)):
-            fired += _apply_group(ctx, uow, row, now) if row.subject == "group" else _apply_case(ctx, uow, row, now)
+            if row.subject == "case":
+                fired += _apply_case(ctx, uow, row, now)
+            elif row.subject == "group":
+                fired += _apply_group(ctx, uow, row, now)
+            else:
+                fired += _handler(row.subject)(ctx, uow, row, now)
         return len(rows), fired
 
     return run(ctx, cmd)

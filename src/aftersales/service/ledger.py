@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from aftersales.domain.ledger import normal_balance
 from aftersales.store import tables as t
 
 from .context import Context, Principal, UnitOfWork, read
@@ -55,10 +56,11 @@ def transactions(ctx: Context, who: Principal, *, account: str | None, cursor: s
 
 
 def balance(uow: UnitOfWork, account: str) -> int:
-    """Credits minus debits of ``account``: always derived, never stored."""
+    """``account``'s balance on its normal side (D2): always derived from the entries, never stored."""
     en = t.ledger_entries
-    value = uow.conn.execute(select(func.coalesce(func.sum(en.c.credit_fen - en.c.debit_fen), 0)).where(en.c.account == account)).scalar_one()
-    return int(value)
+    credits, debits = uow.conn.execute(select(func.coalesce(func.sum(en.c.credit_fen), 0), func.coalesce(func.sum(en.c.debit_fen), 0))
+                                       .where(en.c.account == account)).one()
+    return normal_balance(account, int(credits), int(debits))
 
 
 def unbalanced_transactions(uow: UnitOfWork) -> list[int]:
@@ -70,3 +72,30 @@ def unbalanced_transactions(uow: UnitOfWork) -> list[int]:
 
 
 
+
+
+def audit(uow: UnitOfWork) -> list[str]:
+    """D2 invariants over the whole ledger; an empty list when they hold.
+
+    Every transaction balances; no account but a merchant's debt is below zero on its normal side; per order,
+    refunded ≤ paid, and what the orders record as refunded equals what the ledger credited to their buyers."""
+    from aftersales.domain.deposits import may_go_negative
+
+    problems = [f"transaction {i} does not balance" for i in unbalanced_transactions(uow)]
+    en, tx = t.ledger_entries, t.ledger_transactions
+    for row in uow.conn.execute(select(en.c.account, func.sum(en.c.credit_fen).label("c"), func.sum(en.c.debit_fen).label("d"))
+                                .group_by(en.c.account)).all():
+        value = normal_balance(row.account, int(row.c or 0), int(row.d or 0))
+        if value < 0 and not may_go_negative(row.account):
+            problems.append(f"account {row.account} is negative: {value}")
+    credited: dict[str, int] = {r[0]: int(r[1] or 0) for r in uow.conn.execute(
+        select(tx.c.order_id, func.sum(en.c.credit_fen)).join(tx, tx.c.id == en.c.transaction_id)
+        .where(tx.c.order_id.is_not(None), en.c.account.like("buyer:%:refunds")).group_by(tx.c.order_id)).all()}
+    for o in uow.conn.execute(select(t.orders.c.id, t.orders.c.paid_fen, t.orders.c.refunded_fen)).all():
+        if o.refunded_fen > o.paid_fen:
+            problems.append(f"order {o.id}: refunded {o.refunded_fen} > paid {o.paid_fen}")
+        settled = uow.conn.execute(select(func.coalesce(func.sum(t.refunds.c.refund_fen), 0))
+                                   .where(t.refunds.c.order_id == o.id, t.refunds.c.status == "settled")).scalar_one()
+        if credited.get(o.id, 0) != int(settled):
+            problems.append(f"order {o.id}: the ledger credited {credited.get(o.id, 0)} to the buyer, the refunds say {settled}")
+    return problems

@@ -27,6 +27,9 @@ class ConcurrentUpdate(Exception):
 
 #: Called with (connection, [(event id, event, merchant id)]) for every event written: the outbox hook.
 EventHook = Callable[[Connection, list[tuple[int, Event, str]]], None]
+#: Called with (connection, the transactions a flush is about to post); returns further transactions to post with
+#: them — P2: each advance compensation is recovered from the merchant's deposit in the same database transaction.
+PostingHook = Callable[[Connection, list[ledger.Transaction]], list[ledger.Transaction]]
 
 
 def order_values(order: Order) -> dict[str, Any]:
@@ -43,6 +46,7 @@ class Tracker:
     conn: Connection
     now: datetime
     on_events: EventHook | None = None
+    on_postings: PostingHook | None = None
     #: order id → (order, version loaded, {case id: (version loaded, stage loaded)})
     orders: dict[str, tuple[Order, int | None, dict[str, tuple[int, int]]]] = field(default_factory=dict)
     groups: dict[str, tuple[Group, int | None]] = field(default_factory=dict)
@@ -125,6 +129,8 @@ class Tracker:
             self._save_order(order, seen, case_versions, batch)
             pending += [(e, order.merchant_id) for e in order.pending_events]
             order.pending_events.clear()
+        if batch.postings and self.on_postings is not None:
+            batch.postings += self.on_postings(self.conn, batch.postings)
         batch.write(self.conn)
         self._append_events(pending)
         return [e for e, _ in pending]
@@ -147,6 +153,7 @@ class Tracker:
         values = order_values(order)
         if seen is None:
             batch.new_orders.append({"id": order.id, **values})
+            batch.postings.append(ledger.payment_transaction(order))  # D2: the money the refunds come from
         else:
             batch.changed_orders.append({"b_id": order.id, "b_seen": seen, **{f"v_{k}": v for k, v in values.items()}})
         for case in order.cases:
