@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from aftersales.domain.errors import DomainError
-from aftersales.service import cases, deadlines, orders, setup
+from aftersales.service import cases, deadlines, deposits, orders, setup
 from aftersales.service.context import PLATFORM, Clock, Context, Principal, read
 from aftersales.service.errors import ServiceError
 from aftersales.store import tables as t
@@ -273,8 +273,11 @@ def seed(ctx: Context, on_skip: Callable[[str], None] | None = None) -> list[Dem
     clock = ScriptClock(now - 90 * D)
     sctx = replace(ctx, clock=clock)
     setup_at = now - 90 * D
-    for mid, name, address in MERCHANTS:
+    for i, (mid, name, address) in enumerate(MERCHANTS):
         setup.create_merchant(sctx, PLATFORM, id=mid, name=name, return_address=address)
+        # D1: two shops hold their full deposit; the last is short of it, so the workbench shows a restricted shop.
+        short = i == len(MERCHANTS) - 1
+        deposits.top_up(sctx, PLATFORM, mid, ctx.policy.deposit_required_fen // (4 if short else 1))
     for code, name, no_reason, statutory, as_days, w_days in CATEGORIES:
         setup.put_category(sctx, PLATFORM, code=code, name=name, no_reason_return=no_reason, statutory_exclusion=statutory,
                            after_sales_days=as_days, warranty_days=w_days)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from aftersales.service.context import UnitOfWork
 from aftersales.domain.ledger import normal_balance
+from aftersales.service.context import UnitOfWork
 from aftersales.service.ledger import audit, balance
 from aftersales.store import tables as t
 
