@@ -1,7 +1,7 @@
 """Routes of API.md. Each one authenticates, validates and calls one service function — no rule lives here."""
 
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Response
 
@@ -112,11 +112,14 @@ def list_cases(
     order_id: Annotated[str | None, Query(max_length=64, pattern=s.ID_PATTERN)] = None,
     merchant_id: Annotated[str | None, Query(max_length=64, pattern=s.ID_PATTERN)] = None,
     due_before: s.Instant | None = None,
+    sort: Annotated[Literal["created", "deadline"], Query(
+        description="`created` (default): oldest first. `deadline`: the queue order (P1 agents, S1 merchants) — "
+                    "cases past their deadline without an automatic action (flagged) first, then the nearest deadline.")] = "created",
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Any:
     return case_service.list_cases(ctx, who, status=status, order_id=order_id, merchant_id=merchant_id,
-                                   due_before=due_before, cursor=cursor, limit=limit, lang=lang)
+                                   due_before=due_before, cursor=cursor, limit=limit, lang=lang, sort=sort)
 
 
 @router.get("/v1/cases/{case_id}", response_model=s.CaseOut, tags=["cases"], responses=ERRORS)

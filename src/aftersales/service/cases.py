@@ -124,7 +124,10 @@ def decode_cursor(cursor: str | None) -> str | None:
 
 
 def list_cases(ctx: Context, who: Principal, *, status: str | None, order_id: str | None, merchant_id: str | None,
-               due_before: datetime | None, cursor: str | None, limit: int, lang: str) -> dict[str, Any]:
+               due_before: datetime | None, cursor: str | None, limit: int, lang: str,
+               sort: str = "created") -> dict[str, Any]:
+    """Cases the caller may see. ``sort="deadline"`` is the work queue (P1 agents, S1 merchants): cases without a
+    pending automatic action first (flagged overdue, or waiting on a person with no clock), then by nearest deadline."""
     where: list[Any] = []
     if who.role == "merchant":
         where.append(t.cases.c.merchant_id == who.subject_id)
@@ -139,12 +142,27 @@ def list_cases(ctx: Context, who: Principal, *, status: str | None, order_id: st
     if due_before:
         where.append(t.cases.c.due_at < due_before)
     after = decode_cursor(cursor)
+    by_deadline = sort == "deadline"
+    if by_deadline and after is not None:
+        due, _, cid = after.partition("|")
+        try:
+            key: Any = (datetime.fromisoformat(due) if due else None, cid)
+        except ValueError:
+            raise Invalid("cursor is not one this server issued") from None
+        if not cid or (key[0] is not None and key[0].tzinfo is None):
+            raise Invalid("cursor is not one this server issued")
+    else:
+        key = after
 
     def q(uow: UnitOfWork) -> dict[str, Any]:
-        rows = repo.case_rows(uow.conn, where=where, after=after, limit=limit)
+        rows = (repo.case_rows_by_deadline(uow.conn, where=where, after=key, limit=limit) if by_deadline
+                else repo.case_rows(uow.conn, where=where, after=key, limit=limit))
         items = [views.case_view(from_dict(dcases.Case, r.state), None, r.refunded_fen, actor=who.actor, lang=lang,
                                  tz=ctx.policy.timezone) for r in rows[:limit]]
-        nxt = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+        nxt = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            nxt = encode_cursor(f"{last.due_at.isoformat() if last.due_at else ''}|{last.id}" if by_deadline else last.id)
         return {"items": items, "next_cursor": nxt}
 
     return read(ctx, q)

@@ -286,6 +286,20 @@ def case_rows(conn: Connection, *, where: Iterable[Any], after: str | None, limi
     return list(conn.execute(stmt.order_by(t.cases.c.id).limit(limit + 1)).all())
 
 
+def case_rows_by_deadline(conn: Connection, *, where: Iterable[Any], after: tuple[datetime | None, str] | None,
+                          limit: int) -> list[Any]:
+    """Keyset page ordered by (due_at NULLS FIRST, id): cases without a pending automatic action lead the queue."""
+    c = t.cases.c
+    stmt = select(c.id, c.state, c.refunded_fen, c.due_at).where(*where)
+    if after is not None:
+        due, cid = after
+        if due is None:
+            stmt = stmt.where(or_(c.due_at.is_not(None), (c.due_at.is_(None) & (c.id > cid))))
+        else:
+            stmt = stmt.where(c.due_at.is_not(None), or_(c.due_at > due, (c.due_at == due) & (c.id > cid)))
+    return list(conn.execute(stmt.order_by(c.due_at.asc().nulls_first(), c.id).limit(limit + 1)).all())
+
+
 def case_events(conn: Connection, case_id: str, *, after: int | None, limit: int) -> list[Any]:
     stmt = select(t.events).where(t.events.c.case_id == case_id)
     if after is not None:
