@@ -235,6 +235,52 @@ def run_all(
     serve(host=host, port=port, workers=1)
 
 
+@app.command()
+def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="A record file (GET .../record).")) -> None:
+    """Check an exported record (D3): exit 0 when intact, 1 saying where it was changed.
+
+    The hash chain and the file's canonical form are always checked; the signature only when AFTERSALES_RECORD_SECRET
+    (the secret of the server that exported it) is set.
+    """
+    from rich.markup import escape
+
+    from aftersales.domain import record
+
+    secret = os.environ.get("AFTERSALES_RECORD_SECRET") or None
+    verdict = record.verify(file.read_bytes(), secret)
+    signature = {"valid": "signature valid", "invalid": "signature INVALID",
+                 "not checked": "signature not checked (AFTERSALES_RECORD_SECRET is not set)"}[verdict.signature]
+    if verdict.ok:
+        console.print(f"[green]{escape(str(file))}: intact[/green] — {escape(verdict.subject or '')}, {verdict.links} links, "
+                      f"head {verdict.head}; chain and canonical form checked; {signature}", soft_wrap=True)
+        return
+    console.print(f"[red]{escape(str(file))}: NOT intact[/red] ({len(verdict.problems)} problem(s); {signature})", soft_wrap=True)
+    for problem in verdict.problems:
+        console.print(f"  - {escape(problem)}", soft_wrap=True)
+    raise typer.Exit(1)
+
+
+ledger_app = typer.Typer(help="The ledger (D2).", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+
+
+@ledger_app.command("audit")
+def ledger_audit() -> None:
+    """Check the D2 invariants over the whole ledger: every transaction balances, no account but a merchant's debt
+    is negative, refunded ≤ paid per order and equal to what the ledger credited. Exit 1 on any finding."""
+    from aftersales.service.context import UnitOfWork
+    from aftersales.service.ledger import audit
+
+    ctx = _context(_settings())
+    with UnitOfWork(ctx, readonly=True) as uow:
+        problems = audit(uow)
+    for line in problems:
+        console.print(f"[red]✗[/red] {line}")
+    if problems:
+        raise typer.Exit(1)
+    console.print("[green]✓[/green] the ledger balances (D2)")
+
+
 import_app = typer.Typer(help="Bulk imports: every row is validated first; nothing is written if any is rejected.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 

@@ -13,6 +13,7 @@ from aftersales.domain import policy as policy_mod
 from aftersales.domain.policy import Policy
 
 DEV_SECRET = "dev-secret-change-me"  # noqa: S105 - the development default, refused outside development
+DEV_RECORD_SECRET = "dev-record-secret-change-me"  # noqa: S105 - signs D3 records in development/test only
 
 
 class Settings(BaseSettings):
@@ -36,12 +37,20 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     #: An Idempotency-Key request unanswered after this long was abandoned (its server died): a retry may take it over.
     idempotency_in_flight_seconds: float = Field(default=120.0, gt=0)
+    #: Files the server keeps (D3 evidence under ``<data_dir>/evidence``).
+    data_dir: Path = Path("var")
+    #: D3/K2: the largest evidence file accepted (bytes); uploads are exempt from ``max_body_bytes``.
+    max_evidence_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    #: D3: the HMAC-SHA256 key signing the head hash of exported records (``aftersales verify`` checks it).
+    record_secret: str = DEV_RECORD_SECRET
 
     @model_validator(mode="after")
     def _safe_outside_development(self) -> Settings:
         if self.env == "production":
             if self.secret_key == DEV_SECRET or len(self.secret_key) < 32:
                 raise ValueError("AFTERSALES_SECRET_KEY must be set to a random value of at least 32 characters in production")
+            if self.record_secret == DEV_RECORD_SECRET or len(self.record_secret) < 32:
+                raise ValueError("AFTERSALES_RECORD_SECRET must be set to a random value of at least 32 characters in production")
             if self.clock == "manual":
                 raise ValueError("AFTERSALES_CLOCK=manual is for tests and demos, not production")
         return self

@@ -29,9 +29,12 @@ import hashlib
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy import Engine, insert, inspect, select, text
+
+from aftersales.store import tables as t
 
 PRINCIPALS = ("platform", "merchant_a", "merchant_b", "buyer_x", "buyer_y", "anonymous")
 INSIDERS = ("platform", "merchant_a", "buyer_x")
@@ -132,6 +135,8 @@ class Call:
     secrets: tuple[str, ...] = ()
     #: Strings an insider's successful answer must contain (the data is really there for them).
     shows: tuple[str, ...] = ()
+    #: A multipart/form-data upload (``httpx`` ``files=``), instead of a JSON body.
+    files: dict[str, Any] | None = None
 
 
 @dataclass
@@ -197,6 +202,25 @@ def _open_case_call(w: World, s: Shared) -> Call:
                                       "description": DESC_MARK, "buyer_consent": True}, secrets=(oid, "bX", TITLE_MARK))
 
 
+PLATFORM_ONLY_200 = expect(403, platform=200)
+
+
+def _pending_withdrawal(w: World) -> Call:
+    """A pending withdrawal of mA, written directly: the shared open case forbids requesting one through the API."""
+    wid = w.uid("wd")
+    now = datetime.now(UTC)
+    with w.api.client.app.state.ctx.engine.begin() as conn:
+        conn.execute(insert(t.withdrawals).values(id=wid, merchant_id="mA", amount_fen=1, status="pending",
+                                                  requested_by="merchant:mA", requested_at=now, due_at=now, version=1))
+    return Call("POST", f"/v1/merchants/mA/deposit/withdrawals/{wid}/cancel", secrets=(wid,))
+
+
+def _new_merchant_close(w: World) -> Call:
+    mid = w.uid("mShut")
+    w.ok(w.api.post("/v1/merchants", {"id": mid, "name": "Shut"}), 201)
+    return Call("POST", f"/v1/merchants/{mid}/close", {"reason": "merchant_unreachable"}, secrets=(mid,))
+
+
 MATRIX: dict[tuple[str, str], Op] = {
     # public
     ("GET", "/healthz"): Op(PUBLIC, lambda w, s: Call("GET", "/healthz")),
@@ -238,6 +262,21 @@ MATRIX: dict[tuple[str, str], Op] = {
     # ledger (D2): a merchant reads its own accounts only; another's account is 404
     ("GET", "/v1/ledger/transactions"): Op(expect(404, platform=200, merchant_a=200), lambda w, s: Call(
         "GET", "/v1/ledger/transactions", params={"account": "merchant:mA:sales"})),
+    # deposits (D1): the platform and the merchant itself; buyers and other merchants do not see a merchant (404)
+    ("GET", "/v1/merchants/{merchant_id}/deposit"): Op(expect(404, platform=200, merchant_a=200), lambda w, s: Call(
+        "GET", "/v1/merchants/mA/deposit")),
+    ("POST", "/v1/merchants/{merchant_id}/deposit/top-ups"): Op(expect(403, platform=201, merchant_a=201, merchant_b=404),
+                                                               lambda w, s: Call("POST", "/v1/merchants/mA/deposit/top-ups",
+                                                                                 {"amount_fen": 100}), True),
+    # The shared order's open case forbids a withdrawal (D1): the insiders pass authorisation and get the rule's 422.
+    ("POST", "/v1/merchants/{merchant_id}/deposit/withdrawals"): Op(
+        expect(403, platform=422, merchant_a=422, merchant_b=404),
+        lambda w, s: Call("POST", "/v1/merchants/mA/deposit/withdrawals", {"amount_fen": 100}), True),
+    ("GET", "/v1/merchants/{merchant_id}/deposit/withdrawals"): Op(expect(404, platform=200, merchant_a=200), lambda w, s: Call(
+        "GET", "/v1/merchants/mA/deposit/withdrawals")),
+    ("POST", "/v1/merchants/{merchant_id}/deposit/withdrawals/{withdrawal_id}/cancel"): Op(
+        expect(403, platform=200, merchant_a=200, merchant_b=404), lambda w, s: _pending_withdrawal(w), True),
+    ("POST", "/v1/merchants/{merchant_id}/close"): Op(PLATFORM_ONLY_200, lambda w, s: _new_merchant_close(w), True),
     # manual clock: hidden (404) from everyone but the platform
     ("GET", "/v1/clock"): Op(CLOCK, lambda w, s: Call("GET", "/v1/clock")),
     ("POST", "/v1/clock/advance"): Op(CLOCK, lambda w, s: Call("POST", "/v1/clock/advance", {"seconds": 0}), True),
@@ -264,6 +303,7 @@ ACTIONS: dict[str, tuple[str, Any, tuple[str, ...]]] = {
     "escalate": ("rejected", {"reason": "unfair"}, ("buyer_x",)),
     "rule": ("platform_review", {"outcome": "reject", "rationale": "no evidence"}, ("platform",)),
     "pay_ruling": ("ruled_refund", None, ("merchant_a",)),
+    "advance_compensate": ("ruled_refund", {"reason": "merchant_unreachable"}, ("platform",)),
 }
 
 
@@ -278,6 +318,98 @@ def _action_op(action: str, situation: str, body: Any, allowed: tuple[str, ...])
 
 for _action, (_situation, _body, _allowed) in ACTIONS.items():
     MATRIX[("POST", f"/v1/cases/{{case_id}}/{_action}")] = _action_op(_action, _situation, _body, _allowed)
+
+
+# --- K1/K2 complaints: bX complains about an order of mA; the merchant sees it from acceptance on -------------
+def _complaint(w: World, status: str) -> Call:
+    """A complaint of bX about a fresh order of mA, in ``status`` (submitted, accepted or answered)."""
+    oid = w.order()
+    cid = w.ok(w.api.post("/v1/complaints", {"order_id": oid, "channel": "in_app_chat", "category": "other",
+                                             "description": DESC_MARK}, who="buyer_x"), 201)["id"]
+    if status in ("accepted", "answered"):
+        w.ok(w.api.post(f"/v1/complaints/{cid}/accept", None))
+    if status == "answered":
+        w.ok(w.api.post(f"/v1/complaints/{cid}/respond", {"answer": "handled"}, who="merchant_a"))
+    return Call("GET", f"/v1/complaints/{cid}", secrets=(oid, cid, "bX", TITLE_MARK, DESC_MARK), shows=(cid, DESC_MARK))
+
+
+def _complaint_op(path: str, status: str, expected: dict[str, int], body: Any = None, method: str = "POST") -> Op:
+    def build(w: World, s: Shared) -> Call:
+        c = _complaint(w, status)
+        return Call(method, c.path + path, body, secrets=c.secrets, shows=c.shows[:1])
+
+    return Op(expected, build, method == "POST")
+
+
+def _file_complaint_call(w: World, s: Shared) -> Call:
+    oid = w.order()
+    return Call("POST", "/v1/complaints", {"order_id": oid, "channel": "in_app_chat", "category": "other",
+                                           "description": DESC_MARK}, secrets=(oid, "bX", TITLE_MARK, DESC_MARK))
+
+
+MATRIX.update({
+    ("GET", "/v1/complaint-channels"): Op(PUBLIC, lambda w, s: Call("GET", "/v1/complaint-channels")),
+    # buyers file themselves (bY: bX's order is unknown); agents only record phone complaints (K1: 403)
+    ("POST", "/v1/complaints"): Op(expect(403, buyer_x=201, buyer_y=404), _file_complaint_call, True),
+    ("GET", "/v1/complaints"): Op(ANY_KEY, lambda w, s: Call("GET", "/v1/complaints")),
+    ("GET", "/v1/complaints/{complaint_id}"): Op(TENANT_READ, lambda w, s: _complaint(w, "accepted")),
+    ("GET", "/v1/complaints/{complaint_id}/events"): _complaint_op("/events", "accepted", TENANT_READ, method="GET"),
+    ("POST", "/v1/complaints/{complaint_id}/accept"): _complaint_op("/accept", "submitted", expect(403, platform=200)),
+    ("POST", "/v1/complaints/{complaint_id}/reject"): _complaint_op("/reject", "submitted", expect(403, platform=200),
+                                                                    {"reason": "not for us"}),
+    ("POST", "/v1/complaints/{complaint_id}/respond"): _complaint_op(
+        "/respond", "accepted", expect(403, merchant_a=200, merchant_b=404), {"answer": "sorry"}),
+    ("POST", "/v1/complaints/{complaint_id}/resolve"): _complaint_op(
+        "/resolve", "answered", expect(403, platform=200), {"outcome": "not_upheld", "rationale": "fine"}),
+})
+
+
+# --- D3/K2/S5: evidence, messages, dispute paths and the record, on cases and on complaints ------------------------
+EVIDENCE_PNG = b"\x89PNG\r\n\x1a\n" + bytes(32)
+PARTY_WRITE = expect(404, platform=201, merchant_a=201, buyer_x=201)
+
+
+def _subject(w: World, s: Shared, plural: str) -> tuple[str, tuple[str, ...], str]:
+    """The shared case, or a fresh complaint the merchant sees (accepted): (path, secrets, id)."""
+    if plural == "cases":
+        return f"/v1/cases/{s.case_id}", (), s.case_id
+    c = _complaint(w, "accepted")
+    return c.path, c.secrets, c.path.rsplit("/", 1)[-1]
+
+
+def _record_op(plural: str, method: str, suffix: str, expected: dict[str, int], body: Any = None, *,
+               upload: bool = False, prepare: str | None = None, mutates: bool = False) -> Op:
+    def build(w: World, s: Shared) -> Call:
+        base, secrets, sid = _subject(w, s, plural)
+        path = base + suffix
+        if prepare == "evidence":
+            r = w.api.client.post(f"{base}/evidence", files={"file": ("a.png", EVIDENCE_PNG, "image/png")}, headers=w.api.h("buyer_x"))
+            path = f"{base}/evidence/{w.ok(r, 201)['id']}"
+        elif prepare == "dispute_path":
+            new = w.ok(w.api.post(f"{base}/dispute-paths", {"path": "negotiation", "started_at": "2026-03-01T01:00:00+00:00"}), 201)
+            path = f"{base}/dispute-paths/{new['id']}/outcome"
+        files = {"file": ("a.png", EVIDENCE_PNG, "image/png")} if upload else None
+        return Call(method, path, body, secrets=secrets, files=files, shows=(sid,) if suffix == "/record" else ())
+
+    return Op(expected, build, mutates)
+
+
+for _plural, _param in (("cases", "case_id"), ("complaints", "complaint_id")):
+    _base = f"/v1/{_plural}/{{{_param}}}"
+    MATRIX.update({
+        ("POST", f"{_base}/evidence"): _record_op(_plural, "POST", "/evidence", PARTY_WRITE, upload=True),
+        ("GET", f"{_base}/evidence"): _record_op(_plural, "GET", "/evidence", TENANT_READ),
+        ("GET", f"{_base}/evidence/{{evidence_id}}"): _record_op(_plural, "GET", "", TENANT_READ, prepare="evidence"),
+        ("POST", f"{_base}/messages"): _record_op(_plural, "POST", "/messages", PARTY_WRITE, {"body": "hello"}),
+        ("GET", f"{_base}/messages"): _record_op(_plural, "GET", "/messages", TENANT_READ),
+        ("POST", f"{_base}/dispute-paths"): _record_op(_plural, "POST", "/dispute-paths", PARTY_WRITE,
+                                                       {"path": "mediation", "started_at": "2026-03-01T01:00:00+00:00"}),
+        ("POST", f"{_base}/dispute-paths/{{path_id}}/outcome"): _record_op(
+            _plural, "POST", "", expect(404, platform=200, merchant_a=200, buyer_x=200),
+            {"ended_at": "2026-03-01T01:30:00+00:00", "outcome": "agreed"}, prepare="dispute_path", mutates=True),
+        ("GET", f"{_base}/dispute-paths"): _record_op(_plural, "GET", "/dispute-paths", TENANT_READ),
+        ("GET", f"{_base}/record"): _record_op(_plural, "GET", "/record", TENANT_READ),
+    })
 
 
 # --- checks -----------------------------------------------------------------------------------------------
@@ -332,7 +464,7 @@ def test_authorisation_matrix(api: Any, ctx: Any) -> None:
             want = op.expect[who]
             before = fingerprint(ctx.engine) if want >= 400 or method == "GET" else None
             headers = api.h(who)
-            r = api.client.request(call.method, call.path, json=call.body, params=call.params, headers=headers)
+            r = api.client.request(call.method, call.path, json=call.body, params=call.params, headers=headers, files=call.files)
             if r.status_code != want:
                 failures.append(f"{cell}: {r.status_code} (expected {want}) {r.text[:300]}")
                 continue

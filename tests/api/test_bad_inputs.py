@@ -38,6 +38,15 @@ def case(**changes: Any) -> dict[str, Any]:
     return {"order_id": "ordFree", "type": "refund_only", "reason": "quality_problem", **changes}
 
 
+def complaint(**changes: Any) -> dict[str, Any]:
+    body = {"order_id": "ordFree", "channel": "in_app_chat", "category": "other", "description": "d", **changes}
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def resolve(**remedy: Any) -> dict[str, Any]:
+    return {"outcome": "upheld", "rationale": "r", "remedies": [{"type": "penalty", "amount_fen": 100, **remedy}]}
+
+
 @dataclass
 class Bad:
     name: str
@@ -50,6 +59,8 @@ class Bad:
     headers: dict[str, str] = field(default_factory=dict)
     params: dict[str, str] | None = None
     rule: str | None = None
+    #: A multipart/form-data body (``httpx`` ``files=``): evidence uploads.
+    files: dict[str, Any] | None = None
 
 
 def _chunks(data: bytes) -> Iterator[bytes]:
@@ -203,7 +214,109 @@ BAD: list[Bad] = [
         status=401),
     Bad("wrong auth scheme", "GET", "/v1/cases", who="anonymous", headers={"Authorization": "Basic YTpi"}, status=401),
     Bad("wrong role", "POST", "/v1/cases/{case}/approve", {}, who="buyer_x", status=403, rule="T2"),
+    # --- D3/K2/S5: evidence, messages, dispute paths, records ----------------------------------------------------
+    Bad("evidence that is HTML named .png", "POST", "/v1/cases/{case}/evidence", who="buyer_x", rule="D3",
+        files={"file": ("x.png", b"<html><script>alert(1)</script></html>", "image/png")}),
+    Bad("empty evidence file", "POST", "/v1/cases/{case}/evidence", who="buyer_x", rule="D3", files={"file": ("x.png", b"", "image/png")}),
+    Bad("evidence without a file", "POST", "/v1/cases/{case}/evidence", who="buyer_x", files={"note": (None, "no file")}),
+    Bad("NUL in an evidence note", "POST", "/v1/cases/{case}/evidence", who="buyer_x",
+        files={"file": ("x.png", b"\x89PNG\r\n\x1a\n", "image/png"), "note": (None, "a\x00b")}),
+    Bad("evidence on another buyer's case", "POST", "/v1/cases/{ycase}/evidence", who="buyer_x", status=404,
+        files={"file": ("x.png", b"\x89PNG\r\n\x1a\n", "image/png")}),
+    Bad("evidence as JSON", "POST", "/v1/cases/{case}/evidence", {"file": "aGVsbG8="}, who="buyer_x"),
+    Bad("evidence body over the upload limit", "POST", "/v1/cases/{case}/evidence", who="buyer_x", content=b"x",
+        headers={"content-type": "multipart/form-data; boundary=x", "content-length": "99999999"}, status=413),
+    Bad("executable as complaint evidence", "POST", "/v1/complaints/{acomplaint}/evidence", who="buyer_x", rule="D3",
+        files={"file": ("x.pdf", b"MZ\x90\x00", "application/pdf")}),
+    Bad("SQL in an evidence id", "GET", "/v1/cases/{case}/evidence/x'%20OR%20'1'='1", who="buyer_x"),
+    Bad("unknown evidence id", "GET", "/v1/cases/{case}/evidence/ev_nowhere", who="buyer_x", status=404),
+    Bad("empty message", "POST", "/v1/cases/{case}/messages", {"body": ""}, who="buyer_x"),
+    Bad("message over 2000 characters", "POST", "/v1/cases/{case}/messages", {"body": "x" * 2001}, who="buyer_x"),
+    Bad("NUL in a message", "POST", "/v1/cases/{case}/messages", {"body": "a\x00b"}, who="buyer_x"),
+    Bad("string internal flag", "POST", "/v1/cases/{case}/messages", {"body": "hi", "internal": "true"}, who="merchant_a"),
+    Bad("unknown field in a message", "POST", "/v1/cases/{case}/messages", {"body": "hi", "urgent": True}, who="buyer_x"),
+    Bad("internal note by a buyer", "POST", "/v1/cases/{case}/messages", {"body": "hi", "internal": True}, who="buyer_x"),
+    Bad("internal complaint note by a buyer", "POST", "/v1/complaints/{acomplaint}/messages", {"body": "hi", "internal": True},
+        who="buyer_x"),
+    Bad("message on another merchant's case", "POST", "/v1/cases/{ycase}/messages", {"body": "hi"}, who="merchant_a", status=404),
+    Bad("messages cursor of garbage", "GET", "/v1/cases/{case}/messages", who="buyer_x", params={"cursor": "YWJj"}),
+    Bad("unknown dispute path", "POST", "/v1/cases/{case}/dispute-paths", {"path": "duel", "started_at": "2026-03-01T01:00:00+00:00"},
+        who="buyer_x"),
+    Bad("naive dispute start", "POST", "/v1/cases/{case}/dispute-paths", {"path": "mediation", "started_at": "2026-03-01T01:00:00"},
+        who="buyer_x"),
+    Bad("dispute path starting in the future", "POST", "/v1/cases/{case}/dispute-paths",
+        {"path": "mediation", "started_at": "2030-01-01T00:00:00+00:00"}, who="buyer_x", rule="D3"),
+    Bad("outcome of an unknown dispute path", "POST", "/v1/cases/{case}/dispute-paths/dp_nowhere/outcome",
+        {"ended_at": "2026-03-01T01:00:00+00:00", "outcome": "x"}, who="buyer_x", status=404),
+    Bad("empty dispute outcome", "POST", "/v1/cases/{case}/dispute-paths/dp_nowhere/outcome",
+        {"ended_at": "2026-03-01T01:00:00+00:00", "outcome": ""}, who="buyer_x"),
+    Bad("record of another buyer's case", "GET", "/v1/cases/{ycase}/record", who="buyer_x", status=404),
     Bad("unsupported method", "DELETE", "/v1/orders/ordFree", status=405),
+    # --- complaints (K1, K2): {complaint} is bX's, submitted; {acomplaint} bX's, accepted --------------------------
+    Bad("complaint about nothing", "POST", "/v1/complaints", complaint(order_id=None), who="buyer_x", rule="K2"),
+    Bad("unknown complaint category", "POST", "/v1/complaints", complaint(category="bored"), who="buyer_x"),
+    Bad("unknown complaint channel", "POST", "/v1/complaints", complaint(channel="fax"), who="buyer_x"),
+    Bad("empty complaint description", "POST", "/v1/complaints", complaint(description=""), who="buyer_x"),
+    Bad("complaint description over 2000 characters", "POST", "/v1/complaints", complaint(description="x" * 2001),
+        who="buyer_x"),
+    Bad("NUL in a complaint description", "POST", "/v1/complaints", complaint(description="a\x00b"), who="buyer_x"),
+    Bad("unknown field in a complaint", "POST", "/v1/complaints", complaint(severity="high"), who="buyer_x"),
+    Bad("HTML in a complaint order id", "POST", "/v1/complaints", complaint(order_id="<b>o</b>"), who="buyer_x"),
+    Bad("complaint about another buyer's order", "POST", "/v1/complaints", complaint(order_id="ordOther"), who="buyer_x",
+        status=404),
+    Bad("complaint about an unknown shop", "POST", "/v1/complaints", complaint(order_id=None, merchant_id="mZ"),
+        who="buyer_x", status=404),
+    Bad("phone complaint for another buyer's order", "POST", "/v1/complaints", complaint(channel="phone", buyer_id="bY"),
+        rule="K2"),
+    Bad("complaint order of another shop", "POST", "/v1/complaints", complaint(merchant_id="mB"), who="buyer_x", rule="K2"),
+    Bad("phone complaint by a buyer", "POST", "/v1/complaints", complaint(channel="phone"), who="buyer_x", status=403,
+        rule="K1"),
+    Bad("phone complaint without the buyer", "POST", "/v1/complaints", complaint(channel="phone")),
+    Bad("complaint by a merchant", "POST", "/v1/complaints", complaint(), who="merchant_a", status=403),
+    Bad("accept an unknown complaint", "POST", "/v1/complaints/cp_nowhere/accept", status=404),
+    Bad("accept by the merchant", "POST", "/v1/complaints/{complaint}/accept", who="merchant_a", status=403),
+    Bad("accept with a stale If-Match", "POST", "/v1/complaints/{complaint}/accept", headers={"If-Match": "99"}, status=409),
+    Bad("empty complaint rejection reason", "POST", "/v1/complaints/{complaint}/reject", {"reason": ""}),
+    Bad("respond to a complaint not yet accepted", "POST", "/v1/complaints/{complaint}/respond", {"answer": "a"},
+        who="merchant_a", status=404),
+    Bad("respond to another shop's complaint", "POST", "/v1/complaints/{acomplaint}/respond", {"answer": "a"},
+        who="merchant_b", status=404),
+    Bad("empty complaint answer", "POST", "/v1/complaints/{acomplaint}/respond", {"answer": ""}, who="merchant_a"),
+    Bad("resolve a submitted complaint", "POST", "/v1/complaints/{complaint}/resolve",
+        {"outcome": "not_upheld", "rationale": "r"}, status=409, rule="K2"),
+    Bad("unknown complaint outcome", "POST", "/v1/complaints/{acomplaint}/resolve", {"outcome": "maybe", "rationale": "r"}),
+    Bad("upheld without a remedy", "POST", "/v1/complaints/{acomplaint}/resolve", {"outcome": "upheld", "rationale": "r"},
+        rule="K2"),
+    Bad("zero remedy", "POST", "/v1/complaints/{acomplaint}/resolve", resolve(amount_fen=0)),
+    Bad("float remedy", "POST", "/v1/complaints/{acomplaint}/resolve", resolve(amount_fen=10.5)),
+    Bad("remedy above 10**15", "POST", "/v1/complaints/{acomplaint}/resolve", resolve(amount_fen=MAX_FEN + 1)),
+    Bad("unknown remedy type", "POST", "/v1/complaints/{acomplaint}/resolve", resolve(type="apology")),
+    Bad("four remedies", "POST", "/v1/complaints/{acomplaint}/resolve",
+        {"outcome": "upheld", "rationale": "r", "remedies": resolve()["remedies"] * 4}),
+    Bad("complaint list limit above 200", "GET", "/v1/complaints", params={"limit": "201"}),
+    Bad("complaint list flagged not a boolean", "GET", "/v1/complaints", params={"flagged": "maybe"}),
+    Bad("complaint list unknown status", "GET", "/v1/complaints", params={"status": "lost"}),
+    Bad("complaint list cursor of garbage", "GET", "/v1/complaints", params={"cursor": "!!x!!"}),
+    Bad("complaint events cursor of the wrong kind", "GET", "/v1/complaints/{complaint}/events", params={"cursor": "YWJj"}),
+    Bad("NUL in a complaint id", "GET", "/v1/complaints/cp%00x"),
+    # --- deposits (D1, P2) --------------------------------------------------------------------------------------
+    Bad("zero top-up", "POST", "/v1/merchants/mA/deposit/top-ups", {"amount_fen": 0}, who="merchant_a"),
+    Bad("negative top-up", "POST", "/v1/merchants/mA/deposit/top-ups", {"amount_fen": -100}, who="merchant_a"),
+    Bad("float top-up", "POST", "/v1/merchants/mA/deposit/top-ups", {"amount_fen": 100.5}, who="merchant_a"),
+    Bad("string top-up", "POST", "/v1/merchants/mA/deposit/top-ups", {"amount_fen": "100"}, who="merchant_a"),
+    Bad("top-up above 10**15", "POST", "/v1/merchants/mA/deposit/top-ups", {"amount_fen": MAX_FEN + 1}, who="merchant_a"),
+    Bad("top-up with extra field", "POST", "/v1/merchants/mA/deposit/top-ups", {"amount_fen": 1, "to": "mB"}, who="merchant_a"),
+    Bad("top-up of another merchant", "POST", "/v1/merchants/mB/deposit/top-ups", {"amount_fen": 1}, who="merchant_a", status=404),
+    Bad("withdrawal while restricted", "POST", "/v1/merchants/mA/deposit/withdrawals", {"amount_fen": 1}, who="merchant_a",
+        rule="D1"),
+    Bad("withdrawal by a buyer", "POST", "/v1/merchants/mA/deposit/withdrawals", {"amount_fen": 1}, who="buyer_x", status=403),
+    Bad("cancel of an unknown withdrawal", "POST", "/v1/merchants/mA/deposit/withdrawals/wdNope/cancel", who="merchant_a",
+        status=404),
+    Bad("close with an unknown reason", "POST", "/v1/merchants/mA/close", {"reason": "bored"}),
+    Bad("close by the merchant", "POST", "/v1/merchants/mA/close", {"reason": "shop_closed"}, who="merchant_a", status=403),
+    Bad("advance compensation without a ruling", "POST", "/v1/cases/{case}/advance_compensate",
+        {"reason": "merchant_unreachable"}, status=409, rule="M1"),
+    Bad("advance compensation with a bad reason", "POST", "/v1/cases/{case}/advance_compensate", {"reason": "x"}),
 ]
 
 
@@ -231,7 +344,10 @@ def _setup(api: Any) -> dict[str, str]:
         ok(api.post(f"/v1/orders/{oid}/deliver", {}))
     mine = ok(api.post("/v1/cases", case(order_id="ordOpen"), who="buyer_x"), 201)
     theirs = ok(api.post("/v1/cases", case(order_id="ordOther"), who="buyer_y"), 201)
-    return {"case": mine["id"], "ycase": theirs["id"]}
+    submitted = ok(api.post("/v1/complaints", complaint(order_id="ordOpen"), who="buyer_x"), 201)
+    accepted = ok(api.post("/v1/complaints", complaint(), who="buyer_x"), 201)
+    ok(api.post(f"/v1/complaints/{accepted['id']}/accept"))
+    return {"case": mine["id"], "ycase": theirs["id"], "complaint": submitted["id"], "acomplaint": accepted["id"]}
 
 
 def test_the_table_is_large_enough() -> None:
@@ -246,7 +362,9 @@ def test_bad_inputs_are_problems_and_change_nothing(api: Any, ctx: Any) -> None:
         path = bad.path.format(**ids)
         headers = {**api.h(bad.who), **bad.headers}
         before = snapshot(ctx.engine)
-        if bad.content is not None:
+        if bad.files is not None:
+            r = api.client.request(bad.method, path, files=bad.files, headers=headers, params=bad.params)
+        elif bad.content is not None:
             content = bad.content if isinstance(bad.content, bytes) else _chunks(BIG)
             r = api.client.request(bad.method, path, content=content, headers=headers, params=bad.params)
         else:

@@ -167,3 +167,17 @@ def test_policy_show_prints_the_parameters(env):
     assert "no_reason_days" in result.output
     data = json.loads(invoke("policy", "show", "--json").stdout)
     assert data["no_reason_days"] == 7 and data["merchant_response_hours"] == 48
+
+
+def test_D2_ledger_audit_passes_on_a_seeded_marketplace_and_names_a_broken_transaction(env):
+    assert invoke("demo").exit_code == 0
+    result = invoke("ledger", "audit")
+    assert result.exit_code == 0, result.output
+    assert "balances" in result.output
+    with context().engine.begin() as conn:  # tamper: one entry of one transaction loses a fen
+        entry_id = conn.execute(select(func.min(t.ledger_entries.c.id)).where(t.ledger_entries.c.credit_fen > 0)).scalar_one()
+        conn.execute(t.ledger_entries.update().where(t.ledger_entries.c.id == entry_id)
+                     .values(credit_fen=t.ledger_entries.c.credit_fen - 1))
+    result = invoke("ledger", "audit")
+    assert result.exit_code == 1
+    assert "does not balance" in result.output

@@ -14,7 +14,7 @@ from aftersales.service.setup import authenticate
 from aftersales.store.db import make_engine
 
 from . import problems
-from .middleware import BodyLimit, Idempotency
+from .middleware import UPLOAD_OVERHEAD, BodyLimit, Idempotency
 
 
 def build_context(settings: Settings) -> Context:
@@ -43,16 +43,25 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
 
     app.openapi = openapi  # type: ignore[method-assign]
     problems.install(app, ctx.policy.timezone)
+    from .complaint_routes import install as install_complaints
+    from .complaint_routes import router as complaint_router
+    from .deposit_routes import router as deposit_router
     from .ledger_routes import router as ledger_router
+    from .record_routes import router as record_router
     from .routes import router
     from .webhook_routes import router as webhook_router
 
     app.include_router(router)
     app.include_router(webhook_router)
     app.include_router(ledger_router)
-    app.add_middleware(Idempotency, ctx=ctx, limit=settings.max_body_bytes,
+    app.include_router(record_router)
+    app.include_router(deposit_router)
+    app.include_router(complaint_router)
+    install_complaints(app)  # K1: the phone-closed problem names the next opening
+    upload_limit = settings.max_evidence_bytes + UPLOAD_OVERHEAD  # D3 evidence uploads only (see middleware)
+    app.add_middleware(Idempotency, ctx=ctx, limit=settings.max_body_bytes, upload_limit=upload_limit,
                        in_flight=timedelta(seconds=settings.idempotency_in_flight_seconds))
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, upload_limit=upload_limit)
     return app
 
 

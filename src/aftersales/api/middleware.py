@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +24,22 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 KEY_TTL = timedelta(hours=48)
 #: A request still unanswered after this long was abandoned (the server died while handling it).
 IN_FLIGHT_TTL = timedelta(minutes=2)
+#: D3 evidence uploads: the only requests allowed a larger body (``upload_limit``); every other keeps ``limit``.
+UPLOAD_PATHS = re.compile(r"^/v1/(cases|complaints)/[^/]+/evidence$")
+#: Room for the multipart framing and the optional note around an evidence file of the largest allowed size.
+UPLOAD_OVERHEAD = 64 * 1024
+
+
+def limit_for(scope: Scope, limit: int, upload_limit: int | None) -> int:
+    if upload_limit is not None and scope["method"] == "POST" and UPLOAD_PATHS.match(scope["path"]):
+        return upload_limit
+    return limit
+
+
+def _multipart_boundary(headers: dict[bytes, bytes]) -> bytes | None:
+    ctype = headers.get(b"content-type", b"")
+    match = re.match(rb'^multipart/form-data;.*\bboundary="?([^";]+)"?', ctype, re.IGNORECASE)
+    return match.group(1) if match else None
 
 
 def _problem(status: int, title: str, detail: str, kind: str) -> tuple[int, bytes]:
@@ -39,15 +56,16 @@ async def _send_problem(send: Send, status: int, body: bytes, extra: list[tuple[
 class BodyLimit:
     """Refuse bodies over ``limit`` bytes with 413 before the application reads them."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int | None = None) -> None:
+        self.app, self.limit, self.upload_limit = app, limit, upload_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = limit_for(scope, self.limit, self.upload_limit)
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            status, body = _problem(413, "Payload too large", f"request bodies are limited to {self.limit} bytes", "too-large")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            status, body = _problem(413, "Payload too large", f"request bodies are limited to {limit} bytes", "too-large")
             return await _send_problem(send, status, body)
         if length is None:  # a streamed (chunked) body declares no length: count it before the application reads it
             chunks, size = [], 0
@@ -57,8 +75,8 @@ class BodyLimit:
                     return None
                 chunks.append(message.get("body", b""))
                 size += len(chunks[-1])
-                if size > self.limit:
-                    status, body = _problem(413, "Payload too large", f"request bodies are limited to {self.limit} bytes", "too-large")
+                if size > limit:
+                    status, body = _problem(413, "Payload too large", f"request bodies are limited to {limit} bytes", "too-large")
                     return await _send_problem(send, status, body)
                 if not message.get("more_body"):
                     break
@@ -83,8 +101,9 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 class Idempotency:
     """Same key + same request → the first response again; same key + another request → 422 (API.md)."""
 
-    def __init__(self, app: ASGIApp, ctx: Context, limit: int, in_flight: timedelta = IN_FLIGHT_TTL) -> None:
-        self.app, self.ctx, self.limit, self.in_flight = app, ctx, limit, in_flight
+    def __init__(self, app: ASGIApp, ctx: Context, limit: int, in_flight: timedelta = IN_FLIGHT_TTL,
+                 upload_limit: int | None = None) -> None:
+        self.app, self.ctx, self.limit, self.in_flight, self.upload_limit = app, ctx, limit, in_flight, upload_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -95,14 +114,15 @@ class Idempotency:
             return await self.app(scope, receive, send)
         chunks = []
         size = 0
+        limit = limit_for(scope, self.limit, self.upload_limit)
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.limit:
-                status, body = _problem(413, "Payload too large", f"request bodies are limited to {self.limit} bytes", "too-large")
+            if size > limit:
+                status, body = _problem(413, "Payload too large", f"request bodies are limited to {limit} bytes", "too-large")
                 return await _send_problem(send, status, body)
             chunks.append(chunk)
             if not message.get("more_body"):
@@ -113,7 +133,10 @@ class Idempotency:
             return await _send_problem(send, status, out)
         principal = hashlib.sha256(headers.get(b"authorization", b"")).hexdigest()[:64]
         path = scope["path"]
-        digest = hashlib.sha256(scope["method"].encode() + b" " + path.encode() + b"\n" + body).hexdigest()
+        boundary = _multipart_boundary(headers)
+        # A retried upload is the same request even if the client drew a new multipart boundary for it.
+        hashed = body.replace(b"--" + boundary, b"--<boundary>") if boundary else body
+        digest = hashlib.sha256(scope["method"].encode() + b" " + path.encode() + b"\n" + hashed).hexdigest()
         skey = key.decode("latin-1")
 
         claimed_at = datetime.now(UTC)

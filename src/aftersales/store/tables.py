@@ -150,7 +150,7 @@ events = Table(
 timers = Table(
     "timers", metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("subject", String(8), nullable=False),  # "case" | "group"
+    Column("subject", String(16), nullable=False),  # "case" | "group" | "complaint" | "withdrawal"
     Column("subject_id", String(64), nullable=False),
     Column("order_id", String(64)),
     Column("action", String(32), nullable=False),
@@ -254,4 +254,114 @@ ledger_entries = Table(
     Column("debit_fen", BigInteger, nullable=False),
     Column("credit_fen", BigInteger, nullable=False),
     Index("ix_ledger_entries_account", "account", "transaction_id"),
+)
+
+# --- D1 deposits: withdrawal requests (the deposit balance itself is derived from the ledger) -----------------
+withdrawals = Table(
+    "withdrawals", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("merchant_id", String(64), ForeignKey("merchants.id"), nullable=False, index=True),
+    Column("amount_fen", BigInteger, nullable=False),  # fen, positive
+    Column("status", String(16), nullable=False),  # pending | completed | cancelled | failed
+    Column("reason", String(500)),  # why it failed, was cancelled, or is still waiting
+    Column("requested_by", String(80), nullable=False),
+    Column("requested_at", UtcDateTime, nullable=False),
+    Column("due_at", UtcDateTime, nullable=False),  # requested_at + deposit_withdrawal_hold_days, or later when waiting
+    Column("completed_at", UtcDateTime),
+    Column("version", Integer, nullable=False),
+)
+
+# --- K1/K2 complaints -------------------------------------------------------------------------------------------
+complaints = Table(
+    "complaints", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("merchant_id", String(64), ForeignKey("merchants.id"), nullable=False),
+    Column("buyer_id", String(64), nullable=False),
+    Column("order_id", String(64), ForeignKey("orders.id"), index=True),
+    Column("case_id", String(64)),
+    Column("channel", String(32), nullable=False),
+    Column("category", String(32), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("filed_by", String(80), nullable=False),  # the principal that filed (a buyer, or the platform for a phone call)
+    Column("status", String(16), nullable=False),
+    Column("outcome", String(16)),
+    Column("rationale", Text),  # the reason of a rejection, or the rationale of a resolution
+    Column("response", Text),  # the merchant's answer
+    Column("remedies", JSON, nullable=False),  # [{"type", "amount_fen"}]
+    Column("flags", JSON, nullable=False),  # [{"rule", "kind", "at"}]: missed K2 limits
+    Column("flagged", Boolean, nullable=False),
+    Column("stage", Integer, nullable=False),  # timers of another stage are stale
+    Column("due_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("accepted_at", UtcDateTime),
+    Column("answered_at", UtcDateTime),
+    Column("closed_at", UtcDateTime),
+    Column("version", Integer, nullable=False),
+    Index("ix_complaints_merchant_status", "merchant_id", "status"),
+    Index("ix_complaints_buyer", "buyer_id", "id"),
+)
+
+complaint_events = Table(
+    "complaint_events", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("complaint_id", String(64), ForeignKey("complaints.id"), nullable=False, index=True),
+    Column("kind", String(48), nullable=False),
+    Column("actor", String(16), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("rules", JSON, nullable=False),
+    Column("data", JSON, nullable=False),
+)
+
+# --- evidence, messages, dispute paths (D3) ---------------------------------------------------------------------
+# Evidence attached to a case or a complaint; the bytes live in the content-addressed evidence store (sha256).
+evidence = Table(
+    "evidence", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("subject", String(16), nullable=False),  # "case" | "complaint"
+    Column("subject_id", String(64), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("media_type", String(64), nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("note", Text),
+    Column("uploaded_by", String(16), nullable=False),  # actor role
+    Column("uploaded_by_id", String(64)),  # merchant or buyer id; NULL for the platform
+    Column("at", UtcDateTime, nullable=False),
+    Index("ix_evidence_subject", "subject", "subject_id", "id"),
+)
+
+# S5: the conversation on a case or a complaint; internal notes are seen only by the side that wrote them.
+messages = Table(
+    "messages", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("subject", String(16), nullable=False),
+    Column("subject_id", String(64), nullable=False),
+    Column("author", String(16), nullable=False),
+    Column("author_id", String(64)),
+    Column("internal", Boolean, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Index("ix_messages_subject", "subject", "subject_id", "id"),
+)
+
+# D3 (ECL art. 60): each path taken to resolve a dispute, with its dates and outcome.
+dispute_paths = Table(
+    "dispute_paths", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("subject", String(16), nullable=False),
+    Column("subject_id", String(64), nullable=False),
+    Column("path", String(32), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("body", String(200)),  # the organisation, authority or court
+    Column("note", Text),
+    Column("recorded_by", String(16), nullable=False),
+    Column("recorded_by_id", String(64)),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime),
+    Column("outcome", Text),
+    Column("outcome_by", String(16)),
+    Column("outcome_by_id", String(64)),
+    Column("outcome_recorded_at", UtcDateTime),
+    Column("version", Integer, nullable=False),
+    Index("ix_dispute_paths_subject", "subject", "subject_id", "id"),
 )
