@@ -299,6 +299,8 @@ BAD: list[Bad] = [
     Bad("complaint list cursor of garbage", "GET", "/v1/complaints", params={"cursor": "!!x!!"}),
     Bad("complaint events cursor of the wrong kind", "GET", "/v1/complaints/{complaint}/events", params={"cursor": "YWJj"}),
     Bad("NUL in a complaint id", "GET", "/v1/complaints/cp%00x"),
+    Bad("paid_at in year 1 east of UTC", "POST", "/v1/orders", order(paid_at="0001-01-01T00:00:00+01:00")),
+    Bad("paid_at in year 9999 west of UTC", "POST", "/v1/orders", order(paid_at="9999-12-31T23:00:00-05:00")),
     # --- deposits (D1, P2) --------------------------------------------------------------------------------------
     Bad("zero top-up", "POST", "/v1/merchants/mA/deposit/top-ups", {"amount_fen": 0}, who="merchant_a"),
     Bad("negative top-up", "POST", "/v1/merchants/mA/deposit/top-ups", {"amount_fen": -100}, who="merchant_a"),

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
 
 from aftersales.domain.money import MAX_FEN
 
@@ -25,7 +26,18 @@ def _rfc3339(value: object) -> object:
     return value
 
 
-Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+def _in_range(value: datetime) -> datetime:
+    """Instants are stored in UTC: one whose UTC value falls outside years 1970–9998 cannot be (0001-01-01+01:00)."""
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must be an instant between 1970 and 9998") from None
+    if not 1970 <= utc.year <= 9998:
+        raise ValueError("must be an instant between 1970 and 9998")
+    return value
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_in_range)]
 Fen = Annotated[int, Field(strict=True, gt=0, le=MAX_FEN)]
 FenOrZero = Annotated[int, Field(strict=True, ge=0, le=MAX_FEN)]
 CaseTypeName = Literal["refund_only", "return_refund", "exchange", "reship", "repair"]
