@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit catalogs bench-eligibility bench-http clean
+.PHONY: browser install run test lint typecheck unit catalogs bench-eligibility bench-http clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -30,11 +30,17 @@ catalogs: install
 	done
 	$(BIN)/pybabel compile -d $(LOCALES) -D messages --statistics
 
+# Debian's Chromium for the browser tests (tests/e2e): never a downloaded browser.
+browser:
+	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) || \
+		(sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+
 lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-test: install lint
+test: install lint browser
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 run: install

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import typer
 from pydantic import ValidationError
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -156,15 +158,32 @@ KEYS_FILE_OPTION = typer.Option(DEMO_KEYS_FILE, "--keys-file",
 
 
 def _print_demo_keys(keys: list[Any], keys_file: Path) -> None:
-    from rich import box
 
     table = Table(title="Demo API keys (send as: Authorization: Bearer <key>)", box=box.SIMPLE_HEAD, title_justify="left")
     table.add_column("role")
     table.add_column("subject")
     table.add_column("key", no_wrap=True, min_width=max((len(k.key) for k in keys), default=10))
     for k in keys:
-        table.add_row(k.role, k.subject_id or "", k.key)
+        if k.role != "workbench":
+            table.add_row(k.role, k.subject_id or "", k.key)
     console.print(table)
+    logins = [k for k in keys if k.role == "workbench"]
+    if logins:
+        settings = _settings()
+        base = f"http://{settings.host}:{settings.port}"
+        wb = Table(title=f"Workbench logins ({base}/app/login)", box=box.SIMPLE_HEAD, title_justify="left")
+        for column in ("username", "password", "who"):
+            wb.add_column(column, no_wrap=True)
+        for k in logins:
+            wb.add_row(k.subject_id or "", k.key, k.label)
+        console.print(wb)
+        from aftersales import demo as demo_mod
+        from aftersales.service.users import buyer_link_token
+
+        now = datetime.now(UTC)
+        for buyer_id in demo_mod.BUYERS_WITH_KEYS:
+            console.print(f"buyer portal of {buyer_id}: {base}/app/buyer/enter?token="
+                          f"{buyer_link_token(settings.secret_key, buyer_id, now)}", soft_wrap=True)
     console.print(f"(kept in {keys_file} for the next run; development only)", style="dim")
 
 
@@ -279,6 +298,45 @@ def ledger_audit() -> None:
     if problems:
         raise typer.Exit(1)
     console.print("[green]✓[/green] the ledger balances (D2)")
+
+
+users_app = typer.Typer(help="Workbench users and buyers' portal links.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("create")
+def users_create(
+    username: str = typer.Option(..., help="The login name."),
+    role: str = typer.Option(..., help="merchant_agent, merchant_admin or platform_agent."),
+    merchant: str | None = typer.Option(None, "--merchant", help="The merchant of a merchant role."),
+    display_name: str | None = typer.Option(None, help="The name shown in the workbench."),
+    password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True,
+                                 help="At least 10 characters (prompted when not given)."),
+) -> None:
+    """Create a workbench user (its password is stored as an argon2id hash)."""
+    from aftersales.service import users
+    from aftersales.service.errors import ServiceError
+
+    ctx = _context(_settings())
+    try:
+        user = users.create_user(ctx, None, username=username, password=password, role=role, merchant_id=merchant,
+                                 display_name=display_name)
+    except ServiceError as exc:
+        err.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"[green]created[/green] {user['username']} ({user['role']}{', ' + merchant if merchant else ''})")
+
+
+@users_app.command("link")
+def users_link(buyer_id: str = typer.Argument(..., help="The buyer's id."),
+               base_url: str | None = typer.Option(None, help="Default http://AFTERSALES_HOST:AFTERSALES_PORT.")) -> None:
+    """Print a signed link that takes a buyer into their portal (valid 7 days)."""
+    from aftersales.service.users import buyer_link_token
+
+    settings = _settings()
+    base = base_url or f"http://{settings.host}:{settings.port}"
+    console.print(f"{base}/app/buyer/enter?token={buyer_link_token(settings.secret_key, buyer_id, datetime.now(UTC))}",
+                  soft_wrap=True)
 
 
 import_app = typer.Typer(help="Bulk imports: every row is validated first; nothing is written if any is rejected.", no_args_is_help=True)

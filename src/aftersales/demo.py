@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from aftersales.domain.errors import DomainError
-from aftersales.service import cases, deadlines, deposits, orders, setup
+from aftersales.service import cases, deadlines, deposits, orders, setup, users
 from aftersales.service.context import PLATFORM, Clock, Context, Principal, read
 from aftersales.service.errors import ServiceError
 from aftersales.store import tables as t
@@ -305,6 +306,21 @@ def _create_keys(ctx: Context) -> list[DemoKey]:
     for role, subject, label in wanted:
         created = setup.create_api_key(ctx, None, role=role, subject_id=subject, label=label)
         out.append(DemoKey(role, subject, label, created["key"]))
+    return out + _create_logins(ctx)
+
+
+#: Workbench logins of the demo: (username, role, merchant). Their passwords are random, printed by `make run`.
+LOGINS = (("platform.agent", "platform_agent", None), ("fruit.agent", "merchant_agent", "m-fruit"),
+          ("apparel.agent", "merchant_agent", "m-apparel"), ("electronics.admin", "merchant_admin", "m-electronics"))
+
+
+def _create_logins(ctx: Context) -> list[DemoKey]:
+    """One workbench user per role (kept like the keys, as ``DemoKey(role="workbench", subject=username)``)."""
+    out = []
+    for username, role, merchant in LOGINS:
+        password = secrets.token_urlsafe(12)
+        users.create_user(ctx, None, username=username, password=password, role=role, merchant_id=merchant)
+        out.append(DemoKey("workbench", username, f"{role}{' of ' + merchant if merchant else ''}", password))
     return out
 
 
@@ -332,6 +348,10 @@ def load_keys(path: Path, ctx: Context) -> list[DemoKey]:
         return []
     valid = []
     for k in keys:
+        if k.role == "workbench":
+            if users.exists(ctx, k.subject_id or ""):
+                valid.append(k)
+            continue
         try:
             setup.authenticate(ctx, k.key, None)
         except ServiceError:

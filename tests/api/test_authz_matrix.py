@@ -60,7 +60,8 @@ def operations(app: Any) -> set[tuple[str, str]]:
                 walk(route.routes, prefix + getattr(route, "path", ""))
 
     walk(app.routes, "")
-    return out
+    # The workbench's pages (/app) are not API operations: tests/web checks their sessions, CSRF and tenants.
+    return {(m, p) for m, p in out if not p.startswith("/app")}
 
 
 # --- fresh state ------------------------------------------------------------------------------------------
@@ -277,6 +278,10 @@ MATRIX: dict[tuple[str, str], Op] = {
     ("POST", "/v1/merchants/{merchant_id}/deposit/withdrawals/{withdrawal_id}/cancel"): Op(
         expect(403, platform=200, merchant_a=200, merchant_b=404), lambda w, s: _pending_withdrawal(w), True),
     ("POST", "/v1/merchants/{merchant_id}/close"): Op(PLATFORM_ONLY_200, lambda w, s: _new_merchant_close(w), True),
+    # workbench accounts: platform only
+    ("POST", "/v1/users"): Op(PLATFORM_ONLY, lambda w, s: Call("POST", "/v1/users", {
+        "username": w.uid("agent"), "password": "a long password 1", "role": "merchant_agent", "merchant_id": "mA"}), True),
+    ("POST", "/v1/buyer-links"): Op(PLATFORM_ONLY, lambda w, s: Call("POST", "/v1/buyer-links", {"buyer_id": "bX"})),
     # manual clock: hidden (404) from everyone but the platform
     ("GET", "/v1/clock"): Op(CLOCK, lambda w, s: Call("GET", "/v1/clock")),
     ("POST", "/v1/clock/advance"): Op(CLOCK, lambda w, s: Call("POST", "/v1/clock/advance", {"seconds": 0}), True),

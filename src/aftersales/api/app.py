@@ -56,6 +56,12 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
     app.include_router(ledger_router)
     app.include_router(record_router)
     app.include_router(deposit_router)
+    from .user_routes import router as user_router
+
+    app.include_router(user_router)
+    from aftersales.web.app import install as install_workbench
+
+    install_workbench(app)
     app.include_router(complaint_router)
     install_complaints(app)  # K1: the phone-closed problem names the next opening
     upload_limit = settings.max_evidence_bytes + UPLOAD_OVERHEAD  # D3 evidence uploads only (see middleware)

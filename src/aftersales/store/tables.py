@@ -365,3 +365,28 @@ dispute_paths = Table(
     Column("version", Integer, nullable=False),
     Index("ix_dispute_paths_subject", "subject", "subject_id", "id"),
 )
+
+
+# --- the workbench: staff users and browser sessions --------------------------------------------------------------
+users = Table(
+    "users", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("display_name", String(200), nullable=False),
+    Column("role", String(24), nullable=False),  # merchant_agent | merchant_admin | platform_agent
+    Column("merchant_id", String(64), ForeignKey("merchants.id")),  # for merchant roles
+    Column("password_hash", String(200), nullable=False),  # argon2id
+    Column("failed_logins", Integer, nullable=False, default=0),  # consecutive failures; each slows the next try
+    Column("locked_until", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+web_sessions = Table(
+    "web_sessions", metadata,
+    Column("token_hash", String(64), primary_key=True),  # sha256 of the cookie value: a stolen table logs nobody in
+    Column("user_id", String(64), ForeignKey("users.id")),
+    Column("buyer_id", String(64)),  # buyer portal sessions (signed link)
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)

@@ -1,0 +1,82 @@
+"""The workbench (issue 6): server-rendered pages under ``/app`` on the same service functions as the API.
+
+Merchant staff work their queue and cases, platform agents their console, buyers their orders; each module adds its
+routes to the application here. Security: HttpOnly SameSite session cookies, a CSRF token on every form, strict
+security headers, tenant checks done by the service layer exactly as for the API (another tenant's page is 404).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from aftersales import i18n
+from aftersales.service.errors import NotFound
+
+from .deps import HERE, CsrfRejected, LoginRequired, NotYours, lang_of, render
+
+#: Content-Security-Policy of every page: scripts and styles only from this server (HTMX is vendored).
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+       "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+
+
+def install(app: FastAPI) -> None:
+    """Mount the static files, add the page routers and the handlers that turn refusals into pages."""
+    from . import auth
+
+    app.mount("/app/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(auth.router)
+    for module in _page_modules():
+        app.include_router(module.router)
+
+    @app.exception_handler(LoginRequired)
+    async def _login(request: Request, exc: LoginRequired) -> Response:
+        if exc.buyer:
+            return render(request, "message.html", status_code=401, title=i18n.translate("Sign in", lang_of(request)),
+                          message=i18n.translate("Open the link your marketplace app gave you to see your orders.",
+                                                 lang_of(request)))
+        return RedirectResponse(f"/app/login?next={quote(exc.next_url)}", status_code=303)
+
+    @app.exception_handler(CsrfRejected)
+    async def _csrf(request: Request, exc: CsrfRejected) -> Response:
+        return render(request, "message.html", status_code=403, title=i18n.translate("Refused", lang_of(request)),
+                      message=i18n.translate("This form is no longer valid (missing or wrong security token). "
+                                             "Reload the page and try again.", lang_of(request)))
+
+    @app.exception_handler(NotYours)
+    async def _not_yours(request: Request, exc: NotYours) -> Response:
+        return _not_found(request)
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        if request.url.path.startswith("/app"):
+            response.headers.setdefault("Content-Security-Policy", CSP)
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            response.headers.setdefault("Referrer-Policy", "same-origin")
+            if "text/html" in response.headers.get("content-type", ""):
+                response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+def _not_found(request: Request) -> Response:
+    return render(request, "message.html", status_code=404, title=i18n.translate("Not found", lang_of(request)),
+                  message=i18n.translate("There is nothing here for you.", lang_of(request)))
+
+
+def not_found_page(request: Request, exc: NotFound) -> Response:
+    """Pages answer a service NotFound (unknown id, or another tenant's) with the same 404 page."""
+    return _not_found(request)
+
+
+def _page_modules() -> list[Any]:
+    """The page modules, each with a ``router``."""
+    from . import buyer, merchant, platform
+
+    return [merchant, buyer, platform]

@@ -1,0 +1,97 @@
+"""Signing in and out, the buyers' signed links, the language switch, and the home page of each role."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from aftersales import i18n
+from aftersales.service import users
+from aftersales.service.errors import Unauthorized
+
+from .deps import LANG_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE, Csrf, ctx_of, current_user, lang_of, new_login_csrf, render, settings_of
+
+router = APIRouter(prefix="/app", include_in_schema=False)
+HOME = {"merchant": "/app/queue", "platform": "/app/platform", "buyer": "/app/orders"}
+
+
+def _safe_next(value: str | None) -> str | None:
+    """Only paths of this workbench: never an open redirect."""
+    if value and value.startswith("/app/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return None
+
+
+def _session_cookie(request: Request, response: Response, token: str) -> None:
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", path="/",
+                        secure=request.url.scheme == "https", max_age=int(users.SESSION_TTL.total_seconds()))
+
+
+@router.get("", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request) -> Response:
+    user = current_user(request)
+    if user is None:
+        return RedirectResponse("/app/login", status_code=303)
+    return RedirectResponse(HOME[user.side], status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: Annotated[str | None, Query(max_length=500)] = None) -> Response:
+    token = request.cookies.get(LOGIN_CSRF_COOKIE) or new_login_csrf()
+    request.cookies[LOGIN_CSRF_COOKIE] = token  # so the form renders the same token the cookie carries
+    response = render(request, "login.html", next=_safe_next(next))
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/app/login")
+    return response
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(request: Request, username: Annotated[str, Form(max_length=64)], password: Annotated[str, Form(max_length=200)],
+          csrf_token: Annotated[str, Form(max_length=100)] = "", next: Annotated[str | None, Form(max_length=500)] = None) -> Response:
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE)
+    if not expected or csrf_token != expected:
+        return render(request, "login.html", status_code=403, next=_safe_next(next),
+                      error=i18n.translate("The form expired; please try again.", lang_of(request)))
+    try:
+        token = users.login(ctx_of(request), username.strip(), password)
+    except Unauthorized as exc:
+        return render(request, "login.html", status_code=401, next=_safe_next(next), username=username,
+                      error=i18n.translate(exc.detail, lang_of(request)) if exc.detail == users.GENERIC_LOGIN_ERROR
+                      else exc.detail)
+    response = RedirectResponse(_safe_next(next) or "/app", status_code=303)
+    _session_cookie(request, response, token)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/app/login")
+    return response
+
+
+@router.post("/logout", dependencies=[Csrf])
+def logout(request: Request) -> Response:
+    users.logout(ctx_of(request), request.cookies.get(SESSION_COOKIE))
+    response = RedirectResponse("/app/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/buyer/enter", response_class=HTMLResponse)
+def buyer_enter(request: Request, token: Annotated[str, Query(max_length=500)]) -> Response:
+    """The buyer's signed link: a session for that buyer, then their orders."""
+    try:
+        session = users.buyer_login(ctx_of(request), settings_of(request).secret_key, token)
+    except Unauthorized as exc:
+        return render(request, "message.html", status_code=401, title=i18n.translate("Sign in", lang_of(request)),
+                      message=i18n.translate(exc.detail, lang_of(request)))
+    response = RedirectResponse("/app/orders", status_code=303)
+    _session_cookie(request, response, session)
+    return response
+
+
+@router.get("/lang")
+def switch_language(request: Request, to: Annotated[str, Query(max_length=10)],
+                    next: Annotated[str | None, Query(max_length=500)] = None) -> Response:
+    """Remember the reader's language (a preference cookie; nothing on the server changes)."""
+    response = RedirectResponse(_safe_next(next) or "/app", status_code=303)
+    if to in i18n.LANGUAGES:
+        response.set_cookie(LANG_COOKIE, to, samesite="lax", path="/", max_age=365 * 86400)
+    return response

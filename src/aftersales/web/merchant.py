@@ -1,0 +1,7 @@
+"""Workbench pages: merchant (being built)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/app", include_in_schema=False)
