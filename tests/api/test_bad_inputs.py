@@ -301,6 +301,18 @@ BAD: list[Bad] = [
     Bad("NUL in a complaint id", "GET", "/v1/complaints/cp%00x"),
     Bad("paid_at in year 1 east of UTC", "POST", "/v1/orders", order(paid_at="0001-01-01T00:00:00+01:00")),
     Bad("paid_at in year 9999 west of UTC", "POST", "/v1/orders", order(paid_at="9999-12-31T23:00:00-05:00")),
+    # --- workbench accounts ---
+    Bad("user with a short password", "POST", "/v1/users", {"username": "ann", "password": "short", "role": "platform_agent"}),
+    Bad("user with an unknown role", "POST", "/v1/users", {"username": "ann", "password": "a long password", "role": "boss"}),
+    Bad("merchant agent without merchant", "POST", "/v1/users", {"username": "ann", "password": "a long password",
+                                                                    "role": "merchant_agent"}),
+    Bad("merchant agent of an unknown merchant", "POST", "/v1/users", {"username": "ann", "password": "a long password",
+                                                                          "role": "merchant_agent", "merchant_id": "mZ"}, status=404),
+    Bad("username with spaces", "POST", "/v1/users", {"username": "a b", "password": "a long password", "role": "platform_agent"}),
+    Bad("user created by a merchant", "POST", "/v1/users", {"username": "ann", "password": "a long password",
+                                                            "role": "merchant_agent", "merchant_id": "mA"}, who="merchant_a", status=403),
+    Bad("buyer link without buyer", "POST", "/v1/buyer-links", {}),
+    Bad("buyer link by a buyer", "POST", "/v1/buyer-links", {"buyer_id": "bX"}, who="buyer_x", status=403),
     # --- deposits (D1, P2) --------------------------------------------------------------------------------------
     Bad("zero top-up", "POST", "/v1/merchants/mA/deposit/top-ups", {"amount_fen": 0}, who="merchant_a"),
     Bad("negative top-up", "POST", "/v1/merchants/mA/deposit/top-ups", {"amount_fen": -100}, who="merchant_a"),

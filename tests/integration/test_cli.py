@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from aftersales import cli
 from aftersales.config import Settings
 from aftersales.importer import CSV_COLUMNS
-from aftersales.service import setup
+from aftersales.service import setup, users
 from aftersales.service.context import PLATFORM, Principal
 from aftersales.store import tables as t
 
@@ -100,7 +100,12 @@ def test_demo_seeds_every_order_status_and_cases_due_within_a_day_and_is_idempot
     assert roles.count("platform") == 1 and roles.count("merchant") == merchants and roles.count("buyer") >= 2
     for k in keys:
         assert k["key"] in result.output
-        assert setup.authenticate(ctx, k["key"], None) == Principal(k["role"], k["subject_id"])
+        if k["role"] == "workbench":  # a workbench login: username + password, which signs in
+            assert users.login(ctx, k["subject_id"], k["key"])
+        else:
+            assert setup.authenticate(ctx, k["key"], None) == Principal(k["role"], k["subject_id"])
+    assert {k["subject_id"] for k in keys if k["role"] == "workbench"} >= {"platform.agent", "fruit.agent"}
+    assert "/app/buyer/enter?token=" in result.output  # a portal link for each demo buyer
 
     again = invoke("demo")
     assert again.exit_code == 0, again.output
@@ -135,7 +140,8 @@ def test_run_seeds_once_prints_the_same_working_keys_each_time_then_serves(env, 
     ctx = context()
     for k in keys:
         assert k["key"] in first.output and k["key"] in second.output
-        setup.authenticate(ctx, k["key"], None)
+        if k["role"] != "workbench":
+            setup.authenticate(ctx, k["key"], None)
     assert served == [{"host": None, "port": None, "workers": 1}, {"host": None, "port": 8123, "workers": 1}]
 
 
@@ -181,3 +187,21 @@ def test_D2_ledger_audit_passes_on_a_seeded_marketplace_and_names_a_broken_trans
     result = invoke("ledger", "audit")
     assert result.exit_code == 1
     assert "does not balance" in result.output
+
+
+def test_users_create_and_a_buyer_link_that_opens_the_portal(env):
+    assert invoke("migrate").exit_code == 0
+    ctx = context()
+    setup.create_merchant(ctx, PLATFORM, id="mA", name="Shop A", return_address=None)
+    ok = invoke("users", "create", "--username", "alice", "--role", "merchant_agent", "--merchant", "mA",
+                "--password", "a long password 1")
+    assert ok.exit_code == 0, ok.output
+    assert users.login(ctx, "alice", "a long password 1")
+    short = invoke("users", "create", "--username", "bob", "--role", "platform_agent", "--password", "short")
+    assert short.exit_code == 1 and "10 characters" in short.output
+    orphan = invoke("users", "create", "--username", "carol", "--role", "merchant_agent", "--password", "a long password 1")
+    assert orphan.exit_code == 1 and "merchant_id" in orphan.output
+    link = invoke("users", "link", "bX", "--base-url", "https://shop.example")
+    assert link.exit_code == 0
+    token = link.output.strip().split("token=", 1)[1].replace("\n", "")
+    assert users.buyer_login(ctx, Settings().secret_key, token)
