@@ -247,7 +247,8 @@ def run_all(
     ctx.engine.dispose()
     url = f"http://{host or settings.host}:{port or settings.port}"
     worker_note = "the worker runs in-process" if settings.worker_in_process else "no in-process worker (AFTERSALES_WORKER_IN_PROCESS=false)"
-    console.print(f"[bold]Serving the API on {url}[/bold] (OpenAPI: {url}/docs); {worker_note}. Ctrl-C stops.")
+    console.print(f"[bold]Serving the API on {url}[/bold] (OpenAPI: {url}/docs) and the workbench on {url}/app; "
+                  f"{worker_note}. Ctrl-C stops.")
     platform = next((k.key for k in keys if k.role == "platform"), None)
     if platform:
         console.print(f'Try: curl -H "Authorization: Bearer {platform}" {url}/v1/cases', soft_wrap=True)
