@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import Live, sign_in
+from e2ehelpers import Live, sign_in
 
 
 def test_a_merchant_agent_signs_in_and_a_wrong_password_is_refused_generically(live: Live, page: Any) -> None:

@@ -25,7 +25,8 @@ KEY_TTL = timedelta(hours=48)
 #: A request still unanswered after this long was abandoned (the server died while handling it).
 IN_FLIGHT_TTL = timedelta(minutes=2)
 #: D3 evidence uploads: the only requests allowed a larger body (``upload_limit``); every other keeps ``limit``.
-UPLOAD_PATHS = re.compile(r"^/v1/(cases|complaints)/[^/]+/evidence$")
+UPLOAD_PATHS = re.compile(r"^/(v1|app)/(cases|complaints)/[^/]+/evidence$"  # /app: the workbench's upload forms
+                          r"|^/app/buyer/cases/[^/]+/evidence$|^/app/orders/[^/]+/cases$")  # the buyer's (with a photo)
 #: Room for the multipart framing and the optional note around an evidence file of the largest allowed size.
 UPLOAD_OVERHEAD = 64 * 1024
 

@@ -305,7 +305,12 @@ class Case:
 
     def allowed_actions(self, actor: Actor) -> list[Action]:
         """Actions the table lets ``actor`` take now (guards may still refuse some)."""
-        return [a for a, (actors, _) in TRANSITIONS[self.status].items() if actor in actors]
+        acts = [a for a, (actors, _) in TRANSITIONS[self.status].items() if actor in actors]
+        # P1/P2: under review, the ruling decides which of its actions can still succeed (as their handlers check):
+        # one ruling per case, and only an unpaid refund ruling is paid (by the shop, or in advance by the platform).
+        owed = self.ruling is not None and self.ruling.outcome == "refund" and self.ruling.paid_by is None
+        return [a for a in acts if (a is not Action.RULE or self.ruling is None)
+                and (a not in (Action.PAY_RULING, Action.ADVANCE_COMPENSATE) or owed)]
 
     def max_refund_fen(self, order: Order) -> int:
         """E10: goods concerned still unrefunded, plus shipping where it is refundable."""

@@ -125,16 +125,23 @@ def decode_cursor(cursor: str | None) -> str | None:
 
 def list_cases(ctx: Context, who: Principal, *, status: str | None, order_id: str | None, merchant_id: str | None,
                due_before: datetime | None, cursor: str | None, limit: int, lang: str,
-               sort: str = "created") -> dict[str, Any]:
+               sort: str = "created", case_type: str | None = None, reason: str | None = None,
+               search: str | None = None, open_only: bool = False) -> dict[str, Any]:
     """Cases the caller may see. ``sort="deadline"`` is the work queue (P1 agents, S1 merchants): cases without a
-    pending automatic action first (flagged overdue, or waiting on a person with no clock), then by nearest deadline."""
-    where: list[Any] = []
-    if who.role == "merchant":
-        where.append(t.cases.c.merchant_id == who.subject_id)
-    elif who.role == "buyer":
-        where.append(t.cases.c.buyer_id == who.subject_id)
+    pending automatic action first (flagged overdue, or waiting on a person with no clock), then by nearest deadline.
+    The workbench's queue also filters by type and reason, finds a case by its id or its order's id (``search``) and
+    may leave closed cases out (``open_only``)."""
+    where = _tenant_where(who)
     if status:
         where.append(t.cases.c.status == status)
+    elif open_only:
+        where.append(t.cases.c.status != dcases.CaseStatus.CLOSED.value)
+    if case_type:
+        where.append(t.cases.c.type == case_type)
+    if reason:
+        where.append(t.cases.c.reason == reason)
+    if search:
+        where.append(or_(t.cases.c.id == search, t.cases.c.order_id == search))
     if order_id:
         where.append(t.cases.c.order_id == order_id)
     if merchant_id:
@@ -168,6 +175,20 @@ def list_cases(ctx: Context, who: Principal, *, status: str | None, order_id: st
     return read(ctx, q)
 
 
+def _tenant_where(who: Principal) -> list[Any]:
+    """T2: a merchant sees its own cases, a buyer theirs, the platform all."""
+    if who.role == "merchant":
+        return [t.cases.c.merchant_id == who.subject_id]
+    if who.role == "buyer":
+        return [t.cases.c.buyer_id == who.subject_id]
+    return []
+
+
+def count_by_status(ctx: Context, who: Principal) -> dict[str, int]:
+    """How many of the caller's cases are in each status (S1: the queue's counts per status)."""
+    return read(ctx, lambda uow: repo.case_counts_by_status(uow.conn, where=_tenant_where(who)))
+
+
 def case_events(ctx: Context, who: Principal, case_id: str, *, cursor: str | None, limit: int) -> dict[str, Any]:
     raw = decode_cursor(cursor)
     try:
@@ -184,4 +205,4 @@ def case_events(ctx: Context, who: Principal, case_id: str, *, cursor: str | Non
     return read(ctx, q)
 
 
-__all__ = ["act", "case_events", "get_case", "list_cases", "open_case", "or_"]
+__all__ = ["act", "case_events", "count_by_status", "get_case", "list_cases", "open_case", "or_"]

@@ -91,6 +91,23 @@ def get_order(ctx: Context, who: Principal, order_id: str) -> dict[str, Any]:
     return read(ctx, q)
 
 
+def list_buyer_orders(ctx: Context, who: Principal, *, limit: int = 100) -> list[dict[str, Any]]:
+    """The signed-in buyer's own orders, most recently paid first, with their groups (T2: only their own)."""
+    who.require("buyer")
+
+    def q(uow: UnitOfWork) -> list[dict[str, Any]]:
+        ids = repo.buyer_order_ids(uow.conn, who.subject_id or "", limit=limit)
+        uow.tracker.load_orders(ids)
+        out = []
+        for oid in ids:
+            order = load_order(uow, who, oid)
+            group = uow.tracker.get_group(order.group_id) if order.group_id else None
+            out.append(views.order_view(order, group))
+        return out
+
+    return read(ctx, q)
+
+
 def ship_order(ctx: Context, who: Principal, order_id: str, carrier: str, tracking_no: str) -> dict[str, Any]:
     who.require("platform", "merchant")
 

@@ -300,6 +300,19 @@ def case_rows_by_deadline(conn: Connection, *, where: Iterable[Any], after: tupl
     return list(conn.execute(stmt.order_by(c.due_at.asc().nulls_first(), c.id).limit(limit + 1)).all())
 
 
+def case_counts_by_status(conn: Connection, *, where: Iterable[Any]) -> dict[str, int]:
+    """Number of cases per status among those matching ``where`` (the workbench queue's counts, S1)."""
+    stmt = select(t.cases.c.status, func.count()).where(*where).group_by(t.cases.c.status)
+    return {status: int(n) for status, n in conn.execute(stmt).all()}
+
+
+def buyer_order_ids(conn: Connection, buyer_id: str, *, limit: int) -> list[str]:
+    """Ids of a buyer's orders, most recently paid first (the buyer portal's order list)."""
+    o = t.orders.c
+    stmt = select(o.id).where(o.buyer_id == buyer_id).order_by(o.paid_at.desc(), o.id.desc()).limit(limit)
+    return [row.id for row in conn.execute(stmt).all()]
+
+
 def case_events(conn: Connection, case_id: str, *, after: int | None, limit: int) -> list[Any]:
     stmt = select(t.events).where(t.events.c.case_id == case_id)
     if after is not None:

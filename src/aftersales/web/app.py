@@ -77,6 +77,6 @@ def not_found_page(request: Request, exc: NotFound) -> Response:
 
 def _page_modules() -> list[Any]:
     """The page modules, each with a ``router``."""
-    from . import buyer, merchant, platform
+    from . import buyer, insights, merchant, platform
 
-    return [merchant, buyer, platform]
+    return [merchant, buyer, platform, insights]

@@ -1,7 +1,291 @@
-"""Workbench pages: merchant (being built)."""
+"""Workbench pages of a shop's staff: the queue (S1) and the case desk (S2–S5).
+
+Every page calls the same service functions as the API with the signed-in user's principal; which actions a form
+is shown for comes from the case view's ``allowed_actions``, and every refusal is shown with its rule id and
+explanation (S4). Another merchant's case answers 404 exactly like an unknown id (T2).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import re
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse, Response
+
+from aftersales import i18n
+from aftersales.domain.cases import Auto, CaseStatus
+from aftersales.domain.catalog import CaseType, Reason
+from aftersales.domain.errors import DomainError
+from aftersales.domain.messages import N_
+from aftersales.service import case_desk, evidence, messages
+from aftersales.service import cases as case_service
+from aftersales.service.errors import Invalid, NotFound, ServiceError
+
+from .app import not_found_page
+from .deps import Csrf, MerchantStaff, Staff, ctx_of, explain, lang_of, render, see_other, settings_of
 
 router = APIRouter(prefix="/app", include_in_schema=False)
+
+CaseId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+PAGE_SIZE = 25
+MAX_TEXT = 2000
+DUE_WITHIN = {"4h": timedelta(hours=4), "24h": timedelta(hours=24)}
+#: The queue highlights a row whose deadline is this close (amber) or past / flagged (red).
+SOON = timedelta(hours=4)
+
+#: What each RULEBOOK rule is about, shown next to its id in the timeline (titles of RULEBOOK.md).
+RULE_TITLES = {
+    "T0": N_("Time"), "T1": N_("Money"), "T2": N_("Actors"),
+    "G1": N_("Group window"), "G2": N_("No after-sales while the group is pending"), "G3": N_("Group formation"),
+    "G4": N_("Group expiry"), "G5": N_("Completing a group for the customer"),
+    "E1": N_("Pending group"), "E2": N_("Before shipment"), "E3": N_("Shipped, not yet delivered"),
+    "E4": N_("No-reason return"), "E5": N_("Merchant-responsibility problems"), "E6": N_("Warranty"),
+    "E7": N_("After the windows"), "E8": N_("Cancellation limit"), "E9": N_("One case at a time"), "E10": N_("Amounts"),
+    "M1": N_("Merchant response"), "M2": N_("Refusal"), "M3": N_("Who pays return shipping"), "M4": N_("Exchange first"),
+    "M5": N_("Buyer ships the return"), "M6": N_("Merchant receives the return"), "M7": N_("Exchange, reship, repair"),
+    "M8": N_("Negotiated partial refund"), "C1": N_("Cancellation"), "F1": N_("Refunds"),
+    "P1": N_("Platform intervention"), "P2": N_("Advance compensation"), "K1": N_("Complaint channels"),
+    "K2": N_("Complaints"), "D1": N_("Consumer-rights deposit"), "D2": N_("Ledger"), "D3": N_("Dispute resolution"),
+    "S1": N_("Timeliness"), "S2": N_("Calm the customer"), "S3": N_("Understand the problem"),
+    "S4": N_("Solve within the rules"), "S5": N_("Record and archive"), "S6": N_("Tell customers early"),
+}
+#: What the system does when the deadline passes (the deadline's ``action``).
+DUE_ACTIONS = {
+    Auto.REMIND_MERCHANT.value: N_("the shop is reminded"),
+    Auto.AUTO_APPROVE.value: N_("the system approves the request on the shop's behalf"),
+    Auto.CLOSE_UNANSWERED.value: N_("the case closes as refused if the buyer does not answer"),
+    Auto.LAPSE_OFFER.value: N_("the offer lapses and counts as declined"),
+    Auto.CLOSE_BUYER_OVERDUE.value: N_("the case closes because the buyer did not ship the return"),
+    Auto.RETURN_TIMEOUT.value: N_("the system refunds the buyer (or goes on with the exchange)"),
+    Auto.SHIP_TIMEOUT.value: N_("the case turns into a refund of the goods concerned"),
+    Auto.AUTO_CONFIRM_RECEIVED.value: N_("the case closes as done"),
+    Auto.FLAG_PLATFORM_OVERDUE.value: N_("the case is flagged as overdue for the platform"),
+    Auto.ADVANCE_COMPENSATION.value: N_("the platform pays the ruling and recovers it from the deposit"),
+}
+#: Timeline entries that are not actions of a person.
+EVENT_LABELS = {
+    "opened": N_("case opened"), "refund_issued": N_("refund issued"), "refund_settled": N_("refund settled"),
+    "refund_failed": N_("refund failed"),
+}
+CLOSE_LABELS = {
+    "refunded": N_("refunded"), "exchanged": N_("exchanged"), "reshipped": N_("reshipped"), "repaired": N_("repaired"),
+    "cancelled": N_("cancelled by the buyer"), "buyer_overdue": N_("the buyer did not ship the return"),
+    "rejected": N_("refused"), "platform_rejected": N_("rejected by the platform"),
+    "order_cancelled": N_("the order was cancelled"),
+}
+#: S3 reason categories.
+CATEGORY_LABELS = {"product": N_("product"), "logistics": N_("logistics"), "service": N_("service"),
+                   "buyer": N_("buyer's own reason"), "other": N_("other")}
+OFFER_LABELS = {"exchange": N_("free exchange"), "partial_refund": N_("partial refund, the buyer keeps the goods"),
+                "refund": N_("refund"), "reject": N_("reject the request")}
+#: The fields of each action's form: (name, kind) with kind text | textarea | yuan | payer | outcome | advance.
+ACTION_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "approve": (("return_shipping_payer", "payer"),),
+    "reject": (("reason", "textarea"),),
+    "offer_partial_refund": (("refund_fen", "yuan"),),
+    "reject_return": (("reason", "textarea"),),
+    "ship_replacement": (("carrier", "text"), ("tracking_no", "text")),
+    "rule": (("outcome", "outcome"), ("refund_fen", "yuan"), ("rationale", "textarea")),
+    "advance_compensate": (("reason", "advance"),),
+    "escalate": (("reason", "textarea"),),
+}
+#: Actions that change money or close a door get a red button.
+DANGER = frozenset({"reject", "reject_return", "advance_compensate"})
+YUAN = re.compile(r"^\s*(\d{1,11})(?:[.,](\d{1,2}))?\s*$")
+
+
+# --- the queue ------------------------------------------------------------------------------------------------
+@router.get("/queue", response_class=HTMLResponse)
+def queue(request: Request, user: MerchantStaff,
+          q: Annotated[str, Query(max_length=64)] = "",
+          status: Annotated[str, Query(max_length=40)] = "",
+          type: Annotated[str, Query(max_length=20)] = "",
+          reason: Annotated[str, Query(max_length=40)] = "",
+          due: Annotated[str, Query(max_length=8)] = "",
+          cursor: Annotated[str | None, Query(max_length=200)] = None) -> Response:
+    """S1: the shop's open cases, nearest deadline first, with filters, search and counts per status."""
+    ctx, lang = ctx_of(request), lang_of(request)
+    filters = {"q": q.strip(), "status": status if status in _STATUSES else "", "type": type if type in _TYPES else "",
+               "reason": reason if reason in _REASONS else "", "due": due if due in DUE_WITHIN else ""}
+    now = ctx.now()
+    error = None
+    try:
+        page = case_service.list_cases(
+            ctx, user.principal, status=filters["status"] or None, order_id=None, merchant_id=None,
+            due_before=now + DUE_WITHIN[filters["due"]] if filters["due"] else None, cursor=cursor, limit=PAGE_SIZE,
+            lang=lang, sort="deadline", case_type=filters["type"] or None, reason=filters["reason"] or None,
+            search=filters["q"] or None, open_only=True)
+    except (DomainError, ServiceError) as exc:  # a tampered cursor: show the first page's filters with the refusal
+        page, error = {"items": [], "next_cursor": None}, explain(request, exc)
+    counts = case_service.count_by_status(ctx, user.principal)
+    rows = [{**c, "urgency": _urgency(c, now)} for c in page["items"]]
+    active = {k: v for k, v in filters.items() if v}
+    next_url = f"/app/queue?{urlencode({**active, 'cursor': page['next_cursor']})}" if page["next_cursor"] else None
+    return render(request, "merchant/queue.html", status_code=422 if error else 200, error=error, rows=rows,
+                  filters=filters, counts=counts, open_total=sum(n for s, n in counts.items() if s != "closed"),
+                  statuses=_STATUSES, types=_TYPES, reasons=_REASONS, next_url=next_url,
+                  first_url=f"/app/queue?{urlencode(active)}" if cursor else None,
+                  due_actions=DUE_ACTIONS, filtered=bool(active))
+
+
+_STATUSES = tuple(s.value for s in CaseStatus)
+_TYPES = tuple(t.value for t in CaseType)
+_REASONS = tuple(r.value for r in Reason)
+
+
+def _urgency(case: dict[str, Any], now: datetime) -> str:
+    """Row highlight only (the deadline itself comes from the case): late, urgent or calm."""
+    if case.get("platform_overdue"):
+        return "late"
+    due = (case.get("deadline") or {}).get("due_at")
+    if due is None:
+        return ""
+    left = datetime.fromisoformat(due) - now
+    return "late" if left <= timedelta(0) else "urgent" if left < SOON else ""
+
+
+# --- the case desk --------------------------------------------------------------------------------------------
+def _desk(request: Request, user: Any, case_id: str, *, status_code: int = 200, error: str | None = None,
+          form: dict[str, Any] | None = None, reply: int | None = None) -> Response:
+    ctx, lang = ctx_of(request), lang_of(request)
+    try:
+        desk = case_desk.case_page(ctx, user.principal, case_id, lang=lang)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    message = (form or {}).get("message", "")
+    if reply is not None and 0 <= reply < len(desk["replies"]):
+        message = desk["replies"][reply]["text"]  # "use this reply": the message box starts with it
+    return render(request, "merchant/case.html", status_code=status_code, error=error, d=desk, c=desk["case"],
+                  o=desk["order"], form=form or {}, message=message, fields=ACTION_FIELDS, danger=DANGER,
+                  rule_titles=RULE_TITLES, due_actions=DUE_ACTIONS, event_labels=EVENT_LABELS,
+                  close_labels=CLOSE_LABELS, category_labels=CATEGORY_LABELS, offer_labels=OFFER_LABELS)
+
+
+@router.get("/cases/{case_id}", response_class=HTMLResponse)
+def case_page(request: Request, user: Staff, case_id: CaseId,
+              reply: Annotated[int | None, Query(ge=0, le=50)] = None) -> Response:
+    """The case desk: order, request, evidence, timeline, replies (S2), allowed actions, messages, notes, summary."""
+    return _desk(request, user, case_id, reply=reply)
+
+
+@router.post("/cases/{case_id}/act/{action}", dependencies=[Csrf])
+async def case_action(request: Request, user: Staff, case_id: CaseId,
+                      action: Annotated[str, Path(max_length=40, pattern=r"^[a-z_]+$")]) -> Response:
+    """One action from the case desk, at the version the page showed (a stale page gets a clear 409)."""
+    form = await request.form()
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    try:
+        version = _version(values.get("version"))
+        params = _params(action, values)
+        case_service.act(ctx_of(request), user.principal, case_id, action, params, if_match=version,
+                         lang=lang_of(request))
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except (DomainError, ServiceError) as exc:
+        return _desk(request, user, case_id, status_code=exc.status, error=explain(request, exc),
+                     form={**values, "action": action})
+    done = i18n.translate("Done: {action}.", lang_of(request)).format(
+        action=i18n.translate(i18n.LABELS["action"].get(action, action), lang_of(request)))
+    return see_other(f"/app/cases/{case_id}", flash=done)
+
+
+@router.post("/cases/{case_id}/messages", dependencies=[Csrf])
+def case_message(request: Request, user: Staff, case_id: CaseId, body: Annotated[str, Form(max_length=4000)] = "",
+                 internal: Annotated[str | None, Form(max_length=8)] = None) -> Response:
+    """A message to the buyer, or an internal handling note (S5) seen only by the shop."""
+    try:
+        text = _text(body, 4000)
+        messages.post(ctx_of(request), user.principal, "case", case_id, body=text, internal=internal is not None)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except ServiceError as exc:
+        return _desk(request, user, case_id, status_code=exc.status, error=explain(request, exc),
+                     form={"message": body, "internal": internal})
+    note = "Note saved." if internal is not None else "Message sent."
+    return see_other(f"/app/cases/{case_id}#messages", flash=i18n.translate(note, lang_of(request)))
+
+
+@router.post("/cases/{case_id}/summary", dependencies=[Csrf])
+def case_summary(request: Request, user: Staff, case_id: CaseId, summary: Annotated[str, Form(max_length=4000)] = "") -> Response:
+    """S5: the resolution summary, kept with the case as a marked internal note."""
+    try:
+        case_desk.write_summary(ctx_of(request), user.principal, case_id, body=_text(summary, 3900))
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except ServiceError as exc:
+        return _desk(request, user, case_id, status_code=exc.status, error=explain(request, exc), form={"summary": summary})
+    return see_other(f"/app/cases/{case_id}#summary", flash=i18n.translate("Summary saved.", lang_of(request)))
+
+
+@router.post("/cases/{case_id}/evidence", dependencies=[Csrf])
+def case_evidence(request: Request, user: Staff, case_id: CaseId, file: Annotated[UploadFile, File()],
+                  note: Annotated[str, Form(max_length=MAX_TEXT)] = "") -> Response:
+    """D3: attach a photo or PDF to the case (recognised by its content)."""
+    from aftersales.api.record_routes import _store
+
+    limit = settings_of(request).max_evidence_bytes
+    try:
+        evidence.attach(ctx_of(request), _store(request), user.principal, "case", case_id, data=file.file.read(limit + 1),
+                        filename=file.filename, note=note.strip() or None, max_bytes=limit)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except ServiceError as exc:
+        return _desk(request, user, case_id, status_code=exc.status, error=explain(request, exc))
+    return see_other(f"/app/cases/{case_id}#evidence", flash=i18n.translate("Evidence attached.", lang_of(request)))
+
+
+@router.get("/cases/{case_id}/evidence/{evidence_id}")
+def case_evidence_file(request: Request, user: Staff, case_id: CaseId,
+                       evidence_id: Annotated[str, Path(max_length=40, pattern=r"^[A-Za-z0-9_.:-]+$")]) -> Response:
+    """One evidence file, downloaded (never rendered inline by this origin)."""
+    from aftersales.api.record_routes import _attachment, _store
+
+    try:
+        meta, data = evidence.download(ctx_of(request), _store(request), user.principal, "case", case_id, evidence_id)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    fallback = f"{meta['id']}.{evidence.EXTENSIONS[meta['media_type']]}"
+    return Response(data, media_type=meta["media_type"], headers={
+        "Content-Disposition": _attachment(meta["filename"], fallback), "Cache-Control": "private, no-store"})
+
+
+# --- form values → action parameters -----------------------------------------------------------------------------
+def _version(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    if not value.isdigit() or len(value) > 9:
+        raise Invalid("the page's version is not a number: reload the page")
+    return int(value)
+
+
+def _text(value: str, limit: int) -> str:
+    text = value.strip()
+    if not text:
+        raise Invalid("Write something first.")
+    if len(text) > limit or "\x00" in text:
+        raise Invalid(f"at most {limit} characters")
+    return text
+
+
+def fen_of(value: str) -> int:
+    """An amount typed in yuan ("12", "12.5", "12.50") as integer fen; no floats (T1)."""
+    m = YUAN.match(value)
+    if m is None:
+        raise Invalid("Give the amount in yuan, e.g. 12.50.")
+    return int(m.group(1)) * 100 + int((m.group(2) or "0").ljust(2, "0"))
+
+
+def _params(action: str, values: dict[str, str]) -> dict[str, Any]:
+    """The parameters of ``action`` from its form; empty optional fields are left out (the domain decides)."""
+    params: dict[str, Any] = {}
+    for name, kind in ACTION_FIELDS.get(action, ()):
+        raw = values.get(name, "").strip()
+        if not raw:
+            continue
+        if len(raw) > MAX_TEXT:
+            raise Invalid(f"{name}: at most {MAX_TEXT} characters")
+        params[name] = fen_of(raw) if kind == "yuan" else raw
+    return params

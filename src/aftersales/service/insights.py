@@ -1,0 +1,235 @@
+"""Insights of a shop (S1, S3, S5): what its after-sales cases say, counted in SQL.
+
+Four figures over a window of whole weeks (Monday 00:00 in the platform's timezone, up to now):
+
+* ``reasons`` — cases opened per S3 category (product, logistics, service, buyer, other) and per reason; the
+  category of a reason is the domain's (:func:`aftersales.domain.catalog.reason_category`), never a second table;
+* ``times`` — S1 first-response time (opened → the shop's first action, ``first_response_at`` of the case) and
+  resolution time (opened → closed), p50 and p90 (nearest rank);
+* ``returns`` — per product (sku): return cases (types of :data:`RETURN_TYPES`) naming it ÷ units sold of it (units
+  of the shop's orders paid in the window, not cancelled and not waiting for their group);
+* ``trend`` — cases opened and closed per week.
+
+Counting is GROUP BY in the database. The percentiles need the durations sorted, so ``times`` reads three instants
+per case of the window (not the case state); the SKUs of cases and orders live in their JSON state and are expanded
+with the database's JSON table functions (``json_each`` on SQLite, ``json_each``/``json_array_elements`` on
+PostgreSQL) — still one GROUP BY query each.
+
+Who sees what (T2): a merchant its own shop only (another shop is unknown: 404); the platform any shop, or every
+shop together (``merchant_id=None``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, bindparam, case, func, select, text
+
+from aftersales.domain.cases import RETURN_TYPES
+from aftersales.domain.catalog import Reason, ReasonCategory, reason_category
+from aftersales.store import repositories as repo
+from aftersales.store import tables as t
+
+from .context import Context, Principal, UnitOfWork, read
+from .errors import Invalid, NotFound
+
+#: Windows offered, in weeks.
+WEEKS = (4, 12, 26, 52)
+CATEGORY_ORDER = (ReasonCategory.PRODUCT, ReasonCategory.LOGISTICS, ReasonCategory.SERVICE, ReasonCategory.BUYER,
+                  ReasonCategory.OTHER)
+NOT_SOLD = ("cancelled", "group_pending")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """``weeks`` whole weeks in the platform's timezone: [start, until] (now included), ``starts`` each Monday."""
+
+    weeks: int
+    start: datetime
+    until: datetime
+    starts: tuple[datetime, ...]
+
+
+def window(now: datetime, weeks: int, tz: str) -> Window:
+    """The window of ``weeks`` weeks ending now; each week starts Monday 00:00 in ``tz`` (DST-safe)."""
+    if weeks not in WEEKS:
+        raise Invalid(f"weeks must be one of {', '.join(map(str, WEEKS))}")
+    zone = ZoneInfo(tz)
+    local = now.astimezone(zone)
+    monday = (local - timedelta(days=local.weekday())).date()
+    starts = tuple(datetime(d.year, d.month, d.day, tzinfo=zone).astimezone(now.tzinfo)
+                   for d in (monday - timedelta(weeks=weeks - 1 - i) for i in range(weeks)))
+    return Window(weeks, starts[0], now, starts)
+
+
+def shop_scope(who: Principal, merchant_id: str | None) -> str | None:
+    """The shop the caller reads: a merchant always its own (another shop: NotFound), the platform its choice."""
+    who.require("merchant", "platform")
+    if who.role == "merchant":
+        if merchant_id not in (None, who.subject_id):
+            raise NotFound("merchant", merchant_id or "")
+        return who.subject_id
+    return merchant_id
+
+
+def shops(ctx: Context, who: Principal) -> list[dict[str, Any]]:
+    """The shops the caller may pick: the platform every merchant, a merchant itself."""
+    who.require("merchant", "platform")
+
+    def q(uow: UnitOfWork) -> list[dict[str, Any]]:
+        m = t.merchants.c
+        stmt = select(m.id, m.name).order_by(m.name, m.id)
+        if who.role == "merchant":
+            stmt = stmt.where(m.id == who.subject_id)
+        return [{"id": r.id, "name": r.name} for r in uow.conn.execute(stmt).all()]
+
+    return read(ctx, q)
+
+
+def _check_shop(uow: UnitOfWork, merchant_id: str | None) -> None:
+    if merchant_id is not None and repo.merchant(uow.conn, merchant_id) is None:
+        raise NotFound("merchant", merchant_id)
+
+
+def _share(n: int, total: int) -> int:
+    """``n`` of ``total`` in tenths of a percent, rounded half up (integers: no float drift in exports)."""
+    return (n * 2000 + total) // (2 * total) if total else 0
+
+
+def _cases_in(merchant_id: str | None, w: Window) -> list[Any]:
+    c = t.cases.c
+    where = [c.opened_at >= w.start, c.opened_at <= w.until]
+    if merchant_id is not None:
+        where.append(c.merchant_id == merchant_id)
+    return where
+
+
+# --- the four figures -------------------------------------------------------------------------------------------
+def reasons(uow: UnitOfWork, merchant_id: str | None, w: Window) -> dict[str, Any]:
+    """S3: cases opened in the window per reason and per category, with shares in tenths of a percent."""
+    c = t.cases.c
+    per_reason = {r: int(n) for r, n in uow.conn.execute(
+        select(c.reason, func.count()).where(*_cases_in(merchant_id, w)).group_by(c.reason)).all()}
+    total = sum(per_reason.values())
+    by_category: dict[str, int] = {cat.value: 0 for cat in CATEGORY_ORDER}
+    for code, n in per_reason.items():
+        by_category[reason_category(Reason(code)).value] += n
+    return {
+        "total": total,
+        "categories": [{"category": cat, "cases": n, "share_permille": _share(n, total)} for cat, n in by_category.items()],
+        "reasons": [{"reason": r.value, "category": reason_category(r).value, "cases": per_reason.get(r.value, 0),
+                     "share_permille": _share(per_reason.get(r.value, 0), total)} for r in Reason],
+    }
+
+
+def _percentile(sorted_values: list[int], p: int) -> int | None:
+    """Nearest-rank percentile: the smallest value with at least ``p`` % of the values at or below it."""
+    if not sorted_values:
+        return None
+    rank = -(-p * len(sorted_values) // 100)  # ceil without floats
+    return sorted_values[max(rank, 1) - 1]
+
+
+def times(uow: UnitOfWork, merchant_id: str | None, w: Window) -> dict[str, Any]:
+    """S1: first-response and resolution times (seconds) of the cases opened in the window, p50 and p90."""
+    c = t.cases.c
+    first = c.state["first_response_at"].as_string()
+    rows = uow.conn.execute(select(c.opened_at, first.label("first"), c.closed_at).where(*_cases_in(merchant_id, w))).all()
+    response = sorted(int((datetime.fromisoformat(r.first) - r.opened_at).total_seconds()) for r in rows if r.first)
+    resolution = sorted(int((r.closed_at - r.opened_at).total_seconds()) for r in rows if r.closed_at is not None)
+    return {"cases": len(rows), "measures": [
+        {"measure": name, "cases": len(values), "p50_seconds": _percentile(values, 50), "p90_seconds": _percentile(values, 90)}
+        for name, values in (("first_response", response), ("resolution", resolution))]}
+
+
+_RETURNS_SQL = {
+    "sqlite": ("SELECT je.key AS sku, COUNT(DISTINCT cases.id) AS n FROM cases JOIN json_each(cases.state, '$.items') AS je "
+               "WHERE cases.type IN :types AND cases.opened_at >= :since AND cases.opened_at <= :until "
+               "AND (:m IS NULL OR cases.merchant_id = :m) GROUP BY je.key"),
+    "postgresql": ("SELECT je.key AS sku, COUNT(DISTINCT cases.id) AS n FROM cases "
+                   "CROSS JOIN LATERAL json_each(cases.state -> 'items') AS je "
+                   "WHERE cases.type IN :types AND cases.opened_at >= :since AND cases.opened_at <= :until "
+                   "AND (CAST(:m AS VARCHAR) IS NULL OR cases.merchant_id = :m) GROUP BY je.key"),
+}
+_SOLD_SQL = {
+    "sqlite": ("SELECT json_extract(je.value, '$.sku') AS sku, MAX(json_extract(je.value, '$.title')) AS title, "
+               "SUM(json_extract(je.value, '$.quantity')) AS units FROM orders JOIN json_each(orders.state, '$.items') AS je "
+               "WHERE orders.status NOT IN :not_sold AND orders.paid_at >= :since AND orders.paid_at <= :until "
+               "AND (:m IS NULL OR orders.merchant_id = :m) GROUP BY json_extract(je.value, '$.sku')"),
+    "postgresql": ("SELECT je.value ->> 'sku' AS sku, MAX(je.value ->> 'title') AS title, "
+                   "SUM(CAST(je.value ->> 'quantity' AS BIGINT)) AS units FROM orders "
+                   "CROSS JOIN LATERAL json_array_elements(orders.state -> 'items') AS je "
+                   "WHERE orders.status NOT IN :not_sold AND orders.paid_at >= :since AND orders.paid_at <= :until "
+                   "AND (CAST(:m AS VARCHAR) IS NULL OR orders.merchant_id = :m) GROUP BY je.value ->> 'sku'"),
+}
+
+
+def _params(sql: str) -> Any:
+    return text(sql).bindparams(bindparam("since", type_=t.UtcDateTime()), bindparam("until", type_=t.UtcDateTime()))
+
+
+def returns(uow: UnitOfWork, merchant_id: str | None, w: Window) -> dict[str, Any]:
+    """Return rate per product: return cases naming the sku ÷ units of it sold, in tenths of a percent."""
+    dialect = uow.conn.dialect.name
+    common = {"since": w.start, "until": w.until, "m": merchant_id}
+    returned = {r.sku: int(r.n) for r in uow.conn.execute(
+        _params(_RETURNS_SQL[dialect]).bindparams(bindparam("types", expanding=True)),
+        {**common, "types": sorted(str(x) for x in RETURN_TYPES)}).all()}
+    sold = {r.sku: (r.title, int(r.units or 0)) for r in uow.conn.execute(
+        _params(_SOLD_SQL[dialect]).bindparams(bindparam("not_sold", expanding=True)),
+        {**common, "not_sold": list(NOT_SOLD)}).all()}
+    items = []
+    for sku in sorted(set(returned) | set(sold)):
+        title, units = sold.get(sku, (None, 0))
+        n = returned.get(sku, 0)
+        items.append({"sku": sku, "title": title, "units_sold": units, "return_cases": n,
+                      "rate_permille": _share(n, units) if units else None})
+    items.sort(key=lambda i: (-(i["rate_permille"] or 0), -i["return_cases"], i["sku"]))
+    return {"items": items}
+
+
+def trend(uow: UnitOfWork, merchant_id: str | None, w: Window) -> dict[str, Any]:
+    """Cases opened and closed per week of the window (one query, a bucket per week)."""
+    c = t.cases.c
+    bounds = [*w.starts[1:], w.until]
+    cols = []
+    last = len(bounds) - 1
+    for i, (a, b) in enumerate(zip(w.starts, bounds, strict=True)):
+        for col, name in ((c.opened_at, "o"), (c.closed_at, "c")):
+            upto = col <= b if i == last else col < b  # the window includes now (the manual clock stands still)
+            cols.append(func.sum(case((and_(col >= a, upto), 1), else_=0)).label(f"{name}{i}"))
+    where: list[Any] = [(c.opened_at >= w.start) | (c.closed_at >= w.start)]
+    if merchant_id is not None:
+        where.append(c.merchant_id == merchant_id)
+    row = uow.conn.execute(select(*cols).where(*where)).one()
+    return {"weeks": [{"week_start": a.isoformat(), "opened": int(row[2 * i] or 0), "closed": int(row[2 * i + 1] or 0)}
+                      for i, a in enumerate(w.starts)]}
+
+
+FIGURES = {"reasons": reasons, "times": times, "returns": returns, "trend": trend}
+
+
+def insights(ctx: Context, who: Principal, *, merchant_id: str | None, weeks: int = 12,
+             only: str | None = None) -> dict[str, Any]:
+    """Every figure (or ``only`` one) of a shop — or, for the platform without ``merchant_id``, of all shops."""
+    shop = shop_scope(who, merchant_id)
+    if only is not None and only not in FIGURES:
+        raise NotFound("figure", only)
+
+    def q(uow: UnitOfWork) -> dict[str, Any]:
+        _check_shop(uow, shop)
+        w = window(uow.now, weeks, ctx.policy.timezone)
+        out: dict[str, Any] = {"merchant_id": shop, "weeks": weeks, "since": w.start.isoformat(),
+                               "until": w.until.isoformat()}
+        for name, fn in FIGURES.items():
+            if only in (None, name):
+                out[name] = fn(uow, shop, w)
+        return out
+
+    return read(ctx, q)
+
+
+__all__ = ["FIGURES", "WEEKS", "Window", "insights", "shop_scope", "shops", "window"]

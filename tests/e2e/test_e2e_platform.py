@@ -1,0 +1,110 @@
+"""Browser tests of the platform console and the shop insights (Chromium, headless, a live server on the manual clock):
+a platform agent rules an escalated case from the intervention queue (P1); the reason chart shows the right figures
+(S3). Screenshots: ``platform-queue``, ``platform-case`` and ``insights``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from e2ehelpers import Live, screenshot, sign_in
+
+PAID_AT = "2026-03-01T01:00:00+00:00"
+DAY = 86400
+
+
+def delivered(live: Live, oid: str, sku: str = "s1", *, merchant: str = "mA", title: str = "Teapot",
+              quantity: int = 1) -> None:
+    live.call("POST", "/v1/orders", {
+        "id": oid, "merchant_id": merchant, "buyer_id": "bX", "paid_at": PAID_AT, "shipping_fee_fen": 800,
+        "items": [{"sku": sku, "title": title, "category": "apparel", "quantity": quantity, "unit_price_fen": 12900}]},
+        status=201)
+    who = {"mA": "merchant_a", "mB": "merchant_b"}[merchant]
+    live.call("POST", f"/v1/orders/{oid}/ship", {"carrier": "SF", "tracking_no": f"SF{oid}"}, who=who, status=200)
+    live.call("POST", f"/v1/orders/{oid}/deliver", {}, who=who, status=200)
+
+
+def open_case(live: Live, oid: str, case_type: str, reason: str, description: str = "") -> str:
+    body = {"order_id": oid, "type": case_type, "reason": reason, **({"description": description} if description else {})}
+    return str(live.call("POST", "/v1/cases", body, who="buyer_x", status=201)["id"])
+
+
+def escalated(live: Live, oid: str, merchant: str, why: str) -> str:
+    delivered(live, oid, merchant=merchant)
+    cid = open_case(live, oid, "refund_only", "quality_problem", "The lid cracked on the first use.")
+    who = {"mA": "merchant_a", "mB": "merchant_b"}[merchant]
+    live.call("POST", f"/v1/cases/{cid}/reject", {"reason": "The photos show no crack."}, who=who, status=200)
+    live.call("POST", f"/v1/cases/{cid}/escalate", {"reason": why}, who="buyer_x", status=200)
+    return cid
+
+
+def test_P1_a_platform_agent_rules_an_escalated_case_from_the_queue(live: Live, page: Any) -> None:
+    older = escalated(live, "o1", "mA", "The crack is visible in the second photo; the shop ignored it.")
+    live.advance(26 * 3600)  # P1: the first case is now overdue for the platform
+    newer = escalated(live, "o2", "mB", "Wrong colour delivered, the shop says it is the same.")
+    live.user("pat", role="platform_agent", merchant=None)
+    sign_in(page, live, "pat")
+    assert page.url.endswith("/app/platform")
+    rows = page.locator("table tbody tr")
+    assert rows.count() == 2
+    assert rows.nth(0).get_by_role("link").inner_text() == older  # overdue first
+    assert "overdue" in rows.nth(0).inner_text()
+    assert rows.nth(1).get_by_role("link").inner_text() == newer
+    screenshot(page, "platform-queue")
+
+    rows.nth(0).get_by_role("link", name=older).click()
+    page.wait_for_load_state("networkidle")
+    assert "The crack is visible in the second photo" in page.content()
+    page.get_by_label("Outcome").select_option("refund")
+    page.get_by_label("Refund in yuan (empty: everything still refundable)").fill("100")
+    page.get_by_label("Rationale (both sides see it)").fill("The second photo shows the crack; partial refund.")
+    screenshot(page, "platform-case")
+    page.get_by_role("button", name="Record the ruling").click()
+    page.wait_for_load_state("networkidle")
+    assert page.get_by_role("status").inner_text() == "Ruling recorded."
+    assert "The second photo shows the crack; partial refund." in page.content()
+    assert page.get_by_role("button", name="Record the ruling").count() == 0
+    case = live.call("GET", f"/v1/cases/{older}", status=200)
+    assert case["ruling"]["outcome"] == "refund" and case["ruling"]["refund_fen"] == 10000
+    # the shop pays the ruling; the queue then only holds the other case
+    live.call("POST", f"/v1/cases/{older}/pay_ruling", {}, who="merchant_a", status=200)
+    page.get_by_role("link", name="Interventions", exact=True).click()
+    page.wait_for_load_state("networkidle")
+    assert page.locator("table tbody tr").count() == 1
+
+
+def test_S3_the_reason_chart_renders_the_shops_figures(live: Live, page: Any) -> None:
+    # Three weeks of a shop's cases: 3 product, 2 logistics, 1 service, 1 buyer, 1 other.
+    plan = [[("refund_only", "quality_problem"), ("refund_only", "damaged_in_transit"), ("return_refund", "no_reason")],
+            [("refund_only", "quality_problem"), ("return_refund", "not_as_described"), ("refund_only", "service_attitude")],
+            [("refund_only", "late_delivery"), ("refund_only", "other")]]
+    n = 0
+    for week, cases in enumerate(plan):
+        for case_type, reason in cases:
+            n += 1
+            delivered(live, f"o{n}", f"s{n % 3}", title=["Teapot", "Cup set", "Tea tray"][n % 3], quantity=2)
+            cid = open_case(live, f"o{n}", case_type, reason)
+            if n % 2:
+                live.advance(3 * 3600)
+                live.call("POST", f"/v1/cases/{cid}/approve", {}, who="merchant_a", status=200)
+        if week < len(plan) - 1:
+            live.advance(7 * DAY)
+    delivered(live, "b1", "sb", merchant="mB")
+    open_case(live, "b1", "refund_only", "counterfeit")  # another shop: not in mA's figures
+    live.user("alice")
+    sign_in(page, live, "alice")
+    page.get_by_role("link", name="Insights").click()
+    page.wait_for_load_state("networkidle")
+    page.get_by_label("Period").select_option("4")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_load_state("networkidle")
+    chart = page.locator('svg[data-chart="reasons"]')
+    assert chart.locator("text.label").all_text_contents() == ["product", "logistics", "service", "buyer's own reason", "other"]
+    assert chart.locator("text.value").all_text_contents() == ["3 (37.5 %)", "2 (25.0 %)", "1 (12.5 %)", "1 (12.5 %)",
+                                                           "1 (12.5 %)"]
+    assert chart.get_by_role("img").count() == 0 and chart.get_attribute("role") == "img"
+    trend = page.locator('svg[data-chart="trend"]')
+    assert trend.locator("rect.bar:not(.alt)").count() == 4
+    with page.expect_download() as download:
+        page.locator("#reasons").get_by_role("link", name="Download CSV").click()
+    assert download.value.suggested_filename.startswith("insights-reasons-mA-")
+    screenshot(page, "insights")
