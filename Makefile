@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: browser install run test lint typecheck unit catalogs bench-eligibility bench-http clean
+.PHONY: bench bench-smoke browser install run test lint typecheck unit catalogs bench-eligibility bench-http clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -42,9 +42,18 @@ lint: install
 
 test: install lint browser
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(MAKE) --no-print-directory bench-smoke
 
 run: install
 	$(BIN)/aftersales run
+
+# Every benchmark with its raw limit measured in the same run: bench/results/full/results.md and .json.
+bench: install
+	$(BIN)/python bench/run.py
+
+# The same at small sizes (about 30 s): run by `make test` so that the benchmarks never rot; figures mean little.
+bench-smoke: install
+	$(BIN)/python bench/run.py --smoke
 
 bench-eligibility: install
 	$(BIN)/python bench/eligibility.py

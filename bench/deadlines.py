@@ -42,6 +42,9 @@ from aftersales.store.migrate import upgrade  # noqa: E402
 from aftersales.store.repositories import Tracker, order_values  # noqa: E402
 from aftersales.testing import ensure_merchant, seed_open_cases  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from limits import raw_transactions  # noqa: E402
+
 PG = os.environ.get("AFTERSALES_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -177,6 +180,8 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=300, help="deadlines falling due per second in the steady phase")
     ap.add_argument("--steady-seconds", type=int, default=20)
     ap.add_argument("--tmp", type=Path, default=Path("var"))
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "deadlines.json")
+    ap.add_argument("--pg-url", default=None, help="default AFTERSALES_TEST_DATABASE_URL or the local server")
     args = ap.parse_args()
     args.tmp.mkdir(exist_ok=True)
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "runs": {}}
@@ -187,17 +192,22 @@ def main() -> None:
         ctx = Context(engine, policy_mod.load(), Clock(True, datetime(2026, 3, 1, tzinfo=UTC)))
         try:
             run_result = {"backlog": backlog_phase(ctx, args.backlog)}
-            run_result["steady"] = steady_phase(ctx, args.rate, args.steady_seconds)
+            if args.steady_seconds > 0:
+                run_result["steady"] = steady_phase(ctx, args.rate, args.steady_seconds)
+                print(f"  {json.dumps(run_result['steady'])}")
+            # The raw limit: as many durable transactions, issued directly through the driver (limits.py).
+            run_result["raw_limit"] = raw_transactions(kind, engine, max(500, min(run_result["backlog"]["backlog"], 20_000)))
+            # Timers are applied in batches of 500 per transaction: compare with rows written durably the same way.
+            run_result["ratio_to_raw"] = round(run_result["backlog"]["rows_per_s"] / run_result["raw_limit"]["rows_per_s_batched"], 4)
             results["runs"][kind] = run_result
-            print(f"  {json.dumps(run_result['steady'])}")
         finally:
             engine.dispose()
             if cleanup:
                 admin, schema = cleanup
                 with admin.begin() as conn:
                     conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    out = ROOT / "bench" / "results" / "deadlines.json"
-    out.parent.mkdir(exist_ok=True)
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"wrote {out}")
 

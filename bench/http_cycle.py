@@ -225,8 +225,35 @@ async def _load(url: str, keys: dict[str, str], connections: int, warmup: float,
     return {"cycles": cycles, "requests": requests, "latencies": latencies, "errors": errors, "cpu_seconds": cpu, "elapsed": elapsed}
 
 
+async def _load_empty(url: str, connections: int, warmup: float, seconds: float) -> dict[str, Any]:
+    """The raw limit of the same server: ``GET /healthz`` (no database, no auth) on as many connections."""
+    done = 0
+    start = time.perf_counter()
+    measure_from, stop_at = start + warmup, start + warmup + seconds
+    latencies: list[float] = []
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal done
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            r = await client.get("/healthz")
+            t1 = time.perf_counter()
+            if r.status_code == 200 and t0 >= measure_from and t1 <= stop_at:
+                done += 1
+                latencies.append(t1 - t0)
+
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        await asyncio.gather(*(worker(client) for _ in range(connections)))
+    return {"requests": done, "latencies": latencies}
+
+
 def _load_process(url: str, keys: dict[str, str], connections: int, warmup: float, seconds: float, out: Any) -> None:
     out.put(asyncio.run(_load(url, keys, connections, warmup, seconds)))
+
+
+def _empty_process(url: str, connections: int, warmup: float, seconds: float, out: Any) -> None:
+    out.put(asyncio.run(_load_empty(url, connections, warmup, seconds)))
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -257,6 +284,12 @@ def run_one(kind: str, workers: int, args: argparse.Namespace, tmp: Path) -> dic
             result = out.get(timeout=args.warmup + args.seconds + 300)
             proc.join(60)
             server_cpu = server.cpu_seconds() - server_cpu0
+            # The raw limit, same server, same connections: an endpoint that does nothing.
+            empty_proc = spawn.Process(target=_empty_process, args=(server.url, args.connections, min(args.warmup, 1.0),
+                                                                    args.seconds, out))
+            empty_proc.start()
+            empty = out.get(timeout=args.seconds + 300)
+            empty_proc.join(60)
     lat = result["latencies"]
     every = [v for step in STEPS for v in lat[step]]
     return {
@@ -271,6 +304,8 @@ def run_one(kind: str, workers: int, args: argparse.Namespace, tmp: Path) -> dic
         # Over every request of the run, warm-up included: steadier than the rates on a busy machine.
         "server_cpu_ms_per_request": round(server_cpu / max(1, result["requests"]) * 1000, 2),
         "load_average_at_start": [round(x, 2) for x in load_avg] if load_avg else None,
+        "empty_endpoint": {"requests_per_s": round(empty["requests"] / args.seconds, 1), **_summary(empty["latencies"])},
+        "ratio_to_empty": round(len(every) / max(1, empty["requests"]), 3),
     }
 
 

@@ -7,13 +7,13 @@ security headers, tenant checks done by the service layer exactly as for the API
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aftersales import i18n
 from aftersales.service.errors import NotFound
@@ -52,17 +52,34 @@ def install(app: FastAPI) -> None:
     async def _not_yours(request: Request, exc: NotYours) -> Response:
         return _not_found(request)
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        if request.url.path.startswith("/app"):
-            response.headers.setdefault("Content-Security-Policy", CSP)
-            response.headers.setdefault("X-Frame-Options", "DENY")
-            response.headers.setdefault("X-Content-Type-Options", "nosniff")
-            response.headers.setdefault("Referrer-Policy", "same-origin")
-            if "text/html" in response.headers.get("content-type", ""):
-                response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    app.add_middleware(PageHeaders)
+
+
+class PageHeaders:
+    """Security headers on the workbench's responses (pure ASGI: the API's requests pass straight through)."""
+
+    HEADERS = ((b"content-security-policy", CSP.encode()), (b"x-frame-options", b"DENY"),
+               (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"))
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/app"):
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in self.HEADERS if k not in present]
+                content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+                if b"text/html" in content_type and b"cache-control" not in present:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _not_found(request: Request) -> Response:
