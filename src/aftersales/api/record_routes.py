@@ -8,17 +8,16 @@ import importlib.util
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
 
 from fastapi import APIRouter, Body, File, Form, Path, Query, Request, Response, UploadFile
 from pydantic import AfterValidator, BaseModel, Field
 
 from aftersales.config import Settings
 from aftersales.service import disputes, evidence, messages, records
-from aftersales.store.evidence_store import EvidenceStore, LocalEvidenceStore
 
 from . import schemas as s
 from .app import CtxDep, IdempotencyKey, IfMatch, Lang, Who
+from .downloads import evidence_response, evidence_store, record_response
 
 router = APIRouter()
 P = {"model": s.Problem}
@@ -121,19 +120,6 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def _store(request: Request) -> EvidenceStore:
-    store: EvidenceStore | None = getattr(request.app.state, "evidence_store", None)
-    if store is None:
-        store = LocalEvidenceStore(_settings(request).data_dir / "evidence")
-        request.app.state.evidence_store = store
-    return store
-
-
-def _attachment(name: str, fallback: str) -> str:
-    """``Content-Disposition: attachment`` with an ASCII fallback name and the real one as RFC 5987 ``filename*``."""
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
 _RECORD: dict[int | str, dict[str, Any]] = {200: {"description": "The record file (format aftersales-record 1; check it with `aftersales verify FILE`).",
                  "content": {"application/json": {"schema": {"type": "object"}}}}}
 _FILE: dict[int | str, dict[str, Any]] = {200: {"description": "The evidence file, served as its recognised media type.",
@@ -152,7 +138,7 @@ def _routes(plural: str, kind: str, param: str) -> None:
                         idempotency_key: IdempotencyKey = None) -> Any:
         limit = _settings(request).max_evidence_bytes
         data = file.file.read(limit + 1)  # one byte more than allowed is enough to refuse
-        return evidence.attach(ctx, _store(request), who, kind, subject_id, data=data, filename=file.filename,
+        return evidence.attach(ctx, evidence_store(request), who, kind, subject_id, data=data, filename=file.filename,
                                note=note, max_bytes=limit)
 
     def list_evidence(subject_id: Id, ctx: CtxDep, who: Who, cursor: Cursor = None, limit: Limit = 50) -> Any:
@@ -160,11 +146,7 @@ def _routes(plural: str, kind: str, param: str) -> None:
 
     def download_evidence(subject_id: Id, ctx: CtxDep, who: Who, request: Request,
                           evidence_id: Annotated[str, Path(min_length=1, max_length=40, pattern=s.ID_PATTERN)]) -> Response:
-        meta, data = evidence.download(ctx, _store(request), who, kind, subject_id, evidence_id)
-        fallback = f"{meta['id']}.{evidence.EXTENSIONS[meta['media_type']]}"
-        return Response(data, media_type=meta["media_type"], headers={
-            "Content-Disposition": _attachment(meta["filename"], fallback), "X-Content-Type-Options": "nosniff",
-            "ETag": f"\"{meta['sha256']}\"", "Cache-Control": "private, no-store"})
+        return evidence_response(*evidence.download(ctx, evidence_store(request), who, kind, subject_id, evidence_id))
 
     def post_message(subject_id: Id, body: MessageIn, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
         return messages.post(ctx, who, kind, subject_id, body=body.body, internal=body.internal)
@@ -192,8 +174,7 @@ def _routes(plural: str, kind: str, param: str) -> None:
             data, name = records.case_record(ctx, who, subject_id, secret=secret, lang=lang)
         else:
             data, name = records.complaint_record(ctx, who, subject_id, secret=secret, lang=lang)
-        return Response(data, media_type="application/json", headers={
-            "Content-Disposition": _attachment(name, name), "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"})
+        return record_response(data, name)
 
     upload_errors = {**ERRORS, 413: P}
     add = router.add_api_route

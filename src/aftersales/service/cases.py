@@ -123,6 +123,16 @@ def decode_cursor(cursor: str | None) -> str | None:
     return value
 
 
+def decode_id_cursor(cursor: str | None) -> int | None:
+    """A cursor over a table's integer ids (events, messages …): the id to continue after, or None for the start."""
+    raw = decode_cursor(cursor)
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise Invalid("cursor is not one this server issued")
+    return int(raw)
+
+
 def list_cases(ctx: Context, who: Principal, *, status: str | None, order_id: str | None, merchant_id: str | None,
                due_before: datetime | None, cursor: str | None, limit: int, lang: str,
                sort: str = "created", case_type: str | None = None, reason: str | None = None,
@@ -190,11 +200,7 @@ def count_by_status(ctx: Context, who: Principal) -> dict[str, int]:
 
 
 def case_events(ctx: Context, who: Principal, case_id: str, *, cursor: str | None, limit: int) -> dict[str, Any]:
-    raw = decode_cursor(cursor)
-    try:
-        after = int(raw) if raw is not None else None
-    except ValueError:
-        raise Invalid("cursor is not one this server issued") from None
+    after = decode_id_cursor(cursor)
 
     def q(uow: UnitOfWork) -> dict[str, Any]:
         _load_case(uow, who, case_id)

@@ -25,7 +25,7 @@ from aftersales.domain.events import Actor
 from aftersales.store import repositories as repo
 from aftersales.store import tables as t
 
-from .cases import decode_cursor, encode_cursor
+from .cases import decode_cursor, decode_id_cursor, encode_cursor
 from .context import Context, Principal, UnitOfWork, read, run
 from .errors import Conflict, Invalid, NotFound
 from .orders import can_see
@@ -309,11 +309,7 @@ def list_complaints(ctx: Context, who: Principal, *, status: str | None, merchan
 
 
 def events(ctx: Context, who: Principal, complaint_id: str, *, cursor: str | None, limit: int) -> dict[str, Any]:
-    raw = decode_cursor(cursor)
-    try:
-        after = int(raw) if raw is not None else None
-    except ValueError:
-        raise Invalid("cursor is not one this server issued") from None
+    after = decode_id_cursor(cursor)
 
     def q(uow: UnitOfWork) -> dict[str, Any]:
         load_visible(uow, who, complaint_id)

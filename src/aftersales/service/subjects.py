@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .context import Principal, UnitOfWork
-from .errors import Invalid, NotFound
+from .errors import NotFound
 
 SubjectKind = Literal["case", "complaint"]
 
@@ -58,11 +58,6 @@ def page(rows: list[Any], limit: int, view: Any) -> dict[str, Any]:
 
 
 def after(cursor: str | None, *, numeric: bool = False) -> Any:
-    from .cases import decode_cursor
+    from .cases import decode_cursor, decode_id_cursor
 
-    raw = decode_cursor(cursor)
-    if raw is None or not numeric:
-        return raw
-    if not raw.isdigit():
-        raise Invalid("cursor is not one this server issued")
-    return int(raw)
+    return decode_id_cursor(cursor) if numeric else decode_cursor(cursor)

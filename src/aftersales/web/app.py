@@ -16,9 +16,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aftersales import i18n
+from aftersales.api.downloads import evidence_response, evidence_store
+from aftersales.service import evidence
+from aftersales.service.context import Principal
 from aftersales.service.errors import NotFound
 
-from .deps import HERE, CsrfRejected, LoginRequired, NotYours, lang_of, render
+from .deps import HERE, CsrfRejected, LoginRequired, NotYours, ctx_of, lang_of, render
 
 #: Content-Security-Policy of every page: scripts and styles only from this server (HTMX is vendored).
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
@@ -90,6 +93,15 @@ def _not_found(request: Request) -> Response:
 def not_found_page(request: Request, exc: NotFound) -> Response:
     """Pages answer a service NotFound (unknown id, or another tenant's) with the same 404 page."""
     return _not_found(request)
+
+
+def evidence_file(request: Request, principal: Principal, case_id: str, evidence_id: str) -> Response:
+    """An evidence file of a case the signed-in user may see, as a download (the API's response); else the 404 page."""
+    try:
+        meta, data = evidence.download(ctx_of(request), evidence_store(request), principal, "case", case_id, evidence_id)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    return evidence_response(meta, data)
 
 
 def _page_modules() -> list[Any]:

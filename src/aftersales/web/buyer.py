@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import UploadFile  # what request.form() gives (FastAPI's UploadFile subclasses it)
 
 from aftersales import i18n
+from aftersales.api.downloads import evidence_store
 from aftersales.domain.cases import REFUND_TYPES, Auto
 from aftersales.domain.catalog import Reason
 from aftersales.domain.complaints import Category as ComplaintCategory
@@ -26,7 +27,7 @@ from aftersales.service import cases as case_service
 from aftersales.service import complaints, evidence, messages, orders
 from aftersales.service.errors import Invalid, NotFound, ServiceError
 
-from .app import not_found_page
+from .app import evidence_file, not_found_page
 from .deps import Buyer, Csrf, ctx_of, explain, lang_of, render, see_other, settings_of
 
 router = APIRouter(prefix="/app", include_in_schema=False)
@@ -236,15 +237,7 @@ async def case_evidence(request: Request, user: Buyer, case_id: Id) -> Response:
 @router.get("/buyer/cases/{case_id}/evidence/{evidence_id}")
 def case_evidence_file(request: Request, user: Buyer, case_id: Id, evidence_id: Id) -> Response:
     """One evidence file of the case, downloaded (never rendered inline by this origin)."""
-    from aftersales.api.record_routes import _attachment, _store
-
-    try:
-        meta, data = evidence.download(ctx_of(request), _store(request), user.principal, "case", case_id, evidence_id)
-    except NotFound as exc:
-        return not_found_page(request, exc)
-    fallback = f"{meta['id']}.{evidence.EXTENSIONS[meta['media_type']]}"
-    return Response(data, media_type=meta["media_type"], headers={
-        "Content-Disposition": _attachment(meta["filename"], fallback), "Cache-Control": "private, no-store"})
+    return evidence_file(request, user.principal, case_id, evidence_id)
 
 
 # --- complaints (K1, K2) --------------------------------------------------------------------------------------
@@ -322,12 +315,11 @@ def _items(skus: list[Any], quantities: list[Any]) -> list[dict[str, Any]]:
 
 async def _attach(request: Request, user: Any, case_id: str, upload: UploadFile, note: str) -> str | None:
     """Attach an uploaded file to the case; the refusal's explanation, or None when attached."""
-    from aftersales.api.record_routes import _store
 
     limit = settings_of(request).max_evidence_bytes
     data = await upload.read(limit + 1)
     try:
-        evidence.attach(ctx_of(request), _store(request), user.principal, "case", case_id, data=data,
+        evidence.attach(ctx_of(request), evidence_store(request), user.principal, "case", case_id, data=data,
                         filename=upload.filename, note=note.strip()[:MAX_TEXT] or None, max_bytes=limit)
     except ServiceError as exc:
         if isinstance(exc, NotFound):

@@ -16,6 +16,7 @@ from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
 from aftersales import i18n
+from aftersales.api.downloads import evidence_store
 from aftersales.domain.cases import Auto, CaseStatus
 from aftersales.domain.catalog import CaseType, Reason
 from aftersales.domain.errors import DomainError
@@ -24,7 +25,7 @@ from aftersales.service import case_desk, evidence, messages
 from aftersales.service import cases as case_service
 from aftersales.service.errors import Invalid, NotFound, ServiceError
 
-from .app import not_found_page
+from .app import evidence_file, not_found_page
 from .deps import Csrf, MerchantStaff, Staff, ctx_of, explain, lang_of, render, see_other, settings_of
 
 router = APIRouter(prefix="/app", include_in_schema=False)
@@ -224,11 +225,10 @@ def case_summary(request: Request, user: Staff, case_id: CaseId, summary: Annota
 def case_evidence(request: Request, user: Staff, case_id: CaseId, file: Annotated[UploadFile, File()],
                   note: Annotated[str, Form(max_length=MAX_TEXT)] = "") -> Response:
     """D3: attach a photo or PDF to the case (recognised by its content)."""
-    from aftersales.api.record_routes import _store
 
     limit = settings_of(request).max_evidence_bytes
     try:
-        evidence.attach(ctx_of(request), _store(request), user.principal, "case", case_id, data=file.file.read(limit + 1),
+        evidence.attach(ctx_of(request), evidence_store(request), user.principal, "case", case_id, data=file.file.read(limit + 1),
                         filename=file.filename, note=note.strip() or None, max_bytes=limit)
     except NotFound as exc:
         return not_found_page(request, exc)
@@ -241,15 +241,7 @@ def case_evidence(request: Request, user: Staff, case_id: CaseId, file: Annotate
 def case_evidence_file(request: Request, user: Staff, case_id: CaseId,
                        evidence_id: Annotated[str, Path(max_length=40, pattern=r"^[A-Za-z0-9_.:-]+$")]) -> Response:
     """One evidence file, downloaded (never rendered inline by this origin)."""
-    from aftersales.api.record_routes import _attachment, _store
-
-    try:
-        meta, data = evidence.download(ctx_of(request), _store(request), user.principal, "case", case_id, evidence_id)
-    except NotFound as exc:
-        return not_found_page(request, exc)
-    fallback = f"{meta['id']}.{evidence.EXTENSIONS[meta['media_type']]}"
-    return Response(data, media_type=meta["media_type"], headers={
-        "Content-Disposition": _attachment(meta["filename"], fallback), "Cache-Control": "private, no-store"})
+    return evidence_file(request, user.principal, case_id, evidence_id)
 
 
 # --- form values → action parameters -----------------------------------------------------------------------------

@@ -15,14 +15,15 @@ from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from aftersales import i18n
+from aftersales.api.downloads import record_response
 from aftersales.domain.errors import DomainError
 from aftersales.domain.messages import N_
-from aftersales.service import case_desk, console, evidence, ledger, messages, records
+from aftersales.service import case_desk, console, ledger, messages, records
 from aftersales.service import cases as case_service
 from aftersales.service import complaints as complaint_service
 from aftersales.service.errors import Invalid, NotFound, ServiceError
 
-from .app import not_found_page
+from .app import evidence_file, not_found_page
 from .deps import Csrf, PlatformStaff, ctx_of, explain, lang_of, render, see_other, settings_of
 from .merchant import CLOSE_LABELS, DUE_ACTIONS, EVENT_LABELS, RULE_TITLES, fen_of
 
@@ -164,31 +165,20 @@ def message(request: Request, user: PlatformStaff, kind: Annotated[str, Path(pat
 @router.get("/platform/cases/{case_id}/evidence/{evidence_id}")
 def case_evidence(request: Request, user: PlatformStaff, case_id: Id, evidence_id: Id) -> Response:
     """An evidence file of the case, as a download (never rendered inline by this origin)."""
-    from aftersales.api.record_routes import _attachment, _store
-
-    try:
-        meta, data = evidence.download(ctx_of(request), _store(request), user.principal, "case", case_id, evidence_id)
-    except NotFound as exc:
-        return not_found_page(request, exc)
-    fallback = f"{meta['id']}.{evidence.EXTENSIONS[meta['media_type']]}"
-    return Response(data, media_type=meta["media_type"], headers={
-        "Content-Disposition": _attachment(meta["filename"], fallback), "Cache-Control": "private, no-store"})
+    return evidence_file(request, user.principal, case_id, evidence_id)
 
 
 @router.get("/platform/{kind}/{subject_id}/record")
 def record(request: Request, user: PlatformStaff, kind: Annotated[str, Path(pattern=r"^(cases|complaints)$")],
            subject_id: Id) -> Response:
     """D3: the complete, tamper-evident record of a case or complaint, downloaded (``aftersales verify`` checks it)."""
-    from aftersales.api.record_routes import _attachment
-
     export = records.case_record if kind == "cases" else records.complaint_record
     try:
         data, name = export(ctx_of(request), user.principal, subject_id, secret=settings_of(request).record_secret,
                             lang=lang_of(request))
     except NotFound as exc:
         return not_found_page(request, exc)
-    return Response(data, media_type="application/json", headers={
-        "Content-Disposition": _attachment(name, name), "Cache-Control": "private, no-store"})
+    return record_response(data, name)
 
 
 # --- complaints (K2) --------------------------------------------------------------------------------------------
