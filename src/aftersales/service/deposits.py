@@ -28,6 +28,7 @@ from aftersales.store import tables as t
 
 from .context import Context, Principal, UnitOfWork, read, run
 from .errors import Invalid, NotFound
+from .ledger import account_balance
 from .payments import settle_new_refunds
 
 #: A withdrawal that falls due while a case or complaint is open waits this long before it is looked at again.
@@ -35,11 +36,10 @@ RECHECK = timedelta(hours=24)
 
 
 # --- reading the deposit --------------------------------------------------------------------------------------
-def _sum(conn: Connection, account: str) -> int:
-    en = t.ledger_entries
-    value = conn.execute(select(func.coalesce(func.sum(en.c.credit_fen - en.c.debit_fen), 0))
-                         .where(en.c.account == account)).scalar_one()
-    return int(value)
+def _held(conn: Connection, merchant_id: str) -> tuple[int, int]:
+    """The merchant's deposit and its debt (shown positive), from the ledger."""
+    return (account_balance(conn, d.deposit_account(merchant_id)),
+            max(0, -account_balance(conn, d.debt_account(merchant_id))))
 
 
 def _lock_merchant(conn: Connection, merchant_id: str) -> Any:
@@ -55,9 +55,8 @@ def state(conn: Connection, ctx: Context, merchant_id: str, *, excluding: str | 
     held = select(func.coalesce(func.sum(w.amount_fen), 0)).where(w.merchant_id == merchant_id, w.status == "pending")
     if excluding is not None:
         held = held.where(w.id != excluding)
-    return d.DepositState(balance_fen=_sum(conn, d.deposit_account(merchant_id)),
-                          debt_fen=max(0, -_sum(conn, d.debt_account(merchant_id))),
-                          required_fen=ctx.policy.deposit_required_fen,
+    balance, debt = _held(conn, merchant_id)
+    return d.DepositState(balance_fen=balance, debt_fen=debt, required_fen=ctx.policy.deposit_required_fen,
                           pending_withdrawal_fen=int(conn.execute(held).scalar_one()))
 
 
@@ -244,9 +243,8 @@ def recover_advances(conn: Connection, postings: list[ledger.Transaction]) -> li
     deposit: dict[str, d.DepositState] = {}
     for merchant_id in sorted({tx.recover_from for tx in advances if tx.recover_from} | covered):  # lock in id order
         _lock_merchant(conn, merchant_id)
-        deposit[merchant_id] = d.DepositState(_sum(conn, d.deposit_account(merchant_id)),
-                                              max(0, -_sum(conn, d.debt_account(merchant_id))), 0)
-    sales = {m: _sum(conn, ledger.merchant_sales(m)) for m in covered}
+        deposit[merchant_id] = d.DepositState(*_held(conn, merchant_id), required_fen=0)
+    sales = {m: account_balance(conn, ledger.merchant_sales(m)) for m in covered}
     out: list[ledger.Transaction] = []
 
     def take(m: str, tx: ledger.Transaction, amount: int, key: str, kind: str) -> None:
@@ -341,11 +339,10 @@ def complaint_remedy(ctx: Context, uow: UnitOfWork, *, complaint_id: str, mercha
         settle_new_refunds(order, ctx.gateway, at)
         return
     _merchant(uow.conn, merchant_id, lock=True)
-    s = state(uow.conn, ctx, merchant_id)
-    if kind == "compensation":
+    if kind == "compensation":  # recovered from the deposit by the same hook as every advance (P2)
         tx = d.compensation(merchant_id, buyer_id, amount, key, at, order_id=order_id)
         repo.post(uow.conn, [tx, *recover_advances(uow.conn, [tx])])
     elif kind == "penalty":
-        repo.post(uow.conn, [d.penalty(merchant_id, amount, s, key, at, order_id=order_id)])
+        repo.post(uow.conn, [d.penalty(merchant_id, amount, state(uow.conn, ctx, merchant_id), key, at, order_id=order_id)])
     else:
         raise Invalid(f"remedy type must be one of {', '.join(REMEDIES)}")

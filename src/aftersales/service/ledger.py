@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from aftersales.domain.ledger import normal_balance
 from aftersales.store import tables as t
@@ -55,12 +55,17 @@ def transactions(ctx: Context, who: Principal, *, account: str | None, cursor: s
     return read(ctx, q)
 
 
-def balance(uow: UnitOfWork, account: str) -> int:
+def account_balance(conn: Connection, account: str) -> int:
     """``account``'s balance on its normal side (D2): always derived from the entries, never stored."""
     en = t.ledger_entries
-    credits, debits = uow.conn.execute(select(func.coalesce(func.sum(en.c.credit_fen), 0), func.coalesce(func.sum(en.c.debit_fen), 0))
-                                       .where(en.c.account == account)).one()
+    credits, debits = conn.execute(select(func.coalesce(func.sum(en.c.credit_fen), 0), func.coalesce(func.sum(en.c.debit_fen), 0))
+                                   .where(en.c.account == account)).one()
     return normal_balance(account, int(credits), int(debits))
+
+
+def balance(uow: UnitOfWork, account: str) -> int:
+    """``account``'s balance in a unit of work (see :func:`account_balance`)."""
+    return account_balance(uow.conn, account)
 
 
 def unbalanced_transactions(uow: UnitOfWork) -> list[int]:
@@ -91,11 +96,13 @@ def audit(uow: UnitOfWork) -> list[str]:
     credited: dict[str, int] = {r[0]: int(r[1] or 0) for r in uow.conn.execute(
         select(tx.c.order_id, func.sum(en.c.credit_fen)).join(tx, tx.c.id == en.c.transaction_id)
         .where(tx.c.order_id.is_not(None), en.c.account.like("buyer:%:refunds")).group_by(tx.c.order_id)).all()}
+    r = t.refunds.c
+    settled_by_order: dict[str, int] = {row[0]: int(row[1] or 0) for row in uow.conn.execute(
+        select(r.order_id, func.sum(r.refund_fen)).where(r.status == "settled").group_by(r.order_id)).all()}
     for o in uow.conn.execute(select(t.orders.c.id, t.orders.c.paid_fen, t.orders.c.refunded_fen)).all():
         if o.refunded_fen > o.paid_fen:
             problems.append(f"order {o.id}: refunded {o.refunded_fen} > paid {o.paid_fen}")
-        settled = uow.conn.execute(select(func.coalesce(func.sum(t.refunds.c.refund_fen), 0))
-                                   .where(t.refunds.c.order_id == o.id, t.refunds.c.status == "settled")).scalar_one()
-        if credited.get(o.id, 0) != int(settled):
+        settled = settled_by_order.get(o.id, 0)
+        if credited.get(o.id, 0) != settled:
             problems.append(f"order {o.id}: the ledger credited {credited.get(o.id, 0)} to the buyer, the refunds say {settled}")
     return problems
