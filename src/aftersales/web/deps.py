@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 from urllib.parse import quote, unquote
 
 from fastapi import Depends, Request
@@ -26,7 +25,6 @@ from aftersales.service import users
 from aftersales.service.context import Context
 from aftersales.service.errors import ServiceError
 
-T = TypeVar("T")
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "as_session"
 LOGIN_CSRF_COOKIE = "as_login_csrf"
@@ -183,14 +181,6 @@ def explain(request: Request, exc: Exception) -> str:
     raise exc
 
 
-def attempt(request: Request, fn: Callable[[], T]) -> tuple[T | None, str | None]:
-    """Run a service call; a refusal comes back as its explanation instead of an exception."""
-    try:
-        return fn(), None
-    except (DomainError, ServiceError) as exc:
-        return None, explain(request, exc)
-
-
 def see_other(url: str, *, flash: str | None = None) -> RedirectResponse:
     """Post/Redirect/Get: after a successful form, back to a page (with a one-off notice)."""
     response = RedirectResponse(url, status_code=303)
@@ -201,7 +191,3 @@ def see_other(url: str, *, flash: str | None = None) -> RedirectResponse:
 
 def new_login_csrf() -> str:
     return secrets.token_urlsafe(24)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
