@@ -26,7 +26,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, case, func, select, text
+from sqlalchemy import BigInteger, Float, and_, bindparam, case, func, select, text
+from sqlalchemy.dialects.postgresql import array
 
 from aftersales.domain.cases import RETURN_TYPES
 from aftersales.domain.catalog import Reason, ReasonCategory, reason_category
@@ -133,37 +134,61 @@ def _percentile(sorted_values: list[int], p: int) -> int | None:
     return sorted_values[max(rank, 1) - 1]
 
 
+def _seconds(later: Any, earlier: Any) -> Any:
+    """Whole seconds from ``earlier`` to ``later`` on PostgreSQL, truncated as ``int(timedelta.total_seconds())``."""
+    return func.trunc(func.extract("epoch", later - earlier)).cast(BigInteger)
+
+
 def times(uow: UnitOfWork, merchant_id: str | None, w: Window) -> dict[str, Any]:
-    """S1: first-response and resolution times (seconds) of the cases opened in the window, p50 and p90."""
+    """S1: first-response and resolution times (seconds) of the cases opened in the window, p50 and p90.
+
+    PostgreSQL sorts the durations itself (``percentile_disc`` is the nearest rank: the first value whose position
+    reaches ``p`` × n; 0.5 and 0.9 × n are exact in binary at any n we hold, so it is ``ceil(p·n/100)`` as in
+    :func:`_percentile`) over the window index alone; SQLite's durations are sorted here."""
     c = t.cases.c
-    first = c.state["first_response_at"].as_string()
-    rows = uow.conn.execute(select(c.opened_at, first.label("first"), c.closed_at).where(*_cases_in(merchant_id, w))).all()
-    response = sorted(int((datetime.fromisoformat(r.first) - r.opened_at).total_seconds()) for r in rows if r.first)
-    resolution = sorted(int((r.closed_at - r.opened_at).total_seconds()) for r in rows if r.closed_at is not None)
-    return {"cases": len(rows), "measures": [
-        {"measure": name, "cases": len(values), "p50_seconds": _percentile(values, 50), "p90_seconds": _percentile(values, 90)}
-        for name, values in (("first_response", response), ("resolution", resolution))]}
+    if uow.conn.dialect.name == "postgresql":
+        first, resolution = _seconds(c.first_response_at, c.opened_at), _seconds(c.closed_at, c.opened_at)
+        quantiles = array([0.5, 0.9], type_=Float)
+        row = uow.conn.execute(select(
+            func.count(), func.count(c.first_response_at), func.count(c.closed_at),
+            func.percentile_disc(quantiles).within_group(first), func.percentile_disc(quantiles).within_group(resolution),
+        ).where(*_cases_in(merchant_id, w))).one()
+        n, counts, ps = int(row[0]), (int(row[1]), int(row[2])), (row[3] or [None, None], row[4] or [None, None])
+    else:
+        rows = uow.conn.execute(select(c.opened_at, c.first_response_at, c.closed_at).where(*_cases_in(merchant_id, w))).all()
+        response = sorted(int((r.first_response_at - r.opened_at).total_seconds()) for r in rows
+                          if r.first_response_at is not None)
+        resolved = sorted(int((r.closed_at - r.opened_at).total_seconds()) for r in rows if r.closed_at is not None)
+        n, counts = len(rows), (len(response), len(resolved))
+        ps = ([_percentile(response, 50), _percentile(response, 90)], [_percentile(resolved, 50), _percentile(resolved, 90)])
+    return {"cases": n, "measures": [
+        {"measure": name, "cases": k, "p50_seconds": _int(p[0]), "p90_seconds": _int(p[1])}
+        for name, k, p in (("first_response", counts[0], ps[0]), ("resolution", counts[1], ps[1]))]}
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 _RETURNS_SQL = {
     "sqlite": ("SELECT je.key AS sku, COUNT(DISTINCT cases.id) AS n FROM cases JOIN json_each(cases.state, '$.items') AS je "
                "WHERE cases.type IN :types AND cases.opened_at >= :since AND cases.opened_at <= :until "
-               "AND (:m IS NULL OR cases.merchant_id = :m) GROUP BY je.key"),
+               "{shop} GROUP BY je.key"),
     "postgresql": ("SELECT je.key AS sku, COUNT(DISTINCT cases.id) AS n FROM cases "
                    "CROSS JOIN LATERAL json_each(cases.state -> 'items') AS je "
                    "WHERE cases.type IN :types AND cases.opened_at >= :since AND cases.opened_at <= :until "
-                   "AND (CAST(:m AS VARCHAR) IS NULL OR cases.merchant_id = :m) GROUP BY je.key"),
+                   "{shop} GROUP BY je.key"),
 }
 _SOLD_SQL = {
     "sqlite": ("SELECT json_extract(je.value, '$.sku') AS sku, MAX(json_extract(je.value, '$.title')) AS title, "
                "SUM(json_extract(je.value, '$.quantity')) AS units FROM orders JOIN json_each(orders.state, '$.items') AS je "
                "WHERE orders.status NOT IN :not_sold AND orders.paid_at >= :since AND orders.paid_at <= :until "
-               "AND (:m IS NULL OR orders.merchant_id = :m) GROUP BY json_extract(je.value, '$.sku')"),
+               "{shop} GROUP BY json_extract(je.value, '$.sku')"),
     "postgresql": ("SELECT je.value ->> 'sku' AS sku, MAX(je.value ->> 'title') AS title, "
                    "SUM(CAST(je.value ->> 'quantity' AS BIGINT)) AS units FROM orders "
                    "CROSS JOIN LATERAL json_array_elements(orders.state -> 'items') AS je "
                    "WHERE orders.status NOT IN :not_sold AND orders.paid_at >= :since AND orders.paid_at <= :until "
-                   "AND (CAST(:m AS VARCHAR) IS NULL OR orders.merchant_id = :m) GROUP BY je.value ->> 'sku'"),
+                   "{shop} GROUP BY je.value ->> 'sku'"),
 }
 
 
@@ -174,12 +199,16 @@ def _params(sql: str) -> Any:
 def returns(uow: UnitOfWork, merchant_id: str | None, w: Window) -> dict[str, Any]:
     """Return rate per product: return cases naming the sku ÷ units of it sold, in tenths of a percent."""
     dialect = uow.conn.dialect.name
-    common = {"since": w.start, "until": w.until, "m": merchant_id}
+    common: dict[str, Any] = {"since": w.start, "until": w.until}
+    if merchant_id is not None:  # one shop: its (merchant_id, instant) index; all shops: the instant's
+        common["m"] = merchant_id
+    returns_sql = _RETURNS_SQL[dialect].format(shop="AND cases.merchant_id = :m" if merchant_id is not None else "")
+    sold_sql = _SOLD_SQL[dialect].format(shop="AND orders.merchant_id = :m" if merchant_id is not None else "")
     returned = {r.sku: int(r.n) for r in uow.conn.execute(
-        _params(_RETURNS_SQL[dialect]).bindparams(bindparam("types", expanding=True)),
+        _params(returns_sql).bindparams(bindparam("types", expanding=True)),
         {**common, "types": sorted(str(x) for x in RETURN_TYPES)}).all()}
     sold = {r.sku: (r.title, int(r.units or 0)) for r in uow.conn.execute(
-        _params(_SOLD_SQL[dialect]).bindparams(bindparam("not_sold", expanding=True)),
+        _params(sold_sql).bindparams(bindparam("not_sold", expanding=True)),
         {**common, "not_sold": list(NOT_SOLD)}).all()}
     items = []
     for sku in sorted(set(returned) | set(sold)):
@@ -192,20 +221,30 @@ def returns(uow: UnitOfWork, merchant_id: str | None, w: Window) -> dict[str, An
 
 
 def trend(uow: UnitOfWork, merchant_id: str | None, w: Window) -> dict[str, Any]:
-    """Cases opened and closed per week of the window (one query, a bucket per week)."""
+    """Cases opened and closed per week of the window: one query per column, each over its own window index.
+
+    A week is [Monday, next Monday); the last one runs to now included (the manual clock stands still). PostgreSQL
+    finds the week of each instant by ``width_bucket`` over the week starts (a binary search, one GROUP BY);
+    SQLite sums one CASE per week."""
     c = t.cases.c
     bounds = [*w.starts[1:], w.until]
-    cols = []
     last = len(bounds) - 1
-    for i, (a, b) in enumerate(zip(w.starts, bounds, strict=True)):
-        for col, name in ((c.opened_at, "o"), (c.closed_at, "c")):
-            upto = col <= b if i == last else col < b  # the window includes now (the manual clock stands still)
-            cols.append(func.sum(case((and_(col >= a, upto), 1), else_=0)).label(f"{name}{i}"))
-    where: list[Any] = [(c.opened_at >= w.start) | (c.closed_at >= w.start)]
-    if merchant_id is not None:
-        where.append(c.merchant_id == merchant_id)
-    row = uow.conn.execute(select(*cols).where(*where)).one()
-    return {"weeks": [{"week_start": a.isoformat(), "opened": int(row[2 * i] or 0), "closed": int(row[2 * i + 1] or 0)}
+    counts: dict[str, list[int]] = {}
+    for col, name in ((c.opened_at, "opened"), (c.closed_at, "closed")):
+        where: list[Any] = [col >= w.start, col <= w.until]
+        if merchant_id is not None:
+            where.append(c.merchant_id == merchant_id)
+        per_week = [0] * len(w.starts)
+        if uow.conn.dialect.name == "postgresql":
+            bucket = func.width_bucket(col, array(w.starts[1:], type_=t.UtcDateTime()))  # WEEKS: at least 4
+            for b, k in uow.conn.execute(select(bucket, func.count()).where(*where).group_by(bucket)).all():
+                per_week[int(b)] += int(k)
+        else:
+            cols = [func.sum(case((and_(col >= a, col <= b if i == last else col < b), 1), else_=0))
+                    for i, (a, b) in enumerate(zip(w.starts, bounds, strict=True))]
+            per_week = [int(v or 0) for v in uow.conn.execute(select(*cols).where(*where)).one()]
+        counts[name] = per_week
+    return {"weeks": [{"week_start": a.isoformat(), "opened": counts["opened"][i], "closed": counts["closed"][i]}
                       for i, a in enumerate(w.starts)]}
 
 

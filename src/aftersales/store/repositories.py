@@ -166,7 +166,7 @@ class Tracker:
                        "refunded_fen": case.refunded_fen(order), "stage": case.stage,
                        "due_action": case.due_action.value if case.due_action else None, "due_at": case.due_at,
                        "opened_at": case.opened_at, "closed_at": case.closed_at, "version": case.version,
-                       "state": encode(case)}
+                       "first_response_at": case.first_response_at, "state": encode(case)}
             if old_version is None:
                 batch.new_cases.append({"id": case.id, **cvalues})
             else:

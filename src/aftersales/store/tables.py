@@ -89,7 +89,12 @@ orders = Table(
     Column("paid_at", UtcDateTime, nullable=False),
     Column("version", Integer, nullable=False),
     Column("state", JSON, nullable=False),
+    Index("ix_orders_paid", "paid_at"),  # insights: units sold in a window
+    Index("ix_orders_merchant_paid", "merchant_id", "paid_at"),
 )
+
+#: Columns the insights read, carried in the window indexes of ``cases`` (PostgreSQL INCLUDE).
+_CASE_INSIGHTS = ["merchant_id", "reason", "type", "closed_at", "first_response_at"]
 
 cases = Table(
     "cases", metadata,
@@ -109,9 +114,15 @@ cases = Table(
     Column("closed_at", UtcDateTime),
     Column("version", Integer, nullable=False),
     Column("state", JSON, nullable=False),
+    Column("first_response_at", UtcDateTime),  # S1: projected from the state for the insights (migration 0008)
     Index("ix_cases_merchant_status_due", "merchant_id", "status", "due_at"),
     Index("ix_cases_buyer", "buyer_id", "id"),
     Index("ix_cases_status_due", "status", "due_at"),
+    # Insights (S1, S3): a window of cases by opening or closing instant, all shops or one, read from the index alone.
+    Index("ix_cases_opened", "opened_at", postgresql_include=_CASE_INSIGHTS),
+    Index("ix_cases_merchant_opened", "merchant_id", "opened_at", postgresql_include=_CASE_INSIGHTS),
+    Index("ix_cases_closed", "closed_at", postgresql_include=["merchant_id"]),
+    Index("ix_cases_merchant_closed", "merchant_id", "closed_at"),
 )
 
 refunds = Table(
