@@ -13,26 +13,33 @@ JSON Lines: one ``OrderIn`` object (the body of ``POST /v1/orders``) per line.
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import json
+import queue
 import re
+import sqlite3
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from aftersales import i18n
 from aftersales.api.schemas import OrderIn
+from aftersales.domain import ledger
 from aftersales.domain.errors import DomainError
-from aftersales.domain.groups import Group, open_group
+from aftersales.domain.events import Event
+from aftersales.domain.groups import Group, GroupStatus, open_group
 from aftersales.domain.orders import Order, OrderItem, new_order
 from aftersales.service.context import Context, UnitOfWork
 from aftersales.store import tables as t
+from aftersales.store.codec import _field_names, encode
 from aftersales.store.repositories import Tracker
 
 ORDER_COLUMNS = ("id", "merchant_id", "buyer_id", "paid_at", "shipping_fee_fen", "return_shipping_insured")
@@ -46,8 +53,6 @@ BOOL_COLUMNS = frozenset({"return_shipping_insured", "exclusion_confirmed", "gro
 TRUE = frozenset({"true", "1", "yes", "y", "t"})
 FALSE = frozenset({"false", "0", "no", "n", "f"})
 _INT = re.compile(r"^[+-]?\d{1,18}$")
-#: Orders written per statement batch (one transaction in all).
-BATCH = 2000
 _CSV_GROUP_FIELDS = {"id": "group_id", "size": "group_size", "auto_complete": "group_auto_complete"}
 
 
@@ -138,26 +143,32 @@ def _csv_value(column: str, raw: str) -> Any:
     return value
 
 
-def _read_csv(text: str, progress: Progress) -> Iterator[_Parsed]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
+def _read_csv(lines: Iterable[str]) -> Iterator[_Parsed]:
+    reader = csv.reader(lines)
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        header = []
     problems = [Rejection(1, col, "missing column") for col in REQUIRED_COLUMNS if col not in header]
     problems += [Rejection(1, col, f"unknown column (expected: {', '.join(CSV_COLUMNS)})") for col in header if col not in CSV_COLUMNS]
     if problems:
         yield _Parsed(1, None, errors=problems)
         return
+    width = len(header)
     current: _Parsed | None = None
     first_line: dict[str, int] = {}
-    for row in reader:
+    for cells_list in reader:
+        if not cells_list:  # a blank line (csv.DictReader skipped those too)
+            continue
         line = reader.line_num
-        progress.advance()
-        if None in row:  # more cells than columns
-            yield _Parsed(line, None, errors=[Rejection(line, "(row)", f"more cells than the {len(header)} columns of the header")])
+        if len(cells_list) > width:  # more cells than columns
+            yield _Parsed(line, None, errors=[Rejection(line, "(row)", f"more cells than the {width} columns of the header")])
             current = None
             continue
-        cells = {k: (v or "") for k, v in row.items()}
-        if not any(v.strip() for v in cells.values()):
+        if len(cells_list) < width:
+            cells_list += [""] * (width - len(cells_list))
+        cells = dict(zip(header, cells_list, strict=True))
+        if not any(v.strip() for v in cells_list):
             continue
         oid = cells["id"].strip()
         if current is not None and current.data is not None and oid and oid == current.data["id"]:
@@ -217,20 +228,22 @@ def _continue_order(order: _Parsed, cells: dict[str, str], line: int) -> None:
     order.item_lines.append(line)
 
 
-def _read_jsonl(text: str, progress: Progress) -> Iterator[_Parsed]:
-    for number, raw in enumerate(text.splitlines(), start=1):
-        progress.advance()
-        if not raw.strip():
-            continue
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            yield _Parsed(number, None, errors=[Rejection(number, "(line)", f"not valid JSON: {exc}")])
-            continue
-        if not isinstance(data, dict):
-            yield _Parsed(number, None, errors=[Rejection(number, "(line)", "each line must be a JSON object (an order)")])
-            continue
-        yield _Parsed(number, data)
+def _read_jsonl(lines: Iterable[str]) -> Iterator[_Parsed]:
+    number = 0
+    for physical in lines:
+        for raw in physical.splitlines() or [""]:  # str.splitlines, as when the whole text was split at once
+            number += 1
+            if not raw.strip():
+                continue
+            try:
+                data = json.loads(raw)
+            except ValueError as exc:
+                yield _Parsed(number, None, errors=[Rejection(number, "(line)", f"not valid JSON: {exc}")])
+                continue
+            if not isinstance(data, dict):
+                yield _Parsed(number, None, errors=[Rejection(number, "(line)", "each line must be a JSON object (an order)")])
+                continue
+            yield _Parsed(number, data)
 
 
 def _field_of(loc: tuple[int | str, ...], fmt: str) -> str:
@@ -265,11 +278,11 @@ def _validate_shape(parsed: _Parsed, fmt: str) -> None:
 
 
 # --- checking against the database and the domain ----------------------------------------------------------
-def _existing(uow: UnitOfWork, column: Any, ids: list[str]) -> set[str]:
+def _existing(conn: Connection, column: Any, ids: list[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
-        found.update(uow.conn.execute(select(column).where(column.in_(chunk))).scalars())
+        found.update(conn.execute(select(column).where(column.in_(chunk))).scalars())
     return found
 
 
@@ -278,120 +291,482 @@ def _domain_error(exc: DomainError, tz: str) -> str:
 
 
 @dataclass
-class _Build:
-    """Orders and groups built in memory, in file order."""
+class _Released:
+    """What a chunk leaves ready to write: groups that are no longer pending (or all, at the end of the file)
+    and the orders whose group is settled, in file order (a group's orders right after it is released)."""
 
+    groups: list[Group] = field(default_factory=list)
     orders: list[Order] = field(default_factory=list)
-    new_groups: dict[str, Group] = field(default_factory=dict)
-    members: dict[str, Order] = field(default_factory=dict)
 
 
-def _build(ctx: Context, uow: UnitOfWork, parsed: list[_Parsed], fmt: str, progress: Progress) -> tuple[_Build, list[Rejection]]:
-    """Turn validated rows into domain objects; every refusal becomes a rejection of its line."""
-    tz = ctx.policy.timezone
-    group_field = "group_id" if fmt == "csv" else "group.id"
-    models = [p for p in parsed if p.model is not None and not p.errors]
-    taken = _existing(uow, t.orders.c.id, [p.model.id for p in models if p.model])
-    merchants = _existing(uow, t.merchants.c.id, sorted({p.model.merchant_id for p in models if p.model}))
-    built = _Build()
-    rejections: list[Rejection] = []
-    groups: dict[str, Group | None] = {}
-    for p in models:
-        progress.advance()
-        m = p.model
-        assert m is not None
-        if m.id in taken:
-            rejections.append(Rejection(p.line, "id", f"order {m.id!r} already exists"))
-            continue
-        if m.merchant_id not in merchants:
-            rejections.append(Rejection(p.line, "merchant_id", f"unknown merchant {m.merchant_id!r}"))
-            continue
-        if m.paid_at > uow.now:
-            rejections.append(Rejection(p.line, "paid_at", f"cannot be in the future (now is {uow.now.isoformat()}) (T0)"))
-            continue
+class _Builder:
+    """Rows → domain objects, chunk by chunk, with the state that spans chunks (merchants seen, groups of the file).
+
+    The orders of a group opened by the file are held back until the group forms (G3) or the file ends, so that
+    each is written once, in its final state (G1–G3), as when the whole file was built before writing; orders
+    joining a group that was already in the database go through the unit of work's tracker (written at commit)."""
+
+    def __init__(self, ctx: Context, uow: UnitOfWork, fmt: str, side: Connection, lock: Any, *, check_taken: bool) -> None:
+        self.ctx, self.uow, self.fmt = ctx, uow, fmt
+        #: Look-ups of what the import does not write itself (merchants, ids and groups already stored) go through a
+        #: second connection, so that they do not wait for the writer; only what must be locked in the import's own
+        #: transaction (a stored group and its members) takes ``lock``, the writer's hold on that transaction.
+        self.side, self.lock = side, lock
+        self.tz = ctx.policy.timezone
+        self.group_field = "group_id" if fmt == "csv" else "group.id"
+        self.check_taken = check_taken
+        self.merchants: set[str] = set()
+        self.unknown_merchants: set[str] = set()
+        #: group id → the group (None: neither in the database nor opened, its first row was rejected)
+        self.groups: dict[str, Group | None] = {}
+        #: groups of the database (loaded, locked): their new members are the tracker's
+        self.db_groups: set[str] = set()
+        #: pending groups opened by the file → their orders held back
+        self.held: dict[str, list[Order]] = {}
+        #: groups the file opened (G1)
+        self.opened = 0
+
+    def _known_merchants(self, ids: set[str]) -> None:
+        unknown = sorted(ids - self.merchants - self.unknown_merchants)
+        if unknown:
+            found = self._lookup(t.merchants.c.id, unknown)
+            self.merchants |= found
+            self.unknown_merchants |= set(unknown) - found
+
+    def _load_groups(self, ids: set[str]) -> None:
+        """Groups the file names that it has not seen yet: those already in the database are loaded and locked."""
+        new = sorted(ids - self.groups.keys())
+        if not new:
+            return
+        for gid in sorted(self._lookup(t.groups.c.id, new)):
+            with self.lock:
+                self.groups[gid] = self.uow.tracker.get_group(gid, lock=True)
+            self.db_groups.add(gid)
+
+    def _lookup(self, column: Any, ids: list[str]) -> set[str]:
         try:
-            order = new_order(id=m.id, merchant_id=m.merchant_id, buyer_id=m.buyer_id, paid_at=m.paid_at,
-                              shipping_fee_fen=m.shipping_fee_fen, return_shipping_insured=m.return_shipping_insured,
-                              items=[OrderItem(i.sku, i.title, i.category, i.quantity, i.unit_price_fen, i.exclusion_confirmed)
-                                     for i in m.items],
-                              group_id=m.group.id if m.group else None)
-        except DomainError as exc:
-            rejections.append(Rejection(p.line, str(exc.msg.params.get("field", "items")), _domain_error(exc, tz)))
-            continue
-        if m.group is not None:
-            gid = m.group.id
-            if gid not in groups:
-                groups[gid] = uow.tracker.get_group(gid, lock=True)
-            group = groups[gid]
-            try:
-                if group is None:
-                    group = open_group(id=gid, merchant_id=order.merchant_id, size=m.group.size,
-                                       auto_complete=m.group.auto_complete, first=order, policy=ctx.policy)
-                    groups[gid] = built.new_groups[gid] = group
-                elif group.merchant_id != order.merchant_id:
-                    rejections.append(Rejection(p.line, group_field, f"group {gid!r} belongs to another merchant"))
-                    continue
-                else:
-                    members = [built.members.get(oid) or uow.tracker.get_order(oid, lock=True) for oid in group.member_ids]
-                    group.join(order, order.paid_at, [o for o in members if o is not None])
-            except DomainError as exc:
-                rejections.append(Rejection(p.line, group_field, _domain_error(exc, tz)))
+            return _existing(self.side, column, ids)
+        finally:
+            self.side.rollback()  # a fresh snapshot for the next look-up
+
+    def chunk(self, parsed: list[_Parsed]) -> tuple[_Released, list[Rejection]]:
+        uow = self.uow
+        models = [p.model for p in parsed if p.model is not None and not p.errors]
+        rejections: list[Rejection] = []
+        released = _Released()
+        if not models:
+            return released, rejections
+        taken = self._lookup(t.orders.c.id, [m.id for m in models]) if self.check_taken else set()
+        self._known_merchants({m.merchant_id for m in models})
+        self._load_groups({m.group.id for m in models if m.group is not None})
+        now = uow.now
+        for p in parsed:
+            m = p.model
+            if m is None or p.errors:
                 continue
-        built.orders.append(order)
-        built.members[order.id] = order
-    return built, rejections
+            if m.id in taken:
+                rejections.append(Rejection(p.line, "id", f"order {m.id!r} already exists"))
+                continue
+            if m.merchant_id not in self.merchants:
+                rejections.append(Rejection(p.line, "merchant_id", f"unknown merchant {m.merchant_id!r}"))
+                continue
+            if m.paid_at > now:
+                rejections.append(Rejection(p.line, "paid_at", f"cannot be in the future (now is {now.isoformat()}) (T0)"))
+                continue
+            try:
+                order = new_order(id=m.id, merchant_id=m.merchant_id, buyer_id=m.buyer_id, paid_at=m.paid_at,
+                                  shipping_fee_fen=m.shipping_fee_fen, return_shipping_insured=m.return_shipping_insured,
+                                  items=[OrderItem(i.sku, i.title, i.category, i.quantity, i.unit_price_fen, i.exclusion_confirmed)
+                                         for i in m.items],
+                                  group_id=m.group.id if m.group else None)
+            except DomainError as exc:
+                rejections.append(Rejection(p.line, str(exc.msg.params.get("field", "items")), _domain_error(exc, self.tz)))
+                continue
+            if m.group is None:
+                released.orders.append(order)
+                continue
+            gid = m.group.id
+            group = self.groups.get(gid)
+            try:
+                if group is None:  # G1: the first paid order opens the group
+                    group = open_group(id=gid, merchant_id=order.merchant_id, size=m.group.size,
+                                       auto_complete=m.group.auto_complete, first=order, policy=self.ctx.policy)
+                    self.groups[gid] = group
+                    self.held[gid] = []
+                    self.opened += 1
+                elif group.merchant_id != order.merchant_id:
+                    rejections.append(Rejection(p.line, self.group_field, f"group {gid!r} belongs to another merchant"))
+                    continue
+                elif gid in self.db_groups:
+                    with self.lock:
+                        members = [uow.tracker.get_order(oid, lock=True) for oid in group.member_ids]
+                    group.join(order, order.paid_at, [o for o in members if o is not None])
+                else:
+                    group.join(order, order.paid_at, self.held.get(gid, []))
+            except DomainError as exc:
+                rejections.append(Rejection(p.line, self.group_field, _domain_error(exc, self.tz)))
+                continue
+            if gid in self.db_groups:
+                uow.tracker.add_order(order)  # written with the group at commit, as any change to a stored group
+                continue
+            self.held[gid].append(order)
+            if group.status is not GroupStatus.PENDING:  # G3: formed; its orders are final
+                released.groups.append(group)
+                released.orders += self.held.pop(gid)
+        return released, rejections
+
+    def rest(self) -> _Released:
+        """At the end of the file: the groups still pending (they keep their G4 timer) and their orders."""
+        released = _Released()
+        for gid, orders in self.held.items():
+            group = self.groups[gid]
+            assert group is not None
+            released.groups.append(group)
+            released.orders += orders
+        self.held = {}
+        return released
+
+
+# --- writing -----------------------------------------------------------------------------------------------
+class _TrackerSink:
+    """Writes released groups and orders through the store's Tracker (the reference path, one statement per table
+    and per group)."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+        self.lock = threading.Lock()
+
+    def finish(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def write(self, released: _Released) -> None:
+        uow = self.uow
+        batch = Tracker(uow.conn, uow.now, on_events=uow.tracker.on_events, on_postings=uow.tracker.on_postings)
+        for group in released.groups:
+            batch.add_group(group)
+        for order in released.orders:
+            batch.add_order(order)
+        batch.flush()
+
+
+_ORDER_FIELDS = ("id", "merchant_id", "buyer_id", "paid_at", "shipping_fee_fen", "items", "return_shipping_insured", "group_id",
+                 "status", "shipped_at", "delivered_at", "carrier", "tracking_no", "cancelled_at", "buyer_cancellations",
+                 "refunds", "version")
+_ITEM_FIELDS = ("sku", "title", "category", "quantity", "unit_price_fen", "exclusion_confirmed")
+#: The state of a freshly paid order is encoded directly (the codec walks the type hints of every value); only while
+#: the dataclasses have exactly these fields — otherwise the codec does it (tests compare both on every kind of order).
+_DIRECT_STATE = _field_names(Order) == _ORDER_FIELDS and _field_names(OrderItem) == _ITEM_FIELDS
+
+
+def _order_state(order: Order) -> Any:
+    """``encode(order)`` for a paid order that has not moved yet (no refund, shipment, cancellation)."""
+    if not _DIRECT_STATE or order.refunds or order.shipped_at or order.delivered_at or order.cancelled_at or order.carrier \
+            or order.tracking_no or order.buyer_cancellations:
+        return encode(order)
+    return {"id": order.id, "merchant_id": order.merchant_id, "buyer_id": order.buyer_id, "paid_at": order.paid_at.isoformat(),
+            "shipping_fee_fen": order.shipping_fee_fen,
+            "items": [{"sku": i.sku, "title": i.title, "category": i.category, "quantity": i.quantity,
+                       "unit_price_fen": i.unit_price_fen, "exclusion_confirmed": i.exclusion_confirmed} for i in order.items],
+            "return_shipping_insured": order.return_shipping_insured, "group_id": order.group_id, "status": order.status.value,
+            "shipped_at": None, "delivered_at": None, "carrier": None, "tracking_no": None, "cancelled_at": None,
+            "buyer_cancellations": 0, "refunds": [], "version": order.version}
+
+
+_ORDER_COLS = ("id", "merchant_id", "buyer_id", "group_id", "status", "paid_fen", "refunded_fen", "paid_at", "version", "state")
+_TX_COLS = ("id", "key", "kind", "at", "order_id", "case_id", "rule", "amount_fen")
+_ENTRY_COLS = ("transaction_id", "account", "debit_fen", "credit_fen")
+_EVENT_COLS = ("id", "order_id", "case_id", "group_id", "kind", "actor", "at", "rules", "from_status", "to_status", "data",
+               "recorded_at")
+
+
+@dataclass
+class _Job:
+    """One chunk's rows, prepared by the main thread, written by the writer thread (ids are allocated there)."""
+
+    groups: list[dict[str, Any]]
+    timers: list[dict[str, Any]]
+    orders: list[tuple[Any, ...]]
+    postings: list[ledger.Transaction]
+    events: list[tuple[Event, str]]
+    event_rows: list[tuple[Any, ...]]
+
+
+class _BulkSink:
+    """Writes exactly the rows the Tracker would (orders with their JSON state, D2 payment transactions and entries,
+    events through the outbox hook, groups with their G4 timer), straight through the driver in the unit of work's
+    transaction: COPY on PostgreSQL, executemany on SQLite. Surrogate ids are taken as the Tracker would get them
+    (the sequence on PostgreSQL; the next rowid on SQLite, whose writer lock this transaction holds).
+
+    The rows of a chunk are prepared by the caller's thread and written by a writer thread, while the caller reads
+    and checks the next chunk: the database (SQLite's B-trees, or the PostgreSQL server) works on one core while
+    Python works on the other. At most two chunks wait; ``lock`` is held while a chunk is written."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+        self.conn = uow.conn
+        self.dialect = uow.conn.dialect
+        self.pg = self.dialect.name == "postgresql"
+        raw: Any = uow.conn.connection.driver_connection
+        self.cur: Any = raw.cursor()
+        self.on_events = uow.tracker.on_events
+        self.on_postings = uow.tracker.on_postings
+        self.now = uow.now
+        if self.pg:
+            self.cur.execute("SELECT pg_get_serial_sequence('ledger_transactions', 'id'), pg_get_serial_sequence('events', 'id')")
+            self.tx_seq, self.event_seq = self.cur.fetchone()
+            serializer = getattr(self.dialect, "_json_serializer", None) or json.dumps
+
+            def js(value: Any) -> str:
+                out = serializer(value)
+                return out.decode() if isinstance(out, bytes) else str(out)
+
+            self.js: Any = js
+            self.dt: Any = None
+        else:
+            self.cur.execute("SELECT (SELECT coalesce(max(id), 0) FROM ledger_transactions), (SELECT coalesce(max(id), 0) FROM events)")
+            self.next_tx, self.next_event = (int(v) + 1 for v in self.cur.fetchone())
+            self.dt = t.orders.c.paid_at.type.bind_processor(self.dialect)
+            self.js = t.orders.c.state.type.bind_processor(self.dialect)
+        self.lock = threading.Lock()
+        self.jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="import-writer", daemon=True)
+        self.thread.start()
+
+    # --- the caller's thread ---
+    def write(self, released: _Released) -> None:
+        if self.error is not None:
+            raise self.error
+        self.jobs.put(self._prepare(released))
+
+    def finish(self) -> None:
+        """Wait until every chunk is written; raise what the writer met."""
+        self.close()
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.jobs.put(None)
+            self.thread.join()
+
+    def _prepare(self, released: _Released) -> _Job:
+        dt = self.dt or (lambda v: v)
+        js = self.js
+        events: list[tuple[Event, str]] = []
+        groups = [{"id": g.id, "merchant_id": g.merchant_id, "status": g.status.value, "expires_at": g.expires_at,
+                   "version": g.version, "state": encode(g)} for g in released.groups]
+        # As Tracker._save_group: a G4 timer for a group still pending; the groups' events before the orders'.
+        timers = [{"subject": "group", "subject_id": g.id, "order_id": None, "action": "expire", "stage": 0, "rule": "G4",
+                   "due_at": g.expires_at} for g in released.groups if g.status is GroupStatus.PENDING]
+        for g in released.groups:
+            events += [(e, g.merchant_id) for e in g.pending_events]
+            g.pending_events.clear()
+        rows = []
+        postings = []
+        for o in released.orders:
+            tx = ledger.payment_transaction(o)  # D2: the money the refunds come from
+            postings.append(tx)
+            rows.append((o.id, o.merchant_id, o.buyer_id, o.group_id, o.status.value, tx.amount_fen,
+                         o.refunded_fen if o.refunds else 0, dt(o.paid_at), o.version, js(_order_state(o))))
+            events += [(e, o.merchant_id) for e in o.pending_events]
+            o.pending_events.clear()
+        now = dt(self.now)
+        event_rows = [(e.order_id, e.case_id, e.group_id, e.kind, e.actor.value, dt(e.at), js(list(e.rules)), e.from_status,
+                       e.to_status, js(encode(e.data)), now) for e, _ in events]
+        return _Job(groups, timers, rows, postings, events, event_rows)
+
+    # --- the writer thread ---
+    def _run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            if self.error is not None:
+                continue  # drain: the caller raises it at its next write
+            try:
+                with self.lock:
+                    self._flush(job)
+            except BaseException as exc:  # handed to the caller's thread
+                self.error = exc
+
+    def _ids(self, kind: str, n: int) -> list[int]:
+        if n == 0:
+            return []
+        if self.pg:
+            self.cur.execute("SELECT nextval(%s) FROM generate_series(1, %s)", (self.tx_seq if kind == "tx" else self.event_seq, n))
+            return [int(r[0]) for r in self.cur.fetchall()]
+        if kind == "tx":
+            start, self.next_tx = self.next_tx, self.next_tx + n
+        else:
+            start, self.next_event = self.next_event, self.next_event + n
+        return list(range(start, start + n))
+
+    def _rows(self, table: str, cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        if self.pg:
+            with self.cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"  # noqa: S608 - our own names
+            self.cur.executemany(sql, rows)
+
+    def _flush(self, job: _Job) -> None:
+        if job.groups:
+            self.conn.execute(insert(t.groups), job.groups)
+        if job.timers:
+            self.conn.execute(insert(t.timers), job.timers)
+        self._rows("orders", _ORDER_COLS, job.orders)
+        postings = job.postings
+        if postings and self.on_postings is not None:
+            postings = postings + self.on_postings(self.conn, postings)
+        dt = self.dt or (lambda v: v)
+        tx_ids = self._ids("tx", len(postings))
+        self._rows("ledger_transactions", _TX_COLS, [
+            (i, tx.key, tx.kind, dt(tx.at), tx.order_id, tx.case_id, tx.rule, tx.amount_fen) for i, tx in zip(tx_ids, postings, strict=True)])
+        self._rows("ledger_entries", _ENTRY_COLS, [
+            (i, e.account, e.debit_fen, e.credit_fen) for i, tx in zip(tx_ids, postings, strict=True) for e in tx.entries])
+        event_ids = self._ids("event", len(job.events))
+        self._rows("events", _EVENT_COLS, [(i, *row) for i, row in zip(event_ids, job.event_rows, strict=True)])
+        if self.on_events is not None and job.events:
+            self.on_events(self.conn, [(i, e, m) for i, (e, m) in zip(event_ids, job.events, strict=True)])
 
 
 # --- the import --------------------------------------------------------------------------------------------
+#: Orders validated, built and written per step (one transaction in all).
+CHUNK = 5000
+
+
+def _scan(path: Path) -> int:
+    """Count the lines of ``path`` and check it is UTF-8 text, without holding it in memory."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    lines = 0
+    offset = 0
+    last = b"\n"
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                raise ImportFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {offset + exc.start})") from None
+            lines += block.count(b"\n")
+            offset += len(block)
+            last = block[-1:]
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {offset + exc.start})") from None
+    return lines + (0 if last == b"\n" else 1)
+
+
+class _Restart(Exception):
+    """The optimistic first pass met a rejected row or an id already taken: check everything in a second pass."""
+
+
+def _is_unique_violation(exc: BaseException) -> bool:
+    if isinstance(exc, IntegrityError):
+        exc = exc.orig or exc
+    return getattr(exc, "sqlstate", None) == "23505" or (isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc))
+
+
 def import_orders(ctx: Context, path: Path, fmt: str | None = None, *, progress: Progress | None = None,
-                  dry_run: bool = False) -> Report:
-    """Validate every row of ``path``; if none is rejected (and not ``dry_run``), write all in one transaction."""
+                  dry_run: bool = False, writer: str = "bulk") -> Report:
+    """Validate every row of ``path`` and write them in ONE transaction, committed only if no row is rejected.
+
+    The file is streamed: each chunk of orders is validated, built and written in the transaction, then the next
+    is read; the transaction is committed at the end, or rolled back if any row was rejected (nothing is written
+    then, and every rejected row is reported). A first, optimistic pass lets the primary key find ids already in
+    the database; at its first rejection (or a taken id) it stops, rolls back, and a second pass checks every row
+    as before — each id looked up, every row checked, writing only until the first rejection.
+    ``writer``: ``bulk`` (COPY / executemany) or ``tracker`` (the store's Tracker: the same rows, slower)."""
     started = time.perf_counter()
     progress = progress or _Silent()
     fmt = detect_format(path, fmt)
+    lines = _scan(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ImportFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    report = Report(file=str(path), format=fmt)
-    lines = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
-    progress.phase("reading and validating rows", max(lines - (1 if fmt == "csv" else 0), 0))
-    reader = _read_csv(text, progress) if fmt == "csv" else _read_jsonl(text, progress)
-    parsed: list[_Parsed] = []
-    seen: dict[str, int] = {}
-    for p in reader:
-        _validate_shape(p, fmt)
-        if fmt == "jsonl" and p.model is not None:
-            if p.model.id in seen:
-                p.errors.append(Rejection(p.line, "id", f"duplicate order id {p.model.id!r}: already at line {seen[p.model.id]}"))
-            else:
-                seen[p.model.id] = p.line
-        parsed.append(p)
-        report.rows += max(len(p.item_lines), 1)
-        report.rejections += p.errors
-    report.orders = sum(1 for p in parsed if p.data is not None)
-
-    with UnitOfWork(ctx) as uow:
-        progress.phase("checking against the database and the rules", sum(1 for p in parsed if p.model and not p.errors))
-        built, rejections = _build(ctx, uow, parsed, fmt, progress)
-        report.rejections += rejections
-        report.rejections.sort(key=lambda r: r.line)
-        report.groups = len(built.new_groups)
-        if report.rejections or dry_run:
-            report.seconds = time.perf_counter() - started
-            return report  # rolled back: nothing was written
-        progress.phase("writing orders", len(built.orders))
-        for group in built.new_groups.values():
-            uow.tracker.add_group(group)
-        uow.tracker.flush()  # groups first (orders refer to them), and the existing members a joined group formed
-        for start in range(0, len(built.orders), BATCH):
-            # The Tracker writes new orders, and all events, with one statement per table.
-            batch = Tracker(uow.conn, uow.now, on_events=uow.tracker.on_events, on_postings=uow.tracker.on_postings)
-            for order in built.orders[start:start + BATCH]:
-                batch.add_order(order)
-            batch.flush()
-            progress.advance(len(built.orders[start:start + BATCH]))
-        uow.commit()
-        report.written = True
+        report = _import(ctx, path, fmt, lines, progress, dry_run, writer, optimistic=not dry_run)
+    except _Restart:
+        report = _import(ctx, path, fmt, lines, progress, dry_run, writer, optimistic=False)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _import(ctx: Context, path: Path, fmt: str, lines: int, progress: Progress, dry_run: bool, writer: str, *,
+            optimistic: bool) -> Report:
+    report = Report(file=str(path), format=fmt)
+    header = 1 if fmt == "csv" else 0
+    progress.phase("importing orders (rows)" if optimistic or dry_run else "checking every row (rows)", max(lines - header, 0))
+    with UnitOfWork(ctx) as uow, ctx.engine.connect() as side, \
+            path.open(encoding="utf-8-sig", newline="" if fmt == "csv" else None) as f:
+        side.execution_options(readonly=True)
+        sink: _BulkSink | _TrackerSink = _BulkSink(uow) if writer == "bulk" else _TrackerSink(uow)
+        builder = _Builder(ctx, uow, fmt, side, sink.lock, check_taken=not optimistic)
+        counted = _Counted(f)
+        reader = _read_csv(counted) if fmt == "csv" else _read_jsonl(counted)
+        seen: dict[str, int] = {}
+        done = 0
+        try:
+            for parsed in _chunks(reader, CHUNK):
+                for p in parsed:
+                    _validate_shape(p, fmt)
+                    if fmt == "jsonl" and p.model is not None:
+                        if p.model.id in seen:
+                            p.errors.append(Rejection(p.line, "id", f"duplicate order id {p.model.id!r}: already at line {seen[p.model.id]}"))
+                        else:
+                            seen[p.model.id] = p.line
+                    report.rows += max(len(p.item_lines), 1)
+                    if p.data is not None:
+                        report.orders += 1
+                    report.rejections += p.errors
+                if optimistic and report.rejections:
+                    raise _Restart
+                released, rejections = builder.chunk(parsed)
+                report.rejections += rejections
+                if optimistic and report.rejections:
+                    raise _Restart
+                if not report.rejections and not dry_run:
+                    sink.write(released)
+                read = max(counted.lines - header, 0)
+                progress.advance(read - done)
+                done = read
+            report.groups = builder.opened
+            report.rejections.sort(key=lambda r: r.line)
+            if report.rejections or dry_run:
+                return report  # rolled back: nothing was written
+            sink.write(builder.rest())
+            sink.finish()
+            uow.commit()
+        except Exception as exc:  # the driver's own errors (COPY) as well as SQLAlchemy's
+            if optimistic and _is_unique_violation(exc):
+                raise _Restart from exc
+            raise
+        finally:
+            sink.close()
+        report.written = True
+    return report
+
+
+class _Counted:
+    """The lines of a file, counted as they are read (for the progress bar)."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.lines = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self.f:
+            self.lines += 1
+            yield line
+
+
+def _chunks(reader: Iterator[_Parsed], size: int) -> Iterator[list[_Parsed]]:
+    chunk: list[_Parsed] = []
+    for p in reader:
+        chunk.append(p)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
