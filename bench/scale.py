@@ -81,7 +81,7 @@ class Template:
     lines: dict[str, list[list[Any]]]  # table -> rows, each a list of literal strings and (kind, value) holes
 
 
-def _scenarios(policy: Any) -> list[tuple[str, bool, Order]]:
+def _scenarios(policy: Any, variants: int) -> list[tuple[str, bool, Order]]:
     out: list[tuple[str, bool, Order]] = []
     h = timedelta(hours=1)
 
@@ -100,7 +100,7 @@ def _scenarios(policy: Any) -> list[tuple[str, bool, Order]]:
         return case.id
 
     for reason in Reason:
-        for i, d1 in enumerate((0.5, 3, 9, 20, 40)):
+        for i, d1 in enumerate((0.5, 3, 9, 20, 40)[:variants]):
             qty, price = 1 + i % 3, 2000 + 700 * i
             # An unshipped order, refund only, approved by the merchant after d1 hours (E2, M1, F1).
             try:
@@ -165,12 +165,12 @@ def _holes(line: str) -> list[Any]:
     return parts
 
 
-def build_templates(ctx: Context, raw: Any) -> list[Template]:
+def build_templates(ctx: Context, raw: Any, variants: int) -> list[Template]:
     """Write each scenario through the store (Tracker.flush), read its rows back as COPY text, then delete them."""
     templates = []
     cur = raw.cursor()
     cur.execute("SET TIME ZONE 'UTC'")
-    for name, is_open, order in _scenarios(ctx.policy):
+    for name, is_open, order in _scenarios(ctx.policy, variants):
 
         def cmd(uow: UnitOfWork, o: Order = order) -> None:
             uow.tracker.add_order(o)
@@ -229,55 +229,55 @@ def _render(parts: list[Any], ids: dict[str, str], base: datetime, cache: dict[t
     return "".join(out)
 
 
-def seed(ctx: Context, engine: Any, n: int, targets: int, rng: random.Random) -> dict[str, Any]:
-    """``n`` cases cloned from the templates (plus ``targets`` open refund_only cases for B6), loaded by COPY."""
+def templates_for(ctx: Context, engine: Any, variants: int = 5) -> list[Template]:
+    """The templates, built in this database (their rows are deleted once read back)."""
     raw = engine.raw_connection()
-    started = time.perf_counter()
     try:
         cur = raw.cursor()
         cur.execute("SET TIME ZONE 'UTC'")
         cur.execute("INSERT INTO merchants (id, name, closed, created_at) VALUES (%s, %s, false, %s)",
                     (TOKEN["merchant"], "template", T0 - timedelta(days=400)))
         raw.commit()
-        templates = build_templates(ctx, raw)
+        templates = build_templates(ctx, raw, variants)
         cur.execute("DELETE FROM merchants WHERE id = %s", (TOKEN["merchant"],))
-        cur.execute("INSERT INTO merchants (id, name, closed, created_at) "
-                    "SELECT 'm' || lpad(g::text, 4, '0'), 'Shop ' || g, false, %s FROM generate_series(0, %s) g",
-                    (NOW - timedelta(days=500), SHOPS - 1))
         raw.commit()
-        closed = [tp for tp in templates if not tp.open]
-        opened = [tp for tp in templates if tp.open and tp.name == "open/quality_problem"] or \
-            [tp for tp in templates if tp.open]
-        # Secondary indexes are dropped while loading and rebuilt after, verbatim.
-        cur.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
-                    "AND tablename = ANY(%s) AND indexname NOT LIKE 'pk_%%'", (list(TABLES),))
-        indexes = cur.fetchall()
-        for name, _ in indexes:
-            cur.execute(f'DROP INDEX "{name}"')
-        raw.commit()
+    finally:
+        raw.close()
+    return templates
+
+
+def load(engine: Any, templates: list[Template], rng: random.Random, count: int, *, targets: bool, prefix: str,
+         label: str) -> None:
+    """COPY ``count`` clones: closed cases over the history, or (``targets``) refund_only cases awaiting the merchant,
+    opened in the last 20 hours (half of them the big shop's) — the B6 actions approve these."""
+    pool = [tp for tp in templates if tp.open == targets]
+    if targets:
+        pool = [tp for tp in pool if tp.name == "open/quality_problem"] or pool
+    raw = engine.raw_connection()
+    started = time.perf_counter()
+    try:
+        cur = raw.cursor()
+        cur.execute("SET TIME ZONE 'UTC'")
+        cols = {tb: _columns(cur, tb, skip) for tb, skip in TABLES.items()}
         weights = shop_weights()
         shops = [f"m{i:04d}" for i in range(SHOPS)]
         span = int(HISTORY.total_seconds())
         chunk = 20_000
-        total = n + targets
-        cols = {tb: _columns(cur, tb, skip) for tb, skip in TABLES.items()}
-        for start in range(0, total, chunk):
+        for start in range(0, count, chunk):
             bufs: dict[str, list[str]] = {tb: [] for tb in TABLES}
-            picks = rng.choices(shops, weights, k=min(chunk, total - start))
+            picks = rng.choices(shops, weights, k=min(chunk, count - start))
             for j, shop in enumerate(picks):
                 i = start + j
-                if i >= n:  # B6 targets: the big shop's and others', opened in the last 20 hours
-                    tp = opened[0]
+                if targets:
                     shop = BIG if i % 2 else shop
                     base = NOW - timedelta(seconds=rng.randrange(3600, 20 * 3600))
                 else:
-                    tp = rng.choice(closed)
                     base = NOW - timedelta(seconds=rng.randrange(7 * 24 * 3600, span))
                 base = base.replace(microsecond=0)
-                ids = {"order": f"so{i:08d}", "case": f"sc{i:08d}", "merchant": shop, "buyer": f"b{i % 250_000:06d}",
-                       "sku": f"{shop}-s{rng.randrange(SKUS_PER_SHOP):02d}"}
+                ids = {"order": f"{prefix}o{i:08d}", "case": f"{prefix}c{i:08d}", "merchant": shop,
+                       "buyer": f"b{i % 250_000:06d}", "sku": f"{shop}-s{rng.randrange(SKUS_PER_SHOP):02d}"}
                 cache: dict[tuple[int, bool], str] = {}
-                for tb, rows in tp.lines.items():
+                for tb, rows in rng.choice(pool).lines.items():
                     for parts in rows:
                         bufs[tb].append(_render(parts, ids, base, cache))
             for tb, rows in bufs.items():
@@ -285,11 +285,37 @@ def seed(ctx: Context, engine: Any, n: int, targets: int, rng: random.Random) ->
                     with cur.copy(f"COPY {tb} ({', '.join(cols[tb])}) FROM STDIN") as cp:
                         cp.write("\n".join(rows) + "\n")
             raw.commit()
-            done = min(total, start + chunk)
-            print(f"\r  seeding: {done:,}/{total:,} cases ({done / (time.perf_counter() - started):,.0f}/s)", end="",
+            done = min(count, start + chunk)
+            print(f"\r  {label}: {done:,}/{count:,} cases ({done / (time.perf_counter() - started):,.0f}/s)", end="",
                   flush=True)
         print()
-        loaded = time.perf_counter() - started
+    finally:
+        raw.close()
+
+
+def seed(ctx: Context, engine: Any, n: int, rng: random.Random, templates: list[Template]) -> dict[str, Any]:
+    """``n`` closed cases cloned from the templates, loaded by COPY with the secondary indexes dropped meanwhile."""
+    started = time.perf_counter()
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("INSERT INTO merchants (id, name, closed, created_at) "
+                    "SELECT 'm' || lpad(g::text, 4, '0'), 'Shop ' || g, false, %s FROM generate_series(0, %s) g",
+                    (NOW - timedelta(days=500), SHOPS - 1))
+        # Secondary indexes are dropped while loading and rebuilt after, verbatim.
+        cur.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                    "AND tablename = ANY(%s) AND indexname NOT LIKE 'pk_%%'", (list(TABLES),))
+        indexes = cur.fetchall()
+        for name, _ in indexes:
+            cur.execute(f'DROP INDEX "{name}"')
+        raw.commit()
+    finally:
+        raw.close()
+    load(engine, templates, rng, n, targets=False, prefix="s", label="seeding")
+    loaded = time.perf_counter() - started
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
         for _, definition in indexes:
             cur.execute(definition)
         raw.commit()
@@ -297,12 +323,11 @@ def seed(ctx: Context, engine: Any, n: int, targets: int, rng: random.Random) ->
         raw.driver_connection.autocommit = True
         for tb in TABLES:
             cur.execute(f"VACUUM (ANALYZE) {tb}")
-        raw.driver_connection.autocommit = False
         cur.execute("SELECT pg_total_relation_size('cases'), pg_total_relation_size('orders')")
         sizes = cur.fetchone()
     finally:
         raw.close()
-    return {"cases": n + targets, "templates": len(templates), "load_seconds": round(loaded, 1),
+    return {"cases": n, "templates": len(templates), "load_seconds": round(loaded, 1),
             "index_seconds": round(indexed, 1), "vacuum_seconds": round(time.perf_counter() - started - loaded - indexed, 1),
             "seconds": round(time.perf_counter() - started, 1), "cases_bytes": sizes[0], "orders_bytes": sizes[1]}
 
@@ -324,26 +349,52 @@ def bench_insights(ctx: Context, runs: int) -> list[dict[str, Any]]:
                     t0 = time.perf_counter()
                     svc_insights.insights(ctx, platform, merchant_id=shop, weeks=weeks, only=figure)
                     times.append(time.perf_counter() - t0)
-                r = {"shop": shop or "all", "weeks": weeks, "figure": figure, "p50_ms": round(statistics.median(times) * 1000, 1),
-                     "max_ms": round(max(times) * 1000, 1)}
-                print(f"  B5 {r['shop']:>5} {weeks:>2} w {figure:<8} p50 {r['p50_ms']:>8} ms  max {r['max_ms']:>8} ms", flush=True)
+                r = {"shop": shop or "all", "weeks": weeks, "figure": figure,
+                     "p50_ms": round(statistics.median(times) * 1000, 1), "max_ms": round(max(times) * 1000, 1)}
+                print(f"  B5 {r['shop']:>5} {weeks:>2} w {figure:<8} p50 {r['p50_ms']:>8} ms  max {r['max_ms']:>8} ms",
+                      flush=True)
                 out.append(r)
     return out
 
 
-def bench_actions(ctx: Context, engine: Any, n: int, actions: int) -> dict[str, Any]:
-    with engine.connect() as conn:
-        rows = conn.execute(text("SELECT id, merchant_id FROM cases WHERE status = 'awaiting_merchant' "
-                                 "AND type = 'refund_only' AND id >= :first ORDER BY id LIMIT :k"),
-                            {"first": f"sc{n:08d}", "k": actions}).all()
-    lat = []
-    for cid, shop in rows:
-        t0 = time.perf_counter()
-        service_act(ctx, Principal("merchant", shop), cid, "approve", {}, if_match=None, lang="en")
-        lat.append((time.perf_counter() - t0) * 1000)
-    warm = lat[10:] or lat
-    return {"actions": len(lat), "p50_ms": round(statistics.median(warm), 2), "p99_ms": round(pct(warm, 99), 2),
-            "max_ms": round(max(warm), 2)}
+@dataclass
+class Stored:
+    """One seeded database: its size, schema, engine and service context."""
+
+    n: int
+    schema: str
+    engine: Any
+    ctx: Context
+    result: dict[str, Any]
+    templates: list[Template]
+
+
+def bench_actions(stores: list[Stored], actions: int, rng: random.Random) -> None:
+    """B6: ``actions`` merchant approvals per database, interleaved (one here, one there) so that the load of a
+    shared machine falls on every size alike; the first 10 of each are a warm-up, not counted."""
+    tag = f"t{rng.randrange(36**4):04x}"
+    for st in stores:
+        load(st.engine, st.templates, rng, actions + 10, targets=True, prefix=tag,
+             label=f"B6 targets ({st.n:,})")
+    targets = {}
+    for st in stores:
+        with st.engine.connect() as conn:
+            targets[st.n] = conn.execute(text("SELECT id, merchant_id FROM cases WHERE id LIKE :p ORDER BY id"),
+                                         {"p": f"{tag}c%"}).all()
+    lat: dict[int, list[float]] = {st.n: [] for st in stores}
+    for k in range(actions + 10):
+        for st in (stores if k % 2 else stores[::-1]):
+            cid, shop = targets[st.n][k]
+            t0 = time.perf_counter()
+            service_act(st.ctx, Principal("merchant", shop), cid, "approve", {}, if_match=None, lang="en")
+            if k >= 10:
+                lat[st.n].append((time.perf_counter() - t0) * 1000)
+    for st in stores:
+        v = lat[st.n]
+        st.result["actions"] = {"action": "merchant approves a refund_only case (refund issued and settled)",
+                                "actions": len(v), "p50_ms": round(statistics.median(v), 2), "p99_ms": round(pct(v, 99), 2),
+                                "max_ms": round(max(v), 2)}
+        print(f"  B6 {st.n:>10,} cases: {json.dumps(st.result['actions'])}", flush=True)
 
 
 def raw_limits(engine: Any, runs: int, updates: int) -> dict[str, Any]:
@@ -377,31 +428,25 @@ def raw_limits(engine: Any, runs: int, updates: int) -> dict[str, Any]:
     return res
 
 
-def one_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
-    schema = f"bench_scale_{n}_{os.getpid()}"
-    admin = create_engine(args.pg_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE; CREATE SCHEMA "{schema}"'))
+def open_store(n: int, args: argparse.Namespace, reuse: str | None) -> Stored:
+    schema = reuse or f"bench_scale_{n}_{os.getpid()}"
+    if reuse is None:
+        with create_engine(args.pg_url).begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE; CREATE SCHEMA "{schema}"'))
     engine = make_engine(args.pg_url, schema=schema)
-    try:
-        upgrade(engine)
-        ctx = Context(engine, policy_mod.load(), Clock(True, NOW))
-        print(f"PostgreSQL, {n:,} cases:", flush=True)
-        seeded = seed(ctx, engine, n, args.actions + 10, random.Random(n))
+    upgrade(engine)
+    ctx = Context(engine, policy_mod.load(), Clock(True, NOW))
+    result: dict[str, Any] = {"cases": n, "schema": schema}
+    started = time.perf_counter()
+    templates = templates_for(ctx, engine, args.variants)
+    print(f"PostgreSQL, {n:,} cases: {len(templates)} templates built in {time.perf_counter() - started:.1f} s", flush=True)
+    if reuse is None:
+        seeded = seed(ctx, engine, n, random.Random(n), templates)
         print(f"  seeded in {seeded['seconds']} s (load {seeded['load_seconds']} s, indexes {seeded['index_seconds']} s, "
-              f"vacuum {seeded['vacuum_seconds']} s); cases {seeded['cases_bytes'] / 2**20:,.0f} MiB", flush=True)
-        limits = raw_limits(engine, args.runs, args.actions)
-        print(f"  raw: {json.dumps(limits)}", flush=True)
-        b5 = bench_insights(ctx, args.runs) if not args.skip_insights else []
-        b6 = bench_actions(ctx, engine, n, args.actions)
-        print(f"  B6: {json.dumps(b6)}", flush=True)
-        return {"cases": n, "seed": seeded, "raw_limit": limits, "insights": b5, "actions": b6}
-    finally:
-        engine.dispose()
-        if not args.keep:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
+              f"vacuum {seeded['vacuum_seconds']} s); cases {seeded['cases_bytes'] / 2**20:,.0f} MiB, "
+              f"orders {seeded['orders_bytes'] / 2**20:,.0f} MiB", flush=True)
+        result["seed"] = seeded
+    return Stored(n, schema, engine, ctx, result, templates)
 
 
 def main() -> None:
@@ -410,20 +455,42 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5, help="runs of each insights query")
     ap.add_argument("--actions", type=int, default=300, help="case actions timed per size (B6)")
     ap.add_argument("--pg-url", default=PG)
-    ap.add_argument("--keep", action="store_true", help="keep the schemas (to EXPLAIN by hand)")
+    ap.add_argument("--keep", action="store_true", help="keep the schemas (to EXPLAIN by hand, or --reuse them)")
+    ap.add_argument("--reuse", default=None, help="comma-separated schemas kept by an earlier --keep run, one per size")
     ap.add_argument("--skip-insights", action="store_true")
+    ap.add_argument("--variants", type=int, default=5, help="response delays per template family (1-5; smoke: 1)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "scale.json")
     args = ap.parse_args()
     sizes = [int(s) for s in args.cases.split(",")]
-    runs = [one_size(n, args) for n in sizes]
+    reuse = args.reuse.split(",") if args.reuse else [None] * len(sizes)
+    stores: list[Stored] = []
+    try:
+        for n, schema in zip(sizes, reuse, strict=True):
+            stores.append(open_store(n, args, schema))
+        for st in stores:
+            print(f"{st.n:,} cases ({st.schema}):", flush=True)
+            st.result["raw_limit"] = raw_limits(st.engine, args.runs, args.actions)
+            print(f"  raw: {json.dumps(st.result['raw_limit'])}", flush=True)
+            st.result["insights"] = [] if args.skip_insights else bench_insights(st.ctx, args.runs)
+        bench_actions(stores, args.actions, random.Random(1))
+    finally:
+        for st in stores:
+            st.engine.dispose()
+            if not args.keep:
+                with create_engine(args.pg_url).begin() as conn:
+                    conn.execute(text(f'DROP SCHEMA IF EXISTS "{st.schema}" CASCADE'))
+    runs = [st.result for st in stores]
     result: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                                           "load_average": os.getloadavg()}, "runs": runs}
     if len(runs) >= 2:
         a, b = runs[0]["actions"], runs[-1]["actions"]
         result["b6"] = {"small": runs[0]["cases"], "large": runs[-1]["cases"],
-                        "p50_ratio": round(b["p50_ms"] / a["p50_ms"], 3), "p99_ratio": round(b["p99_ms"] / a["p99_ms"], 3)}
-    worst = max(runs[-1]["insights"], key=lambda r: r["p50_ms"], default=None)
-    result["b5"] = {"cases": runs[-1]["cases"], "worst": worst}
+                        "p50_ratio": round(b["p50_ms"] / a["p50_ms"], 3), "p99_ratio": round(b["p99_ms"] / a["p99_ms"], 3),
+                        "met": b["p50_ms"] <= 1.25 * a["p50_ms"] and b["p99_ms"] <= 1.25 * a["p99_ms"]}
+    last = runs[-1]
+    worst = max(last["insights"], key=lambda r: r["p50_ms"], default=None)
+    result["b5"] = {"cases": last["cases"], "worst": worst,
+                    "met": all(r["p50_ms"] < 1000 for r in last["insights"]) if last["insights"] else None}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
