@@ -23,8 +23,9 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from pydantic import ValidationError
 from sqlalchemy import Connection, insert, select
@@ -36,6 +37,7 @@ from aftersales.domain import ledger
 from aftersales.domain.errors import DomainError
 from aftersales.domain.events import Event
 from aftersales.domain.groups import Group, GroupStatus, open_group
+from aftersales.domain.money import MAX_FEN
 from aftersales.domain.orders import Order, OrderItem, new_order
 from aftersales.service.context import Context, UnitOfWork
 from aftersales.store import tables as t
@@ -107,7 +109,7 @@ class _Parsed:
     data: dict[str, Any] | None
     item_lines: list[int] = field(default_factory=list)
     errors: list[Rejection] = field(default_factory=list)
-    model: OrderIn | None = None
+    model: OrderIn | _FastOrder | None = None
 
 
 class ImportFileError(Exception):
@@ -155,36 +157,153 @@ def _read_csv(lines: Iterable[str]) -> Iterator[_Parsed]:
         yield _Parsed(1, None, errors=problems)
         return
     width = len(header)
-    current: _Parsed | None = None
+    at = {col: header.index(col) if col in header else None for col in CSV_COLUMNS}
+    id_at = header.index("id")
+    #: the order being read: its id and its lines (number, cells), or the rejection of a duplicate id
+    current: list[tuple[int, list[str]]] | _Parsed | None = None
+    current_id = ""
     first_line: dict[str, int] = {}
-    for cells_list in reader:
-        if not cells_list:  # a blank line (csv.DictReader skipped those too)
+    for cells in reader:
+        if not cells:  # a blank line (csv.DictReader skipped those too)
             continue
         line = reader.line_num
-        if len(cells_list) > width:  # more cells than columns
+        if len(cells) > width:  # more cells than columns
             yield _Parsed(line, None, errors=[Rejection(line, "(row)", f"more cells than the {width} columns of the header")])
             current = None
             continue
-        if len(cells_list) < width:
-            cells_list += [""] * (width - len(cells_list))
-        cells = dict(zip(header, cells_list, strict=True))
-        if not any(v.strip() for v in cells_list):
+        if len(cells) < width:
+            cells += [""] * (width - len(cells))
+        if not any(v.strip() for v in cells):
             continue
-        oid = cells["id"].strip()
-        if current is not None and current.data is not None and oid and oid == current.data["id"]:
-            _continue_order(current, cells, line)
+        oid = cells[id_at].strip()
+        if isinstance(current, list) and oid and oid == current_id:
+            current.append((line, cells))
             continue
         if current is not None:
-            yield current
+            yield _csv_order(current, header, at)
         if oid and oid in first_line:
             current = _Parsed(line, None, errors=[Rejection(line, "id", f"duplicate order id {oid!r}: already at line {first_line[oid]} "
                                                                     "(the lines of one order must be consecutive)")])
             continue
         if oid:
             first_line[oid] = line
-        current = _start_order(cells, line)
+        current, current_id = [(line, cells)], oid
     if current is not None:
-        yield current
+        yield _csv_order(current, header, at)
+
+
+def _csv_order(lines: list[tuple[int, list[str]]] | _Parsed, header: list[str], at: dict[str, int | None]) -> _Parsed:
+    """The order of these CSV lines: checked directly when every cell is plainly valid, else through ``OrderIn``."""
+    if isinstance(lines, _Parsed):
+        return lines
+    fast = _fast_csv_order(lines, at)
+    if fast is not None:
+        return fast
+    (line, cells), *more = lines
+    parsed = _start_order(dict(zip(header, cells, strict=True)), line)
+    for line, cells in more:
+        _continue_order(parsed, dict(zip(header, cells, strict=True)), line)
+    return parsed
+
+
+class _FastItem(NamedTuple):
+    sku: str
+    title: str
+    category: str
+    quantity: int
+    unit_price_fen: int
+    exclusion_confirmed: bool
+
+
+class _FastGroup(NamedTuple):
+    id: str
+    size: int
+    auto_complete: bool
+
+
+class _FastOrder(NamedTuple):
+    """What ``OrderIn`` makes of a plainly valid order (the same values; see :func:`_fast_csv_order`)."""
+
+    id: str
+    merchant_id: str
+    buyer_id: str
+    paid_at: datetime
+    shipping_fee_fen: int
+    return_shipping_insured: bool
+    items: list[_FastItem]
+    group: _FastGroup | None
+
+
+_FAST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")  # schemas.ID_PATTERN, at most 64 characters
+_FAST_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?(?:[+-][0-9]{2}:[0-9]{2}|Z)")
+_FAST_UINT = re.compile(r"[0-9]{1,18}")
+
+
+def _fast_bool(raw: str) -> bool | None:
+    value = raw.strip().lower()
+    if value == "" or value in FALSE:
+        return False
+    return True if value in TRUE else None
+
+
+def _fast_csv_order(lines: list[tuple[int, list[str]]], at: dict[str, int | None]) -> _Parsed | None:
+    """The order, or None unless every cell is one ``OrderIn`` plainly accepts as is — ids matching the API's id
+    pattern, a title of 1–200 characters without NUL, amounts and quantities as plain digits within their API bounds,
+    an RFC 3339 instant with an offset between 1970 and 9998, yes/no flags — and the further lines leave the order's
+    own and group columns empty. Anything else takes the general path (the API's model, its exact messages)."""
+    get = _fast_cells(at)
+    line, cells = lines[0]
+    oid, merchant, buyer = get(cells, "id"), get(cells, "merchant_id"), get(cells, "buyer_id")
+    paid, fee = get(cells, "paid_at"), get(cells, "shipping_fee_fen")
+    if not (_FAST_ID.fullmatch(oid) and _FAST_ID.fullmatch(merchant) and _FAST_ID.fullmatch(buyer)
+            and _FAST_INSTANT.fullmatch(paid) and _FAST_UINT.fullmatch(fee)) or len(lines) > 200:
+        return None
+    try:
+        paid_at = datetime.fromisoformat(paid)
+        utc = paid_at.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    shipping = int(fee)
+    insured = _fast_bool(get(cells, "return_shipping_insured"))
+    if not 1970 <= utc.year <= 9998 or shipping > MAX_FEN or insured is None:
+        return None
+    group = None
+    gid, gsize, gauto = get(cells, "group_id"), get(cells, "group_size"), get(cells, "group_auto_complete")
+    if gid or gsize or gauto:
+        auto = _fast_bool(gauto)
+        if not (_FAST_ID.fullmatch(gid) and _FAST_UINT.fullmatch(gsize)) or auto is None or not 2 <= int(gsize) <= 1000:
+            return None
+        group = _FastGroup(gid, int(gsize), auto)
+    items = []
+    for n, (_, cells) in enumerate(lines):
+        if n and any(get(cells, col) for col in _REPEATED_COLUMNS):
+            return None
+        sku, title, category = get(cells, "sku"), get(cells, "title"), get(cells, "category")
+        qty, price = get(cells, "quantity"), get(cells, "unit_price_fen")
+        confirmed = _fast_bool(get(cells, "exclusion_confirmed"))
+        if not (_FAST_ID.fullmatch(sku) and _FAST_ID.fullmatch(category) and _FAST_UINT.fullmatch(qty) and _FAST_UINT.fullmatch(price)
+                and 0 < len(title) <= 200 and "\x00" not in title) or confirmed is None:
+            return None
+        quantity, unit = int(qty), int(price)
+        if not (1 <= quantity <= 100000 and 1 <= unit <= MAX_FEN):
+            return None
+        items.append(_FastItem(sku, title, category, quantity, unit, confirmed))
+    return _Parsed(line, _FAST_DATA, item_lines=[n for n, _ in lines],
+                   model=_FastOrder(oid, merchant, buyer, paid_at, shipping, insured, items, group))
+
+
+#: Columns of an order's first line that its further lines may only repeat (they take the general path if not empty).
+_REPEATED_COLUMNS = tuple(c for c in ORDER_COLUMNS if c != "id") + GROUP_COLUMNS
+#: ``_Parsed.data`` of an order read by the fast path (only its presence counts).
+_FAST_DATA: dict[str, Any] = {}
+
+
+def _fast_cells(at: dict[str, int | None]) -> Any:
+    def get(cells: list[str], col: str) -> str:
+        i = at[col]
+        return "" if i is None else cells[i].strip()
+
+    return get
 
 
 def _start_order(cells: dict[str, str], line: int) -> _Parsed:
@@ -261,7 +380,7 @@ def _field_of(loc: tuple[int | str, ...], fmt: str) -> str:
 
 def _validate_shape(parsed: _Parsed, fmt: str) -> None:
     """API.md shape, with the API's own model; locations become (line, field)."""
-    if parsed.data is None:
+    if parsed.data is None or parsed.model is not None:
         return
     try:
         parsed.model = OrderIn.model_validate(parsed.data)
