@@ -1,28 +1,38 @@
-"""HTTP cycle benchmark: open → approve → refund cycles per second through a real server.
+"""HTTP benchmark (B1): steps per second, latency, and latency at a fixed offered load, through a real server.
 
-One cycle = three POSTs over HTTP/1.1 keep-alive connections:
+Workloads (each request is one *step*):
 
-1. ``POST /v1/orders`` (merchant key): an unshipped order of 2 items;
-2. ``POST /v1/cases`` (buyer key): ``refund_only``, ``no_reason``;
-3. ``POST /v1/cases/{id}/approve`` (merchant key): the case closes as ``refunded`` (E2, M1, F1).
+- ``cycle``: open → approve → refund cycles, three POSTs: ``POST /v1/orders`` (merchant key, an unshipped order of
+  2 items), ``POST /v1/cases`` (buyer key, ``refund_only``/``no_reason``), ``POST /v1/cases/{id}/approve``
+  (merchant key: the case closes as ``refunded``; E2, M1, F1).
+- ``mix``: half reads, half the cycle's actions: ``GET /v1/cases/{id}`` (25 %), ``GET /v1/cases?limit=20``
+  (merchant's queue, 10 %), ``GET /v1/orders/{id}/after-sales-options`` (eligibility, 15 %), cycle steps (50 %).
 
-Each configuration starts ``uvicorn aftersales.api.server:app --factory --workers W`` as a separate process group
-over a fresh database — a SQLite file in a temporary directory, or its own schema of the local PostgreSQL
-(``--pg-url``, dropped afterwards) — with the real clock and the in-process deadline worker, creates a merchant
-and the keys, then runs the load generator in ANOTHER process (``multiprocessing``, spawn): ``--connections``
-concurrent cycles (asyncio tasks sharing one ``httpx.AsyncClient`` limited to that many connections), for a
-warm-up of ``--warmup`` seconds and then ``--seconds`` measured seconds. Every response is checked (201, 201,
-200 and ``closed``); failures are counted, never retried.
+Each configuration (``database:uvicorn-workers``) starts ``uvicorn aftersales.api.server:app --factory`` (uvloop,
+httptools, no access log) as its own process group over a fresh database — a SQLite file in a temporary directory
+or its own schema of the local PostgreSQL (``--pg-url``, dropped afterwards) — with the real clock and the
+in-process deadline worker, creates a merchant and its keys, then runs, from load generator processes separate
+from the server (``--generators``, ``multiprocessing`` spawn):
 
-Reported per configuration: cycles/s, requests/s, p50/p90/p99/max latency of every request and per step, the
-errors, and the CPU time of the load generator (user+system, and as a share of one core: near 100 % means the
-figures are bounded by the load generator, not the server) and of the server's processes (also per request,
-which depends less on what else the machine is doing than the rates). The machine's core
-count and load average are recorded too: on a busy machine the figures mean little. Written to
-``bench/results/http_cycle.json``.
+1. **closed loop** per workload: ``--connections`` keep-alive connections each issuing its next step as soon as
+   the previous one answered, ``--warmup`` s not counted then ``--seconds`` s measured: the capacity (steps/s)
+   and the latency at that saturation;
+2. **open loop** (``--rates``, e.g. ``200,500,1000`` steps/s, workload ``--open-workload``): requests are
+   *scheduled* at a constant rate whatever the server does, sent over a pool of ``--connections`` connections, and
+   each latency is measured **from its scheduled time**, so that time spent queueing behind a slow server (in the
+   generator, waiting for a free connection, or in the server) is counted, not hidden (no coordinated omission).
+   Requests still unanswered at the end count as ``late``; more than ``--max-outstanding`` waiting are ``dropped``;
+3. the raw limit: ``GET /healthz`` (no database, no key) on the same server, the same connections and generators.
 
-Run: ``make bench-http`` or
-``.venv/bin/python bench/http_cycle.py [--seconds 15] [--connections 16] [--configs sqlite:1,postgresql:1,postgresql:2]``.
+Every response is checked (201, 201, 200 and ``closed``/``refunded``; reads 200); failures are counted, never
+retried. The load generator is a lean HTTP/1.1 client on asyncio streams (uvloop when present), cheaper per request
+than httpx (``--compare-clients`` measures both on ``/healthz``); its CPU time is reported (user+system, per request
+and as a share of one core per generator process: near 100 % means the generator, not the server, is the limit),
+as is the server process group's CPU per request. The core count and load average are recorded: on a busy machine
+the rates mean little, the CPU per request is steadier.
+
+Run: ``make bench-http`` or ``.venv/bin/python bench/http_cycle.py [--seconds 15] [--connections 16]
+[--configs sqlite:1,postgresql:1,postgresql:2] [--rates 200,500,1000] [--workloads cycle,mix]``.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import random
 import secrets
 import signal
 import socket
@@ -42,16 +53,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "http_cycle.json"
 PLATFORM_KEY = "bench-platform-key-" + secrets.token_hex(16)
 STEPS = ("order", "case", "approve")
+READS = ("get_case", "list_cases", "options")
+#: The mix: cumulative shares of the reads; the rest (50 %) are the cycle's steps.
+MIX = (("get_case", 0.25), ("list_cases", 0.35), ("options", 0.50))
 
 
 # --- the server --------------------------------------------------------------------------------------------
@@ -78,6 +93,20 @@ def _group_cpu_seconds(pgid: int) -> float:
     return total / tick
 
 
+def _get(url: str, timeout: float = 2.0) -> int:
+    """Status of a plain GET (stdlib only): the readiness probe."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+    try:
+        conn.request("GET", parts.path or "/")
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
 class Server:
     def __init__(self, env: dict[str, str], workers: int, log: Path) -> None:
         self.env, self.workers, self.log = env, workers, log
@@ -87,16 +116,19 @@ class Server:
 
     def __enter__(self) -> Server:
         with self.log.open("ab") as out:
+            # The flags we recommend for production (README): uvloop + httptools (uvicorn[standard] would pick them
+            # anyway; explicit so a missing one fails loudly), no access log, keep-alive longer than the client's gaps.
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "aftersales.api.server:app", "--factory", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--workers", str(self.workers), "--log-level", "warning", "--no-access-log"],
+                 "--port", str(self.port), "--workers", str(self.workers), "--loop", "uvloop", "--http", "httptools",
+                 "--log-level", "warning", "--no-access-log", "--backlog", "4096", "--timeout-keep-alive", "30"],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
         deadline = time.monotonic() + 60
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited ({self.proc.returncode}):\n{self.log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+            with contextlib.suppress(OSError):
+                if _get(f"{self.url}/healthz") == 200:
                     break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the server did not start:\n{self.log.read_text()[-3000:]}")
@@ -152,6 +184,8 @@ def database(kind: str, pg_url: str, tmp: Path) -> Any:
 
 
 def set_up(url: str) -> dict[str, str]:
+    import httpx
+
     headers = {"Authorization": f"Bearer {PLATFORM_KEY}"}
     with httpx.Client(base_url=url, headers=headers, timeout=30) as c:
         r = c.post("/v1/merchants", json={"id": "mA", "name": "Bench shop", "return_address": "1 Return Rd"})
@@ -164,98 +198,326 @@ def set_up(url: str) -> dict[str, str]:
     return keys
 
 
-# --- the load generator (another process) ------------------------------------------------------------------
-async def _load(url: str, keys: dict[str, str], connections: int, warmup: float, seconds: float) -> dict[str, Any]:
-    merchant = {"Authorization": f"Bearer {keys['merchant']}"}
-    buyer = {"Authorization": f"Bearer {keys['buyer']}"}
-    paid_at = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
-    latencies: dict[str, list[float]] = {s: [] for s in STEPS}
-    errors: dict[str, int] = {}
-    cycles = requests = 0
-    start = time.perf_counter()
-    measure_from, stop_at = start + warmup, start + warmup + seconds
-    prefix = secrets.token_hex(3)
+# --- a lean HTTP/1.1 keep-alive client ------------------------------------------------------------------------
+class HttpError(Exception):
+    pass
 
-    async def timed(client: httpx.AsyncClient, step: str, path: str, body: Any, headers: dict[str, str], want: int) -> Any:
-        nonlocal requests
-        requests += 1
-        t0 = time.perf_counter()
+
+class Conn:
+    """One keep-alive HTTP/1.1 connection on asyncio streams: a request, then its whole response, in turn."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.host_header = f"host: {host}:{port}\r\n".encode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def request(self, method: bytes, path: str, auth: bytes, body: bytes | None = None) -> tuple[int, bytes]:
+        if self.writer is None:
+            await self.open()
+        assert self.reader is not None and self.writer is not None
+        if body is None:
+            tail = b"content-length: 0\r\n\r\n" if method == b"POST" else b"\r\n"
+            self.writer.write(b"".join((method, b" ", path.encode(), b" HTTP/1.1\r\n", self.host_header, auth, tail)))
+        else:
+            self.writer.write(b"".join((method, b" ", path.encode(), b" HTTP/1.1\r\n", self.host_header, auth,
+                                        b"content-type: application/json\r\ncontent-length: ", str(len(body)).encode(),
+                                        b"\r\n\r\n", body)))
         try:
-            r = await client.post(path, json=body, headers=headers)
-        except httpx.HTTPError as exc:
-            errors[f"{step}: {type(exc).__name__}"] = errors.get(f"{step}: {type(exc).__name__}", 0) + 1
-            return None
-        t1 = time.perf_counter()
-        if t0 >= measure_from and t1 <= stop_at:
-            latencies[step].append(t1 - t0)
-        if r.status_code != want:
-            errors[f"{step}: {r.status_code}"] = errors.get(f"{step}: {r.status_code}", 0) + 1
-            return None
-        return r.json()
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            lower = head.lower()
+            at = lower.find(b"\r\ncontent-length:")
+            if at >= 0:
+                data = await self.reader.readexactly(int(lower[at + 17:lower.index(b"\r\n", at + 2)]))
+            elif b"\r\ntransfer-encoding: chunked" in lower:
+                chunks = []
+                while True:
+                    size = int((await self.reader.readuntil(b"\r\n"))[:-2].split(b";")[0], 16)
+                    chunks.append(await self.reader.readexactly(size + 2))
+                    if size == 0:
+                        break
+                data = b"".join(c[:-2] for c in chunks)
+            else:
+                data = b""
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+            self.close()
+            raise HttpError(type(exc).__name__) from exc
+        if b"\r\nconnection: close" in lower:
+            self.close()
+        return status, data
 
-    async def worker(client: httpx.AsyncClient, n: int) -> None:
-        nonlocal cycles
-        i = 0
-        while time.perf_counter() < stop_at:
-            i += 1
-            oid = f"b{prefix}-{n}-{i}"
-            began = time.perf_counter()
-            order = {"id": oid, "merchant_id": "mA", "buyer_id": "bX", "paid_at": paid_at, "shipping_fee_fen": 500,
-                     "items": [{"sku": "s1", "title": "Shirt", "category": "apparel", "quantity": 2, "unit_price_fen": 1999},
-                               {"sku": "s2", "title": "Socks", "category": "apparel", "quantity": 1, "unit_price_fen": 500}]}
-            if await timed(client, "order", "/v1/orders", order, merchant, 201) is None:
-                continue
-            case = await timed(client, "case", "/v1/cases", {"order_id": oid, "type": "refund_only", "reason": "no_reason"}, buyer, 201)
-            if case is None:
-                continue
-            done = await timed(client, "approve", f"/v1/cases/{case['id']}/approve", None, merchant, 200)
-            if done is None:
-                continue
-            if done["status"] != "closed" or done["close_reason"] != "refunded":
-                errors["approve: not refunded"] = errors.get("approve: not refunded", 0) + 1
-            elif began >= measure_from and time.perf_counter() <= stop_at:
-                cycles += 1
 
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+# --- the workloads ------------------------------------------------------------------------------------------
+@dataclass
+class Step:
+    name: str
+    method: bytes
+    path: str
+    auth: bytes
+    body: bytes | None
+    want: int
+    done: Callable[[bytes], bool] | None = None  # parses the answer, updates the workload; False: a wrong answer
+
+
+@dataclass
+class Workload:
+    """What to ask next, shared by every connection of one generator: a cycle is order → case → approve, each
+    step issued when the previous one of that order answered (the next free connection takes it)."""
+
+    kind: str
+    keys: dict[str, str]
+    prefix: str
+    rng: random.Random
+    paid_at: str = field(default_factory=lambda: (datetime.now(UTC) - timedelta(hours=1)).isoformat())
+    ready_orders: deque[str] = field(default_factory=deque)
+    ready_cases: deque[str] = field(default_factory=deque)
+    known_orders: deque[str] = field(default_factory=lambda: deque(maxlen=500))
+    known_cases: deque[str] = field(default_factory=lambda: deque(maxlen=500))
+    count: int = 0
+    cycles: list[float] = field(default_factory=list)  # completion times of refunded cycles
+
+    def __post_init__(self) -> None:
+        self.merchant = f"authorization: Bearer {self.keys['merchant']}\r\n".encode()
+        self.buyer = f"authorization: Bearer {self.keys['buyer']}\r\n".encode()
+
+    def next(self) -> Step:
+        if self.kind == "mix" and self.known_cases:
+            r = self.rng.random()
+            if r < MIX[0][1]:
+                return Step("get_case", b"GET", f"/v1/cases/{self.rng.choice(self.known_cases)}", self.buyer, None, 200)
+            if r < MIX[1][1]:
+                return Step("list_cases", b"GET", "/v1/cases?limit=20", self.merchant, None, 200)
+            if r < MIX[2][1]:
+                return Step("options", b"GET", f"/v1/orders/{self.rng.choice(self.known_orders)}/after-sales-options",
+                            self.buyer, None, 200)
+        if self.ready_cases:
+            case_id = self.ready_cases.popleft()
+
+            def approved(data: bytes) -> bool:
+                done = json.loads(data)
+                if done["status"] != "closed" or done["close_reason"] != "refunded":
+                    return False
+                self.known_cases.append(done["id"])
+                self.cycles.append(time.monotonic())
+                return True
+
+            return Step("approve", b"POST", f"/v1/cases/{case_id}/approve", self.merchant, None, 200, approved)
+        if self.ready_orders:
+            oid = self.ready_orders.popleft()
+
+            def opened(data: bytes) -> bool:
+                self.ready_cases.append(json.loads(data)["id"])
+                return True
+
+            body = json.dumps({"order_id": oid, "type": "refund_only", "reason": "no_reason"}).encode()
+            return Step("case", b"POST", "/v1/cases", self.buyer, body, 201, opened)
+        self.count += 1
+        oid = f"b{self.prefix}-{self.count}"
+        order = {"id": oid, "merchant_id": "mA", "buyer_id": "bX", "paid_at": self.paid_at, "shipping_fee_fen": 500,
+                 "items": [{"sku": "s1", "title": "Shirt", "category": "apparel", "quantity": 2, "unit_price_fen": 1999},
+                           {"sku": "s2", "title": "Socks", "category": "apparel", "quantity": 1, "unit_price_fen": 500}]}
+
+        def created(_: bytes) -> bool:
+            self.ready_orders.append(oid)
+            self.known_orders.append(oid)
+            return True
+
+        return Step("order", b"POST", "/v1/orders", self.merchant, json.dumps(order).encode(), 201, created)
+
+
+HEALTH = Step("healthz", b"GET", "/healthz", b"", None, 200)
+
+
+@dataclass
+class Tally:
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    requests: int = 0  # every request sent, warm-up included
+
+    def error(self, what: str) -> None:
+        self.errors[what] = self.errors.get(what, 0) + 1
+
+
+async def _send(conn: Conn, step: Step, tally: Tally) -> bool:
+    tally.requests += 1
+    try:
+        status, data = await conn.request(step.method, step.path, step.auth, step.body)
+    except HttpError as exc:
+        tally.error(f"{step.name}: {exc}")
+        return False
+    if status != step.want:
+        tally.error(f"{step.name}: {status}")
+        return False
+    if step.done is not None and not step.done(data):
+        tally.error(f"{step.name}: wrong answer")
+        return False
+    return True
+
+
+async def _closed_loop(conns: list[Conn], next_step: Callable[[], Step], measure_from: float, stop_at: float,
+                       tally: Tally) -> None:
+    async def worker(conn: Conn) -> None:
+        while time.monotonic() < stop_at:
+            step = next_step()
+            t0 = time.monotonic()
+            ok = await _send(conn, step, tally)
+            t1 = time.monotonic()
+            if ok and t0 >= measure_from and t1 <= stop_at:
+                tally.latencies.setdefault(step.name, []).append(t1 - t0)
+
+    await asyncio.gather(*(worker(c) for c in conns))
+
+
+async def _open_loop(conns: list[Conn], next_step: Callable[[], Step], rate: float, start: float, measure_from: float,
+                     stop_at: float, max_outstanding: int, tally: Tally) -> dict[str, int]:
+    """Requests scheduled every 1/rate s from ``start``; latency from the scheduled time (queueing included)."""
+    pool: asyncio.Queue[Conn] = asyncio.Queue()
+    for c in conns:
+        pool.put_nowait(c)
+    tasks: set[asyncio.Task[None]] = set()
+    counts = {"scheduled": 0, "dropped": 0, "late": 0}
+
+    async def one(scheduled: float) -> None:
+        conn = await pool.get()
+        try:
+            step = next_step()
+            ok = await _send(conn, step, tally)
+        finally:
+            pool.put_nowait(conn)
+        if ok and scheduled >= measure_from:
+            tally.latencies.setdefault(step.name, []).append(time.monotonic() - scheduled)
+
+    i = 0
+    while True:
+        scheduled = start + i / rate
+        if scheduled >= stop_at:
+            break
+        i += 1
+        now = time.monotonic()
+        if scheduled > now:
+            await asyncio.sleep(scheduled - now)
+        if scheduled >= measure_from:
+            counts["scheduled"] += 1
+        if len(tasks) >= max_outstanding:
+            counts["dropped"] += scheduled >= measure_from
+            continue
+        task = asyncio.create_task(one(scheduled))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:  # a grace period for the last answers; what is still unanswered after it is late
+        _done, pending = await asyncio.wait(set(tasks), timeout=5.0)
+        counts["late"] = len(pending)
+        for task in pending:
+            task.cancel()
+    return counts
+
+
+@dataclass
+class Job:
+    """What one generator process runs: ``loop`` closed or open, on ``workload`` (``cycle``, ``mix``, ``empty``)."""
+
+    url: str
+    keys: dict[str, str]
+    workload: str
+    loop: str
+    connections: int
+    warmup: float
+    seconds: float
+    rate: float = 0.0
+    max_outstanding: int = 10_000
+    seed: int = 0
+
+
+async def _generate(job: Job, ready: Any, go: Any, start_at: Any) -> dict[str, Any]:
+    host, port = job.url.removeprefix("http://").split(":")
+    conns = [Conn(host, int(port)) for _ in range(job.connections)]
+    for c in conns:
+        await c.open()
+    ready.put(os.getpid())
+    await asyncio.get_running_loop().run_in_executor(None, go.wait)
+    start = start_at.value
+    while time.monotonic() < start:
+        await asyncio.sleep(min(0.01, start - time.monotonic()))
     cpu0 = time.process_time()
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-        await asyncio.gather(*(worker(client, n) for n in range(connections)))
+    tally = Tally()
+    measure_from, stop_at = start + job.warmup, start + job.warmup + job.seconds
+    if job.workload == "empty":
+        def next_step() -> Step:
+            return HEALTH
+        work = None
+    else:
+        work = Workload(job.workload, job.keys, f"{secrets.token_hex(3)}{job.seed}", random.Random(job.seed))
+        next_step = work.next
+    counts: dict[str, int] = {}
+    if job.loop == "closed":
+        await _closed_loop(conns, next_step, measure_from, stop_at, tally)
+    else:
+        counts = await _open_loop(conns, next_step, job.rate, start, measure_from, stop_at, job.max_outstanding, tally)
     cpu = time.process_time() - cpu0
-    elapsed = time.perf_counter() - start
-    return {"cycles": cycles, "requests": requests, "latencies": latencies, "errors": errors, "cpu_seconds": cpu, "elapsed": elapsed}
+    elapsed = time.monotonic() - start
+    for c in conns:
+        c.close()
+    cycles = sum(1 for t in work.cycles if measure_from <= t <= stop_at) if work else 0
+    return {"latencies": tally.latencies, "errors": tally.errors, "requests": tally.requests, "cycles": cycles,
+            "cpu_seconds": cpu, "elapsed": elapsed, **counts}
 
 
-async def _load_empty(url: str, connections: int, warmup: float, seconds: float) -> dict[str, Any]:
-    """The raw limit of the same server: ``GET /healthz`` (no database, no auth) on as many connections."""
-    done = 0
-    start = time.perf_counter()
-    measure_from, stop_at = start + warmup, start + warmup + seconds
-    latencies: list[float] = []
+def _generator_process(job: Job, ready: Any, go: Any, start_at: Any, out: Any) -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
 
-    async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal done
-        while time.perf_counter() < stop_at:
-            t0 = time.perf_counter()
-            r = await client.get("/healthz")
-            t1 = time.perf_counter()
-            if r.status_code == 200 and t0 >= measure_from and t1 <= stop_at:
-                done += 1
-                latencies.append(t1 - t0)
-
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-        await asyncio.gather(*(worker(client) for _ in range(connections)))
-    return {"requests": done, "latencies": latencies}
+        uvloop.install()  # the cheaper event loop for the generator too
+    out.put(asyncio.run(_generate(job, ready, go, start_at)))
 
 
-def _load_process(url: str, keys: dict[str, str], connections: int, warmup: float, seconds: float, out: Any) -> None:
-    out.put(asyncio.run(_load(url, keys, connections, warmup, seconds)))
+def run_generators(job: Job, generators: int, server: Server | None) -> dict[str, Any]:
+    """``generators`` processes share ``job``'s connections and rate; returns the merged tally and the server's CPU."""
+    spawn = mp.get_context("spawn")
+    ready, out, go = spawn.Queue(), spawn.Queue(), spawn.Event()
+    start_at = spawn.Value("d", 0.0)
+    per = [max(1, job.connections // generators + (i < job.connections % generators)) for i in range(generators)]
+    procs = []
+    for i in range(generators):
+        sub = Job(**{**job.__dict__, "connections": per[i], "rate": job.rate / generators, "seed": job.seed * 100 + i})
+        proc = spawn.Process(target=_generator_process, args=(sub, ready, go, start_at, out), daemon=True)
+        proc.start()
+        procs.append(proc)
+    for _ in procs:
+        ready.get(timeout=120)
+    start_at.value = time.monotonic() + 0.2
+    cpu0 = server.cpu_seconds() if server else 0.0
+    go.set()
+    results = [out.get(timeout=job.warmup + job.seconds + 300) for _ in procs]
+    server_cpu = server.cpu_seconds() - cpu0 if server else 0.0
+    for proc in procs:
+        proc.join(60)
+    merged: dict[str, Any] = {"latencies": {}, "errors": {}, "requests": 0, "cycles": 0, "cpu_seconds": 0.0,
+                              "max_cpu_share": 0.0, "scheduled": 0, "dropped": 0, "late": 0}
+    for r in results:
+        for step, values in r["latencies"].items():
+            merged["latencies"].setdefault(step, []).extend(values)
+        for what, n in r["errors"].items():
+            merged["errors"][what] = merged["errors"].get(what, 0) + n
+        for k in ("requests", "cycles", "cpu_seconds", "scheduled", "dropped", "late"):
+            merged[k] += r.get(k, 0)
+        merged["max_cpu_share"] = max(merged["max_cpu_share"], r["cpu_seconds"] / r["elapsed"])
+    merged["server_cpu_seconds"] = server_cpu
+    return merged
 
 
-def _empty_process(url: str, connections: int, warmup: float, seconds: float, out: Any) -> None:
-    out.put(asyncio.run(_load_empty(url, connections, warmup, seconds)))
-
-
+# --- figures ----------------------------------------------------------------------------------------------------
 def _pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -269,6 +531,21 @@ def _summary(values: list[float]) -> dict[str, float]:
             "mean_ms": round(statistics.fmean(values) * 1000, 2) if values else float("nan")}
 
 
+def _figures(m: dict[str, Any], seconds: float, generators: int) -> dict[str, Any]:
+    every = [v for values in m["latencies"].values() for v in values]
+    return {
+        "steps_per_s": round(len(every) / seconds, 1),
+        "latency": {"all": _summary(every), **{step: _summary(v) for step, v in sorted(m["latencies"].items())}},
+        "errors": m["errors"],
+        "load_generator": {"processes": generators, "cpu_s": round(m["cpu_seconds"], 2),
+                           "cpu_us_per_request": round(m["cpu_seconds"] / max(1, m["requests"]) * 1e6, 1),
+                           "max_share_of_a_core": round(m["max_cpu_share"], 2)},
+        "server_cpu_s": round(m["server_cpu_seconds"], 2),
+        # Over every request of the phase, warm-up included: steadier than the rates on a busy machine.
+        "server_cpu_ms_per_request": round(m["server_cpu_seconds"] / max(1, m["requests"]) * 1000, 3),
+    }
+
+
 def run_one(kind: str, workers: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     with database(kind, args.pg_url, tmp) as db_env:
         env = {**os.environ, **db_env, "AFTERSALES_ENV": "test", "AFTERSALES_CLOCK": "real",
@@ -276,54 +553,122 @@ def run_one(kind: str, workers: int, args: argparse.Namespace, tmp: Path) -> dic
         with Server(env, workers, tmp / f"server-{kind}-{workers}.log") as server:
             keys = set_up(server.url)
             load_avg = os.getloadavg() if hasattr(os, "getloadavg") else None
-            server_cpu0 = server.cpu_seconds()
-            spawn = mp.get_context("spawn")
-            out = spawn.Queue()
-            proc = spawn.Process(target=_load_process, args=(server.url, keys, args.connections, args.warmup, args.seconds, out))
-            proc.start()
-            result = out.get(timeout=args.warmup + args.seconds + 300)
-            proc.join(60)
-            server_cpu = server.cpu_seconds() - server_cpu0
-            # The raw limit, same server, same connections: an endpoint that does nothing.
-            empty_proc = spawn.Process(target=_empty_process, args=(server.url, args.connections, min(args.warmup, 1.0),
-                                                                    args.seconds, out))
-            empty_proc.start()
-            empty = out.get(timeout=args.seconds + 300)
-            empty_proc.join(60)
-    lat = result["latencies"]
-    every = [v for step in STEPS for v in lat[step]]
+            base = {"url": server.url, "keys": keys, "connections": args.connections}
+            closed: dict[str, Any] = {}
+            for n, workload in enumerate(args.workloads):
+                m = run_generators(Job(**base, workload=workload, loop="closed", warmup=args.warmup, seconds=args.seconds,
+                                       seed=n + 1), args.generators, server)
+                closed[workload] = {**_figures(m, args.seconds, args.generators),
+                                    "cycles_per_s": round(m["cycles"] / args.seconds, 1)}
+                _print(f"closed {workload}", closed[workload])
+            open_loop = []
+            for n, rate in enumerate(args.rates):
+                m = run_generators(Job(**base, workload=args.open_workload, loop="open", rate=rate, warmup=min(args.warmup, 1.0),
+                                       seconds=args.open_seconds, max_outstanding=args.max_outstanding, seed=50 + n),
+                                   args.generators, server)
+                figures = _figures(m, args.open_seconds, args.generators)
+                run = {"workload": args.open_workload, "offered_per_s": rate, "achieved_per_s": figures.pop("steps_per_s"),
+                       "scheduled": m["scheduled"], "dropped": m["dropped"], "late": m["late"], **figures}
+                open_loop.append(run)
+                _print(f"open {args.open_workload} @ {rate:g}/s", {**run, "steps_per_s": run["achieved_per_s"]})
+            # The raw limit of the same server: an endpoint that does nothing, same connections and generators.
+            m = run_generators(Job(**base, workload="empty", loop="closed", warmup=min(args.warmup, 1.0), seconds=args.seconds),
+                               args.generators, server)
+            empty = _figures(m, args.seconds, args.generators)
+            _print("empty endpoint", empty)
+            compare = compare_clients(server.url, args) if args.compare_clients else None
+    main = closed.get("cycle") or next(iter(closed.values()))
     return {
-        "database": kind, "uvicorn_workers": workers, "connections": args.connections, "seconds": args.seconds,
-        "cycles_per_s": round(result["cycles"] / args.seconds, 1),
-        "requests_per_s": round(len(every) / args.seconds, 1),
-        "latency": {"all": _summary(every), **{step: _summary(lat[step]) for step in STEPS}},
-        "errors": result["errors"],
-        "load_generator_cpu_s": round(result["cpu_seconds"], 2),
-        "load_generator_cpu_share": round(result["cpu_seconds"] / result["elapsed"], 2),
-        "server_cpu_s": round(server_cpu, 2),
-        # Over every request of the run, warm-up included: steadier than the rates on a busy machine.
-        "server_cpu_ms_per_request": round(server_cpu / max(1, result["requests"]) * 1000, 2),
-        "load_average_at_start": [round(x, 2) for x in load_avg] if load_avg else None,
-        "empty_endpoint": {"requests_per_s": round(empty["requests"] / args.seconds, 1), **_summary(empty["latencies"])},
-        "ratio_to_empty": round(len(every) / max(1, empty["requests"]), 3),
+        "database": kind, "uvicorn_workers": workers, "connections": args.connections, "generators": args.generators,
+        "seconds": args.seconds, "load_average_at_start": [round(x, 2) for x in load_avg] if load_avg else None,
+        "closed_loop": closed, "open_loop": open_loop,
+        "empty_endpoint": {"requests_per_s": empty["steps_per_s"], **empty["latency"]["all"],
+                           "server_cpu_ms_per_request": empty["server_cpu_ms_per_request"],
+                           "load_generator": empty["load_generator"]},
+        "client_comparison": compare,
+        # The headline (run.py's table): the cycle workload in closed loop, as a ratio to the empty endpoint.
+        "cycles_per_s": main.get("cycles_per_s"), "requests_per_s": main["steps_per_s"], "latency": main["latency"],
+        "errors": main["errors"], "server_cpu_ms_per_request": main["server_cpu_ms_per_request"],
+        "ratio_to_empty": round(main["steps_per_s"] / max(1.0, empty["steps_per_s"]), 3),
     }
+
+
+def _print(what: str, f: dict[str, Any]) -> None:
+    a, g = f["latency"]["all"], f["load_generator"]
+    extra = f"  (offered {f['offered_per_s']:g}/s, dropped {f['dropped']}, late {f['late']})" if "offered_per_s" in f else ""
+    print(f"  {what:<24} {f['steps_per_s']:8.1f} steps/s  p50 {a['p50_ms']:7.1f} ms  p99 {a['p99_ms']:7.1f} ms  "
+          f"errors {sum(f['errors'].values())}  generator {g['cpu_us_per_request']:.0f} µs/req "
+          f"({g['max_share_of_a_core']:.0%} of a core)  server {f['server_cpu_ms_per_request']:.2f} ms CPU/req{extra}",
+          flush=True)
+
+
+# --- which client: httpx against the lean one, on /healthz ---------------------------------------------------------
+async def _httpx_empty(url: str, connections: int, seconds: float) -> dict[str, float]:
+    import httpx
+
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    done = 0
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        await client.get("/healthz")
+        cpu0, stop_at = time.process_time(), time.monotonic() + seconds
+
+        async def worker() -> None:
+            nonlocal done
+            while time.monotonic() < stop_at:
+                if (await client.get("/healthz")).status_code == 200:
+                    done += 1
+
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        cpu = time.process_time() - cpu0
+    return {"requests_per_s": round(done / seconds, 1), "cpu_us_per_request": round(cpu / max(1, done) * 1e6, 1),
+            "share_of_a_core": round(cpu / seconds, 2)}
+
+
+def _httpx_process(url: str, connections: int, seconds: float, out: Any) -> None:
+    out.put(asyncio.run(_httpx_empty(url, connections, seconds)))
+
+
+def compare_clients(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    """``GET /healthz`` from one generator process: httpx (asyncio) against the lean client (uvloop)."""
+    spawn = mp.get_context("spawn")
+    out = spawn.Queue()
+    proc = spawn.Process(target=_httpx_process, args=(url, args.connections, args.seconds, out))
+    proc.start()
+    httpx_figures = out.get(timeout=args.seconds + 120)
+    proc.join(30)
+    m = run_generators(Job(url=url, keys={}, workload="empty", loop="closed", connections=args.connections, warmup=0.0,
+                           seconds=args.seconds), 1, None)
+    lean = {"requests_per_s": round(m["requests"] / args.seconds, 1),
+            "cpu_us_per_request": round(m["cpu_seconds"] / max(1, m["requests"]) * 1e6, 1),
+            "share_of_a_core": round(m["max_cpu_share"], 2)}
+    print(f"  clients on /healthz: httpx {httpx_figures}  lean {lean}", flush=True)
+    return {"httpx": httpx_figures, "lean": lean}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=15.0, help="measured duration of each configuration")
+    parser.add_argument("--seconds", type=float, default=15.0, help="measured duration of each closed-loop run")
     parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--connections", type=int, default=16, help="concurrent cycles / HTTP connections")
+    parser.add_argument("--connections", type=int, default=16, help="keep-alive HTTP connections (closed loop: concurrent steps)")
+    parser.add_argument("--generators", type=int, default=1, help="load generator processes sharing the connections")
+    parser.add_argument("--workloads", default="cycle,mix", help="closed-loop workloads, comma-separated: cycle, mix")
+    parser.add_argument("--rates", default="200,500,1000", help="open-loop offered loads in steps/s, comma-separated ('' = none)")
+    parser.add_argument("--open-workload", default="cycle", choices=("cycle", "mix"))
+    parser.add_argument("--open-seconds", type=float, default=10.0, help="measured duration of each open-loop run")
+    parser.add_argument("--max-outstanding", type=int, default=10_000, help="open loop: scheduled requests waiting at most")
     parser.add_argument("--configs", default="sqlite:1,postgresql:1,postgresql:2", help="database:uvicorn-workers, comma-separated")
+    parser.add_argument("--compare-clients", action="store_true", help="also measure httpx against the lean client on /healthz")
     parser.add_argument("--pg-url", default=os.environ.get("AFTERSALES_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    args.workloads = [w for w in args.workloads.split(",") if w]
+    args.rates = [float(r) for r in args.rates.split(",") if r]
     configs = [(c.split(":")[0], int(c.split(":")[1]) if ":" in c else 1) for c in args.configs.split(",") if c]
 
     runs = []
     with tempfile.TemporaryDirectory(prefix="aftersales-bench-") as tmp:
         for kind, workers in configs:
-            print(f"{kind}, {workers} worker(s), {args.connections} connections, {args.seconds:.0f} s ...", flush=True)
+            print(f"{kind}, {workers} worker(s), {args.connections} connections, {args.generators} generator(s) ...", flush=True)
             try:
                 run = run_one(kind, workers, args, Path(tmp))
             except Exception as exc:  # e.g. no PostgreSQL here: report it, go on with the others
@@ -331,15 +676,12 @@ def main() -> None:
                 runs.append({"database": kind, "uvicorn_workers": workers, "skipped": str(exc)[:500]})
                 continue
             runs.append(run)
-            a = run["latency"]["all"]
-            print(f"  {run['cycles_per_s']:8.1f} cycles/s  {run['requests_per_s']:8.1f} req/s  "
-                  f"p50 {a['p50_ms']:.1f} ms  p99 {a['p99_ms']:.1f} ms  errors {sum(run['errors'].values())}  "
-                  f"load generator {run['load_generator_cpu_s']:.1f} s CPU ({run['load_generator_cpu_share']:.0%} of a core)  "
-                  f"server {run['server_cpu_s']:.1f} s CPU ({run['server_cpu_ms_per_request']:.1f} ms a request)", flush=True)
     report = {
         "benchmark": "http_cycle", "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "workload": "POST /v1/orders → POST /v1/cases (refund_only) → POST /v1/cases/{id}/approve (closed, refunded)",
+        "workloads": {"cycle": "POST /v1/orders → POST /v1/cases (refund_only) → POST /v1/cases/{id}/approve (closed, refunded)",
+                      "mix": "50 % the cycle's steps; GET /v1/cases/{id} 25 %, GET /v1/cases?limit=20 10 %, "
+                             "GET /v1/orders/{id}/after-sales-options 15 %"},
         "runs": runs,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

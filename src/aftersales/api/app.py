@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from aftersales.config import Settings
 from aftersales.service.context import Clock, Context, Principal
-from aftersales.service.setup import authenticate
+from aftersales.service.setup import authenticate, hash_key
 from aftersales.store.db import make_engine
 
 from . import problems
@@ -34,6 +37,7 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
     )
     app.state.ctx = ctx
     app.state.settings = settings
+    app.state.principals = PrincipalCache()
     default_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -71,7 +75,40 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
     return app
 
 
-def get_ctx(request: Request) -> Context:
+#: How long a worker process trusts an API key it has resolved: a key revoked in the database (``revoked_at``) is
+#: refused by every process within this many seconds. Unknown and revoked keys are never cached.
+API_KEY_CACHE_SECONDS = 5.0
+
+
+class PrincipalCache:
+    """API key (by its SHA-256, as stored) → principal, per process, for ``ttl`` seconds: the key lookup is a
+    database round trip (and a pool checkout) that every request would otherwise pay before its own transaction."""
+
+    def __init__(self, ttl: float = API_KEY_CACHE_SECONDS, size: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl, self.size, self.clock = ttl, size, clock
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, digest: str) -> Principal | None:
+        hit = self._entries.get(digest)
+        if hit is None:
+            return None
+        if hit[0] <= self.clock():
+            self._entries.pop(digest, None)
+            return None
+        return hit[1]
+
+    def put(self, digest: str, principal: Principal) -> None:
+        if self.ttl <= 0:
+            return
+        if len(self._entries) >= self.size:
+            self._entries.clear()
+        self._entries[digest] = (self.clock() + self.ttl, principal)
+
+
+# The dependencies below are ``async`` on purpose: FastAPI runs a plain ``def`` dependency in the thread pool,
+# a thread hop per dependency per request; these do no I/O (but an uncached key lookup, sent to the pool).
+async def get_ctx(request: Request) -> Context:
     ctx: Context = request.app.state.ctx
     return ctx
 
@@ -81,21 +118,30 @@ def get_ctx(request: Request) -> Context:
 _bearer = HTTPBearer(auto_error=False, description="An API key: platform, merchant:<id> or buyer:<id>.")
 
 
-def get_principal(request: Request,
-                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None) -> Principal:
+async def get_principal(request: Request,
+                        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None) -> Principal:
     key = credentials.credentials.strip() if credentials is not None else None
     settings: Settings = request.app.state.settings
-    return authenticate(get_ctx(request), key, settings.bootstrap_platform_key)
+    ctx: Context = request.app.state.ctx
+    if not key:
+        return authenticate(ctx, key, settings.bootstrap_platform_key)  # 401, no I/O
+    cache: PrincipalCache = request.app.state.principals
+    digest = hash_key(key)
+    principal = cache.get(digest)
+    if principal is None:
+        principal = await run_in_threadpool(authenticate, ctx, key, settings.bootstrap_platform_key)
+        cache.put(digest, principal)
+    return principal
 
 
-def get_lang(request: Request) -> str:
+async def get_lang(request: Request) -> str:
     return problems.lang_of(request)
 
 
 IF_MATCH = r'^(W/)?"?[0-9]{1,12}"?$'
 
 
-def get_if_match(if_match: Annotated[str | None, Header(pattern=IF_MATCH, description="The resource's `version` (API.md); stale: 409.")] = None,
+async def get_if_match(if_match: Annotated[str | None, Header(pattern=IF_MATCH, description="The resource's `version` (API.md); stale: 409.")] = None,
                  ) -> int | None:
     if if_match is None:
         return None

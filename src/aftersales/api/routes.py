@@ -4,6 +4,7 @@
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Response
+from starlette.concurrency import run_in_threadpool
 
 from aftersales.service import cases as case_service
 from aftersales.service import deadlines, orders, setup
@@ -22,8 +23,9 @@ Cursor = Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_-]*$"
 
 
 @router.get("/healthz", tags=["ops"], responses={500: P})
-def healthz(ctx: CtxDep) -> dict[str, str]:
-    ctx.now()
+async def healthz(ctx: CtxDep) -> dict[str, str]:
+    if ctx.clock.manual:  # the manual clock lives in the database: read it (a database that answers), off the loop
+        await run_in_threadpool(ctx.now)
     return {"status": "ok"}
 
 
