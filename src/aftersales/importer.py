@@ -173,9 +173,9 @@ def _read_csv(lines: Iterable[str]) -> Iterator[_Parsed]:
             continue
         if len(cells) < width:
             cells += [""] * (width - len(cells))
-        if not any(v.strip() for v in cells):
-            continue
         oid = cells[id_at].strip()
+        if not oid and not "".join(cells).strip():  # every cell blank
+            continue
         if isinstance(current, list) and oid and oid == current_id:
             current.append((line, cells))
             continue
@@ -594,6 +594,14 @@ def _order_state(order: Order) -> Any:
             "buyer_cancellations": 0, "refunds": [], "version": order.version}
 
 
+def _payment(order: Order) -> ledger.Transaction:
+    """``ledger.payment_transaction(order)`` (D2), with the order's paid amount summed once instead of four times."""
+    paid = order.paid_fen
+    return ledger.Transaction(key=f"payment:{order.id}", kind="payment", at=order.paid_at, order_id=order.id, rule="D2",
+                              entries=(ledger.Entry(ledger.PLATFORM_CASH, debit_fen=paid),
+                                       ledger.Entry(ledger.merchant_sales(order.merchant_id), credit_fen=paid)))
+
+
 _ORDER_COLS = ("id", "merchant_id", "buyer_id", "group_id", "status", "paid_fen", "refunded_fen", "paid_at", "version", "state")
 _TX_COLS = ("id", "key", "kind", "at", "order_id", "case_id", "rule", "amount_fen")
 _ENTRY_COLS = ("transaction_id", "account", "debit_fen", "credit_fen")
@@ -687,9 +695,9 @@ class _BulkSink:
         rows = []
         postings = []
         for o in released.orders:
-            tx = ledger.payment_transaction(o)  # D2: the money the refunds come from
+            tx = _payment(o)  # D2: the money the refunds come from
             postings.append(tx)
-            rows.append((o.id, o.merchant_id, o.buyer_id, o.group_id, o.status.value, tx.amount_fen,
+            rows.append((o.id, o.merchant_id, o.buyer_id, o.group_id, o.status.value, tx.entries[0].debit_fen,
                          o.refunded_fen if o.refunds else 0, dt(o.paid_at), o.version, js(_order_state(o))))
             events += [(e, o.merchant_id) for e in o.pending_events]
             o.pending_events.clear()
@@ -744,7 +752,8 @@ class _BulkSink:
         dt = self.dt or (lambda v: v)
         tx_ids = self._ids("tx", len(postings))
         self._rows("ledger_transactions", _TX_COLS, [
-            (i, tx.key, tx.kind, dt(tx.at), tx.order_id, tx.case_id, tx.rule, tx.amount_fen) for i, tx in zip(tx_ids, postings, strict=True)])
+            (i, tx.key, tx.kind, dt(tx.at), tx.order_id, tx.case_id, tx.rule, tx.entries[0].debit_fen if tx.kind == "payment" else tx.amount_fen)
+            for i, tx in zip(tx_ids, postings, strict=True)])
         self._rows("ledger_entries", _ENTRY_COLS, [
             (i, e.account, e.debit_fen, e.credit_fen) for i, tx in zip(tx_ids, postings, strict=True) for e in tx.entries])
         event_ids = self._ids("event", len(job.events))
