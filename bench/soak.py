@@ -11,7 +11,8 @@ What it does (issue 7, "Faults"):
 3. Drives mixed load from ANOTHER process (``multiprocessing``, spawn): orders of two shops, refund-only cases
    the merchant approves or leaves to M1, return-and-refund cases (approved, or left to the M1 reminders and
    auto-approval, returns shipped and confirmed or left to M5/M6), refusals left to M2, group orders that form or
-   fail (G4), and reads. Every POST carries an ``Idempotency-Key`` (API.md); a connection error, a 5xx or a 409
+   fail (G4), and reads; a webhook subscription to every event points at a receiver in this process, which answers
+   500 to 3 % of deliveries. Every POST carries an ``Idempotency-Key`` (API.md); a connection error, a 5xx or a 409
    "request in progress" is retried with the same key; every 2xx write is recorded as acknowledged, and a 409
    "request applied, response lost" is recorded too (the server says it took effect, so it is checked as well).
    Deadlines fire during the soak: the server runs on the manual clock (``AFTERSALES_CLOCK=manual``, the
@@ -25,14 +26,16 @@ What it does (issue 7, "Faults"):
    (``pg_ctl restart``, ``-m fast`` then ``-m immediate``: the second is a crash and WAL recovery), at random
    instants, each after the service recovered from the previous fault. Recovery = from the fault until
    ``GET /healthz`` answers 200 (on the manual clock it reads the database).
-5. Afterwards: the worker drains (no timer due at the clock's instant left), then checks in SQL and with
+5. Afterwards: the worker drains (no timer due at the clock's instant, no webhook delivery pending), then checks in SQL and with
    ``aftersales ledger audit``: every acknowledged write present (orders, shipments, deliveries, cases, case
    actions), the ledger audit clean (every transaction balanced, refunded ≤ paid per order, …),
    no refund paid twice (at most one refund per case in this workload, refunded_fen equal to the refunds' sum
    and ≤ paid, every refund settled), every deadline applied exactly once (no due timer left, no open case or
    pending group past its deadline, one system event per (case, action, due instant) and as many as the case
    recorded as fired, at most one G4 outcome per group and one group-failure refund per member), no user action
-   applied twice, and the service answering with no hand action.
+   applied twice, one webhook delivery per event, each delivered and received, in event order per case, and the
+   service answering with no hand action. ``--self-check`` then breaks the database seven ways and checks that
+   each is reported.
 
 Output (``--out``, JSON): ``kills``, ``pg_restarts``, ``writes_acknowledged``, ``writes_found``,
 ``violations`` (must be 0), ``recover_seconds`` (p50/max after kills and after PostgreSQL restarts), and more.
@@ -466,7 +469,51 @@ def _load_process(cfg: dict[str, Any], out: Any) -> None:
 
 
 # --- set-up, faults, checks ------------------------------------------------------------------------------------
-def set_up(url: str) -> dict[str, str]:
+class Receiver:
+    """The webhook endpoint (in this process, which no fault touches): records every delivery in arrival order and
+    answers 500 to a few (``fail_ratio``) so that retries happen too."""
+
+    def __init__(self, fail_ratio: float, seed: int) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.received: list[tuple[int, str]] = []  # (event id, ordering key), in arrival order
+        self.failed = 0
+        self.lock = threading.Lock()
+        rng = random.Random(seed)
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                with receiver.lock:
+                    fail = rng.random() < fail_ratio
+                    if fail:
+                        receiver.failed += 1
+                    else:
+                        d = json.loads(body)["data"]
+                        key = f"case:{d['case_id']}" if d["case_id"] else f"order:{d['order_id']}" if d["order_id"] else f"group:{d['group_id']}"
+                        receiver.received.append((int(d["event_id"]), key))
+                self.send_response(500 if fail else 200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        self.thread = threading.Thread(target=self.server.serve_forever, name="webhook-receiver", daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def set_up(url: str, hook_url: str) -> dict[str, str]:
     keys = {"platform": PLATFORM_KEY}
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {PLATFORM_KEY}"}, timeout=30) as c:
         r = c.put("/v1/categories/soak-apparel", json={"name": "Apparel", "no_reason_return": True, "statutory_exclusion": None})
@@ -479,6 +526,8 @@ def set_up(url: str) -> dict[str, str]:
                 r = c.post("/v1/api-keys", json={"role": role, "subject_id": subject})
                 assert r.status_code == 201, r.text
                 keys[subject] = r.json()["key"]
+        r = c.post("/v1/webhooks", json={"url": hook_url})  # every event of every shop
+        assert r.status_code == 201, r.text
     return keys
 
 
@@ -551,20 +600,33 @@ def faults(sup: Supervisor, pg: PgCluster, args: argparse.Namespace, rng: random
               f"answering again after {entry['recover_s']:.2f} s", flush=True)
 
 
-def drain(engine: Any, timeout: float = 120.0) -> tuple[float, int]:
-    """Wait until no timer is due at the clock's instant (the worker applies them). Returns (seconds, left)."""
+def drain(engine: Any, timeout: float = 180.0) -> dict[str, Any]:
+    """Wait until no timer is due at the clock's instant and no webhook delivery is pending (the worker applies and
+    sends them). The clock stands still meanwhile, except that when the only deliveries left wait for a lease or a
+    backoff in its future (a kill interrupted them, or the receiver answered 500), it is moved just past them."""
     from sqlalchemy import text
 
     start = time.monotonic()
-    left = -1
+    jumps, timers, pending = 0, -1, -1
     while time.monotonic() - start < timeout:
-        with contextlib.suppress(Exception), engine.connect() as conn:
+        with contextlib.suppress(Exception), engine.begin() as conn:
             now = _clock_now(conn)
-            left = int(conn.execute(text("SELECT count(*) FROM timers WHERE due_at <= :now"), {"now": now}).scalar_one())
-            if left == 0:
-                return time.monotonic() - start, 0
+            timers = int(conn.execute(text("SELECT count(*) FROM timers WHERE due_at <= :now"), {"now": now}).scalar_one())
+            # due: what the worker can send now (due, and no earlier delivery of its case/order/group pending)
+            pending, due, last = conn.execute(text(
+                "SELECT count(*), count(*) FILTER (WHERE d.next_attempt_at <= :now AND NOT EXISTS ("
+                "  SELECT 1 FROM webhook_deliveries e WHERE e.status = 'pending' AND e.subscription_id = d.subscription_id"
+                "  AND e.ordering_key = d.ordering_key AND e.id < d.id)), max(d.next_attempt_at) "
+                "FROM webhook_deliveries d WHERE d.status = 'pending'"), {"now": now}).one()
+            if timers == 0 and pending == 0:
+                break
+            if timers == 0 and due == 0:
+                conn.execute(text("UPDATE kv SET value = :v WHERE key = 'clock_now'"),
+                             {"v": (last.astimezone(UTC) + timedelta(seconds=1)).isoformat()})
+                jumps += 1
         time.sleep(0.5)
-    return time.monotonic() - start, left
+    return {"seconds": round(time.monotonic() - start, 2), "timers_due_left": timers, "deliveries_pending_left": pending,
+            "clock_moved_for_deliveries": jumps}
 
 
 def _clock_now(conn: Any) -> datetime:
@@ -574,7 +636,8 @@ def _clock_now(conn: Any) -> datetime:
     return datetime.fromisoformat(value) if value else datetime.now(UTC)
 
 
-def verify(engine: Any, acks: list[dict[str, Any]], env: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+def verify(engine: Any, acks: list[dict[str, Any]], env: dict[str, str],
+           received: list[tuple[int, str]]) -> tuple[dict[str, Any], list[str]]:
     """Every check of the brief; returns figures and the violations (each a sentence)."""
     from sqlalchemy import text
 
@@ -588,6 +651,8 @@ def verify(engine: Any, acks: list[dict[str, Any]], env: dict[str, str]) -> tupl
         events = list(conn.execute(text("SELECT order_id, case_id, group_id, kind, actor, data FROM events")))
         due_timers = int(conn.execute(text("SELECT count(*) FROM timers WHERE due_at <= :now"), {"now": now}).scalar_one())
         timers_left = int(conn.execute(text("SELECT count(*) FROM timers")).scalar_one())
+        deliveries = list(conn.execute(text("SELECT event_id, status, attempts FROM webhook_deliveries")))
+        event_ids = [int(i) for i in conn.execute(text("SELECT id FROM events")).scalars()]
 
     def data(e: Any) -> dict[str, Any]:
         return e.data if isinstance(e.data, dict) else json.loads(e.data or "{}")
@@ -674,6 +739,21 @@ def verify(engine: Any, acks: list[dict[str, Any]], env: dict[str, str]) -> tupl
     v += [f"case {k[0]}: {k[1]} by {k[2]} applied {n} times" for k, n in case_events.items() if n > 1]
     v += [f"order {k[0]}: {k[1]} recorded {n} times" for k, n in order_events.items() if n > 1]
 
+    # 6. webhooks (outbox): one delivery per event, all delivered, each received, in order per case/order/group
+    per_event = Counter(int(d.event_id) for d in deliveries)
+    v += [f"event {i} has {per_event[i]} webhook deliveries (one subscription)" for i in event_ids if per_event[i] != 1]
+    v += [f"webhook delivery of event {d.event_id} still pending after {d.attempts} attempts" for d in deliveries if d.status != "delivered"]
+    got = {i for i, _ in received}
+    v += [f"webhook of event {d.event_id} marked delivered, never received" for d in deliveries
+          if d.status == "delivered" and int(d.event_id) not in got]
+    first: dict[str, list[int]] = {}
+    seen: set[int] = set()
+    for event_id, key in received:
+        if event_id not in seen:
+            seen.add(event_id)
+            first.setdefault(key, []).append(event_id)
+    v += [f"webhooks of {key} arrived out of order: {ids[:20]}" for key, ids in first.items() if ids != sorted(ids)]
+
     closed = Counter(f"{c.type}:{c.close_reason or c.status}" for c in cases.values())
     figures = {
         "writes_found": found,
@@ -685,12 +765,14 @@ def verify(engine: Any, acks: list[dict[str, Any]], env: dict[str, str]) -> tupl
         "timers_due_left": due_timers, "timers_pending_future": timers_left - due_timers,
         "clock_now": now.isoformat(),
         "ledger_audit": "clean" if audit.returncode == 0 else "FAILED",
+        "webhooks": {"deliveries": len(deliveries), "received": len(received), "received_twice_or_more": len(received) - len(got),
+                     "attempts": sum(int(d.attempts) for d in deliveries)},
     }
     return figures, v
 
 
-def self_check(engine: Any, acks: list[dict[str, Any]], env: dict[str, str]) -> dict[str, bool]:
-    """Break the (stopped) soak's database in six ways and check that :func:`verify` reports each one: the soak's
+def self_check(engine: Any, acks: list[dict[str, Any]], env: dict[str, str], received: list[tuple[int, str]]) -> dict[str, bool]:
+    """Break the (stopped) soak's database in seven ways and check that :func:`verify` reports each one: the soak's
     checks can fail. Returns {injected fault: detected}."""
     from sqlalchemy import text
 
@@ -722,7 +804,11 @@ def self_check(engine: Any, acks: list[dict[str, Any]], env: dict[str, str]) -> 
         if entry is not None:
             conn.execute(text("UPDATE ledger_entries SET debit_fen = debit_fen + 1 WHERE id = :id"), {"id": entry})
             injected["an unbalanced ledger transaction"] = "ledger audit exit"
-    _figures, violations = verify(engine, acks, env)
+        delivery = conn.execute(text("SELECT min(id) FROM webhook_deliveries")).scalar()
+        if delivery is not None:
+            conn.execute(text("UPDATE webhook_deliveries SET status = 'pending' WHERE id = :id"), {"id": delivery})
+            injected["a webhook never delivered"] = "still pending"
+    _figures, violations = verify(engine, acks, env, received)
     return {what: any(words in line for line in violations) for what, words in injected.items()}
 
 
@@ -771,6 +857,7 @@ def main() -> None:
     loader: Any = None
     sup: Supervisor | None = None
     ticker: Ticker | None = None
+    receiver: Receiver | None = None
     try:
         with PgCluster(tmp, _free_port(args.pg_port)) as pg:
             engine = make_engine(pg.url)
@@ -792,7 +879,8 @@ def main() -> None:
             sup = Supervisor(env, port, tmp / "server.log", args.server_workers)
             sup.start()
             sup.wait_healthy(60)
-            keys = set_up(sup.url)
+            receiver = Receiver(0.03, seed).__enter__()
+            keys = set_up(sup.url, receiver.url)
             print(f"soak: {args.seconds:.0f} s, {args.kills} kills, {args.pg_restarts} PostgreSQL restarts "
                   f"(private PostgreSQL {pg.version} on port {pg.port}), seed {seed}", flush=True)
             spawn = mp.get_context("spawn")
@@ -818,13 +906,13 @@ def main() -> None:
             # After: the same supervised server, never touched by hand, must answer and drain what is due.
             sup.wait_healthy(120)
             check = create_engine(pg.url)
-            drain_s, _left = drain(check)
-            figures, violations = verify(check, result["acks"], env)
+            drained = drain(check)
+            figures, violations = verify(check, result["acks"], env, receiver.received)
             health = httpx.get(f"{sup.url}/healthz", timeout=10).status_code
             if health != 200:
                 violations.append(f"/healthz answered {health} after the soak")
             sup.stop()
-            checked = self_check(check, result["acks"], env) if args.self_check else {}
+            checked = self_check(check, result["acks"], env, receiver.received) if args.self_check else {}
             if not all(checked.values()):
                 violations.append(f"self-check: a broken database passed the checks: {checked}")
             check.dispose()
@@ -839,6 +927,8 @@ def main() -> None:
             loader.terminate()
         if ticker is not None:
             ticker.__exit__()
+        if receiver is not None:
+            receiver.__exit__()
         if sup is not None:
             sup.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -869,7 +959,8 @@ def main() -> None:
                            "max": max((d["recover_s"] for d in restarts), default=None)},
         },
         "faults": [{k: v for k, v in d.items() if k != "wall"} for d in done],
-        "drain_seconds": round(drain_s, 2),
+        "drain": drained,
+        "webhook_receiver_500s": receiver.failed if receiver else 0,
         "clock": {"start": clock_start.isoformat(), "ticks": ticker.ticks if ticker else 0,
                   "ticks_failed": ticker.failures if ticker else 0},
         "load": {"seconds": round(load_seconds, 1), "flows": result["flows"], "refused_by_rules": result["refusals"],
