@@ -13,7 +13,8 @@ For each database (a fresh SQLite file; a fresh schema of the local PostgreSQL, 
   (``wait4``); the rows written are counted and the ledger checked (every payment transaction balanced);
 * **raw limit**: every row the import wrote (orders, groups, timers, ledger transactions and entries, events) is
   written again into a second fresh database, directly through the driver, in ONE transaction — COPY on
-  PostgreSQL (from files dumped beforehand), ``executemany`` on SQLite — timing only the writes and the commit.
+  PostgreSQL (from files dumped beforehand), ``executemany`` on SQLite with the importer's page cache size — timing
+  only the writes and the commit.
   Our figure is reported as a ratio to it (orders/s over orders/s).
 """
 
@@ -39,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from aftersales.domain import policy as policy_mod  # noqa: E402
-from aftersales.importer import CSV_COLUMNS  # noqa: E402
+from aftersales.importer import CSV_COLUMNS, SQLITE_CACHE_KIB  # noqa: E402
 from aftersales.service.context import Clock, Context  # noqa: E402
 from aftersales.store import tables as t  # noqa: E402
 from aftersales.store.db import make_engine  # noqa: E402
@@ -207,6 +208,7 @@ def raw_limit(kind: str, source: Any, tmp: Path) -> dict[str, Any]:
             seconds = 0.0
             try:
                 scur, cur = src.cursor(), raw.cursor()
+                cur.execute(f"PRAGMA cache_size = {-SQLITE_CACHE_KIB}")  # as the importer's connection
                 cur.execute("BEGIN IMMEDIATE")
                 for name in TABLES:
                     scur.execute(f"SELECT * FROM {name}")
