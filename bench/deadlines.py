@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import resource
 import statistics
@@ -104,19 +105,15 @@ def clone_backlog(ctx: Context, n_cases: int, opened_at: datetime) -> None:
     del case
 
 
-def backlog_phase(ctx: Context, backlog: int) -> dict[str, Any]:
-    opened = datetime(2026, 3, 1, tzinfo=UTC)
-    n_cases = backlog // 3
-    clone_backlog(ctx, n_cases, opened)
-    now = opened + timedelta(hours=49)
-    with ctx.engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(t.timers)).scalar_one()
+def drain(ctx: Context, now: datetime, batch: int, total: int, report: Any = None) -> dict[str, Any]:
+    """Apply due timers in batches of ``batch`` until none is left; RSS sampled every 10 % of ``total``."""
     samples = []
     taken_total = fired_total = 0
+    cpu0 = time.process_time()
     started = time.perf_counter()
     next_sample = 0
     while True:
-        taken, fired = apply_batch(ctx, now, 500)
+        taken, fired = apply_batch(ctx, now, batch)
         if taken == 0:
             break
         taken_total += taken
@@ -125,13 +122,63 @@ def backlog_phase(ctx: Context, backlog: int) -> dict[str, Any]:
             elapsed = time.perf_counter() - started
             samples.append({"taken": taken_total, "seconds": round(elapsed, 2), "rss_mb": round(rss_mb(), 1),
                             "rate": round(taken_total / elapsed) if elapsed else None})
-            print(f"\r  applied {taken_total:,}/{total:,}  {taken_total / elapsed if elapsed else 0:,.0f}/s  rss {rss_mb():.0f} MB",
-                  end="", flush=True)
+            if report is not None:
+                report(taken_total, elapsed)
             next_sample += max(1, total // 10)
+    return {"taken": taken_total, "fired": fired_total, "seconds": time.perf_counter() - started,
+            "cpu_seconds": time.process_time() - cpu0, "memory": samples}
+
+
+def _worker_process(url: str, schema: str | None, now: datetime, batch: int, total: int, out: Any) -> None:
+    """One more worker process (``--workers``): its own engine, the same code path as ``aftersales worker``."""
+    engine = make_engine(url, schema=schema)
+    ctx = Context(engine, policy_mod.load(), Clock(True, now))
+    try:
+        out.put(drain(ctx, now, batch, total))
+    finally:
+        engine.dispose()
+
+
+def backlog_phase(ctx: Context, backlog: int, *, batch: int, workers: int, url: str, schema: str | None) -> dict[str, Any]:
+    opened = datetime(2026, 3, 1, tzinfo=UTC)
+    n_cases = backlog // 3
+    build_started = time.perf_counter()
+    clone_backlog(ctx, n_cases, opened)
+    build_seconds = time.perf_counter() - build_started
+    now = opened + timedelta(hours=49)
+    with ctx.engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(t.timers)).scalar_one()
+
+    def report(taken: int, elapsed: float) -> None:
+        print(f"\r  applied {taken:,}/{total:,}  {taken / elapsed if elapsed else 0:,.0f}/s  rss {rss_mb():.0f} MB", end="", flush=True)
+
+    started = time.perf_counter()
+    if workers == 1:
+        runs = [drain(ctx, now, batch, total, report)]
+    else:
+        # Several worker processes claim batches side by side (FOR UPDATE SKIP LOCKED on PostgreSQL).
+        mp = multiprocessing.get_context("spawn")
+        queue = mp.Queue()
+        procs = [mp.Process(target=_worker_process, args=(url, schema, now, batch, total // workers, queue)) for _ in range(workers)]
+        for proc in procs:
+            proc.start()
+        runs = [queue.get() for _ in procs]
+        for proc in procs:
+            proc.join()
     seconds = time.perf_counter() - started
     print()
-    return {"backlog": total, "seconds": round(seconds, 2), "rows_per_s": round(taken_total / seconds),
-            "actions_per_s": round(fired_total / seconds), "actions": fired_total, "memory": samples}
+    taken_total = sum(r["taken"] for r in runs)
+    fired_total = sum(r["fired"] for r in runs)
+    with ctx.engine.connect() as conn:
+        left = conn.execute(select(func.count()).select_from(t.timers)).scalar_one()
+    assert taken_total == total and left == 0, f"{taken_total} taken of {total}, {left} left"
+    cpu = sum(r["cpu_seconds"] for r in runs)
+    return {"backlog": total, "build_seconds": round(build_seconds, 1), "workers": workers, "batch": batch,
+            "seconds": round(seconds, 2), "rows_per_s": round(taken_total / seconds),
+            "actions_per_s": round(fired_total / seconds), "actions": fired_total,
+            # CPU of the worker process(es) per timer: steadier than the rate on a shared machine (not the database's).
+            "worker_cpu_seconds": round(cpu, 2), "worker_cpu_us_per_timer": round(cpu / taken_total * 1e6, 1),
+            "memory": runs[0]["memory"], "memory_per_worker": [r["memory"] for r in runs]}
 
 
 def steady_phase(ctx: Context, rate: int, seconds: int) -> dict[str, Any]:
@@ -177,6 +224,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--backlog", type=int, default=1_000_000)
     ap.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    ap.add_argument("--batch", type=int, default=500, help="timers claimed per transaction (their cases' other due timers come along)")
+    ap.add_argument("--workers", type=int, default=1, help="worker processes applying the backlog side by side (PostgreSQL)")
     ap.add_argument("--rate", type=int, default=300, help="deadlines falling due per second in the steady phase")
     ap.add_argument("--steady-seconds", type=int, default=20)
     ap.add_argument("--tmp", type=Path, default=Path("var"))
@@ -188,15 +237,18 @@ def main() -> None:
     for kind in (["sqlite", "postgresql"] if args.db == "both" else [args.db]):
         print(f"{kind}:")
         engine, cleanup = database(kind, args.tmp)
+        url = str(engine.url.render_as_string(hide_password=False))
+        schema = cleanup[1] if cleanup else None
         upgrade(engine)
         ctx = Context(engine, policy_mod.load(), Clock(True, datetime(2026, 3, 1, tzinfo=UTC)))
         try:
-            run_result = {"backlog": backlog_phase(ctx, args.backlog)}
+            workers = args.workers if kind == "postgresql" else 1  # SQLite has one writer at a time
+            run_result = {"backlog": backlog_phase(ctx, args.backlog, batch=args.batch, workers=workers, url=url, schema=schema)}
             if args.steady_seconds > 0:
                 run_result["steady"] = steady_phase(ctx, args.rate, args.steady_seconds)
                 print(f"  {json.dumps(run_result['steady'])}")
             # The raw limit: as many durable transactions, issued directly through the driver (limits.py).
-            run_result["raw_limit"] = raw_transactions(kind, engine, max(500, min(run_result["backlog"]["backlog"], 20_000)))
+            run_result["raw_limit"] = raw_transactions(kind, engine, max(500, min(run_result["backlog"]["backlog"], 20_000)), batch=args.batch)
             # Timers are applied in batches of 500 per transaction: compare with rows written durably the same way.
             run_result["ratio_to_raw"] = round(run_result["backlog"]["rows_per_s"] / run_result["raw_limit"]["rows_per_s_batched"], 4)
             results["runs"][kind] = run_result

@@ -68,12 +68,18 @@ def _apply_case(ctx: Context, uow: UnitOfWork, row: Any, now: datetime) -> int:
 
 
 def apply_batch(ctx: Context, now: datetime, limit: int = BATCH) -> tuple[int, int]:
-    """Apply up to ``limit`` due timers in one transaction. Returns (rows taken, actions that changed something)."""
+    """Apply up to ``limit`` due timers, the earliest first, in one transaction, with every other due timer of their
+    cases. Returns (rows taken, actions that changed something)."""
 
     def cmd(uow: UnitOfWork) -> tuple[int, int]:
         rows = repo.due_timers(uow.conn, now, limit, skip_locked=True)
         if not rows:
             return 0, 0
+        # A case's other due timers come along (M1: its reminders and its deadline), so that a backlog loads and
+        # writes each aggregate once rather than once per timer; they are applied in due order below, as they
+        # would be by later batches. Rows another worker holds are left to it (SKIP LOCKED on PostgreSQL).
+        rows += repo.due_case_timers(uow.conn, now, (r.subject_id for r in rows if r.subject == "case"),
+                                     (r.id for r in rows), skip_locked=True)
         repo.delete_timers(uow.conn, [r.id for r in rows])
         live = [r for r in rows if r.subject != "case" or (r.case_stage is not None and r.case_stage == r.stage)]
         uow.tracker.load_orders((r.order_id for r in live if r.subject == "case"), lock=True)

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import BigInteger, Connection, Row, String, any_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from aftersales.domain import ledger
 from aftersales.domain.cases import Case
@@ -30,6 +31,14 @@ EventHook = Callable[[Connection, list[tuple[int, Event, str]]], None]
 #: Called with (connection, the transactions a flush is about to post); returns further transactions to post with
 #: them — P2: each advance compensation is recovered from the merchant's deposit in the same database transaction.
 PostingHook = Callable[[Connection, list[ledger.Transaction]], list[ledger.Transaction]]
+
+
+def one_of(conn: Connection, column: Any, values: Sequence[Any]) -> Any:
+    """``column IN values``. On PostgreSQL ``column = ANY(:array)``: one parameter, so that the statement is the same
+    for any number of values and is prepared once, instead of a new statement with thousands of parameters each time."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(BigInteger if isinstance(column.type, BigInteger) else String)))
+    return column.in_(values)
 
 
 def order_values(order: Order) -> dict[str, Any]:
@@ -65,7 +74,7 @@ class Tracker:
         wanted = sorted({i for i in order_ids if i not in self.orders})
         if not wanted:
             return
-        stmt = select(t.orders.c.id, t.orders.c.state, t.orders.c.version).where(t.orders.c.id.in_(wanted)).order_by(t.orders.c.id)
+        stmt = select(t.orders.c.id, t.orders.c.state, t.orders.c.version).where(one_of(self.conn, t.orders.c.id, wanted)).order_by(t.orders.c.id)
         if lock and self.conn.dialect.name == "postgresql":
             stmt = stmt.with_for_update()
         rows = self.conn.execute(stmt).all()
@@ -73,7 +82,7 @@ class Tracker:
             return
         cases: dict[str, list[Case]] = {r.id: [] for r in rows}
         for r in self.conn.execute(
-            select(t.cases.c.order_id, t.cases.c.state).where(t.cases.c.order_id.in_(list(cases)))
+            select(t.cases.c.order_id, t.cases.c.state).where(one_of(self.conn, t.cases.c.order_id, list(cases)))
             .order_by(t.cases.c.opened_at, t.cases.c.id)
         ).all():
             cases[r.order_id].append(from_dict(Case, r.state))
@@ -201,13 +210,42 @@ class Tracker:
     def _append_events(self, events: list[tuple[Event, str]]) -> None:
         if not events:
             return
-        ids = self.conn.execute(insert(t.events).returning(t.events.c.id, sort_by_parameter_order=True), [
-            {"order_id": e.order_id, "case_id": e.case_id, "group_id": e.group_id, "kind": e.kind, "actor": e.actor.value,
-             "at": e.at, "rules": list(e.rules), "from_status": e.from_status, "to_status": e.to_status,
-             "data": encode(e.data), "recorded_at": self.now} for e, _ in events
-        ]).scalars().all()
+        rows = [{"order_id": e.order_id, "case_id": e.case_id, "group_id": e.group_id, "kind": e.kind, "actor": e.actor.value,
+                 "at": e.at, "rules": list(e.rules), "from_status": e.from_status, "to_status": e.to_status,
+                 "data": encode(e.data), "recorded_at": self.now} for e, _ in events]
+        ids = insert_with_ids(self.conn, t.events, rows)
         if self.on_events is not None:
-            self.on_events(self.conn, [(int(i), e, m) for i, (e, m) in zip(ids, events, strict=True)])
+            self.on_events(self.conn, [(i, e, m) for i, (e, m) in zip(ids, events, strict=True)])
+
+
+def new_ids(conn: Connection, table: Any, n: int) -> list[int] | None:
+    """``n`` ids for new rows of ``table`` (an integer ``id`` key), ascending, as the database would give them in
+    this order; None where the database must assign them itself.
+
+    PostgreSQL: from the column's own sequence. SQLite: the rows' rowids would be max(id) + 1, + 2, …, and a writing
+    transaction holds the database's write lock (``BEGIN IMMEDIATE``, db.py), so nobody else can take them."""
+    if conn.dialect.name == "postgresql":
+        seq = conn.execute(select(func.pg_get_serial_sequence(table.name, "id"))).scalar_one()
+        return sorted(conn.execute(select(func.nextval(seq)).select_from(func.generate_series(1, n))).scalars().all())
+    if conn.dialect.name == "sqlite" and conn.in_transaction():
+        last = conn.execute(select(func.max(table.c.id))).scalar()
+        return list(range((last or 0) + 1, (last or 0) + n + 1))
+    return None
+
+
+def insert_with_ids(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` into ``table`` and return their ids in the rows' order.
+
+    The ids are taken first (:func:`new_ids`) so that the rows go in as a plain executemany — a prepared statement
+    the driver reuses (psycopg: one pipeline) — instead of an ``INSERT … RETURNING`` with thousands of parameters,
+    which costs more to build, to parse and to plan than the insert itself."""
+    ids = new_ids(conn, table, len(rows))
+    if ids is None:
+        return [int(i) for i in conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars().all()]
+    for row, row_id in zip(rows, ids, strict=True):
+        row["id"] = row_id
+    conn.execute(insert(table), rows)
+    return ids
 
 
 @dataclass
@@ -254,10 +292,12 @@ class _Batch:
 
 def post(conn: Connection, transactions: Sequence[ledger.Transaction]) -> None:
     """Append balanced ledger transactions (D2) with their entries."""
-    ids = conn.execute(insert(t.ledger_transactions).returning(t.ledger_transactions.c.id, sort_by_parameter_order=True), [
+    if not transactions:
+        return
+    ids = insert_with_ids(conn, t.ledger_transactions, [
         {"key": tx.key, "kind": tx.kind, "at": tx.at, "order_id": tx.order_id, "case_id": tx.case_id, "rule": tx.rule,
          "amount_fen": tx.amount_fen} for tx in transactions
-    ]).scalars().all()
+    ])
     conn.execute(insert(t.ledger_entries), [
         {"transaction_id": tx_id, "account": e.account, "debit_fen": e.debit_fen, "credit_fen": e.credit_fen}
         for tx_id, tx in zip(ids, transactions, strict=True) for e in tx.entries
@@ -336,8 +376,26 @@ def due_timers(conn: Connection, now: datetime, limit: int, *, skip_locked: bool
     return list(conn.execute(stmt).all())
 
 
+def due_case_timers(conn: Connection, now: datetime, case_ids: Iterable[str], exclude: Iterable[int], *,
+                    skip_locked: bool) -> list[Any]:
+    """Every other due timer of these cases (with the case's current stage), to be applied with them.
+
+    On PostgreSQL rows another worker holds are skipped (SKIP LOCKED): that worker applies them."""
+    wanted = sorted(set(case_ids))
+    if not wanted:
+        return []
+    stmt = (select(t.timers, t.cases.c.stage.label("case_stage"))
+            .outerjoin(t.cases, t.cases.c.id == t.timers.c.subject_id)
+            .where(t.timers.c.subject == "case", one_of(conn, t.timers.c.subject_id, wanted), t.timers.c.due_at <= now,
+                   ~one_of(conn, t.timers.c.id, sorted(set(exclude))))
+            .order_by(t.timers.c.due_at, t.timers.c.id))
+    if skip_locked and conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=t.timers, skip_locked=True)
+    return list(conn.execute(stmt).all())
+
+
 def delete_timers(conn: Connection, ids: list[int]) -> None:
-    conn.execute(delete(t.timers).where(t.timers.c.id.in_(ids)))
+    conn.execute(delete(t.timers).where(one_of(conn, t.timers.c.id, ids)))
 
 
 def count_due(conn: Connection, now: datetime) -> int:
