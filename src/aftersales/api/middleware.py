@@ -192,18 +192,27 @@ class Idempotency:
             await anyio.to_thread.run_sync(self._finish, principal, skey, captured, claimed_at)
 
     def _claim(self, principal: str, key: str, path: str, digest: str, now: datetime) -> tuple[str, int, str, str] | None:
+        claim = insert(t.idempotency).values(principal=principal, key=key, method="POST", path=path, body_hash=digest,
+                                             created_at=now)
         with self.ctx.engine.connect() as conn:
+            # The common case, a new key: one INSERT. Only when the key is taken do we look at the holder.
+            try:
+                with conn.begin():
+                    conn.execute(claim)
+                return None
+            except IntegrityError:
+                pass
             try:
                 with conn.begin():
                     # Expired keys, and claims abandoned by a server that died mid-request, can be claimed again.
                     # Only claims that were not applied (status_code 0 marks a commit): a request takes effect once.
-                    conn.execute(delete(t.idempotency).where(
+                    freed = conn.execute(delete(t.idempotency).where(
                         t.idempotency.c.principal == principal, t.idempotency.c.key == key,
                         (t.idempotency.c.created_at < now - KEY_TTL)
                         | (t.idempotency.c.status_code.is_(None) & (t.idempotency.c.created_at < now - self.in_flight))))
-                    conn.execute(insert(t.idempotency).values(principal=principal, key=key, method="POST", path=path,
-                                                              body_hash=digest, created_at=now))
-                return None
+                    if freed.rowcount:
+                        conn.execute(claim)
+                        return None
             except IntegrityError:
                 pass
             with conn.begin():
