@@ -350,10 +350,13 @@ class Tally:
         self.errors[what] = self.errors.get(what, 0) + 1
 
 
-async def _send(conn: Conn, step: Step, tally: Tally) -> bool:
+async def _send(conn: Conn, step: Step, tally: Tally, idempotency: bool = False) -> bool:
     tally.requests += 1
+    auth = step.auth
+    if idempotency and step.method == b"POST":  # API.md: a client that retries safely sends a key on every POST
+        auth += b"idempotency-key: " + secrets.token_hex(16).encode() + b"\r\n"
     try:
-        status, data = await conn.request(step.method, step.path, step.auth, step.body)
+        status, data = await conn.request(step.method, step.path, auth, step.body)
     except HttpError as exc:
         tally.error(f"{step.name}: {exc}")
         return False
@@ -367,12 +370,12 @@ async def _send(conn: Conn, step: Step, tally: Tally) -> bool:
 
 
 async def _closed_loop(conns: list[Conn], next_step: Callable[[], Step], measure_from: float, stop_at: float,
-                       tally: Tally) -> None:
+                       tally: Tally, idempotency: bool) -> None:
     async def worker(conn: Conn) -> None:
         while time.monotonic() < stop_at:
             step = next_step()
             t0 = time.monotonic()
-            ok = await _send(conn, step, tally)
+            ok = await _send(conn, step, tally, idempotency)
             t1 = time.monotonic()
             if ok and t0 >= measure_from and t1 <= stop_at:
                 tally.latencies.setdefault(step.name, []).append(t1 - t0)
@@ -381,7 +384,7 @@ async def _closed_loop(conns: list[Conn], next_step: Callable[[], Step], measure
 
 
 async def _open_loop(conns: list[Conn], next_step: Callable[[], Step], rate: float, start: float, measure_from: float,
-                     stop_at: float, max_outstanding: int, tally: Tally) -> dict[str, int]:
+                     stop_at: float, max_outstanding: int, tally: Tally, idempotency: bool) -> dict[str, int]:
     """Requests scheduled every 1/rate s from ``start``; latency from the scheduled time (queueing included)."""
     pool: asyncio.Queue[Conn] = asyncio.Queue()
     for c in conns:
@@ -393,7 +396,7 @@ async def _open_loop(conns: list[Conn], next_step: Callable[[], Step], rate: flo
         conn = await pool.get()
         try:
             step = next_step()
-            ok = await _send(conn, step, tally)
+            ok = await _send(conn, step, tally, idempotency)
         finally:
             pool.put_nowait(conn)
         if ok and scheduled >= measure_from:
@@ -438,6 +441,7 @@ class Job:
     rate: float = 0.0
     max_outstanding: int = 10_000
     seed: int = 0
+    idempotency: bool = False
 
 
 async def _generate(job: Job, ready: Any, go: Any, start_at: Any) -> dict[str, Any]:
@@ -462,9 +466,10 @@ async def _generate(job: Job, ready: Any, go: Any, start_at: Any) -> dict[str, A
         next_step = work.next
     counts: dict[str, int] = {}
     if job.loop == "closed":
-        await _closed_loop(conns, next_step, measure_from, stop_at, tally)
+        await _closed_loop(conns, next_step, measure_from, stop_at, tally, job.idempotency)
     else:
-        counts = await _open_loop(conns, next_step, job.rate, start, measure_from, stop_at, job.max_outstanding, tally)
+        counts = await _open_loop(conns, next_step, job.rate, start, measure_from, stop_at, job.max_outstanding, tally,
+                                  job.idempotency)
     cpu = time.process_time() - cpu0
     elapsed = time.monotonic() - start
     for c in conns:
@@ -553,7 +558,7 @@ def run_one(kind: str, workers: int, args: argparse.Namespace, tmp: Path) -> dic
         with Server(env, workers, tmp / f"server-{kind}-{workers}.log") as server:
             keys = set_up(server.url)
             load_avg = os.getloadavg() if hasattr(os, "getloadavg") else None
-            base = {"url": server.url, "keys": keys, "connections": args.connections}
+            base = {"url": server.url, "keys": keys, "connections": args.connections, "idempotency": args.idempotency}
             closed: dict[str, Any] = {}
             for n, workload in enumerate(args.workloads):
                 m = run_generators(Job(**base, workload=workload, loop="closed", warmup=args.warmup, seconds=args.seconds,
@@ -580,6 +585,7 @@ def run_one(kind: str, workers: int, args: argparse.Namespace, tmp: Path) -> dic
     main = closed.get("cycle") or next(iter(closed.values()))
     return {
         "database": kind, "uvicorn_workers": workers, "connections": args.connections, "generators": args.generators,
+        "idempotency_keys": args.idempotency,
         "seconds": args.seconds, "load_average_at_start": [round(x, 2) for x in load_avg] if load_avg else None,
         "closed_loop": closed, "open_loop": open_loop,
         "empty_endpoint": {"requests_per_s": empty["steps_per_s"], **empty["latency"]["all"],
@@ -657,6 +663,7 @@ def main() -> None:
     parser.add_argument("--open-seconds", type=float, default=10.0, help="measured duration of each open-loop run")
     parser.add_argument("--max-outstanding", type=int, default=10_000, help="open loop: scheduled requests waiting at most")
     parser.add_argument("--configs", default="sqlite:1,postgresql:1,postgresql:2", help="database:uvicorn-workers, comma-separated")
+    parser.add_argument("--idempotency", action="store_true", help="send an Idempotency-Key (a fresh one) with every POST")
     parser.add_argument("--compare-clients", action="store_true", help="also measure httpx against the lean client on /healthz")
     parser.add_argument("--pg-url", default=os.environ.get("AFTERSALES_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--out", type=Path, default=RESULTS)
