@@ -513,7 +513,7 @@ class Receiver:
         self.server.server_close()
 
 
-def set_up(url: str, hook_url: str) -> dict[str, str]:
+def set_up(url: str, hook_url: str | None) -> dict[str, str]:
     keys = {"platform": PLATFORM_KEY}
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {PLATFORM_KEY}"}, timeout=30) as c:
         r = c.put("/v1/categories/soak-apparel", json={"name": "Apparel", "no_reason_return": True, "statutory_exclusion": None})
@@ -526,8 +526,9 @@ def set_up(url: str, hook_url: str) -> dict[str, str]:
                 r = c.post("/v1/api-keys", json={"role": role, "subject_id": subject})
                 assert r.status_code == 201, r.text
                 keys[subject] = r.json()["key"]
-        r = c.post("/v1/webhooks", json={"url": hook_url})  # every event of every shop
-        assert r.status_code == 201, r.text
+        if hook_url:
+            r = c.post("/v1/webhooks", json={"url": hook_url})  # every event of every shop
+            assert r.status_code == 201, r.text
     return keys
 
 
@@ -637,7 +638,7 @@ def _clock_now(conn: Any) -> datetime:
 
 
 def verify(engine: Any, acks: list[dict[str, Any]], env: dict[str, str],
-           received: list[tuple[int, str]]) -> tuple[dict[str, Any], list[str]]:
+           received: list[tuple[int, str]], rate: float = 0.5) -> tuple[dict[str, Any], list[str]]:
     """Every check of the brief; returns figures and the violations (each a sentence)."""
     from sqlalchemy import text
 
@@ -648,11 +649,12 @@ def verify(engine: Any, acks: list[dict[str, Any]], env: dict[str, str],
         cases = {r.id: r for r in conn.execute(text("SELECT id, order_id, type, status, close_reason, due_at, due_action, state FROM cases"))}
         groups = {r.id: r for r in conn.execute(text("SELECT id, status, expires_at FROM groups"))}
         refunds = list(conn.execute(text("SELECT key, order_id, case_id, kind, status, refund_fen FROM refunds")))
-        events = list(conn.execute(text("SELECT order_id, case_id, group_id, kind, actor, data FROM events")))
+        events = list(conn.execute(text("SELECT order_id, case_id, group_id, kind, actor, data, recorded_at FROM events")))
         due_timers = int(conn.execute(text("SELECT count(*) FROM timers WHERE due_at <= :now"), {"now": now}).scalar_one())
         timers_left = int(conn.execute(text("SELECT count(*) FROM timers")).scalar_one())
         deliveries = list(conn.execute(text("SELECT event_id, status, attempts FROM webhook_deliveries")))
-        event_ids = [int(i) for i in conn.execute(text("SELECT id FROM events")).scalars()]
+        subscribed = bool(conn.execute(text("SELECT count(*) FROM webhook_subscriptions")).scalar_one())
+        event_ids = [int(i) for i in conn.execute(text("SELECT id FROM events")).scalars()] if subscribed else []
 
     def data(e: Any) -> dict[str, Any]:
         return e.data if isinstance(e.data, dict) else json.loads(e.data or "{}")
@@ -662,6 +664,7 @@ def verify(engine: Any, acks: list[dict[str, Any]], env: dict[str, str],
     group_events: Counter[tuple[str, str]] = Counter()
     auto_events: Counter[tuple[str, str, str]] = Counter()
     auto_per_case: Counter[str] = Counter()
+    lags: list[float] = []  # how late each automatic action was applied, in platform seconds
     for e in events:
         if e.case_id is not None and e.actor in ("merchant", "buyer", "platform"):
             case_events[(e.case_id, e.kind, e.actor)] += 1
@@ -672,6 +675,8 @@ def verify(engine: Any, acks: list[dict[str, Any]], env: dict[str, str],
         if e.case_id is not None and e.actor == "system" and e.kind in AUTO_KINDS:
             auto_events[(e.case_id, e.kind, str(data(e).get("due_at")))] += 1
             auto_per_case[e.case_id] += 1
+            if data(e).get("due_at"):
+                lags.append((e.recorded_at - datetime.fromisoformat(data(e)["due_at"])).total_seconds())
 
     # 1. every acknowledged write is there
     found = 0
@@ -762,6 +767,10 @@ def verify(engine: Any, acks: list[dict[str, Any]], env: dict[str, str],
         "refunds": len(refunds), "refunded_fen": sum(int(r.refund_fen) for r in refunds),
         "automatic_actions_applied": dict(sorted(Counter(k[1] for k in auto_events).items())),
         "group_outcomes": dict(Counter(k[1] for k, n in group_events.items() if k[1] in ("group_failed", "group_formed"))),
+        # Lateness of the automatic actions in real seconds (platform seconds / the clock's speed), outages included.
+        "deadline_lateness_real_s": {"p50": _pct([x / (rate * 3600) for x in lags], 0.5),
+                                     "p99": _pct([x / (rate * 3600) for x in lags], 0.99),
+                                     "max": round(max(lags) / (rate * 3600), 3) if lags else None},
         "timers_due_left": due_timers, "timers_pending_future": timers_left - due_timers,
         "clock_now": now.isoformat(),
         "ledger_audit": "clean" if audit.returncode == 0 else "FAILED",
@@ -823,6 +832,7 @@ def main() -> None:
                         help="uvicorn worker processes (each runs the deadline worker: they race for the same timers)")
     parser.add_argument("--in-flight-seconds", type=float, default=5.0,
                         help="AFTERSALES_IDEMPOTENCY_IN_FLIGHT_SECONDS: when a retry may take over a killed request's claim")
+    parser.add_argument("--no-webhooks", action="store_true", help="no webhook subscription (to compare)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--pg-port", type=int, default=55432, help="port of the private cluster (another free one if taken)")
     parser.add_argument("--self-check", action="store_true",
@@ -880,7 +890,7 @@ def main() -> None:
             sup.start()
             sup.wait_healthy(60)
             receiver = Receiver(0.03, seed).__enter__()
-            keys = set_up(sup.url, receiver.url)
+            keys = set_up(sup.url, None if args.no_webhooks else receiver.url)
             print(f"soak: {args.seconds:.0f} s, {args.kills} kills, {args.pg_restarts} PostgreSQL restarts "
                   f"(private PostgreSQL {pg.version} on port {pg.port}), seed {seed}", flush=True)
             spawn = mp.get_context("spawn")
@@ -907,7 +917,7 @@ def main() -> None:
             sup.wait_healthy(120)
             check = create_engine(pg.url)
             drained = drain(check)
-            figures, violations = verify(check, result["acks"], env, receiver.received)
+            figures, violations = verify(check, result["acks"], env, receiver.received, args.sim_hours_per_second)
             health = httpx.get(f"{sup.url}/healthz", timeout=10).status_code
             if health != 200:
                 violations.append(f"/healthz answered {health} after the soak")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import httpx
 
@@ -15,25 +16,49 @@ from aftersales.service.deadlines import apply_due
 log = logging.getLogger("aftersales.worker")
 
 
-def run_once(ctx: Context, client: httpx.Client | None = None) -> dict[str, int]:
-    """One pass over everything due now."""
+def _deadlines_and_payments(ctx: Context) -> dict[str, int]:
     fired = apply_due(ctx, ctx.now())
     settled = 0 if ctx.gateway.synchronous else payment_worker.process_due(ctx)
-    delivered = webhooks.dispatch_due(ctx, client=client)
-    return {"deadlines": fired, "refunds_settled": settled, "webhooks_delivered": delivered}
+    return {"deadlines": fired, "refunds_settled": settled}
+
+
+def run_once(ctx: Context, client: httpx.Client | None = None) -> dict[str, int]:
+    """One pass over everything due now."""
+    done = _deadlines_and_payments(ctx)
+    done["webhooks_delivered"] = webhooks.dispatch_due(ctx, client=client)
+    return done
+
+
+def _poll(name: str, step: Callable[[], dict[str, int]], stop: threading.Event, poll_seconds: float) -> None:
+    """Run ``step`` every ``poll_seconds`` until ``stop`` is set. Failures (the database restarting, …) are logged
+    and retried on the next pass: nothing due is lost."""
+    while not stop.is_set():
+        try:
+            done = step()
+            if any(done.values()):
+                log.info("%s: %s", name, done)
+        except Exception:
+            log.exception("%s failed", name)
+        stop.wait(poll_seconds)
+
+
+def _webhook_loop(ctx: Context, stop: threading.Event, poll_seconds: float) -> None:
+    with httpx.Client() as client:
+        _poll("webhook pass", lambda: {"webhooks_delivered": webhooks.dispatch_due(ctx, client=client)}, stop, poll_seconds)
 
 
 def loop(ctx: Context, stop: threading.Event, poll_seconds: float) -> None:
-    """Poll until ``stop`` is set. Failures are logged and retried on the next pass: nothing due is lost."""
-    with httpx.Client() as client:
-        while not stop.is_set():
-            try:
-                done = run_once(ctx, client)
-                if any(done.values()):
-                    log.info("worker pass: %s", done)
-            except Exception:
-                log.exception("worker pass failed")
-            stop.wait(poll_seconds)
+    """Poll until ``stop`` is set. Webhooks are sent from a thread of their own: a backlog of deliveries, or an
+    endpoint that answers only at the 10 s timeout, must not hold up the automatic actions (M1–M7, P1, P2, G4) and
+    the refunds they pay (F1) — the fault soak (bench/soak.py) measured deadlines applied 20–40 s late behind
+    webhook deliveries when both shared one loop."""
+    hooks = threading.Thread(target=_webhook_loop, args=(ctx, stop, poll_seconds), name="aftersales-webhooks", daemon=True)
+    hooks.start()
+    try:
+        _poll("worker pass", lambda: _deadlines_and_payments(ctx), stop, poll_seconds)
+    finally:
+        stop.set()
+        hooks.join(timeout=poll_seconds + webhooks.TIMEOUT)
 
 
 def start_in_thread(ctx: Context, poll_seconds: float) -> tuple[threading.Thread, threading.Event]:
