@@ -887,8 +887,12 @@ def main() -> None:
                    "AFTERSALES_IDEMPOTENCY_IN_FLIGHT_SECONDS": str(args.in_flight_seconds)}
             env.pop("AFTERSALES_DATABASE_SCHEMA", None)
             sup = Supervisor(env, port, tmp / "server.log", args.server_workers)
+            started = time.monotonic()
             sup.start()
             sup.wait_healthy(60)
+            # The raw limit of recovery, same machine, same run: the server's cold start, from spawning it to its
+            # first answer, with nothing else to do.
+            cold_start = time.monotonic() - started
             receiver = Receiver(0.03, seed).__enter__()
             keys = set_up(sup.url, None if args.no_webhooks else receiver.url)
             print(f"soak: {args.seconds:.0f} s, {args.kills} kills, {args.pg_restarts} PostgreSQL restarts "
@@ -968,6 +972,8 @@ def main() -> None:
             "pg_restart": {"p50": _pct([d["recover_s"] for d in restarts], 0.5),
                            "max": max((d["recover_s"] for d in restarts), default=None)},
         },
+        "cold_start_s": round(cold_start, 3),
+        "recover_ratio_to_cold_start": round(rec_p50 / cold_start, 2) if (rec_p50 := _pct([d["recover_s"] for d in kills], 0.5)) else None,
         "faults": [{k: v for k, v in d.items() if k != "wall"} for d in done],
         "drain": drained,
         "webhook_receiver_500s": receiver.failed if receiver else 0,
