@@ -28,7 +28,8 @@ SIZES = {
              "http": ["--seconds", "15", "--connections", "16", "--configs", "sqlite:1,postgresql:1,postgresql:2"]},
     "smoke": {"eligibility": ["--seconds", "0.2", "--runs", "2", "--family-seconds", "0", "--orders-per-weight", "3"],
               "deadlines": ["--backlog", "1500", "--steady-seconds", "0"],
-              "http": ["--seconds", "2", "--warmup", "0.5", "--connections", "4", "--configs", "sqlite:1,postgresql:1"]},
+              "http": ["--seconds", "2", "--warmup", "0.5", "--connections", "4", "--configs", "sqlite:1,postgresql:1",
+                       "--rates", "100", "--open-seconds", "1"]},
 }
 
 
@@ -60,8 +61,15 @@ def rows(el: dict[str, Any], dl: dict[str, Any], http: dict[str, Any]) -> list[d
                     "config": f"{r['database']}, {r['uvicorn_workers']} worker(s), {r['connections']} connections",
                     "figure": f"{r['requests_per_s']:,} ({a['p50_ms']} / {a['p99_ms']} ms)",
                     "limit": f"{r['empty_endpoint']['requests_per_s']:,} /s empty endpoint",
-                    "ratio": r["ratio_to_empty"], "target": ">= 1,500 /s, p99 < 50 ms",
-                    "met": r["requests_per_s"] >= 1500 and a["p99_ms"] < 50})
+                    "ratio": r["ratio_to_empty"], "target": ">= 1,500 /s",
+                    "met": r["requests_per_s"] >= 1500})
+        for o in r.get("open_loop", []):  # latency from the scheduled time at a constant offered load
+            p99 = o["latency"]["all"]["p99_ms"]
+            out.append({"id": "B1", "benchmark": f"HTTP p99 at {o['offered_per_s']:,.0f} steps / s offered ({o['workload']}, open loop)",
+                        "config": f"{r['database']}, {r['uvicorn_workers']} worker(s)",
+                        "figure": f"{p99} ms (achieved {o['achieved_per_s']:,} /s, late {o['late']}, dropped {o['dropped']})",
+                        "limit": None, "ratio": None, "target": "p99 < 50 ms at 1,000 /s",
+                        "met": (p99 < 50 and not o["late"] and not o["dropped"]) if o["offered_per_s"] >= 1000 else None})
     for bid, what in (("B4", "import of 1,000,000 orders"), ("B5", "insights over 5,000,000 cases"),
                       ("B6", "case action latency, 10k vs 5M cases"), ("faults", "SIGKILL ×20 + PostgreSQL restarts soak")):
         out.append({"id": bid, "benchmark": what, "config": "—", "figure": "not measured yet", "limit": None,
