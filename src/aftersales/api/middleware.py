@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -191,10 +192,14 @@ class Idempotency:
             IDEMPOTENCY_CLAIM.reset(token)
             await anyio.to_thread.run_sync(self._finish, principal, skey, captured, claimed_at)
 
+    def _writer(self) -> AbstractContextManager[object]:
+        """SQLite: queue with this process's other writers (Context.writer_lock); PostgreSQL: nothing to wait for."""
+        return self.ctx.writer_lock or nullcontext()
+
     def _claim(self, principal: str, key: str, path: str, digest: str, now: datetime) -> tuple[str, int, str, str] | None:
         claim = insert(t.idempotency).values(principal=principal, key=key, method="POST", path=path, body_hash=digest,
                                              created_at=now)
-        with self.ctx.engine.connect() as conn:
+        with self._writer(), self.ctx.engine.connect() as conn:
             # The common case, a new key: one INSERT. Only when the key is taken do we look at the holder.
             try:
                 with conn.begin():
@@ -230,7 +235,7 @@ class Idempotency:
     def _finish(self, principal: str, key: str, captured: dict[str, Any], claimed_at: datetime) -> None:
         # Only this request's own claim (a retry may have taken an abandoned one over).
         where = (t.idempotency.c.principal == principal, t.idempotency.c.key == key, t.idempotency.c.created_at == claimed_at)
-        with self.ctx.engine.begin() as conn:
+        with self._writer(), self.ctx.engine.begin() as conn:
             if captured["status"] >= 500:  # not a result: let the client retry with the same key, unless it was applied
                 conn.execute(delete(t.idempotency).where(*where, t.idempotency.c.status_code.is_(None)))
             else:
