@@ -638,7 +638,7 @@ def _clock_now(conn: Any) -> datetime:
 
 
 def verify(engine: Any, acks: list[dict[str, Any]], env: dict[str, str],
-           received: list[tuple[int, str]], rate: float = 0.5) -> tuple[dict[str, Any], list[str]]:
+           received: list[tuple[int, str]], rate: float = 0.5, clock_start: datetime | None = None) -> tuple[dict[str, Any], list[str]]:
     """Every check of the brief; returns figures and the violations (each a sentence)."""
     from sqlalchemy import text
 
@@ -665,6 +665,7 @@ def verify(engine: Any, acks: list[dict[str, Any]], env: dict[str, str],
     auto_events: Counter[tuple[str, str, str]] = Counter()
     auto_per_case: Counter[str] = Counter()
     lags: list[float] = []  # how late each automatic action was applied, in platform seconds
+    latest: list[tuple[float, str, datetime, datetime]] = []
     for e in events:
         if e.case_id is not None and e.actor in ("merchant", "buyer", "platform"):
             case_events[(e.case_id, e.kind, e.actor)] += 1
@@ -676,7 +677,9 @@ def verify(engine: Any, acks: list[dict[str, Any]], env: dict[str, str],
             auto_events[(e.case_id, e.kind, str(data(e).get("due_at")))] += 1
             auto_per_case[e.case_id] += 1
             if data(e).get("due_at"):
-                lags.append((e.recorded_at - datetime.fromisoformat(data(e)["due_at"])).total_seconds())
+                due_at = datetime.fromisoformat(data(e)["due_at"])
+                lags.append((e.recorded_at - due_at).total_seconds())
+                latest.append((lags[-1], e.kind, due_at, e.recorded_at))
 
     # 1. every acknowledged write is there
     found = 0
@@ -771,6 +774,11 @@ def verify(engine: Any, acks: list[dict[str, Any]], env: dict[str, str],
         "deadline_lateness_real_s": {"p50": _pct([x / (rate * 3600) for x in lags], 0.5),
                                      "p99": _pct([x / (rate * 3600) for x in lags], 0.99),
                                      "max": round(max(lags) / (rate * 3600), 3) if lags else None},
+        # The five latest, in real seconds since the load started (compare with "faults"; outages included).
+        "latest_automatic_actions": [
+            {"kind": kind, "due_s": round((due - clock_start).total_seconds() / (rate * 3600), 1),
+             "applied_s": round((at - clock_start).total_seconds() / (rate * 3600), 1)}
+            for _, kind, due, at in sorted(latest, key=lambda x: x[0], reverse=True)[:5]] if clock_start else None,
         "timers_due_left": due_timers, "timers_pending_future": timers_left - due_timers,
         "clock_now": now.isoformat(),
         "ledger_audit": "clean" if audit.returncode == 0 else "FAILED",
@@ -921,7 +929,8 @@ def main() -> None:
             sup.wait_healthy(120)
             check = create_engine(pg.url)
             drained = drain(check)
-            figures, violations = verify(check, result["acks"], env, receiver.received, args.sim_hours_per_second)
+            figures, violations = verify(check, result["acks"], env, receiver.received, args.sim_hours_per_second,
+                                         clock_start)
             health = httpx.get(f"{sup.url}/healthz", timeout=10).status_code
             if health != 200:
                 violations.append(f"/healthz answered {health} after the soak")
