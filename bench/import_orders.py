@@ -76,6 +76,9 @@ def generate(path: Path, n: int, seed: int = 7) -> dict[str, int]:
             auto = ""
             merchant = MERCHANTS[rng.randrange(len(MERCHANTS))]
             r = rng.random()
+            # A group takes members for 12 hours (its G1 window is 24 h): at small sizes one order follows another by
+            # minutes, and a member must never come after the group expired.
+            pending = [g for g in pending if (paid - g[4]).total_seconds() < 12 * 3600]
             if pending and r < 0.12:  # a member of an open group (paid within hours of its opener)
                 g = pending[rng.randrange(min(len(pending), 8))]
                 group, merchant, size = g[0], g[1], str(g[2])
