@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aftersales import i18n
@@ -16,6 +17,14 @@ from aftersales.service.errors import ServiceError
 
 log = logging.getLogger("aftersales.api")
 PROBLEM = "application/problem+json"
+#: Seconds a client is asked to wait when the database cannot be reached (a restart takes a few seconds).
+RETRY_AFTER_SECONDS = 2
+
+
+def database_unavailable(exc: Exception) -> bool:
+    """The database could not be reached or dropped the connection (a restart, a failover, SQLite's lock timeout):
+    a temporary condition, not a bug. Everything else stays a 500."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 def problem(status: int, title: str, detail: str, *, kind: str, rule: str | None = None,
@@ -84,5 +93,12 @@ def install(app: FastAPI, tz: str) -> None:
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        if database_unavailable(exc):
+            # The transaction did not commit or its outcome is unknown: the client retries with the same
+            # Idempotency-Key, which applies a write at most once (API.md).
+            log.warning("database unavailable on %s %s: %s", request.method, request.url.path, str(exc).splitlines()[0])
+            return problem(503, "Service unavailable",
+                           "the database cannot be reached right now; retry with the same Idempotency-Key",
+                           kind="unavailable", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, "Internal error", "the server failed; nothing was changed by this request", kind="internal")
