@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     worker_in_process: bool = True
     worker_poll_seconds: float = Field(default=1.0, gt=0)
     db_pool_size: int = Field(default=10, ge=1)
+    #: Requests handled at once per server process (the thread pool the synchronous endpoints run in). More threads
+    #: than this only fight over the GIL and the database: the rest wait their turn (issue 7, B1; bench/README.md).
+    server_threads: int = Field(default=8, ge=1, le=1000)
     #: An Idempotency-Key request unanswered after this long was abandoned (its server died): a retry may take it over.
     idempotency_in_flight_seconds: float = Field(default=120.0, gt=0)
     #: Files the server keeps (D3 evidence under ``<data_dir>/evidence``).

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from aftersales import worker
@@ -21,6 +22,7 @@ def app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = None
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.server_threads
         if settings.worker_in_process:
             _thread, stop = worker.start_in_thread(ctx, settings.worker_poll_seconds)
         yield
