@@ -36,10 +36,8 @@ def json_dumps_bytes(value: Any) -> bytes:
 
 
 def json_dumps_str(value: Any) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        return json.dumps(value)
+    """The same JSON text as :func:`json_dumps_bytes`, as ``str`` (what SQLite's driver takes)."""
+    return json_dumps_bytes(value).decode()
 
 
 def json_loads(text: str | bytes) -> Any:

@@ -364,34 +364,31 @@ def order_events(conn: Connection, order_id: str) -> list[Any]:
     return list(conn.execute(select(t.events).where(t.events.c.order_id == order_id).order_by(t.events.c.id)).all())
 
 
-def due_timers(conn: Connection, now: datetime, limit: int, *, skip_locked: bool) -> list[Any]:
-    """The earliest due timers, each with its case's current stage (None for groups).
+def _due(conn: Connection, now: datetime, *where: Any, limit: int | None, skip_locked: bool) -> list[Any]:
+    """Due timers matching ``where``, earliest first, each with its case's current stage (None for other subjects).
 
     On PostgreSQL rows another worker holds are skipped (SKIP LOCKED)."""
     stmt = (select(t.timers, t.cases.c.stage.label("case_stage"))
             .outerjoin(t.cases, (t.timers.c.subject == "case") & (t.cases.c.id == t.timers.c.subject_id))
-            .where(t.timers.c.due_at <= now).order_by(t.timers.c.due_at, t.timers.c.id).limit(limit))
+            .where(t.timers.c.due_at <= now, *where).order_by(t.timers.c.due_at, t.timers.c.id).limit(limit))
     if skip_locked and conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update(of=t.timers, skip_locked=True)
     return list(conn.execute(stmt).all())
+
+
+def due_timers(conn: Connection, now: datetime, limit: int, *, skip_locked: bool) -> list[Any]:
+    """The ``limit`` earliest due timers."""
+    return _due(conn, now, limit=limit, skip_locked=skip_locked)
 
 
 def due_case_timers(conn: Connection, now: datetime, case_ids: Iterable[str], exclude: Iterable[int], *,
                     skip_locked: bool) -> list[Any]:
-    """Every other due timer of these cases (with the case's current stage), to be applied with them.
-
-    On PostgreSQL rows another worker holds are skipped (SKIP LOCKED): that worker applies them."""
+    """Every other due timer of these cases, to be applied with them (rows another worker holds stay with it)."""
     wanted = sorted(set(case_ids))
     if not wanted:
         return []
-    stmt = (select(t.timers, t.cases.c.stage.label("case_stage"))
-            .outerjoin(t.cases, t.cases.c.id == t.timers.c.subject_id)
-            .where(t.timers.c.subject == "case", one_of(conn, t.timers.c.subject_id, wanted), t.timers.c.due_at <= now,
-                   ~one_of(conn, t.timers.c.id, sorted(set(exclude))))
-            .order_by(t.timers.c.due_at, t.timers.c.id))
-    if skip_locked and conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=t.timers, skip_locked=True)
-    return list(conn.execute(stmt).all())
+    return _due(conn, now, t.timers.c.subject == "case", one_of(conn, t.timers.c.subject_id, wanted),
+                ~one_of(conn, t.timers.c.id, sorted(set(exclude))), limit=None, skip_locked=skip_locked)
 
 
 def delete_timers(conn: Connection, ids: list[int]) -> None:
