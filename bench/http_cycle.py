@@ -46,7 +46,6 @@ import os
 import platform
 import random
 import secrets
-import signal
 import socket
 import statistics
 import subprocess
@@ -61,6 +60,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from procs import stop_group  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "http_cycle.json"
 PLATFORM_KEY = "bench-platform-key-" + secrets.token_hex(16)
 STEPS = ("order", "case", "approve")
@@ -141,16 +143,8 @@ class Server:
         return _group_cpu_seconds(self.proc.pid) if self.proc else 0.0
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(20)
+        if self.proc is not None:
+            stop_group(self.proc)
 
 
 @contextlib.contextmanager

@@ -72,6 +72,9 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from procs import stop_group  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "soak.json"
 PG_BIN_ROOT = Path("/usr/lib/postgresql")
 PLATFORM_KEY = "soak-platform-key-" + secrets.token_hex(16)
@@ -220,14 +223,7 @@ class Supervisor:
         self.stopping.set()
         with self.lock:
             if self.proc is not None and self.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGTERM)
-                try:
-                    self.proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(self.proc.pid, signal.SIGKILL)
-                    self.proc.wait(20)
+                stop_group(self.proc)
         self.thread.join(30)
 
 
