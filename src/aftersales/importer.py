@@ -43,6 +43,7 @@ from aftersales.service.context import Context, UnitOfWork
 from aftersales.store import tables as t
 from aftersales.store.codec import _field_names, encode
 from aftersales.store.repositories import Tracker
+from aftersales.store.timers import arm_timers
 
 ORDER_COLUMNS = ("id", "merchant_id", "buyer_id", "paid_at", "shipping_fee_fen", "return_shipping_insured")
 ITEM_COLUMNS = ("sku", "title", "category", "quantity", "unit_price_fen", "exclusion_confirmed")
@@ -752,8 +753,7 @@ class _BulkSink:
     def _flush(self, job: _Job) -> None:
         if job.groups:
             self.conn.execute(insert(t.groups), job.groups)
-        if job.timers:
-            self.conn.execute(insert(t.timers), job.timers)
+        arm_timers(self.conn, job.timers)
         self._rows("orders", _ORDER_COLS, job.orders)
         postings = job.postings
         if postings and self.on_postings is not None:

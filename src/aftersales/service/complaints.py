@@ -24,6 +24,7 @@ from aftersales.domain import complaints as dc
 from aftersales.domain.events import Actor
 from aftersales.store import repositories as repo
 from aftersales.store import tables as t
+from aftersales.store.timers import arm_timers
 
 from .cases import decode_cursor, decode_id_cursor, encode_cursor
 from .context import Context, Principal, UnitOfWork, read, run
@@ -108,11 +109,8 @@ def _save(conn: Connection, c: dc.Complaint, *, seen: int | None, stage_seen: in
              "data": e.data} for e in c.pending_events])
         c.pending_events.clear()
     if c.stage != stage_seen:  # a new stage: its limit (older rows stay behind and are dropped as stale)
-        timers = c.timers()
-        if timers:
-            conn.execute(insert(t.timers), [{"subject": "complaint", "subject_id": c.id, "order_id": None,
-                                             "action": x.action, "stage": x.stage, "rule": x.rule, "due_at": x.due_at}
-                                            for x in timers])
+        arm_timers(conn, [{"subject": "complaint", "subject_id": c.id, "order_id": None, "action": x.action,
+                           "stage": x.stage, "rule": x.rule, "due_at": x.due_at} for x in c.timers()])
 
 
 def _select(complaint_id: str, *, lock: bool, conn: Connection) -> Any:

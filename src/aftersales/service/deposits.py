@@ -25,6 +25,7 @@ from aftersales.domain.money import require_fen, split_proportionally
 from aftersales.domain.orders import Payer, RefundKind
 from aftersales.store import repositories as repo
 from aftersales.store import tables as t
+from aftersales.store.timers import arm_timers
 
 from .context import Context, Principal, UnitOfWork, read, run
 from .errors import Invalid, NotFound
@@ -128,8 +129,8 @@ def _withdrawal_view(row: Any) -> dict[str, Any]:
 
 
 def _arm(conn: Connection, withdrawal_id: str, version: int, due_at: datetime) -> None:
-    conn.execute(insert(t.timers).values(subject="withdrawal", subject_id=withdrawal_id, order_id=None,
-                                         action="pay_withdrawal", stage=version, rule="D1", due_at=due_at))
+    arm_timers(conn, [{"subject": "withdrawal", "subject_id": withdrawal_id, "order_id": None,
+                       "action": "pay_withdrawal", "stage": version, "rule": "D1", "due_at": due_at}])
 
 
 def request_withdrawal(ctx: Context, who: Principal, merchant_id: str, amount_fen: int) -> dict[str, Any]:

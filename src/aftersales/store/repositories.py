@@ -20,6 +20,7 @@ from aftersales.domain.orders import Order, RefundStatus
 
 from . import tables as t
 from .codec import encode, from_dict
+from .timers import arm_timers
 
 
 class ConcurrentUpdate(Exception):
@@ -120,6 +121,20 @@ class Tracker:
     def add_group(self, group: Group) -> None:
         self.groups[group.id] = (group, None)
 
+    def forget(self, order_ids: Iterable[str] = (), group_ids: Iterable[str] = ()) -> None:
+        """Drop aggregates from the identity map, unwritten: after a failed step rolled back to a savepoint, their
+        objects may hold half-applied changes; the next ``get_*`` reads them again from the database."""
+        for oid in order_ids:
+            self.orders.pop(oid, None)
+            self.refund_status.pop(oid, None)
+        for gid in group_ids:
+            self.groups.pop(gid, None)
+
+    def dirty(self) -> tuple[set[str], set[str]]:
+        """(order ids, group ids) of the aggregates changed since they were loaded or last written."""
+        return ({oid for oid, (o, seen, _) in self.orders.items() if seen != o.version or o.pending_events},
+                {gid for gid, (g, seen) in self.groups.items() if seen != g.version or g.pending_events})
+
     # --- writing ---------------------------------------------------------------------------------------
     def flush(self) -> list[Event]:
         """Write every changed aggregate, then all their events in one statement and the outbox hook once."""
@@ -154,8 +169,8 @@ class Tracker:
             if res.rowcount != 1:
                 raise ConcurrentUpdate(group.id)
         if seen is None and group.status is GroupStatus.PENDING:
-            self.conn.execute(insert(t.timers).values(subject="group", subject_id=group.id, order_id=None, action="expire",
-                                                      stage=0, rule="G4", due_at=group.expires_at))
+            arm_timers(self.conn, [{"subject": "group", "subject_id": group.id, "order_id": None, "action": "expire",
+                                    "stage": 0, "rule": "G4", "due_at": group.expires_at}])
         self.groups[group.id] = (group, group.version)
 
     def _save_order(self, order: Order, seen: int | None, case_versions: dict[str, tuple[int, int]], batch: _Batch) -> None:
@@ -277,8 +292,7 @@ class _Batch:
         if self.changed_cases:
             case_cols: dict[str, Any] = {k[2:]: bindparam(k) for k in self.changed_cases[0] if k != "b_id"}
             conn.execute(update(t.cases).where(t.cases.c.id == bindparam("b_id")).values(case_cols), self.changed_cases)
-        if self.timers:
-            conn.execute(insert(t.timers), self.timers)
+        arm_timers(conn, self.timers)
         if self.new_refunds:
             conn.execute(insert(t.refunds), self.new_refunds)
         if self.settled_refunds:
@@ -367,10 +381,13 @@ def order_events(conn: Connection, order_id: str) -> list[Any]:
 def _due(conn: Connection, now: datetime, *where: Any, limit: int | None, skip_locked: bool) -> list[Any]:
     """Due timers matching ``where``, earliest first, each with its case's current stage (None for other subjects).
 
+    F2: rows waiting for their next try (``next_try_at`` later) and parked rows (``stuck_at``) are not due.
     On PostgreSQL rows another worker holds are skipped (SKIP LOCKED)."""
+    c = t.timers.c
     stmt = (select(t.timers, t.cases.c.stage.label("case_stage"))
-            .outerjoin(t.cases, (t.timers.c.subject == "case") & (t.cases.c.id == t.timers.c.subject_id))
-            .where(t.timers.c.due_at <= now, *where).order_by(t.timers.c.due_at, t.timers.c.id).limit(limit))
+            .outerjoin(t.cases, (c.subject == "case") & (t.cases.c.id == c.subject_id))
+            .where(c.due_at <= now, c.stuck_at.is_(None), or_(c.next_try_at.is_(None), c.next_try_at <= now), *where)
+            .order_by(c.due_at, c.id).limit(limit))
     if skip_locked and conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update(of=t.timers, skip_locked=True)
     return list(conn.execute(stmt).all())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text, TypeDecorator
+from sqlalchemy import JSON, BigInteger, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text, TypeDecorator, text
 
 metadata = MetaData(
     naming_convention={
@@ -168,8 +168,16 @@ timers = Table(
     Column("stage", Integer, nullable=False),
     Column("rule", String(8), nullable=False),
     Column("due_at", UtcDateTime, nullable=False),
+    # F2: an action that could not apply stays, with its tries, its last error and when to try again; after
+    # store/timers.py MAX_ATTEMPTS tries it is parked (stuck_at) for the platform and no longer claimed.
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", String(500)),
+    Column("next_try_at", UtcDateTime),
+    Column("stuck_at", UtcDateTime),
     Index("ix_timers_due", "due_at", "id"),
     Index("ix_timers_subject", "subject", "subject_id"),
+    Index("ix_timers_stuck", "stuck_at", "id", postgresql_where=text("stuck_at IS NOT NULL"),
+          sqlite_where=text("stuck_at IS NOT NULL")),
 )
 
 idempotency = Table(
