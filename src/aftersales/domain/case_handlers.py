@@ -23,6 +23,7 @@ from .cases import (
     _close,
     _enter,
     _issue_refund,
+    _refund_when_due,
     _return_shipping_due,
     _text,
     _wait_for_merchant,
@@ -397,6 +398,9 @@ def _auto_remind(case: Case, order: Order, timer: Deadline, policy: Policy) -> O
 
 
 def _auto_approve(case: Case, order: Order, timer: Deadline, policy: Policy) -> Outcome:
+    if case.type is CaseType.REFUND_ONLY:  # F2 + E10: the amount is what is left when the deadline passes
+        rules, data = _refund_when_due(case, order, timer.due_at, "M1", case.refund_fen)
+        return ("M1", *(r for r in rules if r != "M1")), data
     _after_approval(case, order, Actor.SYSTEM, timer.due_at, policy, None, "M1")
     return ("M1",), {}
 
@@ -417,16 +421,14 @@ def _auto_buyer_overdue(case: Case, order: Order, timer: Deadline, policy: Polic
 
 def _auto_return_timeout(case: Case, order: Order, timer: Deadline, policy: Policy) -> Outcome:
     if case.type is CaseType.RETURN_REFUND:
-        _issue_refund(case, order, Actor.SYSTEM, timer.due_at, "M6", case.refund_fen)
-        return ("M6", "F1"), {}
+        return _refund_when_due(case, order, timer.due_at, "M6", case.refund_fen)
     # Exchange / repair with no delivery record: the return is presumed received; the merchant's M7 clock starts.
     _await_replacement_shipment(case, timer.due_at, policy)
     return ("M6", "M7"), {}
 
 
 def _auto_ship_timeout(case: Case, order: Order, timer: Deadline, policy: Policy) -> Outcome:
-    _issue_refund(case, order, Actor.SYSTEM, timer.due_at, "M7", None)
-    return ("M7", "F1"), {}
+    return _refund_when_due(case, order, timer.due_at, "M7", None)
 
 
 def _auto_confirm(case: Case, order: Order, timer: Deadline, policy: Policy) -> Outcome:
@@ -442,9 +444,10 @@ def _auto_flag_platform(case: Case, order: Order, timer: Deadline, policy: Polic
 
 def _auto_advance_compensation(case: Case, order: Order, timer: Deadline, policy: Policy) -> Outcome:
     assert case.ruling is not None
-    case.ruling.paid_by = Payer.PLATFORM
-    _issue_refund(case, order, Actor.SYSTEM, timer.due_at, "P2", case.ruling.refund_fen, payer=Payer.PLATFORM)
-    return ("P2", "P1", "F1"), {}
+    rules, data = _refund_when_due(case, order, timer.due_at, "P2", case.ruling.refund_fen, payer=Payer.PLATFORM)
+    if case.status is not CaseStatus.CLOSED:  # the platform paid (part of) the ruling; nothing left: nobody paid
+        case.ruling.paid_by = Payer.PLATFORM
+    return ("P2", "P1", *rules[1:]), data
 
 
 AUTO_HANDLERS: dict[Auto, Callable[[Case, Order, Deadline, Policy], Outcome]] = {

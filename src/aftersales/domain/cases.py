@@ -154,20 +154,21 @@ TRANSITIONS: dict[CaseStatus, dict[Action, tuple[frozenset[Actor], frozenset[Cas
 AUTO_TRANSITIONS: dict[CaseStatus, dict[Auto, frozenset[CaseStatus]]] = {
     S.AWAITING_MERCHANT: {
         Auto.REMIND_MERCHANT: frozenset({S.AWAITING_MERCHANT}),
-        Auto.AUTO_APPROVE: frozenset({S.REFUND_PENDING, S.AWAITING_RETURN_SHIPMENT, S.AWAITING_REPLACEMENT_SHIPMENT}),
+        # F2 + E10: an automatic refund with nothing left to refund closes the case (see _refund_when_due).
+        Auto.AUTO_APPROVE: frozenset({S.REFUND_PENDING, S.AWAITING_RETURN_SHIPMENT, S.AWAITING_REPLACEMENT_SHIPMENT, S.CLOSED}),
     },
     S.AWAITING_BUYER: {
         Auto.CLOSE_UNANSWERED: frozenset({S.CLOSED}),
         Auto.LAPSE_OFFER: frozenset({S.AWAITING_MERCHANT, S.AWAITING_RETURN_SHIPMENT}),
     },
     S.AWAITING_RETURN_SHIPMENT: {Auto.CLOSE_BUYER_OVERDUE: frozenset({S.CLOSED})},
-    S.RETURN_IN_TRANSIT: {Auto.RETURN_TIMEOUT: frozenset({S.REFUND_PENDING, S.AWAITING_REPLACEMENT_SHIPMENT})},
-    S.AWAITING_MERCHANT_RECEIPT: {Auto.RETURN_TIMEOUT: frozenset({S.REFUND_PENDING})},
-    S.AWAITING_REPLACEMENT_SHIPMENT: {Auto.SHIP_TIMEOUT: frozenset({S.REFUND_PENDING})},
+    S.RETURN_IN_TRANSIT: {Auto.RETURN_TIMEOUT: frozenset({S.REFUND_PENDING, S.AWAITING_REPLACEMENT_SHIPMENT, S.CLOSED})},
+    S.AWAITING_MERCHANT_RECEIPT: {Auto.RETURN_TIMEOUT: frozenset({S.REFUND_PENDING, S.CLOSED})},
+    S.AWAITING_REPLACEMENT_SHIPMENT: {Auto.SHIP_TIMEOUT: frozenset({S.REFUND_PENDING, S.CLOSED})},
     S.REPLACEMENT_IN_TRANSIT: {Auto.AUTO_CONFIRM_RECEIVED: frozenset({S.CLOSED})},
     S.PLATFORM_REVIEW: {
         Auto.FLAG_PLATFORM_OVERDUE: frozenset({S.PLATFORM_REVIEW}),
-        Auto.ADVANCE_COMPENSATION: frozenset({S.REFUND_PENDING}),
+        Auto.ADVANCE_COMPENSATION: frozenset({S.REFUND_PENDING, S.CLOSED}),
     },
     S.REFUND_PENDING: {},
     S.CLOSED: {},
@@ -546,6 +547,33 @@ def _issue_refund(case: Case, order: Order, actor: Actor, now: datetime, rule: s
     case.refund_fen = amount
     _enter(case, CaseStatus.REFUND_PENDING)
     return refund
+
+
+def _refund_when_due(case: Case, order: Order, now: datetime, rule: str, asked: int | None,
+                     *, payer: Payer = Payer.MERCHANT) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """F2 + E10: the refund of an automatic action, its amount taken when it fires, not when it was asked or ruled.
+
+    Money may have gone back to the buyer by another route meanwhile (a complaint's refund remedy, K2). The action
+    refunds what was asked (``None``: everything concerned), or what is left under E10 when that is less — the
+    event says how much was asked, how much was left and how much was refunded; with nothing left (and no return
+    shipping to reimburse, M3) nothing is paid and the case closes as ``refunded``: the buyer already has the money.
+    Only automatic actions adapt: a person asking too much is refused (:func:`require_within`, T1)."""
+    left = case.max_refund_fen(order)
+    wanted = left if asked is None else asked
+    amount = min(wanted, left)
+    if amount == wanted and amount > 0:
+        _issue_refund(case, order, Actor.SYSTEM, now, rule, amount, payer=payer)
+        return (rule, "F1"), {}
+    data: dict[str, Any] = {"requested_fen": wanted, "left_fen": left, "refunded_fen": max(amount, 0)}
+    if amount > 0 or _return_shipping_due(case, order) > 0:
+        _issue_refund(case, order, Actor.SYSTEM, now, rule, max(amount, 0), payer=payer)
+        return (rule, "F1", "E10"), {**data, "reason": "less_left", "explanation": (
+            f"E10: only {left} of the {wanted} fen was left to refund for these items when the automatic action "
+            "fired (the rest was already refunded by another route); what was left is refunded.")}
+    _close(case, CloseReason.REFUNDED, now)
+    return (rule, "E10"), {**data, "reason": "nothing_left", "explanation": (
+        "E10: nothing was left to refund for these items when the automatic action fired (already refunded by "
+        "another route); the case closes without a further refund.")}
 
 
 # --- the entry points ----------------------------------------------------------------------------------
