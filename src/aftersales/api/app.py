@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
 
     app.openapi = openapi  # type: ignore[method-assign]
     problems.install(app, ctx.policy.timezone)
+    from .automatic_action_routes import router as automatic_action_router
     from .complaint_routes import install as install_complaints
     from .complaint_routes import router as complaint_router
     from .deposit_routes import router as deposit_router
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
     app.include_router(ledger_router)
     app.include_router(record_router)
     app.include_router(deposit_router)
+    app.include_router(automatic_action_router)
     from .user_routes import router as user_router
 
     app.include_router(user_router)

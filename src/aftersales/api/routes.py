@@ -167,5 +167,5 @@ def get_clock(ctx: CtxDep, who: Who) -> Any:
 @router.post("/v1/clock/advance", response_model=s.ClockAdvanceOut, tags=["clock"], responses=ERRORS)
 def advance_clock(body: s.ClockAdvanceIn, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
     _manual(ctx, who)
-    now, fired = deadlines.advance_clock(ctx, body.seconds)
-    return {"now": now.isoformat(), "fired": fired}
+    now, done = deadlines.advance_clock(ctx, body.seconds)
+    return {"now": now.isoformat(), "fired": done.fired, "failed": [f.view() for f in done.failed]}

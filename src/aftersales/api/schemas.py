@@ -365,9 +365,28 @@ class ClockOut(BaseModel):
     now: str
 
 
+class ClockFailure(BaseModel):
+    """F2: an automatic action that could not apply during this advance; the others were applied."""
+
+    case_id: str | None = None
+    action: str
+    rule: str | None = None
+    error: str
+    #: The timer's id (``POST /v1/automatic-actions/{id}/retry`` once parked), what it is about, its tries so far.
+    id: int
+    subject: str
+    subject_id: str
+    attempts: int
+    #: True: tried the most times allowed, parked for the platform (``GET /v1/automatic-actions/stuck``).
+    parked: bool
+    #: When it is tried again (null once parked).
+    next_try_at: str | None
+
+
 class ClockAdvanceOut(BaseModel):
     now: str
     fired: int
+    failed: list[ClockFailure] = []
 
 
 class PolicyOut(BaseModel):
