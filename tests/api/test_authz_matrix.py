@@ -216,6 +216,16 @@ def _pending_withdrawal(w: World) -> Call:
     return Call("POST", f"/v1/merchants/mA/deposit/withdrawals/{wid}/cancel", secrets=(wid,))
 
 
+def _parked_timer(w: World) -> Call:
+    """F2: an automatic action parked after its last try (of a withdrawal that does not exist: stale once retried)."""
+    now = datetime.now(UTC)
+    with w.api.client.app.state.ctx.engine.begin() as conn:
+        tid = conn.execute(insert(t.timers).values(
+            subject="withdrawal", subject_id=w.uid("wd"), order_id=None, action="pay_withdrawal", stage=1, rule="D1",
+            due_at=now, attempts=5, last_error="D1: test", stuck_at=now).returning(t.timers.c.id)).scalar_one()
+    return Call("POST", f"/v1/automatic-actions/{tid}/retry")
+
+
 def _new_merchant_close(w: World) -> Call:
     mid = w.uid("mShut")
     w.ok(w.api.post("/v1/merchants", {"id": mid, "name": "Shut"}), 201)
@@ -282,6 +292,9 @@ MATRIX: dict[tuple[str, str], Op] = {
     ("POST", "/v1/users"): Op(PLATFORM_ONLY, lambda w, s: Call("POST", "/v1/users", {
         "username": w.uid("agent"), "password": "a long password 1", "role": "merchant_agent", "merchant_id": "mA"}), True),
     ("POST", "/v1/buyer-links"): Op(PLATFORM_ONLY, lambda w, s: Call("POST", "/v1/buyer-links", {"buyer_id": "bX"})),
+    # F2: parked automatic actions, platform only
+    ("GET", "/v1/automatic-actions/stuck"): Op(PLATFORM_ONLY_200, lambda w, s: Call("GET", "/v1/automatic-actions/stuck")),
+    ("POST", "/v1/automatic-actions/{timer_id}/retry"): Op(PLATFORM_ONLY_200, lambda w, s: _parked_timer(w), True),
     # manual clock: hidden (404) from everyone but the platform
     ("GET", "/v1/clock"): Op(CLOCK, lambda w, s: Call("GET", "/v1/clock")),
     ("POST", "/v1/clock/advance"): Op(CLOCK, lambda w, s: Call("POST", "/v1/clock/advance", {"seconds": 0}), True),
