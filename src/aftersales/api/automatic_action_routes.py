@@ -56,8 +56,7 @@ def list_stuck(ctx: CtxDep, who: Who,
     """RULEBOOK F2: an automatic action that cannot apply is retried a bounded number of times with a growing wait,
     then parked here for platform agents; it never delays another case's deadline. Platform key only. A case's
     action whose case has since moved on (another stage) is stale and not listed."""
-    who.require("platform")
-    return deadlines.list_stuck(ctx, cursor=int(cursor) if cursor else None, limit=limit)
+    return deadlines.list_stuck(ctx, who, cursor=int(cursor) if cursor else None, limit=limit)
 
 
 @router.post("/v1/automatic-actions/{timer_id}/retry", response_model=RetryOut, responses=ERRORS,
@@ -65,5 +64,4 @@ def list_stuck(ctx: CtxDep, who: Who,
 def retry_stuck(timer_id: TimerId, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
     """Un-park the action: the worker (or the next `POST /v1/clock/advance`) tries it on its next pass. Its tries
     are kept, so one more failure parks it again. Platform key only; an id that is not parked answers 404."""
-    who.require("platform")
-    return deadlines.retry_stuck(ctx, timer_id)
+    return deadlines.retry_stuck(ctx, who, timer_id)

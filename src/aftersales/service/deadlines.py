@@ -39,7 +39,7 @@ from aftersales.store.repositories import ConcurrentUpdate
 from aftersales.store.timers import Failure
 
 from . import complaints, deposits
-from .context import Context, UnitOfWork, _retryable, read, run
+from .context import Context, Principal, UnitOfWork, _retryable, read, run
 from .errors import NotFound
 from .orders import group_orders
 from .payments import settle_new_refunds
@@ -281,8 +281,9 @@ def stuck_view(row: Any) -> dict[str, Any]:
     return out
 
 
-def list_stuck(ctx: Context, *, cursor: int | None = None, limit: int = 50) -> dict[str, Any]:
-    """F2: automatic actions parked after their last try, for the platform (oldest first)."""
+def list_stuck(ctx: Context, who: Principal, *, cursor: int | None = None, limit: int = 50) -> dict[str, Any]:
+    """F2: automatic actions parked after their last try, for the platform (oldest first), with how many there are."""
+    who.require("platform")
 
     def q(uow: UnitOfWork) -> dict[str, Any]:
         rows = store_timers.stuck_timers(uow.conn, limit=limit, after=cursor)
@@ -293,12 +294,9 @@ def list_stuck(ctx: Context, *, cursor: int | None = None, limit: int = 50) -> d
     return read(ctx, q)
 
 
-def count_stuck(ctx: Context) -> int:
-    return read(ctx, lambda uow: store_timers.count_stuck(uow.conn))
-
-
-def retry_stuck(ctx: Context, timer_id: int) -> dict[str, Any]:
+def retry_stuck(ctx: Context, who: Principal, timer_id: int) -> dict[str, Any]:
     """F2: the platform sends a parked action back to the worker; it is tried on the next pass."""
+    who.require("platform")
 
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
         if not store_timers.unpark(uow.conn, timer_id):

@@ -18,7 +18,7 @@ from aftersales import i18n
 from aftersales.api.downloads import record_response
 from aftersales.domain.errors import DomainError
 from aftersales.domain.messages import N_
-from aftersales.service import case_desk, console, ledger, messages, records
+from aftersales.service import case_desk, console, deadlines, ledger, messages, records
 from aftersales.service import cases as case_service
 from aftersales.service import complaints as complaint_service
 from aftersales.service.errors import Invalid, NotFound, ServiceError
@@ -247,6 +247,28 @@ async def complaint_action(request: Request, user: PlatformStaff, complaint_id: 
                           form={**form, "verb": verb})
     done = _t(request, "Done: {action}.", action=_t(request, COMPLAINT_ACTIONS[verb]))
     return see_other(f"/app/platform/complaints/{complaint_id}", flash=done)
+
+
+# --- automatic actions that could not apply (F2) ---------------------------------------------------------------
+@router.get("/platform/automatic-actions", response_class=HTMLResponse)
+def stuck_actions(request: Request, user: PlatformStaff,
+                  cursor: Annotated[str | None, Query(max_length=20, pattern=r"^[0-9]*$")] = None) -> Response:
+    """F2: automatic actions parked after their last try, with why they failed, each with a Retry button."""
+    page = deadlines.list_stuck(ctx_of(request), user.principal, cursor=int(cursor) if cursor else None, limit=PAGE_SIZE)
+    next_url = f"/app/platform/automatic-actions?{urlencode({'cursor': page['next_cursor']})}" if page["next_cursor"] else None
+    return render(request, "platform/stuck.html", page=page, next_url=next_url, due_actions=DUE_ACTIONS)
+
+
+@router.post("/platform/automatic-actions/{timer_id}/retry", dependencies=[Csrf])
+def retry_stuck_action(request: Request, user: PlatformStaff,
+                       timer_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> Response:
+    """F2: send a parked action back to the worker; it is tried on its next pass."""
+    try:
+        deadlines.retry_stuck(ctx_of(request), user.principal, timer_id)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    return see_other("/app/platform/automatic-actions",
+                     flash=_t(request, "The automatic action will be tried again on the next pass."))
 
 
 # --- deposits (D1) and the ledger (D2) --------------------------------------------------------------------------
