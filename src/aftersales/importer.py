@@ -37,6 +37,7 @@ from aftersales.domain import ledger
 from aftersales.domain.errors import DomainError
 from aftersales.domain.events import Event
 from aftersales.domain.groups import Group, GroupStatus, open_group
+from aftersales.domain.ids import ID_PATTERN
 from aftersales.domain.money import MAX_FEN
 from aftersales.domain.orders import Order, OrderItem, new_order
 from aftersales.service.context import Context, UnitOfWork
@@ -236,7 +237,7 @@ class _FastOrder(NamedTuple):
     group: _FastGroup | None
 
 
-_FAST_ID = re.compile(ledger.ID_PATTERN[1:-1])  # the API's ids (schemas.Id): the documented alphabet, at most 64 characters
+_FAST_ID = re.compile(ID_PATTERN[1:-1])  # the API's ids (schemas.Id): the documented alphabet, at most 64 characters
 _FAST_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?(?:[+-][0-9]{2}:[0-9]{2}|Z)")
 _FAST_UINT = re.compile(r"[0-9]{1,18}")
 

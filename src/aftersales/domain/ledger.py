@@ -17,29 +17,11 @@ from datetime import datetime
 from enum import StrEnum
 
 from .errors import InvalidInput
+from .ids import valid_id
 from .messages import N_
 from .orders import Order, Payer, Refund, RefundKind
 
-#: The alphabet of every id a client chooses (merchants, buyers, orders, groups, cases…): ASCII letters and digits,
-#: then also ``.``, ``_`` and ``-``, at most 64 characters. No ``:`` (the separator of an account's text form), no
-#: ``%``, no space: an id can be matched only by equality.
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-_ID = re.compile(ID_PATTERN)
 _ACCOUNT_KIND = re.compile(r"^[a-z][a-z_]{0,39}$")
-
-
-def valid_id(value: object) -> bool:
-    """Whether ``value`` is an id of the documented alphabet (:data:`ID_PATTERN`)."""
-    return isinstance(value, str) and _ID.fullmatch(value) is not None
-
-
-def require_id(value: object, field_name: str) -> str:
-    """T2: ``value`` as an id of the documented alphabet, or a refusal naming ``field_name``."""
-    if not valid_id(value):
-        raise InvalidInput("T2", N_("{field} must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit."),
-                           field=field_name)
-    assert isinstance(value, str)
-    return value
 
 
 class OwnerKind(StrEnum):
