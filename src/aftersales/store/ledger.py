@@ -120,13 +120,6 @@ def entries_of(conn: Connection, transaction_ids: list[int]) -> dict[int, list[d
     return entries
 
 
-def order_transactions(conn: Connection, order_id: str) -> tuple[list[Any], dict[int, list[dict[str, Any]]]]:
-    """Every transaction of an order, in posting order, with their entries (the exported record, D3)."""
-    tx = t.ledger_transactions
-    rows = conn.execute(select(tx).where(tx.c.order_id == order_id).order_by(tx.c.id)).all()
-    return list(rows), entries_of(conn, [r.id for r in rows])
-
-
 def unbalanced_transactions(conn: Connection) -> list[int]:
     """Ids of transactions whose debits differ from their credits (must always be empty)."""
     en = t.ledger_entries

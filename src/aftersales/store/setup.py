@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from . import tables as t
 
@@ -35,3 +35,7 @@ def api_key(engine: Engine, key_hash: str) -> Any:
     with engine.connect().execution_options(readonly=True) as conn:
         return conn.execute(select(t.api_keys.c.role, t.api_keys.c.subject_id, t.api_keys.c.revoked_at)
                             .where(t.api_keys.c.key_hash == key_hash)).first()
+
+
+def merchant_count(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(t.merchants)).scalar_one())
