@@ -26,13 +26,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 
 from aftersales.domain.errors import DomainError
 from aftersales.service import cases, deadlines, deposits, orders, setup, users
 from aftersales.service.context import PLATFORM, Clock, Context, Principal, read
 from aftersales.service.errors import ServiceError
-from aftersales.store import tables as t
+from aftersales.store import setup as setup_store
 
 H = timedelta(hours=1)
 D = timedelta(days=1)
@@ -83,8 +83,7 @@ class ScriptClock(Clock):
 
 def is_empty(ctx: Context) -> bool:
     """True when the database has no merchant yet (the demo seeds only an empty marketplace)."""
-    count = read(ctx, lambda uow: uow.conn.execute(select(func.count()).select_from(t.merchants)).scalar_one())
-    return int(count) == 0
+    return read(ctx, lambda uow: setup_store.merchant_count(uow.conn)) == 0
 
 
 # --- the script ----------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from aftersales import i18n
@@ -37,13 +37,15 @@ from aftersales.domain import ledger
 from aftersales.domain.errors import DomainError
 from aftersales.domain.events import Event
 from aftersales.domain.groups import Group, GroupStatus, open_group
+from aftersales.domain.ids import ID_PATTERN
 from aftersales.domain.money import MAX_FEN
 from aftersales.domain.orders import Order, OrderItem, new_order
 from aftersales.service.context import Context, UnitOfWork
+from aftersales.store import ledger as ledger_store
 from aftersales.store import tables as t
+from aftersales.store.bulk import SQLITE_CACHE_KIB, ImportWriter, existing
 from aftersales.store.codec import _field_names, encode
 from aftersales.store.repositories import Tracker
-from aftersales.store.timers import arm_timers
 
 ORDER_COLUMNS = ("id", "merchant_id", "buyer_id", "paid_at", "shipping_fee_fen", "return_shipping_insured")
 ITEM_COLUMNS = ("sku", "title", "category", "quantity", "unit_price_fen", "exclusion_confirmed")
@@ -235,7 +237,7 @@ class _FastOrder(NamedTuple):
     group: _FastGroup | None
 
 
-_FAST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")  # schemas.ID_PATTERN, at most 64 characters
+_FAST_ID = re.compile(ID_PATTERN[1:-1])  # the API's ids (schemas.Id): the documented alphabet, at most 64 characters
 _FAST_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?(?:[+-][0-9]{2}:[0-9]{2}|Z)")
 _FAST_UINT = re.compile(r"[0-9]{1,18}")
 
@@ -398,14 +400,6 @@ def _validate_shape(parsed: _Parsed, fmt: str) -> None:
 
 
 # --- checking against the database and the domain ----------------------------------------------------------
-def _existing(conn: Connection, column: Any, ids: list[str]) -> set[str]:
-    found: set[str] = set()
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        found.update(conn.execute(select(column).where(column.in_(chunk))).scalars())
-    return found
-
-
 def _domain_error(exc: DomainError, tz: str) -> str:
     return f"{i18n.render_error(exc, 'en', tz)} ({exc.rule})"
 
@@ -465,7 +459,7 @@ class _Builder:
 
     def _lookup(self, column: Any, ids: list[str]) -> set[str]:
         try:
-            return _existing(self.side, column, ids)
+            return existing(self.side, column, ids)
         finally:
             self.side.rollback()  # a fresh snapshot for the next look-up
 
@@ -564,7 +558,7 @@ class _TrackerSink:
 
     def write(self, released: _Released) -> None:
         uow = self.uow
-        batch = Tracker(uow.conn, uow.now, on_events=uow.tracker.on_events, on_postings=uow.tracker.on_postings)
+        batch = Tracker(uow.conn, uow.now, on_events=uow.tracker.on_events)
         for group in released.groups:
             batch.add_group(group)
         for order in released.orders:
@@ -595,17 +589,7 @@ def _order_state(order: Order) -> Any:
             "buyer_cancellations": 0, "refunds": [], "version": order.version}
 
 
-def _payment(order: Order) -> ledger.Transaction:
-    """``ledger.payment_transaction(order)`` (D2), with the order's paid amount summed once instead of four times."""
-    paid = order.paid_fen
-    return ledger.Transaction(key=f"payment:{order.id}", kind="payment", at=order.paid_at, order_id=order.id, rule="D2",
-                              entries=(ledger.Entry(ledger.PLATFORM_CASH, debit_fen=paid),
-                                       ledger.Entry(ledger.merchant_sales(order.merchant_id), credit_fen=paid)))
-
-
 _ORDER_COLS = ("id", "merchant_id", "buyer_id", "group_id", "status", "paid_fen", "refunded_fen", "paid_at", "version", "state")
-_TX_COLS = ("id", "key", "kind", "at", "order_id", "case_id", "rule", "amount_fen")
-_ENTRY_COLS = ("transaction_id", "account", "debit_fen", "credit_fen")
 _EVENT_COLS = ("id", "order_id", "case_id", "group_id", "kind", "actor", "at", "rules", "from_status", "to_status", "data",
                "recorded_at")
 
@@ -624,9 +608,9 @@ class _Job:
 
 class _BulkSink:
     """Writes exactly the rows the Tracker would (orders with their JSON state, D2 payment transactions and entries,
-    events through the outbox hook, groups with their G4 timer), straight through the driver in the unit of work's
-    transaction: COPY on PostgreSQL, executemany on SQLite. Surrogate ids are taken as the Tracker would get them
-    (the sequence on PostgreSQL; the next rowid on SQLite, whose writer lock this transaction holds).
+    events through the outbox hook, groups with their G4 timer), in the unit of work's transaction, through the
+    store's bulk writers: :class:`~aftersales.store.bulk.ImportWriter` (COPY on PostgreSQL, executemany on SQLite)
+    and, for the payments, the ledger's one writer (:func:`aftersales.store.ledger.write`).
 
     The rows of a chunk are prepared by the caller's thread and written by a writer thread, while the caller reads
     and checks the next chunk: the database (SQLite's B-trees, or the PostgreSQL server) works on one core while
@@ -635,35 +619,9 @@ class _BulkSink:
     def __init__(self, uow: UnitOfWork) -> None:
         self.uow = uow
         self.conn = uow.conn
-        self.dialect = uow.conn.dialect
-        self.pg = self.dialect.name == "postgresql"
-        raw: Any = uow.conn.connection.driver_connection
-        self.cur: Any = raw.cursor()
+        self.writer = ImportWriter(uow.conn)
         self.on_events = uow.tracker.on_events
-        self.on_postings = uow.tracker.on_postings
         self.now = uow.now
-        self.cache_size: int | None = None
-        if self.pg:
-            self.cur.execute("SELECT pg_get_serial_sequence('ledger_transactions', 'id'), pg_get_serial_sequence('events', 'id')")
-            self.tx_seq, self.event_seq = self.cur.fetchone()
-            serializer = getattr(self.dialect, "_json_serializer", None) or json.dumps
-
-            def js(value: Any) -> str:
-                out = serializer(value)
-                return out.decode() if isinstance(out, bytes) else str(out)
-
-            self.js: Any = js
-            self.dt: Any = None
-        else:
-            # A bigger page cache for this connection while it imports (restored by close()): the indexes of a table of
-            # millions of rows no longer fit SQLite's default 2 MB, and every insert would go back to the OS for pages.
-            self.cur.execute("PRAGMA cache_size")
-            self.cache_size = int(self.cur.fetchone()[0])
-            self.cur.execute(f"PRAGMA cache_size = {-SQLITE_CACHE_KIB}")
-            self.cur.execute("SELECT (SELECT coalesce(max(id), 0) FROM ledger_transactions), (SELECT coalesce(max(id), 0) FROM events)")
-            self.next_tx, self.next_event = (int(v) + 1 for v in self.cur.fetchone())
-            self.dt = t.orders.c.paid_at.type.bind_processor(self.dialect)
-            self.js = t.orders.c.state.type.bind_processor(self.dialect)
         self.lock = threading.Lock()
         self.jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=2)
         self.error: BaseException | None = None
@@ -686,13 +644,11 @@ class _BulkSink:
         if self.thread.is_alive():
             self.jobs.put(None)
             self.thread.join()
-        if not self.pg and self.cache_size is not None:
-            self.cur.execute(f"PRAGMA cache_size = {self.cache_size}")
-            self.cache_size = None
+        self.writer.close()
 
     def _prepare(self, released: _Released) -> _Job:
-        dt = self.dt or (lambda v: v)
-        js = self.js
+        dt = self.writer.dt
+        js = self.writer.js
         events: list[tuple[Event, str]] = []
         groups = [{"id": g.id, "merchant_id": g.merchant_id, "status": g.status.value, "expires_at": g.expires_at,
                    "version": g.version, "state": encode(g)} for g in released.groups]
@@ -705,7 +661,7 @@ class _BulkSink:
         rows = []
         postings = []
         for o in released.orders:
-            tx = _payment(o)  # D2: the money the refunds come from
+            tx = ledger.payment_transaction(o)  # D2: the money the refunds come from
             postings.append(tx)
             rows.append((o.id, o.merchant_id, o.buyer_id, o.group_id, o.status.value, tx.entries[0].debit_fen,
                          o.refunded_fen if o.refunds else 0, dt(o.paid_at), o.version, js(_order_state(o))))
@@ -727,46 +683,14 @@ class _BulkSink:
             except BaseException as exc:  # handed to the caller's thread
                 self.error = exc
 
-    def _ids(self, kind: str, n: int) -> list[int]:
-        if n == 0:
-            return []
-        if self.pg:
-            self.cur.execute("SELECT nextval(%s) FROM generate_series(1, %s)", (self.tx_seq if kind == "tx" else self.event_seq, n))
-            return [int(r[0]) for r in self.cur.fetchall()]
-        if kind == "tx":
-            start, self.next_tx = self.next_tx, self.next_tx + n
-        else:
-            start, self.next_event = self.next_event, self.next_event + n
-        return list(range(start, start + n))
-
-    def _rows(self, table: str, cols: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
-        if self.pg:
-            with self.cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-        else:
-            sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"  # noqa: S608 - our own names
-            self.cur.executemany(sql, rows)
-
     def _flush(self, job: _Job) -> None:
-        if job.groups:
-            self.conn.execute(insert(t.groups), job.groups)
-        arm_timers(self.conn, job.timers)
-        self._rows("orders", _ORDER_COLS, job.orders)
+        self.writer.groups(job.groups, job.timers)
+        self.writer.rows("orders", _ORDER_COLS, job.orders)
         postings = job.postings
-        if postings and self.on_postings is not None:
-            postings = postings + self.on_postings(self.conn, postings)
-        dt = self.dt or (lambda v: v)
-        tx_ids = self._ids("tx", len(postings))
-        self._rows("ledger_transactions", _TX_COLS, [
-            (i, tx.key, tx.kind, dt(tx.at), tx.order_id, tx.case_id, tx.rule, tx.entries[0].debit_fen if tx.kind == "payment" else tx.amount_fen)
-            for i, tx in zip(tx_ids, postings, strict=True)])
-        self._rows("ledger_entries", _ENTRY_COLS, [
-            (i, e.account, e.debit_fen, e.credit_fen) for i, tx in zip(tx_ids, postings, strict=True) for e in tx.entries])
-        event_ids = self._ids("event", len(job.events))
-        self._rows("events", _EVENT_COLS, [(i, *row) for i, row in zip(event_ids, job.event_rows, strict=True)])
+        if postings:  # as Tracker.flush: with what they call for (P2), through the one ledger writer
+            ledger_store.write(self.conn, postings + ledger_store.with_recoveries(self.conn, postings))
+        event_ids = self.writer.event_ids(len(job.events))
+        self.writer.rows("events", _EVENT_COLS, [(i, *row) for i, row in zip(event_ids, job.event_rows, strict=True)])
         if self.on_events is not None and job.events:
             self.on_events(self.conn, [(i, e, m) for i, (e, m) in zip(event_ids, job.events, strict=True)])
 
@@ -774,8 +698,7 @@ class _BulkSink:
 # --- the import --------------------------------------------------------------------------------------------
 #: Orders validated, built and written per step (one transaction in all).
 CHUNK = 5000
-#: SQLite's page cache for the importing connection, in KiB (the default is 2 MiB).
-SQLITE_CACHE_KIB = 256 * 1024
+__all__ = ["CSV_COLUMNS", "SQLITE_CACHE_KIB", "import_orders"]
 
 
 def _scan(path: Path) -> int:

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select
-
 from aftersales.domain.catalog import CaseType, Reason
 from aftersales.domain.events import Actor
 from aftersales.domain.opening import open_case
 from aftersales.domain.orders import OrderItem, new_order
 from aftersales.service.context import Context, UnitOfWork, run
-from aftersales.store import tables as t
+from aftersales.store import repositories as repo
+from aftersales.store import setup as setup_store
 
 
 def ensure_merchant(ctx: Context, merchant_id: str, now: datetime) -> None:
     def cmd(uow: UnitOfWork) -> None:
-        if uow.conn.execute(select(t.merchants.c.id).where(t.merchants.c.id == merchant_id)).first() is None:
-            uow.conn.execute(insert(t.merchants).values(id=merchant_id, name=merchant_id, closed=False, created_at=now))
+        if repo.merchant(uow.conn, merchant_id) is None:
+            setup_store.add_merchant(uow.conn, id=merchant_id, name=merchant_id, return_address=None, created_at=now)
 
     run(ctx, cmd)
 

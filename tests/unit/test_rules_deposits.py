@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from aftersales.domain import deposits as d
 from aftersales.domain.errors import InvalidInput, RuleViolation, StateConflict
 from aftersales.domain.events import Actor
-from aftersales.domain.ledger import COMPENSATION_FUND, PLATFORM_CASH, Entry, Transaction, normal_balance
+from aftersales.domain.ledger import COMPENSATION_FUND, PLATFORM_CASH, Account, Entry, Transaction, normal_balance
 
 AT = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
 REQUIRED = 100_000
@@ -21,8 +21,9 @@ def state(balance: int = 0, debt: int = 0, pending: int = 0) -> d.DepositState:
     return d.DepositState(balance, debt, REQUIRED, pending)
 
 
-def effect(tx: Transaction, account: str) -> int:
-    return sum(e.credit_fen - e.debit_fen for e in tx.entries if e.account == account)
+def effect(tx: Transaction, account: Account | str) -> int:
+    """The transaction's effect on ``account`` (a value, or its text form ``merchant:m1:debt``)."""
+    return sum(e.credit_fen - e.debit_fen for e in tx.entries if str(e.account) == str(account))
 
 
 def test_D1_a_deposit_below_the_required_amount_restricts_the_merchant() -> None:

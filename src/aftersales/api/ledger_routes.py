@@ -43,7 +43,7 @@ class TransactionPage(BaseModel):
 @router.get("/v1/ledger/transactions", response_model=TransactionPage, responses=ERRORS)
 def ledger_transactions(
     ctx: CtxDep, who: Who,
-    account: Annotated[str | None, Query(min_length=3, max_length=120, pattern=r"^(merchant|buyer|platform):[A-Za-z0-9_.:-]*:[a-z_]+$")] = None,
+    account: Annotated[str | None, Query(min_length=3, max_length=120, pattern=r"^(merchant|buyer|platform):[A-Za-z0-9_.-]*:[a-z_]+$")] = None,
     cursor: Annotated[str | None, Query(max_length=20, pattern=r"^[0-9]+$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Any:

@@ -3,7 +3,7 @@
 Every movement is a balanced :class:`~aftersales.domain.ledger.Transaction` (D2); nothing here keeps a balance —
 callers pass the balances they derived from the ledger, under a lock on the merchant, and post what comes back.
 
-Accounts (``ledger`` module for the rest):
+Accounts (:class:`~aftersales.domain.ledger.Account` values; ``ledger`` module for the rest):
 
 * ``merchant:<id>:deposit`` — the deposit the platform holds for the shop (credit-normal, never negative);
 * ``merchant:<id>:debt`` — what the shop owes the platform beyond its deposit: the only account that may go
@@ -17,36 +17,37 @@ Accounts (``ledger`` module for the rest):
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
 from .errors import RuleViolation, StateConflict
 from .events import Actor
-from .ledger import COMPENSATION_FUND, PLATFORM_CASH, Entry, Transaction
+from .ledger import COMPENSATION_FUND, PLATFORM_CASH, Account, Entry, OwnerKind, Transaction, buyer_account, merchant_account, merchant_sales, platform_account
 from .messages import N_
 from .money import require_fen
 
-PENALTIES = "platform::penalties"
+PENALTIES = platform_account("penalties")
 #: Asset accounts: their balance is debits − credits. Every other account's is credits − debits.
 DEBIT_NORMAL = frozenset({PLATFORM_CASH})
 
 
-def deposit_account(merchant_id: str) -> str:
-    return f"merchant:{merchant_id}:deposit"
+def deposit_account(merchant_id: str) -> Account:
+    return merchant_account(merchant_id, "deposit")
 
 
-def debt_account(merchant_id: str) -> str:
-    return f"merchant:{merchant_id}:debt"
+def debt_account(merchant_id: str) -> Account:
+    return merchant_account(merchant_id, "debt")
 
 
-def buyer_compensation(buyer_id: str) -> str:
-    return f"buyer:{buyer_id}:compensation"
+def buyer_compensation(buyer_id: str) -> Account:
+    return buyer_account(buyer_id, "compensation")
 
 
-def may_go_negative(account: str) -> bool:
+def may_go_negative(account: Account) -> bool:
     """D1: recovery beyond the deposit is recorded as the merchant's debt — the one account allowed below zero."""
-    return account.startswith("merchant:") and account.endswith(":debt")
+    return account.owner_kind is OwnerKind.MERCHANT and account.kind == "debt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +99,7 @@ def _take_from_deposit(merchant_id: str, amount: int, state: DepositState) -> li
 
 def recovery(merchant_id: str, amount_fen: int, state: DepositState, key: str, at: datetime, *,
              order_id: str | None = None, case_id: str | None = None, kind: str = "deposit_recovery",
-             to: str = COMPENSATION_FUND) -> Transaction:
+             to: Account = COMPENSATION_FUND) -> Transaction:
     """P2: what the platform advanced comes back to its fund from the deposit; beyond the deposit it is a debt.
 
     With ``kind="deposit_cover"`` and ``to`` the merchant's sales account, the deposit covers a merchant payment
@@ -120,6 +121,69 @@ def penalty(merchant_id: str, amount_fen: int, state: DepositState, key: str, at
     """K2 remedy: a penalty taken from the deposit (beyond it: the merchant's debt)."""
     entries = [*_take_from_deposit(merchant_id, amount_fen, state), Entry(PENALTIES, credit_fen=amount_fen)]
     return Transaction(key=key, kind="complaint_penalty", at=at, entries=tuple(entries), order_id=order_id, rule="K2")
+
+
+# --- P2: recovering what the platform advanced, in the same transaction as the advance ---------------------------
+def reimburses_return_shipping(tx: Transaction) -> str | None:
+    """The merchant whose sales pay a return-shipping reimbursement in ``tx`` (M3), if any."""
+    if not any(e.account.owner_kind is OwnerKind.BUYER and e.account.kind == "return_shipping" for e in tx.entries):
+        return None
+    return next((e.account.owner_id for e in tx.entries
+                 if e.debit_fen and e.account.owner_kind is OwnerKind.MERCHANT and e.account.kind == "sales"), None)
+
+
+def recovery_merchants(postings: Sequence[Transaction]) -> tuple[set[str], set[str]]:
+    """Whose balances :func:`recover_advances` needs: (merchants whose deposit recovers an advance, merchants whose
+    sales pay a return-shipping reimbursement)."""
+    advances = {tx.recover_from for tx in postings if tx.recover_from is not None}
+    covered = {m for tx in postings if (m := reimburses_return_shipping(tx)) is not None}
+    return advances, covered
+
+
+def recover_advances(postings: Sequence[Transaction], deposits: Mapping[str, DepositState],
+                     sales: Mapping[str, int]) -> list[Transaction]:
+    """The transactions that go with ``postings``, given the balances before them (``deposits``: the deposit and
+    debt of every merchant of :func:`recovery_merchants`; ``sales``: the sales balance of each covered merchant):
+
+    * P2: every payment the platform advanced is recovered from the merchant's deposit — as far as it goes, the
+      rest as the merchant's debt (D1);
+    * M3 + D1: merchant-paid return shipping is reimbursed beyond what the buyer paid for the order, so it may take
+      the merchant's sales balance below zero; the deposit covers the difference (then the debt), so that no
+      account but the debt is ever negative.
+
+    The postings are walked in order and each one's effect on these balances is applied first (a top-up or a
+    penalty in the same batch counts), exactly as if every transaction had been posted one after the other."""
+    deposit = dict(deposits)
+    sale = dict(sales)
+    out: list[Transaction] = []
+
+    def apply(tx: Transaction) -> None:
+        for e in tx.entries:
+            m = e.account.owner_id
+            if e.account.owner_kind is not OwnerKind.MERCHANT:
+                continue
+            effect = e.credit_fen - e.debit_fen
+            if e.account.kind == "sales" and m in sale:
+                sale[m] += effect
+            elif m in deposit and e.account.kind in ("deposit", "debt"):
+                s = deposit[m]
+                deposit[m] = (DepositState(s.balance_fen + effect, s.debt_fen, s.required_fen) if e.account.kind == "deposit"
+                              else DepositState(s.balance_fen, s.debt_fen - effect, s.required_fen))
+
+    def take(m: str, tx: Transaction, amount: int, key: str, kind: str) -> None:
+        rec = recovery(m, amount, deposit[m], key, tx.at, order_id=tx.order_id, case_id=tx.case_id, kind=kind,
+                       to=merchant_sales(m) if kind == "deposit_cover" else COMPENSATION_FUND)
+        apply(rec)
+        out.append(rec)
+
+    for tx in postings:
+        apply(tx)
+        if tx.recover_from is not None:
+            take(tx.recover_from, tx, tx.amount_fen, f"recover:{tx.key}", "deposit_recovery")
+        for m in sorted(sale):
+            if sale[m] < 0:
+                take(m, tx, -sale[m], f"cover:{tx.key}", "deposit_cover")
+    return out
 
 
 # --- withdrawals --------------------------------------------------------------------------------------------

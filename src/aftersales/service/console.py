@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
-
-from aftersales.store import tables as t
+from aftersales.store import deposits as store
 
 from . import deposits
 from .context import Context, Principal, UnitOfWork, read
@@ -22,12 +20,10 @@ def deposits_overview(ctx: Context, who: Principal) -> list[dict[str, Any]]:
     who.require("platform")
 
     def q(uow: UnitOfWork) -> list[dict[str, Any]]:
-        w = t.withdrawals.c
-        pending: dict[str, int] = {m: int(n) for m, n in uow.conn.execute(
-            select(w.merchant_id, func.count()).where(w.status == "pending").group_by(w.merchant_id)).all()}
+        pending = store.pending_counts(uow.conn)
         out = []
-        for row in uow.conn.execute(select(t.merchants).order_by(t.merchants.c.name, t.merchants.c.id)).all():
-            view = deposits._view(row, deposits.state(uow.conn, ctx, row.id))
+        for row in store.merchants_by_name(uow.conn):
+            view = deposits._view(row, deposits.state(uow, ctx, row.id))
             out.append({**view, "name": row.name, "pending_withdrawals": int(pending.get(row.id, 0))})
         out.sort(key=lambda m: (not m["restricted"], m["name"], m["merchant_id"]))
         return out

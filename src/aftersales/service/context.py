@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from sqlalchemy import Connection, Engine, or_, update
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from aftersales.domain.events import Actor
 from aftersales.domain.policy import Policy
+from aftersales.store import claims
 from aftersales.store import repositories as repo
-from aftersales.store import tables as t
 from aftersales.store.repositories import ConcurrentUpdate, Tracker
 
 from .errors import Conflict, Forbidden
@@ -124,10 +124,9 @@ class UnitOfWork:
         except BaseException:
             self.__exit__()
             raise
-        from .deposits import recover_advances  # P2 (deposits imports this module)
         from .webhooks import fan_out  # the outbox hook (webhooks import this module)
 
-        self.tracker = Tracker(self.conn, self.now, on_events=fan_out, on_postings=recover_advances)
+        self.tracker = Tracker(self.conn, self.now, on_events=fan_out)
         return self
 
     def commit(self) -> None:
@@ -135,13 +134,7 @@ class UnitOfWork:
         claim = IDEMPOTENCY_CLAIM.get()
         if claim is not None:
             principal, key, claimed_at = claim
-            c = t.idempotency.c
-            marked = self.conn.execute(
-                update(t.idempotency)
-                .where(c.principal == principal, c.key == key, c.created_at == claimed_at,
-                       or_(c.status_code.is_(None), c.status_code == 0))
-                .values(status_code=0))
-            if marked.rowcount != 1:
+            if not claims.mark_applied(self.conn, principal, key, claimed_at):
                 raise Conflict("a retry with this Idempotency-Key took this request over; it was not applied")
         self.tx.commit()
 

@@ -4,6 +4,10 @@ Balances are never stored: they are summed from the ledger (D2) while the mercha
 (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite serialises writers with ``BEGIN IMMEDIATE``), so that many
 recoveries against one deposit at once each see what the previous one left, and the deposit never goes negative —
 what it cannot cover becomes the merchant's debt.
+
+Money moves only as the domain's transactions (:mod:`aftersales.domain.deposits`), handed to the unit of work
+(``uow.tracker.post``) and written by its flush, with the recoveries they call for (P2), through the store's one
+ledger writer. Reading the deposit flushes first, so that a command reads what it has posted so far.
 """
 
 from __future__ import annotations
@@ -13,23 +17,19 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
-
 from aftersales.domain import deposits as d
-from aftersales.domain import ledger
 from aftersales.domain.cases import Action
 from aftersales.domain.errors import RuleViolation
 from aftersales.domain.events import Actor
 from aftersales.domain.messages import N_
 from aftersales.domain.money import require_fen, split_proportionally
 from aftersales.domain.orders import Payer, RefundKind
+from aftersales.store import deposits as store
+from aftersales.store import ledger as ledger_store
 from aftersales.store import repositories as repo
-from aftersales.store import tables as t
-from aftersales.store.timers import arm_timers
 
 from .context import Context, Principal, UnitOfWork, read, run
 from .errors import Invalid, NotFound
-from .ledger import account_balance
 from .payments import settle_new_refunds
 
 #: A withdrawal that falls due while a case or complaint is open waits this long before it is looked at again.
@@ -37,28 +37,13 @@ RECHECK = timedelta(hours=24)
 
 
 # --- reading the deposit --------------------------------------------------------------------------------------
-def _held(conn: Connection, merchant_id: str) -> tuple[int, int]:
-    """The merchant's deposit and its debt (shown positive), from the ledger."""
-    return (account_balance(conn, d.deposit_account(merchant_id)),
-            max(0, -account_balance(conn, d.debt_account(merchant_id))))
-
-
-def _lock_merchant(conn: Connection, merchant_id: str) -> Any:
-    stmt = select(t.merchants).where(t.merchants.c.id == merchant_id)
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return conn.execute(stmt).first()
-
-
-def state(conn: Connection, ctx: Context, merchant_id: str, *, excluding: str | None = None) -> d.DepositState:
-    """The deposit as the ledger has it now, with what pending withdrawals (but ``excluding``) hold back."""
-    w = t.withdrawals.c
-    held = select(func.coalesce(func.sum(w.amount_fen), 0)).where(w.merchant_id == merchant_id, w.status == "pending")
-    if excluding is not None:
-        held = held.where(w.id != excluding)
-    balance, debt = _held(conn, merchant_id)
+def state(uow: UnitOfWork, ctx: Context, merchant_id: str, *, excluding: str | None = None) -> d.DepositState:
+    """The deposit as the ledger has it now — with what this unit of work has posted so far (flushed first) — and
+    what pending withdrawals (but ``excluding``) hold back."""
+    uow.tracker.flush()
+    balance, debt = ledger_store.held(uow.conn, merchant_id)
     return d.DepositState(balance_fen=balance, debt_fen=debt, required_fen=ctx.policy.deposit_required_fen,
-                          pending_withdrawal_fen=int(conn.execute(held).scalar_one()))
+                          pending_withdrawal_fen=store.pending_withdrawals_fen(uow.conn, merchant_id, excluding=excluding))
 
 
 def _visible(who: Principal, merchant_id: str) -> None:
@@ -75,8 +60,8 @@ def _view(row: Any, s: d.DepositState) -> dict[str, Any]:
             "shop_closed": bool(row.closed)}
 
 
-def _merchant(conn: Connection, merchant_id: str, *, lock: bool = False) -> Any:
-    row = _lock_merchant(conn, merchant_id) if lock else repo.merchant(conn, merchant_id)
+def _merchant(uow: UnitOfWork, merchant_id: str, *, lock: bool = False) -> Any:
+    row = ledger_store.lock_merchant(uow.conn, merchant_id) if lock else repo.merchant(uow.conn, merchant_id)
     if row is None:
         raise NotFound("merchant", merchant_id)
     return row
@@ -87,8 +72,8 @@ def get_deposit(ctx: Context, who: Principal, merchant_id: str) -> dict[str, Any
     _visible(who, merchant_id)
 
     def q(uow: UnitOfWork) -> dict[str, Any]:
-        row = _merchant(uow.conn, merchant_id)
-        return _view(row, state(uow.conn, ctx, merchant_id))
+        row = _merchant(uow, merchant_id)
+        return _view(row, state(uow, ctx, merchant_id))
 
     return read(ctx, q)
 
@@ -104,21 +89,19 @@ def top_up(ctx: Context, who: Principal, merchant_id: str, amount_fen: int) -> d
     amount = require_fen(amount_fen, "amount_fen")
 
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
-        row = _merchant(uow.conn, merchant_id, lock=True)
-        tx = d.top_up(merchant_id, amount, state(uow.conn, ctx, merchant_id), _new_id("topup"), uow.now)
-        repo.post(uow.conn, [tx])
-        return {**_view(row, state(uow.conn, ctx, merchant_id)), "transaction_key": tx.key}
+        row = _merchant(uow, merchant_id, lock=True)
+        tx = d.top_up(merchant_id, amount, state(uow, ctx, merchant_id), _new_id("topup"), uow.now)
+        uow.tracker.post(tx)
+        return {**_view(row, state(uow, ctx, merchant_id)), "transaction_key": tx.key}
 
     return run(ctx, cmd)
 
 
 # --- withdrawals ----------------------------------------------------------------------------------------------
-def _open_counts(conn: Connection, merchant_id: str) -> tuple[int, int]:
+def _open_counts(uow: UnitOfWork, merchant_id: str) -> tuple[int, int]:
     from .complaints import count_open
 
-    cases = conn.execute(select(func.count()).select_from(t.cases)
-                         .where(t.cases.c.merchant_id == merchant_id, t.cases.c.status != "closed")).scalar_one()
-    return int(cases), count_open(conn, merchant_id)
+    return store.open_case_count(uow.conn, merchant_id), count_open(uow.conn, merchant_id)
 
 
 def _withdrawal_view(row: Any) -> dict[str, Any]:
@@ -128,28 +111,23 @@ def _withdrawal_view(row: Any) -> dict[str, Any]:
             "version": row.version}
 
 
-def _arm(conn: Connection, withdrawal_id: str, version: int, due_at: datetime) -> None:
-    arm_timers(conn, [{"subject": "withdrawal", "subject_id": withdrawal_id, "order_id": None,
-                       "action": "pay_withdrawal", "stage": version, "rule": "D1", "due_at": due_at}])
-
-
 def request_withdrawal(ctx: Context, who: Principal, merchant_id: str, amount_fen: int) -> dict[str, Any]:
     """D1: ask to take money out of the deposit; it is paid ``deposit_withdrawal_hold_days`` later, if still allowed."""
     who.require("platform", "merchant")
     _visible(who, merchant_id)
 
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
-        row = _merchant(uow.conn, merchant_id, lock=True)
-        cases, complaints = _open_counts(uow.conn, merchant_id)
-        amount = d.check_withdrawal(amount_fen, state(uow.conn, ctx, merchant_id), open_cases=cases,
+        row = _merchant(uow, merchant_id, lock=True)
+        cases, complaints = _open_counts(uow, merchant_id)
+        amount = d.check_withdrawal(amount_fen, state(uow, ctx, merchant_id), open_cases=cases,
                                     open_complaints=complaints, leaving=bool(row.closed))
         wid = _new_id("wd")
         due = uow.now + timedelta(days=ctx.policy.deposit_withdrawal_hold_days)
         values = {"id": wid, "merchant_id": merchant_id, "amount_fen": amount, "status": "pending", "reason": None,
                   "requested_by": who.key, "requested_at": uow.now, "due_at": due, "completed_at": None, "version": 1}
-        uow.conn.execute(insert(t.withdrawals).values(values))
-        _arm(uow.conn, wid, 1, due)
-        return _withdrawal_view(uow.conn.execute(select(t.withdrawals).where(t.withdrawals.c.id == wid)).one())
+        added = store.add_withdrawal(uow.conn, values)
+        store.arm(uow.conn, wid, 1, due)
+        return _withdrawal_view(added)
 
     return run(ctx, cmd)
 
@@ -158,29 +136,17 @@ def list_withdrawals(ctx: Context, who: Principal, merchant_id: str) -> dict[str
     _visible(who, merchant_id)
 
     def q(uow: UnitOfWork) -> dict[str, Any]:
-        _merchant(uow.conn, merchant_id)
-        rows = uow.conn.execute(select(t.withdrawals).where(t.withdrawals.c.merchant_id == merchant_id)
-                                .order_by(t.withdrawals.c.requested_at.desc(), t.withdrawals.c.id.desc())).all()
-        return {"items": [_withdrawal_view(r) for r in rows], "next_cursor": None}
+        _merchant(uow, merchant_id)
+        return {"items": [_withdrawal_view(r) for r in store.withdrawals_of(uow.conn, merchant_id)], "next_cursor": None}
 
     return read(ctx, q)
 
 
-def _load_withdrawal(conn: Connection, merchant_id: str, withdrawal_id: str) -> d.Withdrawal:
-    stmt = select(t.withdrawals).where(t.withdrawals.c.id == withdrawal_id, t.withdrawals.c.merchant_id == merchant_id)
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    row = conn.execute(stmt).first()
-    if row is None:
+def _load_withdrawal(uow: UnitOfWork, merchant_id: str, withdrawal_id: str) -> d.Withdrawal:
+    w = store.load_withdrawal(uow.conn, merchant_id, withdrawal_id)
+    if w is None:
         raise NotFound("withdrawal", withdrawal_id)
-    return d.Withdrawal(row.id, row.merchant_id, row.amount_fen, row.requested_at, row.due_at,
-                        d.WithdrawalStatus(row.status), row.reason, row.completed_at, row.version)
-
-
-def _save_withdrawal(conn: Connection, w: d.Withdrawal) -> Any:
-    conn.execute(update(t.withdrawals).where(t.withdrawals.c.id == w.id).values(
-        status=w.status.value, reason=w.reason, due_at=w.due_at, completed_at=w.completed_at, version=w.version))
-    return conn.execute(select(t.withdrawals).where(t.withdrawals.c.id == w.id)).one()
+    return w
 
 
 def cancel_withdrawal(ctx: Context, who: Principal, merchant_id: str, withdrawal_id: str) -> dict[str, Any]:
@@ -189,10 +155,10 @@ def cancel_withdrawal(ctx: Context, who: Principal, merchant_id: str, withdrawal
     _visible(who, merchant_id)
 
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
-        _merchant(uow.conn, merchant_id, lock=True)
-        w = _load_withdrawal(uow.conn, merchant_id, withdrawal_id)
+        _merchant(uow, merchant_id, lock=True)
+        w = _load_withdrawal(uow, merchant_id, withdrawal_id)
         w.move("cancel", who.actor, uow.now, reason=f"cancelled by {who.role}")
-        return _withdrawal_view(_save_withdrawal(uow.conn, w))
+        return _withdrawal_view(store.save_withdrawal(uow.conn, w))
 
     return run(ctx, cmd)
 
@@ -202,85 +168,36 @@ def apply_timer(ctx: Context, uow: UnitOfWork, row: Any, now: datetime) -> int:
 
     With a case or complaint open it waits (checked again every 24 h); if recoveries took the deposit below the
     amount meanwhile, it fails — buyers are paid before merchants (P2)."""
-    w_row = uow.conn.execute(select(t.withdrawals.c.merchant_id).where(t.withdrawals.c.id == row.subject_id)).first()
-    if w_row is None:
+    merchant_id = store.withdrawal_merchant(uow.conn, row.subject_id)
+    if merchant_id is None:
         return 0
-    _merchant(uow.conn, w_row.merchant_id, lock=True)
-    w = _load_withdrawal(uow.conn, w_row.merchant_id, row.subject_id)
+    _merchant(uow, merchant_id, lock=True)
+    w = _load_withdrawal(uow, merchant_id, row.subject_id)
     if w.status is not d.WithdrawalStatus.PENDING or w.version != row.stage:
         return 0  # stale: cancelled, or re-armed since
-    cases, complaints = _open_counts(uow.conn, w.merchant_id)
-    s = state(uow.conn, ctx, w.merchant_id, excluding=w.id)
+    cases, complaints = _open_counts(uow, w.merchant_id)
+    s = state(uow, ctx, w.merchant_id, excluding=w.id)
     if cases or complaints:
         w.version += 1
         w.due_at = row.due_at + RECHECK
         w.reason = f"waiting: {cases} open case(s) and {complaints} open complaint(s) (D1)"
-        _save_withdrawal(uow.conn, w)
-        _arm(uow.conn, w.id, w.version, w.due_at)
+        store.save_withdrawal(uow.conn, w)
+        store.arm(uow.conn, w.id, w.version, w.due_at)
         return 1
     if s.debt_fen > 0 or s.balance_fen < w.amount_fen:
         w.move("fail", Actor.SYSTEM, row.due_at, reason=f"the deposit holds {s.balance_fen} fen and a debt of {s.debt_fen} (D1)")
-        _save_withdrawal(uow.conn, w)
+        store.save_withdrawal(uow.conn, w)
         return 1
-    repo.post(uow.conn, [d.withdrawal(w.merchant_id, w.amount_fen, f"withdrawal:{w.id}", row.due_at)])
+    uow.tracker.post(d.withdrawal(w.merchant_id, w.amount_fen, f"withdrawal:{w.id}", row.due_at))
     w.move("complete", Actor.SYSTEM, row.due_at)
-    _save_withdrawal(uow.conn, w)
+    store.save_withdrawal(uow.conn, w)
     return 1
 
 
-# --- P2: recovering what the platform advanced ----------------------------------------------------------------
-def recover_advances(conn: Connection, postings: list[ledger.Transaction]) -> list[ledger.Transaction]:
-    """The Tracker's posting hook, run in the same database transaction as the postings:
-
-    * P2: every payment the platform advanced is recovered from the merchant's deposit — as far as it goes, the
-      rest as the merchant's debt (D1);
-    * M3 + D1: merchant-paid return shipping is reimbursed beyond what the buyer paid for the order, so it may take
-      the merchant's sales balance below zero; the deposit covers the difference (then the debt), so that no
-      account but the debt is ever negative."""
-    advances = [tx for tx in postings if tx.recover_from is not None]
-    covered = {m for tx in postings if (m := _reimburses_return_shipping(tx)) is not None}
-    if not advances and not covered:
-        return []
-    deposit: dict[str, d.DepositState] = {}
-    for merchant_id in sorted({tx.recover_from for tx in advances if tx.recover_from} | covered):  # lock in id order
-        _lock_merchant(conn, merchant_id)
-        deposit[merchant_id] = d.DepositState(*_held(conn, merchant_id), required_fen=0)
-    sales = {m: account_balance(conn, ledger.merchant_sales(m)) for m in covered}
-    out: list[ledger.Transaction] = []
-
-    def take(m: str, tx: ledger.Transaction, amount: int, key: str, kind: str) -> None:
-        before = deposit[m]
-        rec = d.recovery(m, amount, before, key, tx.at, order_id=tx.order_id, case_id=tx.case_id, kind=kind,
-                         to=ledger.merchant_sales(m) if kind == "deposit_cover" else ledger.COMPENSATION_FUND)
-        taken = sum(e.debit_fen for e in rec.entries if e.account == d.deposit_account(m))
-        deposit[m] = d.DepositState(before.balance_fen - taken, before.debt_fen + amount - taken, 0)
-        out.append(rec)
-
-    for tx in postings:
-        if tx.recover_from is not None:
-            take(tx.recover_from, tx, tx.amount_fen, f"recover:{tx.key}", "deposit_recovery")
-        for m in covered:
-            account = ledger.merchant_sales(m)
-            sales[m] += sum(e.credit_fen - e.debit_fen for e in tx.entries if e.account == account)
-            if sales[m] < 0:
-                take(m, tx, -sales[m], f"cover:{tx.key}", "deposit_cover")
-                sales[m] = 0
-    return out
-
-
-def _reimburses_return_shipping(tx: ledger.Transaction) -> str | None:
-    """The merchant whose sales pay a return-shipping reimbursement in ``tx`` (M3), if any."""
-    if not any(e.account.startswith("buyer:") and e.account.endswith(":return_shipping") for e in tx.entries):
-        return None
-    return next((e.account.split(":")[1] for e in tx.entries if e.debit_fen and e.account.startswith("merchant:")
-                 and e.account.endswith(":sales")), None)
-
-
+# --- P2: paying what the merchant does not ---------------------------------------------------------------------
 def advance_unpaid_rulings(ctx: Context, uow: UnitOfWork, merchant_id: str, reason: str) -> int:
     """P2: the shop is closed or unreachable: pay every refund ruling it has not paid yet, now."""
-    ids = uow.conn.execute(select(t.cases.c.id, t.cases.c.order_id).where(
-        t.cases.c.merchant_id == merchant_id, t.cases.c.status == "platform_review",
-        t.cases.c.due_action == "advance_compensation")).all()
+    ids = store.rulings_awaiting_advance(uow.conn, merchant_id)
     from aftersales.domain import cases as dcases
 
     uow.tracker.load_orders(sorted({r.order_id for r in ids}), lock=True)
@@ -299,12 +216,13 @@ def close_shop(ctx: Context, who: Principal, merchant_id: str, reason: str) -> d
         raise Invalid("reason must be shop_closed or merchant_unreachable")
 
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
-        _merchant(uow.conn, merchant_id)
+        _merchant(uow, merchant_id)
         # Orders before the merchant's row, the order every command that moves money locks them in.
         paid = advance_unpaid_rulings(ctx, uow, merchant_id, reason)
-        uow.conn.execute(update(t.merchants).where(t.merchants.c.id == merchant_id).values(closed=True))
-        uow.tracker.flush()  # post the advances and their recoveries before the deposit is read back
-        return {**_view(_merchant(uow.conn, merchant_id), state(uow.conn, ctx, merchant_id)), "rulings_advanced": paid}
+        store.close_merchant(uow.conn, merchant_id)
+        # state() flushes: the advances and their recoveries are posted before the deposit is read back
+        s = state(uow, ctx, merchant_id)
+        return {**_view(_merchant(uow, merchant_id), s), "rulings_advanced": paid}
 
     return run(ctx, cmd)
 
@@ -339,11 +257,10 @@ def complaint_remedy(ctx: Context, uow: UnitOfWork, *, complaint_id: str, mercha
                            actor=Actor.PLATFORM, goods=dict(zip(skus, shares[:-1], strict=True)), shipping_fen=shares[-1])
         settle_new_refunds(order, ctx.gateway, at)
         return
-    _merchant(uow.conn, merchant_id, lock=True)
-    if kind == "compensation":  # recovered from the deposit by the same hook as every advance (P2)
-        tx = d.compensation(merchant_id, buyer_id, amount, key, at, order_id=order_id)
-        repo.post(uow.conn, [tx, *recover_advances(uow.conn, [tx])])
+    _merchant(uow, merchant_id, lock=True)
+    if kind == "compensation":  # recovered from the deposit at the flush, as every advance (P2)
+        uow.tracker.post(d.compensation(merchant_id, buyer_id, amount, key, at, order_id=order_id))
     elif kind == "penalty":
-        repo.post(uow.conn, [d.penalty(merchant_id, amount, state(uow.conn, ctx, merchant_id), key, at, order_id=order_id)])
+        uow.tracker.post(d.penalty(merchant_id, amount, state(uow, ctx, merchant_id), key, at, order_id=order_id))
     else:
         raise Invalid(f"remedy type must be one of {', '.join(REMEDIES)}")

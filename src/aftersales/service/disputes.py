@@ -9,10 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
-
 from aftersales.domain import disputes as ddisputes
-from aftersales.store import tables as t
+from aftersales.store import disputes as store
 
 from . import subjects
 from .context import Context, Principal, UnitOfWork, read, run
@@ -31,7 +29,7 @@ def view(row: Any) -> dict[str, Any]:
 
 
 def _one(uow: UnitOfWork, path_id: str) -> Any:
-    return uow.conn.execute(select(t.dispute_paths).where(t.dispute_paths.c.id == path_id)).first()
+    return store.one(uow.conn, path_id)
 
 
 def start(ctx: Context, who: Principal, kind: str, subject_id: str, *, path: str, started_at: datetime,
@@ -45,9 +43,9 @@ def start(ctx: Context, who: Principal, kind: str, subject_id: str, *, path: str
         ddisputes.check_start(started_at, uow.now)
         actor, actor_id = subjects.party(who)
         new = subjects.new_id("dp")
-        uow.conn.execute(insert(t.dispute_paths).values(
-            id=new, subject=subject.kind, subject_id=subject.id, path=kind_of_path.value, started_at=started_at,
-            body=body, note=note, recorded_by=actor, recorded_by_id=actor_id, recorded_at=uow.now, version=1))
+        store.add(uow.conn, {"id": new, "subject": subject.kind, "subject_id": subject.id, "path": kind_of_path.value,
+                             "started_at": started_at, "body": body, "note": note, "recorded_by": actor,
+                             "recorded_by_id": actor_id, "recorded_at": uow.now, "version": 1})
         return view(_one(uow, new))
 
     return run(ctx, cmd)
@@ -67,11 +65,9 @@ def finish(ctx: Context, who: Principal, kind: str, subject_id: str, path_id: st
             raise Conflict(f"the dispute path is at version {row.version}, not {if_match} (If-Match): reload it and try again")
         ddisputes.check_end(row.started_at, ended_at, uow.now, has_outcome=row.outcome is not None)
         actor, actor_id = subjects.party(who)
-        dp = t.dispute_paths.c
-        done = uow.conn.execute(update(t.dispute_paths).where(dp.id == path_id, dp.version == row.version).values(
-            ended_at=ended_at, outcome=outcome, outcome_by=actor, outcome_by_id=actor_id, outcome_recorded_at=uow.now,
-            version=row.version + 1))
-        if done.rowcount != 1:
+        if not store.finish(uow.conn, path_id, row.version, {
+                "ended_at": ended_at, "outcome": outcome, "outcome_by": actor, "outcome_by_id": actor_id,
+                "outcome_recorded_at": uow.now}):
             raise Conflict("the dispute path changed meanwhile: reload it and try again")
         return view(_one(uow, path_id))
 
@@ -79,8 +75,7 @@ def finish(ctx: Context, who: Principal, kind: str, subject_id: str, path_id: st
 
 
 def rows(uow: UnitOfWork, kind: str, subject_id: str) -> list[Any]:
-    dp = t.dispute_paths
-    return list(uow.conn.execute(select(dp).where(dp.c.subject == kind, dp.c.subject_id == subject_id).order_by(dp.c.id)).all())
+    return store.rows(uow.conn, kind, subject_id)
 
 
 def list_paths(ctx: Context, who: Principal, kind: str, subject_id: str) -> dict[str, Any]:

@@ -12,9 +12,7 @@ import re
 import unicodedata
 from typing import Any
 
-from sqlalchemy import insert, select
-
-from aftersales.store import tables as t
+from aftersales.store import evidence_repo as repo
 from aftersales.store.evidence_store import EvidenceStore
 
 from . import subjects
@@ -91,19 +89,13 @@ def attach(ctx: Context, store: EvidenceStore, who: Principal, kind: str, subjec
         values = {"id": subjects.new_id("ev"), "subject": subject.kind, "subject_id": subject.id, "sha256": digest,
                   "size_bytes": len(data), "media_type": media_type, "filename": name, "note": note,
                   "uploaded_by": actor, "uploaded_by_id": actor_id, "at": uow.now}
-        uow.conn.execute(insert(t.evidence).values(**values))
-        return view(uow.conn.execute(select(t.evidence).where(t.evidence.c.id == values["id"])).one())
+        return view(repo.add(uow.conn, values))
 
     return run(ctx, cmd)
 
 
 def rows(uow: UnitOfWork, kind: str, subject_id: str, *, after: str | None = None, limit: int | None = None) -> list[Any]:
-    e = t.evidence
-    stmt = select(e).where(e.c.subject == kind, e.c.subject_id == subject_id)
-    if after is not None:
-        stmt = stmt.where(e.c.id > after)
-    stmt = stmt.order_by(e.c.id)
-    return list(uow.conn.execute(stmt.limit(limit + 1) if limit is not None else stmt).all())
+    return repo.rows(uow.conn, kind, subject_id, after=after, limit=limit)
 
 
 def list_evidence(ctx: Context, who: Principal, kind: str, subject_id: str, *, cursor: str | None, limit: int) -> dict[str, Any]:
@@ -125,9 +117,7 @@ def download(ctx: Context, store: EvidenceStore, who: Principal, kind: str, subj
 
     def q(uow: UnitOfWork) -> Any:
         subject = subjects.load(uow, who, kind, subject_id)
-        e = t.evidence
-        row = uow.conn.execute(select(e).where(e.c.id == evidence_id, e.c.subject == subject.kind,
-                                               e.c.subject_id == subject.id)).first()
+        row = repo.one(uow.conn, subject.kind, subject.id, evidence_id)
         if row is None:
             raise NotFound("evidence", evidence_id)
         return row

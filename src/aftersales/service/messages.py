@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, or_, select
-
-from aftersales.store import tables as t
+from aftersales.store import messages as store
 
 from . import subjects
 from .context import Context, Principal, UnitOfWork, read, run
@@ -24,9 +22,8 @@ def view(row: Any) -> dict[str, Any]:
 
 
 def visible_to(who: Principal) -> Any:
-    """The SQL condition for the messages ``who`` may read (on a subject they can already see)."""
-    m = t.messages.c
-    return or_(m.internal.is_(False), m.author == who.role) if who.role in ("merchant", "platform") else m.internal.is_(False)
+    """The condition for the messages ``who`` may read (on a subject they can already see)."""
+    return store.visible_to(who.role)
 
 
 def post(ctx: Context, who: Principal, kind: str, subject_id: str, *, body: str, internal: bool) -> dict[str, Any]:
@@ -38,25 +35,15 @@ def post(ctx: Context, who: Principal, kind: str, subject_id: str, *, body: str,
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
         subject = subjects.load(uow, who, kind, subject_id)
         actor, actor_id = subjects.party(who)
-        result = uow.conn.execute(insert(t.messages).values(
-            subject=subject.kind, subject_id=subject.id, author=actor, author_id=actor_id, internal=internal,
-            body=body, at=uow.now))
-        new_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
-        return view(uow.conn.execute(select(t.messages).where(t.messages.c.id == new_id)).one())
+        return view(store.add(uow.conn, {"subject": subject.kind, "subject_id": subject.id, "author": actor,
+                                         "author_id": actor_id, "internal": internal, "body": body, "at": uow.now}))
 
     return run(ctx, cmd)
 
 
 def rows(uow: UnitOfWork, kind: str, subject_id: str, *, where: Any = None, after: int | None = None,
          limit: int | None = None) -> list[Any]:
-    m = t.messages
-    stmt = select(m).where(m.c.subject == kind, m.c.subject_id == subject_id)
-    if where is not None:
-        stmt = stmt.where(where)
-    if after is not None:
-        stmt = stmt.where(m.c.id > after)
-    stmt = stmt.order_by(m.c.id)
-    return list(uow.conn.execute(stmt.limit(limit + 1) if limit is not None else stmt).all())
+    return store.rows(uow.conn, kind, subject_id, where=where, after=after, limit=limit)
 
 
 def list_messages(ctx: Context, who: Principal, kind: str, subject_id: str, *, cursor: str | None, limit: int) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from aftersales.domain.eligibility import Eligibility, evaluate
 from aftersales.domain.errors import InvalidInput
 from aftersales.domain.events import Actor
 from aftersales.domain.groups import Group, open_group
+from aftersales.domain.ids import require_id
 from aftersales.domain.messages import N_
 from aftersales.domain.orders import Order, OrderItem, new_order
 from aftersales.store import repositories as repo
@@ -46,6 +47,10 @@ def group_orders(uow: UnitOfWork, group: Group) -> list[Order]:
 def create_order(ctx: Context, who: Principal, data: dict[str, Any]) -> dict[str, Any]:
     """Record a paid order; a group order opens its group or joins it (G1, G3)."""
     who.require("platform", "merchant")
+    for name in ("id", "merchant_id", "buyer_id"):  # T2: the documented alphabet (the API's model checks it too)
+        require_id(data[name], name)
+    if data.get("group"):
+        require_id(data["group"]["id"], "group.id")
     if who.role == "merchant" and data["merchant_id"] != who.subject_id:
         raise NotFound("merchant", data["merchant_id"])
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import NamedTuple
 
-from sqlalchemy import delete, select, update
-
-from aftersales.store import tables as t
+from aftersales.store import payment_jobs as store
 
 from .context import Context, UnitOfWork, run
 from .payments import GatewayError, backoff
@@ -24,33 +22,21 @@ class Job(NamedTuple):
 
 def _claim(ctx: Context, limit: int) -> list[Job]:
     def cmd(uow: UnitOfWork) -> list[Job]:
-        j = t.payment_jobs
-        stmt = (select(j.c.refund_key, j.c.order_id, t.refunds.c.amount_fen, j.c.attempts)
-                .join(t.refunds, t.refunds.c.key == j.c.refund_key)
-                .where(j.c.next_attempt_at <= uow.now).order_by(j.c.next_attempt_at).limit(limit))
-        if uow.conn.dialect.name == "postgresql":
-            stmt = stmt.with_for_update(of=j, skip_locked=True)
-        rows = [Job(*r) for r in uow.conn.execute(stmt).all()]
-        if rows:
-            # A lease: a worker that dies mid-call leaves the job to be retried once the lease runs out.
-            uow.conn.execute(update(j).where(j.c.refund_key.in_([r.key for r in rows]))
-                             .values(attempts=j.c.attempts + 1, next_attempt_at=uow.now + LEASE))
-        return rows
+        # A lease: a worker that dies mid-call leaves the job to be retried once the lease runs out.
+        return [Job(*r) for r in store.claim(uow.conn, uow.now, limit, uow.now + LEASE)]
 
     return run(ctx, cmd)
 
 
 def _finish(ctx: Context, job: Job, confirmed: bool, error: str | None) -> bool:
     def cmd(uow: UnitOfWork) -> bool:
-        j = t.payment_jobs
         if not confirmed:
-            uow.conn.execute(update(j).where(j.c.refund_key == job.key)
-                             .values(next_attempt_at=uow.now + backoff(job.attempts + 1), last_error=error))
+            store.retry_later(uow.conn, job.key, uow.now + backoff(job.attempts + 1), error)
             return False
         order = uow.tracker.get_order(job.order_id, lock=True)
         assert order is not None
         done = order.settle_refund(job.key, uow.now)  # False for a second confirmation: nothing is paid twice
-        uow.conn.execute(delete(j).where(j.c.refund_key == job.key))
+        store.done(uow.conn, job.key)
         return done
 
     return run(ctx, cmd)

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import or_, select
-
 from aftersales.domain import record as drecord
-from aftersales.store import tables as t
+from aftersales.store import records as store
 
 from . import disputes, evidence, messages, subjects, views
 from .context import Context, Principal, UnitOfWork, read
@@ -48,12 +46,7 @@ def _common(uow: UnitOfWork, who: Principal, kind: str, subject_id: str) -> list
 
 
 def _ledger(uow: UnitOfWork, case_id: str) -> list[tuple[str, Any]]:
-    tx, en = t.ledger_transactions, t.ledger_entries
-    rows = uow.conn.execute(select(tx).where(tx.c.case_id == case_id).order_by(tx.c.id)).all()
-    entries: dict[int, list[dict[str, Any]]] = {r.id: [] for r in rows}
-    if rows:
-        for e in uow.conn.execute(select(en).where(en.c.transaction_id.in_(list(entries))).order_by(en.c.id)).all():
-            entries[e.transaction_id].append({"account": e.account, "debit_fen": e.debit_fen, "credit_fen": e.credit_fen})
+    rows, entries = store.case_transactions(uow.conn, case_id)
     return [("ledger_transaction", {"id": r.id, "key": r.key, "kind": r.kind, "at": r.at.isoformat(), "order_id": r.order_id,
                                     "case_id": r.case_id, "rule": r.rule, "amount_fen": r.amount_fen, "entries": entries[r.id]})
             for r in rows]
@@ -71,9 +64,7 @@ def case_record(ctx: Context, who: Principal, case_id: str, *, secret: str, lang
         subject = subjects.load(uow, who, "case", case_id)
         order, case = subject.loaded
         group = uow.tracker.get_group(order.group_id) if order.group_id else None
-        ev = t.events.c
-        event_rows = uow.conn.execute(select(t.events).where(
-            or_(ev.case_id == case.id, (ev.order_id == order.id) & ev.case_id.is_(None))).order_by(ev.id)).all()
+        event_rows = store.case_events(uow.conn, case.id, order.id)
         items: list[tuple[str, Any]] = [("order", views.order_view(order, group)),
                                         ("case", _case_dict(ctx, uow, who, order, case, lang))]
         items += [("event", views.event_view(r)) for r in event_rows]
@@ -99,10 +90,9 @@ def complaint_record(ctx: Context, who: Principal, complaint_id: str, *, secret:
                 group = uow.tracker.get_group(order.group_id) if order.group_id else None
                 items.append(("order", views.order_view(order, group)))
         items.append(("complaint", complaints.row_view(subject.loaded, who, uow.now)))
-        ce = t.complaint_events.c
         items += [("event", {"id": r.id, "complaint_id": r.complaint_id, "kind": r.kind, "actor": r.actor,
                              "at": r.at.isoformat(), "rules": list(r.rules), "data": r.data})
-                  for r in uow.conn.execute(select(t.complaint_events).where(ce.complaint_id == subject.id).order_by(ce.id)).all()]
+                  for r in store.complaint_events(uow.conn, subject.id)]
         items += _common(uow, who, "complaint", complaint_id)
         contents = sorted({k for k, _ in items})
         doc = drecord.build(_header(who, "complaint", complaint_id, uow, contents), items, secret)

@@ -7,11 +7,10 @@ import hmac
 import secrets
 from typing import Any
 
-from sqlalchemy import insert, select, update
-
 from aftersales.domain.catalog import StatutoryExclusion
+from aftersales.domain.ids import require_id
 from aftersales.store import repositories as repo
-from aftersales.store import tables as t
+from aftersales.store import setup as store
 
 from .context import Context, Principal, UnitOfWork, read, run
 from .errors import Conflict, Invalid, NotFound, Unauthorized
@@ -26,11 +25,12 @@ def hash_key(key: str) -> str:
 
 def create_merchant(ctx: Context, who: Principal, *, id: str, name: str, return_address: str | None) -> dict[str, Any]:
     who.require("platform")
+    require_id(id, "id")  # T2: the documented alphabet, so that a merchant's money is matched by equality only
 
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
         if repo.merchant(uow.conn, id) is not None:
             raise Conflict(f"merchant {id!r} already exists")
-        uow.conn.execute(insert(t.merchants).values(id=id, name=name, return_address=return_address, closed=False, created_at=uow.now))
+        store.add_merchant(uow.conn, id=id, name=name, return_address=return_address, created_at=uow.now)
         return {"id": id, "name": name, "return_address": return_address, "closed": False, "created_at": uow.now.isoformat()}
 
     return run(ctx, cmd)
@@ -58,12 +58,7 @@ def put_category(ctx: Context, who: Principal, *, code: str, name: str, no_reaso
               "after_sales_days": after_sales_days, "warranty_days": warranty_days}
 
     def cmd(uow: UnitOfWork) -> bool:
-        exists = uow.conn.execute(select(t.categories.c.code).where(t.categories.c.code == code)).first() is not None
-        if exists:
-            uow.conn.execute(update(t.categories).where(t.categories.c.code == code).values(**values))
-        else:
-            uow.conn.execute(insert(t.categories).values(code=code, **values))
-        return not exists
+        return store.put_category(uow.conn, code, values)
 
     created = run(ctx, cmd)
     return {"code": code, **values}, created
@@ -86,14 +81,16 @@ def create_api_key(ctx: Context, who: Principal | None, *, role: str, subject_id
         raise Invalid("a platform key has no subject_id")
     if role != "platform" and not subject_id:
         raise Invalid(f"a {role} key needs a subject_id")
+    if subject_id is not None:
+        require_id(subject_id, "subject_id")
     secret = f"as_{role[0]}_{secrets.token_urlsafe(32)}"
     key_id = secrets.token_hex(8)
 
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
         if role == "merchant" and repo.merchant(uow.conn, subject_id or "") is None:
             raise NotFound("merchant", subject_id or "")
-        uow.conn.execute(insert(t.api_keys).values(id=key_id, key_hash=hash_key(secret), role=role, subject_id=subject_id,
-                                                   label=label, created_at=uow.now))
+        store.add_api_key(uow.conn, id=key_id, key_hash=hash_key(secret), role=role, subject_id=subject_id, label=label,
+                          created_at=uow.now)
         return {"id": key_id, "key": secret, "role": role, "subject_id": subject_id, "created_at": uow.now.isoformat()}
 
     return run(ctx, cmd)
@@ -105,10 +102,7 @@ def authenticate(ctx: Context, key: str | None, bootstrap_key: str | None) -> Pr
         raise Unauthorized("missing API key: send Authorization: Bearer <key>")
     if bootstrap_key and hmac.compare_digest(key.encode(), bootstrap_key.encode()):
         return Principal("platform")
-    digest = hash_key(key)
-    with ctx.engine.connect().execution_options(readonly=True) as conn:
-        row = conn.execute(select(t.api_keys.c.role, t.api_keys.c.subject_id, t.api_keys.c.revoked_at)
-                           .where(t.api_keys.c.key_hash == digest)).first()
+    row = store.api_key(ctx.engine, hash_key(key))
     if row is None or row.revoked_at is not None:
         raise Unauthorized("unknown or revoked API key")
     return Principal(row.role, row.subject_id)

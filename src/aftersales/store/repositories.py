@@ -1,5 +1,6 @@
 """Repositories: every query lives here. Aggregates are loaded with a lock when they will be changed,
-and written back (state, projections, events, timers) by :meth:`Tracker.flush` in the same transaction."""
+and written back (state, projections, events, timers, ledger postings) by :meth:`Tracker.flush` in the same
+transaction."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from aftersales.domain.events import Event
 from aftersales.domain.groups import Group, GroupStatus
 from aftersales.domain.orders import Order, RefundStatus
 
+from . import ledger as ledger_store
 from . import tables as t
+from .bulk import new_ids
 from .codec import encode, from_dict
 from .timers import arm_timers
 
@@ -29,9 +32,6 @@ class ConcurrentUpdate(Exception):
 
 #: Called with (connection, [(event id, event, merchant id)]) for every event written: the outbox hook.
 EventHook = Callable[[Connection, list[tuple[int, Event, str]]], None]
-#: Called with (connection, the transactions a flush is about to post); returns further transactions to post with
-#: them — P2: each advance compensation is recovered from the merchant's deposit in the same database transaction.
-PostingHook = Callable[[Connection, list[ledger.Transaction]], list[ledger.Transaction]]
 
 
 def one_of(conn: Connection, column: Any, values: Sequence[Any]) -> Any:
@@ -56,12 +56,17 @@ class Tracker:
     conn: Connection
     now: datetime
     on_events: EventHook | None = None
-    on_postings: PostingHook | None = None
     #: order id → (order, version loaded, {case id: (version loaded, stage loaded)})
     orders: dict[str, tuple[Order, int | None, dict[str, tuple[int, int]]]] = field(default_factory=dict)
     groups: dict[str, tuple[Group, int | None]] = field(default_factory=dict)
     #: order id → {refund key: status as stored}
     refund_status: dict[str, dict[str, RefundStatus]] = field(default_factory=dict)
+    #: Ledger transactions the domain returned (deposits, remedies), posted at the next flush with the orders' own.
+    postings: list[ledger.Transaction] = field(default_factory=list)
+
+    def post(self, *transactions: ledger.Transaction) -> None:
+        """D2: collect what a domain operation returned; :meth:`flush` writes it (the store's one ledger writer)."""
+        self.postings.extend(transactions)
 
     # --- orders ----------------------------------------------------------------------------------------
     def get_order(self, order_id: str, *, lock: bool = False) -> Order | None:
@@ -137,7 +142,11 @@ class Tracker:
 
     # --- writing ---------------------------------------------------------------------------------------
     def flush(self) -> list[Event]:
-        """Write every changed aggregate, then all their events in one statement and the outbox hook once."""
+        """Write every changed aggregate, then all their events in one statement and the outbox hook once.
+
+        D2: the ledger postings collected by :meth:`post` and those of the orders (payments, settled refunds) go in
+        together, with what P2 recovers from merchants' deposits (:func:`~aftersales.store.ledger.with_recoveries`),
+        in one call of :func:`aftersales.store.ledger.write`."""
         pending: list[tuple[Event, str]] = []
         # Groups first: orders reference them.
         for group, seen in self.groups.values():
@@ -146,15 +155,16 @@ class Tracker:
             self._save_group(group, seen)
             pending += [(e, group.merchant_id) for e in group.pending_events]
             group.pending_events.clear()
-        batch = _Batch()
+        batch = _Batch(postings=self.postings)
+        self.postings = []
         for order, seen, case_versions in self.orders.values():
             if seen == order.version and not order.pending_events:
                 continue
             self._save_order(order, seen, case_versions, batch)
             pending += [(e, order.merchant_id) for e in order.pending_events]
             order.pending_events.clear()
-        if batch.postings and self.on_postings is not None:
-            batch.postings += self.on_postings(self.conn, batch.postings)
+        if batch.postings:
+            batch.postings += ledger_store.with_recoveries(self.conn, batch.postings)
         batch.write(self.conn)
         self._append_events(pending)
         return [e for e, _ in pending]
@@ -233,21 +243,6 @@ class Tracker:
             self.on_events(self.conn, [(i, e, m) for i, (e, m) in zip(ids, events, strict=True)])
 
 
-def new_ids(conn: Connection, table: Any, n: int) -> list[int] | None:
-    """``n`` ids for new rows of ``table`` (an integer ``id`` key), ascending, as the database would give them in
-    this order; None where the database must assign them itself.
-
-    PostgreSQL: from the column's own sequence. SQLite: the rows' rowids would be max(id) + 1, + 2, …, and a writing
-    transaction holds the database's write lock (``BEGIN IMMEDIATE``, db.py), so nobody else can take them."""
-    if conn.dialect.name == "postgresql":
-        seq = conn.execute(select(func.pg_get_serial_sequence(table.name, "id"))).scalar_one()
-        return sorted(conn.execute(select(func.nextval(seq)).select_from(func.generate_series(1, n))).scalars().all())
-    if conn.dialect.name == "sqlite" and conn.in_transaction():
-        last = conn.execute(select(func.max(table.c.id))).scalar()
-        return list(range((last or 0) + 1, (last or 0) + n + 1))
-    return None
-
-
 def insert_with_ids(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> list[int]:
     """Insert ``rows`` into ``table`` and return their ids in the rows' order.
 
@@ -300,22 +295,7 @@ class _Batch:
                          .values(status=bindparam("v_status"), settled_at=bindparam("v_settled_at")), self.settled_refunds)
         if self.payment_jobs:
             conn.execute(insert(t.payment_jobs), self.payment_jobs)
-        if self.postings:
-            post(conn, self.postings)
-
-
-def post(conn: Connection, transactions: Sequence[ledger.Transaction]) -> None:
-    """Append balanced ledger transactions (D2) with their entries."""
-    if not transactions:
-        return
-    ids = insert_with_ids(conn, t.ledger_transactions, [
-        {"key": tx.key, "kind": tx.kind, "at": tx.at, "order_id": tx.order_id, "case_id": tx.case_id, "rule": tx.rule,
-         "amount_fen": tx.amount_fen} for tx in transactions
-    ])
-    conn.execute(insert(t.ledger_entries), [
-        {"transaction_id": tx_id, "account": e.account, "debit_fen": e.debit_fen, "credit_fen": e.credit_fen}
-        for tx_id, tx in zip(ids, transactions, strict=True) for e in tx.entries
-    ])
+        ledger_store.write(conn, self.postings)
 
 
 # --- read-side queries ------------------------------------------------------------------------------------
@@ -425,4 +405,4 @@ def kv_set(conn: Connection, key: str, value: str) -> None:
         conn.execute(insert(t.kv).values(key=key, value=value))
 
 
-__all__ = ["ConcurrentUpdate", "Tracker", "or_"]
+__all__ = ["ConcurrentUpdate", "Tracker", "new_ids", "or_"]

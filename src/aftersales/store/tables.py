@@ -272,7 +272,11 @@ ledger_entries = Table(
     Column("account", String(120), nullable=False),
     Column("debit_fen", BigInteger, nullable=False),
     Column("credit_fen", BigInteger, nullable=False),
+    # The account's owner (D2, T2): every listing of a merchant's or buyer's money filters on these by equality.
+    Column("owner_kind", String(16), nullable=False),  # merchant | buyer | platform
+    Column("owner_id", String(64), nullable=False),  # "" for the platform
     Index("ix_ledger_entries_account", "account", "transaction_id"),
+    Index("ix_ledger_entries_owner", "owner_kind", "owner_id", "transaction_id"),
 )
 
 # --- D1 deposits: withdrawal requests (the deposit balance itself is derived from the ledger) -----------------

@@ -32,7 +32,7 @@ router = APIRouter(prefix="/app", include_in_schema=False)
 Id = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 PAGE_SIZE = 50
 MAX_TEXT = 2000
-ACCOUNT = re.compile(r"^(merchant|buyer|platform):[A-Za-z0-9_.:-]*:[a-z_]+$")
+ACCOUNT = re.compile(r"^(merchant|buyer|platform):[A-Za-z0-9_.-]*:[a-z_]+$")
 
 COMPLAINT_STATUS = {"submitted": N_("submitted"), "accepted": N_("accepted, awaiting the shop"),
                     "rejected": N_("rejected"), "answered": N_("answered by the shop"), "resolved": N_("resolved")}
@@ -290,7 +290,7 @@ def ledger_page(request: Request, user: PlatformStaff, account: Annotated[str, Q
             raise Invalid("An account looks like merchant:<id>:deposit or platform::compensation_fund.")
         page = ledger.transactions(ctx_of(request), user.principal, account=account or None, cursor=cursor,
                                    limit=PAGE_SIZE)
-    except ServiceError as exc:
+    except (ServiceError, DomainError) as exc:
         error = explain(request, exc)
     query = {"account": account} if account else {}
     next_url = f"/app/platform/ledger?{urlencode({**query, 'cursor': page['next_cursor']})}" if page["next_cursor"] else None

@@ -1,0 +1,146 @@
+"""Writing many rows at once, straight through the driver, in the caller's transaction: ``COPY … FROM STDIN`` on
+PostgreSQL, ``executemany`` on SQLite. Used by the ledger's writer (:func:`aftersales.store.ledger.write`) and by
+the bulk import (:class:`ImportWriter`), which prepares its rows in driver form in another thread."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Table, func, insert, select
+
+from . import tables as t
+from .timers import arm_timers
+
+#: Below this many rows a table's rows go in through SQLAlchemy (one prepared executemany), above it through the
+#: driver's bulk path: COPY costs a round trip of its own, which a handful of rows does not repay.
+BULK_ROWS = 1000
+#: SQLite's page cache for the importing connection, in KiB (the default is 2 MiB).
+SQLITE_CACHE_KIB = 256 * 1024
+
+
+def new_ids(conn: Connection, table: Any, n: int) -> list[int] | None:
+    """``n`` ids for new rows of ``table`` (an integer ``id`` key), ascending, as the database would give them in
+    this order; None where the database must assign them itself.
+
+    PostgreSQL: from the column's own sequence. SQLite: the rows' rowids would be max(id) + 1, + 2, …, and a writing
+    transaction holds the database's write lock (``BEGIN IMMEDIATE``, db.py), so nobody else can take them."""
+    if conn.dialect.name == "postgresql":
+        seq = conn.execute(select(func.pg_get_serial_sequence(table.name, "id"))).scalar_one()
+        return sorted(conn.execute(select(func.nextval(seq)).select_from(func.generate_series(1, n))).scalars().all())
+    if conn.dialect.name == "sqlite" and conn.in_transaction():
+        last = conn.execute(select(func.max(table.c.id))).scalar()
+        return list(range((last or 0) + 1, (last or 0) + n + 1))
+    return None
+
+
+def cursor(conn: Connection) -> Any:
+    """A cursor of the driver's connection under ``conn`` (same transaction)."""
+    raw: Any = conn.connection.driver_connection
+    return raw.cursor()
+
+
+def copy_rows(cur: Any, pg: bool, table: str, cols: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    """Append ``rows`` (tuples in driver form, in ``cols`` order) to ``table``: COPY on PostgreSQL, executemany on SQLite."""
+    if not rows:
+        return
+    if pg:
+        with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:
+        sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"  # noqa: S608 - our own names
+        cur.executemany(sql, rows)
+
+
+def insert_rows(conn: Connection, table: Table, cols: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    """Append ``rows`` (Python values in ``cols`` order) to ``table``: a few through SQLAlchemy, many through the
+    driver's bulk path with the columns' own bind processing (SQLite: UTC instants as text)."""
+    if not rows:
+        return
+    if len(rows) < BULK_ROWS:
+        conn.execute(insert(table), [dict(zip(cols, row, strict=True)) for row in rows])
+        return
+    pg = conn.dialect.name == "postgresql"
+    if not pg:
+        procs = [(i, p) for i, c in enumerate(cols) if (p := table.c[c].type.bind_processor(conn.dialect)) is not None]
+        if procs:
+            rows = [_processed(row, procs) for row in rows]
+    copy_rows(cursor(conn), pg, table.name, cols, rows)
+
+
+def _processed(row: tuple[Any, ...], procs: list[tuple[int, Any]]) -> tuple[Any, ...]:
+    out = list(row)
+    for i, p in procs:
+        out[i] = p(out[i])
+    return tuple(out)
+
+
+class ImportWriter:
+    """The bulk import's writes (orders with their JSON state, groups, timers, events), through the driver in the
+    unit of work's transaction; ledger postings go through :func:`aftersales.store.ledger.write` like every other.
+
+    Values are converted to driver form by :attr:`dt` (instants) and :attr:`js` (JSON) — on the caller's thread,
+    so that the writer thread only writes. Surrogate ids are taken as the store's flush gets them (the sequence on
+    PostgreSQL; the next rowid on SQLite, whose writer lock this transaction holds)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.dialect = conn.dialect
+        self.pg = self.dialect.name == "postgresql"
+        self.cur: Any = cursor(conn)
+        self.cache_size: int | None = None
+        if self.pg:
+            self.cur.execute("SELECT pg_get_serial_sequence('events', 'id')")
+            (self.event_seq,) = self.cur.fetchone()
+            serializer = getattr(self.dialect, "_json_serializer", None) or json.dumps
+
+            def js(value: Any) -> str:
+                out = serializer(value)
+                return out.decode() if isinstance(out, bytes) else str(out)
+
+            self.js: Any = js
+            self.dt: Any = lambda v: v
+        else:
+            # A bigger page cache for this connection while it imports (restored by close()): the indexes of a table of
+            # millions of rows no longer fit SQLite's default 2 MB, and every insert would go back to the OS for pages.
+            self.cur.execute("PRAGMA cache_size")
+            self.cache_size = int(self.cur.fetchone()[0])
+            self.cur.execute(f"PRAGMA cache_size = {-SQLITE_CACHE_KIB}")
+            self.cur.execute("SELECT coalesce(max(id), 0) FROM events")
+            self.next_event = int(self.cur.fetchone()[0]) + 1
+            self.dt = t.orders.c.paid_at.type.bind_processor(self.dialect)
+            self.js = t.orders.c.state.type.bind_processor(self.dialect)
+
+    def event_ids(self, n: int) -> list[int]:
+        if n == 0:
+            return []
+        if self.pg:
+            self.cur.execute("SELECT nextval(%s) FROM generate_series(1, %s)", (self.event_seq, n))
+            return [int(r[0]) for r in self.cur.fetchall()]
+        start, self.next_event = self.next_event, self.next_event + n
+        return list(range(start, start + n))
+
+    def groups(self, rows: list[dict[str, Any]], timers: list[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.execute(insert(t.groups), rows)
+        arm_timers(self.conn, timers)
+
+    def rows(self, table: str, cols: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        """Rows already in driver form (see :attr:`dt`, :attr:`js`)."""
+        copy_rows(self.cur, self.pg, table, cols, rows)
+
+    def close(self) -> None:
+        if not self.pg and self.cache_size is not None:
+            self.cur.execute(f"PRAGMA cache_size = {self.cache_size}")
+            self.cache_size = None
+
+
+def existing(conn: Connection, column: Any, ids: list[str]) -> set[str]:
+    """Which of ``ids`` are values of ``column`` (looked up 500 at a time)."""
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        found.update(conn.execute(select(column).where(column.in_(chunk))).scalars())
+    return found
