@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from aftersales.config import Settings
 from aftersales.service.context import Clock, Context, Principal
+from aftersales.service.egress import Egress
 from aftersales.service.setup import authenticate, hash_key
 from aftersales.store.db import make_engine
 
@@ -23,7 +24,9 @@ from .middleware import UPLOAD_OVERHEAD, BodyLimit, Idempotency
 def build_context(settings: Settings) -> Context:
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, schema=settings.database_schema)
     return Context(engine=engine, policy=settings.load_policy(),
-                   clock=Clock(settings.clock == "manual", settings.clock_start_utc if settings.clock == "manual" else None))
+                   clock=Clock(settings.clock == "manual", settings.clock_start_utc if settings.clock == "manual" else None),
+                   egress=Egress(allow_private=settings.webhook_allow_private, https_only=settings.env == "production",
+                                 max_subscriptions=settings.webhook_max_subscriptions))
 
 
 def create_app(settings: Settings | None = None, ctx: Context | None = None) -> FastAPI:

@@ -123,14 +123,27 @@ def decode_cursor(cursor: str | None) -> str | None:
     return value
 
 
+#: The largest id a cursor may carry: a BIGINT. A larger number (``99999999999999999999``) is no id this server
+#: issued, and SQLite cannot even bind it.
+MAX_CURSOR_ID = 2**63 - 1
+
+
+def numeric_cursor(raw: str | None) -> int | None:
+    """A plain id cursor (ledger transactions, webhook deliveries): ASCII digits of a BIGINT, else 422. (``"²"``
+    is a digit to ``str.isdigit`` and not to ``int``.)"""
+    if raw is None or raw == "":
+        return None
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > MAX_CURSOR_ID:
+        raise Invalid("cursor is not one this server issued")
+    return int(raw)
+
+
 def decode_id_cursor(cursor: str | None) -> int | None:
     """A cursor over a table's integer ids (events, messages …): the id to continue after, or None for the start."""
     raw = decode_cursor(cursor)
     if raw is None:
         return None
-    if not raw.isdigit():
-        raise Invalid("cursor is not one this server issued")
-    return int(raw)
+    return numeric_cursor(raw)
 
 
 def list_cases(ctx: Context, who: Principal, *, status: str | None, order_id: str | None, merchant_id: str | None,

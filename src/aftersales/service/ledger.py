@@ -9,8 +9,9 @@ from sqlalchemy import Connection, func, select
 from aftersales.domain.ledger import normal_balance
 from aftersales.store import tables as t
 
+from .cases import numeric_cursor
 from .context import Context, Principal, UnitOfWork, read
-from .errors import Invalid, NotFound
+from .errors import NotFound
 
 
 def _own_prefix(who: Principal) -> str | None:
@@ -25,8 +26,7 @@ def transactions(ctx: Context, who: Principal, *, account: str | None, cursor: s
     prefix = _own_prefix(who)
     if account is not None and prefix is not None and not account.startswith(prefix):
         raise NotFound("account", account)
-    if cursor is not None and not cursor.isdigit():
-        raise Invalid("cursor is not one this server issued")
+    before = numeric_cursor(cursor)
 
     def q(uow: UnitOfWork) -> dict[str, Any]:
         tx, en = t.ledger_transactions, t.ledger_entries
@@ -35,8 +35,8 @@ def transactions(ctx: Context, who: Principal, *, account: str | None, cursor: s
             touching = select(en.c.transaction_id)
             touching = touching.where(en.c.account == account) if account is not None else touching.where(en.c.account.startswith(prefix or ""))
             stmt = stmt.where(tx.c.id.in_(touching))
-        if cursor is not None:
-            stmt = stmt.where(tx.c.id < int(cursor))
+        if before is not None:
+            stmt = stmt.where(tx.c.id < before)
         rows = uow.conn.execute(stmt.order_by(tx.c.id.desc()).limit(limit + 1)).all()
         page = rows[:limit]
         entries: dict[int, list[dict[str, Any]]] = {r.id: [] for r in page}
