@@ -37,6 +37,8 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
         version="1.0.0",
         description="After-sales engine for group-buying marketplaces. Rule ids refer to RULEBOOK.md.",
         openapi_url="/openapi.json",
+        docs_url=None,  # /docs and /redoc come from packaged files, never a CDN (api/security.py)
+        redoc_url=None,
     )
     app.state.ctx = ctx
     app.state.settings = settings
@@ -75,6 +77,9 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
     app.add_middleware(Idempotency, ctx=ctx, limit=settings.max_body_bytes, upload_limit=upload_limit,
                        in_flight=timedelta(seconds=settings.idempotency_in_flight_seconds))
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, upload_limit=upload_limit)
+    from .security import install as install_security
+
+    install_security(app, settings)  # outermost: OPTIONS/Allow, HSTS and Secure cookies in production
     return app
 
 
