@@ -97,9 +97,11 @@ class AllowHeader:
                 await send({"type": "http.response.body", "body": b""})
                 return None
 
+        request_scope = dict(scope)  # routing rewrites the scope (a mount's root_path): probe the request as it came
+
         async def send_with_allow(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 405:
-                allow = ", ".join(sorted(allowed_methods(self.routes, scope) | {"OPTIONS"})).encode()
+                allow = ", ".join(sorted(allowed_methods(self.routes, request_scope) | {"OPTIONS"})).encode()
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"] + [(b"allow", allow)]
                 message = {**message, "headers": headers}
             await send(message)

@@ -91,10 +91,10 @@ def create_webhook(body: WebhookIn, ctx: CtxDep, who: Who, idempotency_key: Idem
 
 
 @router.get("/v1/webhooks", response_model=WebhookPage, responses=ERRORS)
-def list_webhooks(ctx: CtxDep, who: Who, cursor: Annotated[str | None, Query(max_length=64, pattern=ID_PATTERN)] = None,
+def list_webhooks(ctx: CtxDep, who: Who, cursor: Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_-]*$")] = None,
                   limit: Annotated[int, Query(ge=1, le=200)] = 50) -> Any:
     """The caller's subscriptions (the platform: all), with ``disabled_at`` / ``disabled_reason`` when stopped."""
-    return webhooks.list_subscriptions(ctx, who, after=cursor, limit=limit)
+    return webhooks.list_subscriptions(ctx, who, cursor=cursor, limit=limit)
 
 
 @router.get("/v1/webhooks/event-types", response_model=EventTypes, responses=ERRORS)

@@ -36,6 +36,7 @@ from aftersales.domain.messages import N_, Msg
 from aftersales.store import webhooks as store
 from aftersales.store.codec import encode
 
+from .cases import decode_cursor, encode_cursor
 from .context import Context, Principal, UnitOfWork, read, run
 from .egress import Egress, RefusedTarget, Unresolved, check_url, pin
 from .errors import Conflict, NotFound
@@ -190,13 +191,14 @@ def get_subscription(ctx: Context, who: Principal, sub_id: str) -> dict[str, Any
     return read(ctx, lambda uow: view(_subscription(uow, who, sub_id)))
 
 
-def list_subscriptions(ctx: Context, who: Principal, *, after: str | None, limit: int) -> dict[str, Any]:
+def list_subscriptions(ctx: Context, who: Principal, *, cursor: str | None, limit: int) -> dict[str, Any]:
     """A merchant's subscriptions (the platform: every one), by id."""
     who.require("platform", "merchant")
+    after = decode_cursor(cursor)
 
     def q(uow: UnitOfWork) -> dict[str, Any]:
         rows = store.subscriptions(uow.conn, merchant_id=who.subject_id, everyone=who.role == "platform", after=after, limit=limit)
-        return {"items": [view(r) for r in rows[:limit]], "next_cursor": rows[limit - 1].id if len(rows) > limit else None}
+        return {"items": [view(r) for r in rows[:limit]], "next_cursor": encode_cursor(rows[limit - 1].id) if len(rows) > limit else None}
 
     return read(ctx, q)
 
