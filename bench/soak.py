@@ -615,6 +615,8 @@ def drain(engine: Any, timeout: float = 180.0) -> dict[str, Any]:
                 "  SELECT 1 FROM webhook_deliveries e WHERE e.status = 'pending' AND e.subscription_id = d.subscription_id"
                 "  AND e.ordering_key = d.ordering_key AND e.id < d.id)), max(d.next_attempt_at) "
                 "FROM webhook_deliveries d WHERE d.status = 'pending'"), {"now": now}).one()
+            # Events not yet fanned out into deliveries (the worker does it on its next pass) are pending too.
+            pending += int(conn.execute(text("SELECT count(*) FROM webhook_outbox")).scalar_one())
             if timers == 0 and pending == 0:
                 break
             if timers == 0 and due == 0:
@@ -888,7 +890,9 @@ def main() -> None:
                    "AFTERSALES_WORKER_POLL_SECONDS": "0.5", "AFTERSALES_DATA_DIR": str(tmp / "data"),
                    # A claim left by a killed server can be taken over after 5 s instead of 2 min (the takeover is
                    # safe either way: a request whose claim was taken over cannot commit, service/context.py).
-                   "AFTERSALES_IDEMPOTENCY_IN_FLIGHT_SECONDS": str(args.in_flight_seconds)}
+                   "AFTERSALES_IDEMPOTENCY_IN_FLIGHT_SECONDS": str(args.in_flight_seconds),
+                   # The webhook receiver is in this process, on 127.0.0.1: a private target (SEC1).
+                   "AFTERSALES_WEBHOOK_ALLOW_PRIVATE": "true"}
             env.pop("AFTERSALES_DATABASE_SCHEMA", None)
             sup = Supervisor(env, port, tmp / "server.log", args.server_workers)
             started = time.monotonic()

@@ -102,6 +102,8 @@ def serve(
     if port:
         os.environ["AFTERSALES_PORT"] = str(port)
     settings = _settings()
+    for warning in settings.warnings():  # loud: the same lines are logged by the application (api/security.py)
+        err.print(f"[bold yellow]WARNING:[/bold yellow] {warning}", soft_wrap=True)
     uvicorn.run("aftersales.api.server:app", factory=True, host=settings.host, port=settings.port, workers=workers,
                 log_level="info", access_log=False)
 

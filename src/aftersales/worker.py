@@ -43,7 +43,7 @@ def _poll(name: str, step: Callable[[], dict[str, int]], stop: threading.Event, 
 
 
 def _webhook_loop(ctx: Context, stop: threading.Event, poll_seconds: float) -> None:
-    with httpx.Client() as client:
+    with webhooks.http_client() as client:
         _poll("webhook pass", lambda: {"webhooks_delivered": webhooks.dispatch_due(ctx, client=client)}, stop, poll_seconds)
 
 

@@ -183,6 +183,11 @@ def secret_order(world: World, call: Callable[[str], Call], **kw: Any) -> Call:
     return c
 
 
+def _new_webhook_delete(w: World, s: Shared) -> Call:
+    hook = w.ok(w.api.post("/v1/webhooks", {"url": "https://hooks.example.com/d", "merchant_id": "mA"}), 201)["id"]
+    return Call("DELETE", f"/v1/webhooks/{hook}", secrets=(hook,))
+
+
 def _new_group(w: World, s: Shared) -> Call:
     gid = w.uid("grpA")
     w.order(state="paid", group=gid)
@@ -237,7 +242,6 @@ MATRIX: dict[tuple[str, str], Op] = {
     ("GET", "/healthz"): Op(PUBLIC, lambda w, s: Call("GET", "/healthz")),
     ("GET", "/openapi.json"): Op(PUBLIC, lambda w, s: Call("GET", "/openapi.json")),
     ("GET", "/docs"): Op(PUBLIC, lambda w, s: Call("GET", "/docs")),
-    ("GET", "/docs/oauth2-redirect"): Op(PUBLIC, lambda w, s: Call("GET", "/docs/oauth2-redirect")),
     ("GET", "/redoc"): Op(PUBLIC, lambda w, s: Call("GET", "/redoc")),
     # set-up (platform)
     ("POST", "/v1/merchants"): Op(PLATFORM_ONLY, lambda w, s: Call("POST", "/v1/merchants", {"id": w.uid("mNew"), "name": "New"}), True),
@@ -270,6 +274,16 @@ MATRIX: dict[tuple[str, str], Op] = {
         "POST", "/v1/webhooks", {"url": "https://hooks.example.com/a", "event_types": ["case.*"], "merchant_id": "mA"}), True),
     ("GET", "/v1/webhooks/{webhook_id}/deliveries"): Op(expect(404, platform=200, merchant_a=200), lambda w, s: Call(
         "GET", f"/v1/webhooks/{s.webhook_id}/deliveries", secrets=(s.webhook_id,))),
+    # SEC2: each merchant lists its own subscriptions (another's never appear), reads, deletes and re-enables them
+    ("GET", "/v1/webhooks"): Op(expect(403, platform=200, merchant_a=200, merchant_b=200), lambda w, s: Call(
+        "GET", "/v1/webhooks", secrets=(s.webhook_id,), shows=(s.webhook_id,))),
+    ("GET", "/v1/webhooks/event-types"): Op(ANY_KEY, lambda w, s: Call("GET", "/v1/webhooks/event-types", shows=("case.opened",))),
+    ("GET", "/v1/webhooks/{webhook_id}"): Op(expect(404, platform=200, merchant_a=200), lambda w, s: Call(
+        "GET", f"/v1/webhooks/{s.webhook_id}", secrets=(s.webhook_id,), shows=(s.webhook_id,))),
+    ("DELETE", "/v1/webhooks/{webhook_id}"): Op(expect(404, platform=204, merchant_a=204), _new_webhook_delete, True),
+    # An active subscription: the insiders pass authorisation and get the 409 of "active already".
+    ("POST", "/v1/webhooks/{webhook_id}/enable"): Op(expect(404, platform=409, merchant_a=409), lambda w, s: Call(
+        "POST", f"/v1/webhooks/{s.webhook_id}/enable", secrets=(s.webhook_id,))),
     # ledger (D2): a merchant reads its own accounts only; another's account is 404
     ("GET", "/v1/ledger/transactions"): Op(expect(404, platform=200, merchant_a=200), lambda w, s: Call(
         "GET", "/v1/ledger/transactions", params={"account": "merchant:mA:sales"})),

@@ -1,6 +1,6 @@
 """The streaming bulk import (COPY on PostgreSQL, executemany on SQLite) writes exactly the rows the store's
 Tracker writes for the same file — orders and their JSON state, groups and G4 timers, D2 payment transactions and
-entries, events, webhook deliveries — and still writes nothing at all when a row is rejected after chunks were
+entries, events, the webhook outbox — and still writes nothing at all when a row is rejected after chunks were
 already written. SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ CLOCK_START = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)  # as conftest
 PAID = datetime(2026, 3, 1, 1, 0, tzinfo=UTC)
 #: Every table an import writes to, with the columns to order its rows by.
 TABLES = {"groups": "id", "orders": "id", "timers": "id", "ledger_transactions": "id", "ledger_entries": "id", "events": "id",
-          "webhook_deliveries": "id"}
+          "webhook_outbox": "id"}
 
 
 def _fresh(database: Any, tmp_path: Path) -> Iterator[Context]:
@@ -132,7 +132,7 @@ def test_bulk_writes_exactly_the_rows_the_tracker_writes(ctx, twin, tmp_path, mo
     want, got = snapshot(ctx), snapshot(twin)
     for name in TABLES:
         assert got[name] == want[name], name
-    assert len(got["orders"]) == 13 and len(got["ledger_transactions"]) == 13 and len(got["webhook_deliveries"]) > 12
+    assert len(got["orders"]) == 13 and len(got["ledger_transactions"]) == 13 and len(got["webhook_outbox"]) > 12
     assert [(r["subject_id"], r["rule"]) for r in got["timers"]] == [("gA", "G4"), ("g3", "G4")]  # gA: the API's
     assert orders.get_group(twin, PLATFORM, "gA")["status"] == "formed"
     assert orders.get_group(twin, PLATFORM, "g2")["status"] == "formed"

@@ -8,7 +8,15 @@ from receiver import Receiver
 from standardwebhooks.webhooks import Webhook
 
 from aftersales.service import webhooks
+from aftersales.service.egress import Egress
 from aftersales.store import tables as t
+
+
+@pytest.fixture
+def ctx(ctx):
+    """These tests deliver to a receiver on 127.0.0.1: the operator's AFTERSALES_WEBHOOK_ALLOW_PRIVATE (SEC1)."""
+    ctx.egress = Egress(allow_private=True)
+    return ctx
 
 
 def order_body(order_id: str, merchant: str = "mA", buyer: str = "bX") -> dict:
@@ -121,10 +129,12 @@ def test_rolled_back_command_leaves_no_delivery(api, ctx):
     api.post("/v1/webhooks", {"url": "http://127.0.0.1:9/x"})
     api.post("/v1/orders", order_body("o1"))
     with ctx.engine.connect() as conn:
-        before = conn.execute(t.webhook_deliveries.select()).all()
+        before = conn.execute(t.webhook_outbox.select()).all()
+    assert before, "the order's event waits in the outbox"
     # Refused: refund above what is left (E10) — nothing is written, so nothing is delivered.
     r = api.post("/v1/cases", {"order_id": "o1", "type": "refund_only", "reason": "no_reason", "refund_fen": 10**9}, who="buyer_x")
     assert r.status_code == 422 and r.json()["rule"] == "E10"
     with ctx.engine.connect() as conn:
-        after = conn.execute(t.webhook_deliveries.select()).all()
+        after = conn.execute(t.webhook_outbox.select()).all()
+        assert conn.execute(t.webhook_deliveries.select()).all() == []
     assert len(after) == len(before)

@@ -34,7 +34,7 @@ def _case_status(ctx, case_id: str) -> tuple[str, str | None]:
 def test_m1_deadline_is_applied_while_a_webhook_delivery_hangs(api, ctx, monkeypatch):
     sending, release = threading.Event(), threading.Event()
 
-    def hanging_send(client, row):
+    def hanging_send(client, row, egress):
         sending.set()
         release.wait(PATIENCE_SECONDS)
         return None, "ReadTimeout: the endpoint did not answer", 10_000

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from aftersales.config import Settings
 from aftersales.service.context import Clock, Context, Principal
+from aftersales.service.egress import Egress
 from aftersales.service.setup import authenticate, hash_key
 from aftersales.store.db import make_engine
 
@@ -23,7 +24,9 @@ from .middleware import UPLOAD_OVERHEAD, BodyLimit, Idempotency
 def build_context(settings: Settings) -> Context:
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, schema=settings.database_schema)
     return Context(engine=engine, policy=settings.load_policy(),
-                   clock=Clock(settings.clock == "manual", settings.clock_start_utc if settings.clock == "manual" else None))
+                   clock=Clock(settings.clock == "manual", settings.clock_start_utc if settings.clock == "manual" else None),
+                   egress=Egress(allow_private=settings.webhook_allow_private, https_only=settings.env == "production",
+                                 max_subscriptions=settings.webhook_max_subscriptions))
 
 
 def create_app(settings: Settings | None = None, ctx: Context | None = None) -> FastAPI:
@@ -34,6 +37,8 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
         version="1.0.0",
         description="After-sales engine for group-buying marketplaces. Rule ids refer to RULEBOOK.md.",
         openapi_url="/openapi.json",
+        docs_url=None,  # /docs and /redoc come from packaged files, never a CDN (api/security.py)
+        redoc_url=None,
     )
     app.state.ctx = ctx
     app.state.settings = settings
@@ -74,6 +79,9 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
     app.add_middleware(Idempotency, ctx=ctx, limit=settings.max_body_bytes, upload_limit=upload_limit,
                        in_flight=timedelta(seconds=settings.idempotency_in_flight_seconds))
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, upload_limit=upload_limit)
+    from .security import install as install_security
+
+    install_security(app, settings)  # outermost: OPTIONS/Allow, HSTS and Secure cookies in production
     return app
 
 

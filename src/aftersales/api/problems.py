@@ -78,7 +78,8 @@ def install(app: FastAPI, tz: str) -> None:
     @app.exception_handler(ServiceError)
     async def _service(request: Request, exc: ServiceError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return problem(exc.status, exc.title, exc.detail, kind=exc.title.lower().replace(" ", "-"), rule=exc.rule, headers=headers)
+        return problem(exc.status, exc.title, exc.detail, kind=exc.title.lower().replace(" ", "-"), rule=exc.rule, headers=headers,
+                       errors=getattr(exc, "errors", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import time
 from datetime import datetime
@@ -111,16 +112,37 @@ def encode_cursor(value: str | int) -> str:
     return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> str | None:
+#: What a cursor may decode to: an id as the server issues them (ASCII letters, digits, ``_.:-``) — or, for the
+#: deadline queue, ``<RFC 3339 instant>|<id>``. Anything else ("²", NUL, spaces …) is no cursor of this server.
+CURSOR_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
+CURSOR_DEADLINE = re.compile(r"[0-9T:.+-]{0,40}\|[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
+
+
+def decode_cursor(cursor: str | None, *, shape: re.Pattern[str] = CURSOR_ID) -> str | None:
     if not cursor:
         return None
     try:
         value = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
     except (ValueError, UnicodeDecodeError):
         raise Invalid("cursor is not one this server issued") from None
-    if not value or not value.isprintable():  # the server only issues printable ids (and NUL breaks PostgreSQL)
+    if not shape.fullmatch(value):  # the server only issues ASCII ids (and NUL breaks PostgreSQL)
         raise Invalid("cursor is not one this server issued")
     return value
+
+
+#: The largest id a cursor may carry: a BIGINT. A larger number (``99999999999999999999``) is no id this server
+#: issued, and SQLite cannot even bind it.
+MAX_CURSOR_ID = 2**63 - 1
+
+
+def numeric_cursor(raw: str | None) -> int | None:
+    """A plain id cursor (ledger transactions, webhook deliveries): ASCII digits of a BIGINT, else 422. (``"²"``
+    is a digit to ``str.isdigit`` and not to ``int``.)"""
+    if raw is None or raw == "":
+        return None
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > MAX_CURSOR_ID:
+        raise Invalid("cursor is not one this server issued")
+    return int(raw)
 
 
 def decode_id_cursor(cursor: str | None) -> int | None:
@@ -128,9 +150,7 @@ def decode_id_cursor(cursor: str | None) -> int | None:
     raw = decode_cursor(cursor)
     if raw is None:
         return None
-    if not raw.isdigit():
-        raise Invalid("cursor is not one this server issued")
-    return int(raw)
+    return numeric_cursor(raw)
 
 
 def list_cases(ctx: Context, who: Principal, *, status: str | None, order_id: str | None, merchant_id: str | None,
@@ -158,8 +178,8 @@ def list_cases(ctx: Context, who: Principal, *, status: str | None, order_id: st
         where.append(t.cases.c.merchant_id == merchant_id)
     if due_before:
         where.append(t.cases.c.due_at < due_before)
-    after = decode_cursor(cursor)
     by_deadline = sort == "deadline"
+    after = decode_cursor(cursor, shape=CURSOR_DEADLINE if by_deadline else CURSOR_ID)
     if by_deadline and after is not None:
         due, _, cid = after.partition("|")
         try:

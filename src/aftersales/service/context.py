@@ -19,6 +19,7 @@ from aftersales.store import claims
 from aftersales.store import repositories as repo
 from aftersales.store.repositories import ConcurrentUpdate, Tracker
 
+from .egress import Egress
 from .errors import Conflict, Forbidden
 from .payments import InstantGateway, PaymentGateway
 
@@ -87,6 +88,8 @@ class Context:
     #: growing sleeps (up to 100 ms each), which made the write latency's tail seconds long under load. Re-entrant,
     #: so that a nested unit of work in the same thread behaves as without it. None on PostgreSQL (row locks).
     writer_lock: threading.RLock | None = field(default=None, repr=False, compare=False)
+    #: SEC1/SEC2: where webhooks may go and how many a merchant keeps (safe by default; see service/egress.py).
+    egress: Egress = field(default_factory=Egress)
 
     def __post_init__(self) -> None:
         if self.writer_lock is None and self.engine.dialect.name == "sqlite":

@@ -10,8 +10,9 @@ from typing import Any
 from aftersales.domain.ledger import Account, OwnerKind
 from aftersales.store import ledger as store
 
+from .cases import numeric_cursor
 from .context import Context, Principal, UnitOfWork, read
-from .errors import Invalid, NotFound
+from .errors import NotFound
 
 
 def _owner(who: Principal) -> tuple[OwnerKind, str] | None:
@@ -29,12 +30,10 @@ def transactions(ctx: Context, who: Principal, *, account: str | None, cursor: s
     wanted = Account.parse(account) if account is not None else None
     if wanted is not None and owner is not None and (wanted.owner_kind, wanted.owner_id) != owner:
         raise NotFound("account", account or "")
-    if cursor is not None and not cursor.isdigit():
-        raise Invalid("cursor is not one this server issued")
+    before = numeric_cursor(cursor)
 
     def q(uow: UnitOfWork) -> dict[str, Any]:
-        rows, entries = store.transactions_page(uow.conn, owner=owner, account=wanted,
-                                                before=int(cursor) if cursor is not None else None, limit=limit)
+        rows, entries = store.transactions_page(uow.conn, owner=owner, account=wanted, before=before, limit=limit)
         page = rows[:limit]
         out: dict[str, Any] = {
             "items": [{"id": r.id, "key": r.key, "kind": r.kind, "at": r.at.isoformat(), "order_id": r.order_id,

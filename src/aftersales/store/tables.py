@@ -209,6 +209,22 @@ webhook_subscriptions = Table(
     Column("event_types", JSON, nullable=False),  # [] = every event
     Column("active", Boolean, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    # SEC1: when and why it stopped (``delivery_failed``: the retry schedule ran out; ``deleted`` by its owner).
+    Column("disabled_at", UtcDateTime),
+    Column("disabled_reason", String(40)),
+)
+
+# SEC2: one row per event, written in the event's transaction whatever the number of subscribers; the worker fans
+# it out into ``webhook_deliveries`` and deletes it.
+webhook_outbox = Table(
+    "webhook_outbox", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_id", BigInteger, nullable=False),
+    Column("merchant_id", String(64), nullable=False),
+    Column("event_type", String(48), nullable=False),
+    Column("ordering_key", String(80), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
 )
 
 webhook_deliveries = Table(
@@ -219,11 +235,11 @@ webhook_deliveries = Table(
     Column("event_type", String(48), nullable=False),
     Column("ordering_key", String(80), nullable=False),  # deliveries of one case (or order/group) go in order
     Column("payload", Text, nullable=False),
-    Column("status", String(16), nullable=False),  # pending | delivered
+    Column("status", String(16), nullable=False),  # pending | delivered | failed (the retry schedule ran out)
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", UtcDateTime, nullable=False),
     Column("last_status_code", Integer),
-    Column("last_error", String(500)),
+    Column("last_error", String(500)),  # SEC1: a coarse class (timeout, connection_error, …), never the socket's message
     Column("created_at", UtcDateTime, nullable=False),
     Column("delivered_at", UtcDateTime),
     Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),

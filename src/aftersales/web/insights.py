@@ -118,10 +118,25 @@ def insights_page(request: Request, user: Staff, merchant: ShopId = "",
 
 
 # --- CSV exports ---------------------------------------------------------------------------------------------------
-def _cell(value: Any) -> str:
-    """A CSV cell that a spreadsheet will not run as a formula (a title may start with ``=``)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+#: OWASP "CSV injection": a cell a spreadsheet may run as a formula starts with one of these — also after leading
+#: spaces, NBSP or other blanks, which spreadsheets skip — or with a tab, CR or LF (fullwidth forms included: some
+#: spreadsheets fold them).
+FORMULA_STARTS = frozenset("=+-@\uff1d\uff0b\uff0d\uff20")
+CONTROL_STARTS = frozenset("\t\r\n")
+BLANKS = "\u200b\u200c\u200d\u2060\ufeff"  # zero-width characters str.isspace does not count
+
+
+def csv_cell(value: Any) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula (a product title may start with ``=``, ``@`` …): such
+    text gets a leading single quote. Numbers are written as they are (a count is never a formula)."""
+    if value is None:
+        return ""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    text = str(value)
+    if text[:1] in CONTROL_STARTS or text.lstrip().lstrip(BLANKS).lstrip()[:1] in FORMULA_STARTS:
+        return "'" + text
+    return text
 
 
 def _rows(name: str, data: dict[str, Any], tz: str) -> list[list[Any]]:
@@ -156,7 +171,7 @@ def insights_csv(request: Request, user: Staff, name: Annotated[str, Path(patter
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     for row in _rows(name, data, ctx.policy.timezone):
-        writer.writerow([_cell(v) for v in row])
+        writer.writerow([csv_cell(v) for v in row])
     shop = data["merchant_id"] or "all"
     filename = f"insights-{name}-{shop}-{data['until'][:10]}.csv"
     return Response("\ufeff" + buf.getvalue(), media_type="text/csv; charset=utf-8", headers={

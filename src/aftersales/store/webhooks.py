@@ -1,0 +1,140 @@
+"""The SQL of webhooks: subscriptions, the one-row-per-event outbox, deliveries and their attempts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy.orm import aliased
+
+from . import tables as t
+
+s, o, d, a = t.webhook_subscriptions, t.webhook_outbox, t.webhook_deliveries, t.webhook_attempts
+#: PostgreSQL advisory lock taken by the fan-out: one fan-out at a time keeps deliveries in outbox (event) order.
+FAN_OUT_LOCK = 0x57EB400C
+
+
+# --- subscriptions -------------------------------------------------------------------------------------------
+def merchant_exists(conn: Connection, merchant_id: str) -> bool:
+    return conn.execute(select(t.merchants.c.id).where(t.merchants.c.id == merchant_id)).first() is not None
+
+
+def count_kept(conn: Connection, merchant_id: str | None) -> int:
+    """Subscriptions of one owner (a merchant's, or the platform-wide ones) not deleted — disabled ones count."""
+    owner = s.c.merchant_id.is_(None) if merchant_id is None else s.c.merchant_id == merchant_id
+    return int(conn.execute(select(func.count()).select_from(s).where(owner, or_(s.c.disabled_reason.is_(None),
+                                                                               s.c.disabled_reason != "deleted"))).scalar_one())
+
+
+def lock_owner(conn: Connection, merchant_id: str | None) -> None:
+    """Serialise subscription changes of one merchant (PostgreSQL: its row, FOR UPDATE) so that two concurrent
+    creations cannot both pass the limit. SQLite has one writer at a time already."""
+    if conn.dialect.name == "postgresql" and merchant_id is not None:
+        conn.execute(select(t.merchants.c.id).where(t.merchants.c.id == merchant_id).with_for_update())
+    elif conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": FAN_OUT_LOCK + 1})
+
+
+def insert_subscription(conn: Connection, **values: Any) -> None:
+    conn.execute(insert(s).values(**values))
+
+
+def subscription(conn: Connection, sub_id: str) -> Any:
+    return conn.execute(select(s).where(s.c.id == sub_id)).first()
+
+
+def subscriptions(conn: Connection, *, merchant_id: str | None, everyone: bool, after: str | None, limit: int) -> Sequence[Any]:
+    """Subscriptions not deleted, by id: one merchant's, or (``everyone``) all of them."""
+    stmt = select(s).where(or_(s.c.disabled_reason.is_(None), s.c.disabled_reason != "deleted"))
+    if not everyone:
+        stmt = stmt.where(s.c.merchant_id == merchant_id)
+    if after is not None:
+        stmt = stmt.where(s.c.id > after)
+    return conn.execute(stmt.order_by(s.c.id).limit(limit + 1)).all()
+
+
+def set_state(conn: Connection, sub_id: str, *, active: bool, disabled_at: datetime | None, reason: str | None) -> None:
+    conn.execute(update(s).where(s.c.id == sub_id).values(active=active, disabled_at=disabled_at, disabled_reason=reason))
+
+
+def any_subscriber(conn: Connection, merchants: Iterable[str]) -> bool:
+    """Is there an active subscription that may want events of these merchants (theirs, or platform-wide)?"""
+    return conn.execute(select(s.c.id).where(s.c.active.is_(True), or_(s.c.merchant_id.is_(None), s.c.merchant_id.in_(set(merchants))))
+                        .limit(1)).first() is not None
+
+
+# --- outbox and fan-out --------------------------------------------------------------------------------------
+def add_to_outbox(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    conn.execute(insert(o), rows)
+
+
+def outbox_batch(conn: Connection, limit: int) -> Sequence[Any]:
+    """The oldest outbox rows, taken by one fan-out at a time (PostgreSQL: a transaction-scoped advisory lock;
+    SQLite: its single writer) so that deliveries are numbered in event order."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": FAN_OUT_LOCK})
+    return conn.execute(select(o).order_by(o.c.id).limit(limit)).all()
+
+
+def active_subscriptions(conn: Connection, merchants: Iterable[str]) -> Sequence[Any]:
+    return conn.execute(select(s.c.id, s.c.merchant_id, s.c.event_types)
+                        .where(s.c.active.is_(True), or_(s.c.merchant_id.is_(None), s.c.merchant_id.in_(set(merchants))))
+                        .order_by(s.c.id)).all()
+
+
+def add_deliveries(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(d), rows)
+
+
+def remove_from_outbox(conn: Connection, ids: list[int]) -> None:
+    conn.execute(delete(o).where(o.c.id.in_(ids)))
+
+
+# --- deliveries ----------------------------------------------------------------------------------------------
+def delivery_page(conn: Connection, sub_id: str, *, before: int | None, limit: int) -> Sequence[Any]:
+    stmt = select(d).where(d.c.subscription_id == sub_id)
+    if before is not None:
+        stmt = stmt.where(d.c.id < before)
+    return conn.execute(stmt.order_by(d.c.id.desc()).limit(limit + 1)).all()
+
+
+def attempts_of(conn: Connection, delivery_ids: list[int]) -> Sequence[Any]:
+    if not delivery_ids:
+        return []
+    return conn.execute(select(a).where(a.c.delivery_id.in_(delivery_ids)).order_by(a.c.id)).all()
+
+
+def claim_due(conn: Connection, now: datetime, limit: int, lease: timedelta) -> list[Any]:
+    """Lease up to ``limit`` due deliveries of active subscriptions whose predecessors (same subscription and
+    ordering key) are done; counts the attempt."""
+    earlier = aliased(d)
+    blocked = exists().where(and_(earlier.c.subscription_id == d.c.subscription_id, earlier.c.ordering_key == d.c.ordering_key,
+                                  earlier.c.status == "pending", earlier.c.id < d.c.id))
+    stmt = (select(d.c.id, d.c.subscription_id, d.c.payload, d.c.attempts, s.c.url, s.c.secret)
+            .join(s, s.c.id == d.c.subscription_id)
+            .where(d.c.status == "pending", d.c.next_attempt_at <= now, s.c.active.is_(True), ~blocked)
+            .order_by(d.c.next_attempt_at, d.c.id).limit(limit))
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=d, skip_locked=True)
+    rows = list(conn.execute(stmt).all())
+    if rows:
+        conn.execute(update(d).where(d.c.id.in_([r.id for r in rows])).values(attempts=d.c.attempts + 1, next_attempt_at=now + lease))
+    return rows
+
+
+def add_attempt(conn: Connection, delivery_id: int, at: datetime, status: int | None, error: str | None, duration_ms: int) -> None:
+    conn.execute(insert(a).values(delivery_id=delivery_id, at=at, status_code=status, error=error, duration_ms=duration_ms))
+
+
+def mark_delivered(conn: Connection, delivery_id: int, at: datetime, status: int) -> None:
+    conn.execute(update(d).where(d.c.id == delivery_id).values(status="delivered", delivered_at=at, last_status_code=status, last_error=None))
+
+
+def mark_failed_attempt(conn: Connection, delivery_id: int, *, status: int | None, error: str, next_attempt_at: datetime | None) -> None:
+    """Another try at ``next_attempt_at``, or (None) none: the delivery has ``failed``."""
+    values: dict[str, Any] = {"last_status_code": status, "last_error": error}
+    values.update({"next_attempt_at": next_attempt_at} if next_attempt_at is not None else {"status": "failed"})
+    conn.execute(update(d).where(d.c.id == delivery_id).values(**values))
