@@ -64,6 +64,9 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
     from .user_routes import router as user_router
 
     app.include_router(user_router)
+    from .credential_routes import router as credential_router
+
+    app.include_router(credential_router)
     from aftersales.web.app import install as install_workbench
 
     install_workbench(app)
