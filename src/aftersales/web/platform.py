@@ -311,7 +311,7 @@ def key_action(request: Request, user: PlatformStaff, key_id: KeyId,
         credentials.revoke_api_key(ctx_of(request), user.principal, key_id)
     except ServiceError as exc:
         return _credentials(request, user, status_code=exc.status, error=explain(request, exc))
-    return see_other("/app/platform/credentials", flash=_t(request, "Key {id} revoked.", id=key_id))
+    return see_other("/app/platform/credentials", flash=_t(request, N_("Key {id} revoked."), id=key_id))
 
 
 @router.post("/platform/credentials/sessions/{session_id}/revoke", dependencies=[Csrf])
@@ -321,4 +321,4 @@ def session_revoke(request: Request, user: PlatformStaff, session_id: SessionId)
         credentials.revoke_session(ctx_of(request), user.principal, session_id)
     except ServiceError as exc:
         return _credentials(request, user, status_code=exc.status, error=explain(request, exc))
-    return see_other("/app/platform/credentials", flash=_t(request, "Session signed out."))
+    return see_other("/app/platform/credentials", flash=_t(request, N_("Session signed out.")))
