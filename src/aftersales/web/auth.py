@@ -69,7 +69,7 @@ def login(request: Request, username: Annotated[str, Form(max_length=64)], passw
         # One answer for an unknown name, a wrong password and an attempt during a delay (service/users.py).
         lang = lang_of(request)
         return render(request, "login.html", status_code=401, next=_safe_next(next), username=username,
-                      error=f"{i18n.translate(users.GENERIC_LOGIN_ERROR, lang)} {i18n.translate(LOGIN_HINT, lang)}")
+                      error=i18n.translate(users.GENERIC_LOGIN_ERROR, lang), hint=i18n.translate(LOGIN_HINT, lang))
     response = RedirectResponse(_safe_next(next) or "/app", status_code=303)
     _session_cookie(request, response, token)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/app/login")
