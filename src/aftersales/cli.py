@@ -153,6 +153,97 @@ def keys_create(
     console.print(key["key"])
 
 
+def _credentials_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    from aftersales.service.errors import ServiceError
+
+    ctx = _context(_settings())
+    upgrade(ctx.engine)
+    try:
+        return fn(ctx, None, *args, **kwargs)
+    except ServiceError as exc:
+        err.print(f"[red]{exc.detail}[/red]")
+        raise typer.Exit(1) from None
+
+
+@keys_app.command("list")
+def keys_list(
+    role: str | None = typer.Option(None, "--role", help="platform, merchant or buyer"),
+    subject: str | None = typer.Option(None, "--subject", help="merchant or buyer id"),
+    active: bool = typer.Option(False, "--active", help="Leave revoked keys out."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per key."),
+) -> None:
+    """List API keys (never the keys themselves): id, role, subject, label, created, revoked."""
+    from aftersales.service import credentials
+
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = _credentials_call(credentials.list_api_keys, role=role, subject_id=subject, include_revoked=not active,
+                                 cursor=cursor, limit=credentials.MAX_PAGE)
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    if as_json:
+        for item in items:
+            console.print_json(json.dumps(item))
+        return
+    table = Table(title=f"API keys ({len(items)})", box=box.SIMPLE_HEAD, title_justify="left")
+    for column in ("id", "role", "subject", "label", "created", "revoked"):
+        table.add_column(column)
+    for k in items:
+        table.add_row(k["id"], k["role"], k["subject_id"] or "", k["label"] or "", k["created_at"], k["revoked_at"] or "")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (from `keys list`).")) -> None:
+    """Revoke an API key: every server refuses it within 5 s (the per-process key cache)."""
+    from aftersales.service import credentials
+
+    key = _credentials_call(credentials.revoke_api_key, key_id)
+    console.print(f"revoked {key['id']} ({key['role']}{':' + key['subject_id'] if key['subject_id'] else ''}) at {key['revoked_at']}")
+
+
+@keys_app.command("rotate")
+def keys_rotate(key_id: str = typer.Argument(..., help="The key's id (from `keys list`).")) -> None:
+    """Replace an API key: prints the new key once (same role, subject, label); the old one is revoked."""
+    from aftersales.service import credentials
+
+    key = _credentials_call(credentials.rotate_api_key, key_id)
+    err.print(f"{key['id']} replaces {key['replaces']} (revoked)")
+    console.print(key["key"])
+
+
+sessions_app = typer.Typer(help="Signed-in workbench staff.", no_args_is_help=True)
+app.add_typer(sessions_app, name="sessions")
+
+
+@sessions_app.command("list")
+def sessions_list() -> None:
+    """Unexpired staff sessions: id (the sha256 kept of the cookie), user, created, expires."""
+    from aftersales.service import credentials
+
+    cursor = None
+    while True:  # one line each: the 64-character ids do not fit a table in a terminal
+        page = _credentials_call(credentials.list_sessions, cursor=cursor, limit=credentials.MAX_PAGE)
+        for x in page["items"]:
+            console.print(f"{x['id']}  {x['username']}  {x['role']}  {x['merchant_id'] or '-'}  "
+                          f"created {x['created_at']}  expires {x['expires_at']}", soft_wrap=True, highlight=False)
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+
+
+@sessions_app.command("revoke")
+def sessions_revoke(session_id: str = typer.Argument(..., help="The session's id (from `sessions list`).")) -> None:
+    """Sign a staff session out now."""
+    from aftersales.service import credentials
+
+    _credentials_call(credentials.revoke_session, session_id)
+    console.print(f"signed out {session_id}")
+
+
 # --- the demo marketplace, `run`, bulk imports ------------------------------------------------------------
 DEMO_KEYS_FILE = Path("var/demo-keys.json")
 KEYS_FILE_OPTION = typer.Option(DEMO_KEYS_FILE, "--keys-file",

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     clock: Literal["real", "manual"] = "real"
     clock_start: AwareDatetime | None = None
     bootstrap_platform_key: str | None = Field(default=None, min_length=24)
+    #: Production refuses to start with a bootstrap platform key (a static secret in the environment, not listed,
+    #: not revocable through the API) unless this says it is meant.
+    allow_bootstrap_key_in_production: bool = False
     secret_key: str = DEV_SECRET
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -94,6 +97,10 @@ class Settings(BaseSettings):
                     raise ValueError(f"{name} must be a random value of at least {MIN_SECRET_LENGTH} characters in production: {problem}")
             if self.clock == "manual":
                 raise ValueError("AFTERSALES_CLOCK=manual is for tests and demos, not production")
+            if self.bootstrap_platform_key and not self.allow_bootstrap_key_in_production:
+                raise ValueError("AFTERSALES_BOOTSTRAP_PLATFORM_KEY is refused in production: create a platform key with "
+                                 "`aftersales keys create --role platform` and unset it, or set "
+                                 "AFTERSALES_ALLOW_BOOTSTRAP_KEY_IN_PRODUCTION=true to accept it anyway")
         return self
 
     def warnings(self) -> list[str]:

@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
+from contextlib import nullcontext
+from datetime import UTC, datetime
 
 import httpx
 
 from aftersales.service import payment_worker, webhooks
 from aftersales.service.context import Context
 from aftersales.service.deadlines import apply_due
+from aftersales.store import idempotency
+
+#: How often a worker loop purges the idempotency records past their 24 h (one DELETE on an index).
+PURGE_EVERY_SECONDS = 60.0
 
 log = logging.getLogger("aftersales.worker")
 
@@ -22,9 +29,30 @@ def _deadlines_and_payments(ctx: Context) -> dict[str, int]:
     return {"deadlines": fired, "refunds_settled": settled}
 
 
+def purge_idempotency(ctx: Context, now: datetime | None = None) -> int:
+    """Remove the Idempotency-Key records older than 24 h (API.md: keys live at least 24 h); they hold whole
+    answers, so they must not pile up. Their instants are the real clock's (the middleware's), so is ``now``."""
+    with ctx.writer_lock or nullcontext(), ctx.engine.begin() as conn:
+        return idempotency.purge(conn, now or datetime.now(UTC))
+
+
+class _Every:
+    """Run ``step`` at most once every ``seconds`` (monotonic), else report nothing."""
+
+    def __init__(self, seconds: float, step: Callable[[], dict[str, int]]) -> None:
+        self.seconds, self.step, self.last = seconds, step, float("-inf")
+
+    def __call__(self) -> dict[str, int]:
+        if time.monotonic() - self.last < self.seconds:
+            return {}
+        self.last = time.monotonic()
+        return self.step()
+
+
 def run_once(ctx: Context, client: httpx.Client | None = None) -> dict[str, int]:
     """One pass over everything due now."""
     done = _deadlines_and_payments(ctx)
+    done["idempotency_purged"] = purge_idempotency(ctx)
     done["webhooks_delivered"] = webhooks.dispatch_due(ctx, client=client)
     return done
 
@@ -54,8 +82,9 @@ def loop(ctx: Context, stop: threading.Event, poll_seconds: float) -> None:
     webhook deliveries when both shared one loop."""
     hooks = threading.Thread(target=_webhook_loop, args=(ctx, stop, poll_seconds), name="aftersales-webhooks", daemon=True)
     hooks.start()
+    purge = _Every(PURGE_EVERY_SECONDS, lambda: {"idempotency_purged": purge_idempotency(ctx)})
     try:
-        _poll("worker pass", lambda: _deadlines_and_payments(ctx), stop, poll_seconds)
+        _poll("worker pass", lambda: {**_deadlines_and_payments(ctx), **purge()}, stop, poll_seconds)
     finally:
         stop.set()
         hooks.join(timeout=poll_seconds + webhooks.TIMEOUT)

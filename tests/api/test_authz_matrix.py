@@ -237,6 +237,19 @@ def _new_merchant_close(w: World) -> Call:
     return Call("POST", f"/v1/merchants/{mid}/close", {"reason": "merchant_unreachable"}, secrets=(mid,))
 
 
+def _new_key_of_a(w: World) -> str:
+    return str(w.ok(w.api.post("/v1/api-keys", {"role": "merchant", "subject_id": "mA"}), 201)["id"])
+
+
+def _new_staff_session(w: World) -> str:
+    from aftersales.service import users
+
+    name = w.uid("agent")
+    w.ok(w.api.post("/v1/users", {"username": name, "password": "a long password 1", "role": "platform_agent"}), 201)
+    token = users.login(w.api.client.app.state.ctx, name, "a long password 1")
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 MATRIX: dict[tuple[str, str], Op] = {
     # public
     ("GET", "/healthz"): Op(PUBLIC, lambda w, s: Call("GET", "/healthz")),
@@ -309,6 +322,16 @@ MATRIX: dict[tuple[str, str], Op] = {
     # F2: parked automatic actions, platform only
     ("GET", "/v1/automatic-actions/stuck"): Op(PLATFORM_ONLY_200, lambda w, s: Call("GET", "/v1/automatic-actions/stuck")),
     ("POST", "/v1/automatic-actions/{timer_id}/retry"): Op(PLATFORM_ONLY_200, lambda w, s: _parked_timer(w), True),
+    # credentials: the platform manages every key, a merchant its own (another's is unknown: 404); sessions: platform
+    ("GET", "/v1/api-keys"): Op(expect(403, platform=200, merchant_a=200, merchant_b=200), lambda w, s: (
+        lambda kid: Call("GET", "/v1/api-keys", params={"limit": "200"}, secrets=(kid,)))(_new_key_of_a(w))),
+    ("POST", "/v1/api-keys/{key_id}/revoke"): Op(expect(403, platform=200, merchant_a=200, merchant_b=404), lambda w, s: (
+        lambda kid: Call("POST", f"/v1/api-keys/{kid}/revoke", secrets=(kid,)))(_new_key_of_a(w)), True),
+    ("POST", "/v1/api-keys/{key_id}/rotate"): Op(expect(403, platform=201, merchant_a=201, merchant_b=404), lambda w, s: (
+        lambda kid: Call("POST", f"/v1/api-keys/{kid}/rotate", secrets=(kid,)))(_new_key_of_a(w)), True),
+    ("GET", "/v1/sessions"): Op(PLATFORM_ONLY_200, lambda w, s: Call("GET", "/v1/sessions")),
+    ("POST", "/v1/sessions/{session_id}/revoke"): Op(expect(403, platform=204), lambda w, s: Call(
+        "POST", f"/v1/sessions/{_new_staff_session(w)}/revoke"), True),
     # manual clock: hidden (404) from everyone but the platform
     ("GET", "/v1/clock"): Op(CLOCK, lambda w, s: Call("GET", "/v1/clock")),
     ("POST", "/v1/clock/advance"): Op(CLOCK, lambda w, s: Call("POST", "/v1/clock/advance", {"seconds": 0}), True),

@@ -89,7 +89,8 @@ SECRET = "q3Vd9-LxT0pZr7hYkW2nBf5sJc8aUeGm4oRi1tXyQvE"
 
 
 def test_production_sends_hsts_and_secure_cookies(database, ctx):
-    settings = database.settings(env="production", clock="real", secret_key=SECRET, record_secret=SECRET[::-1])
+    settings = database.settings(env="production", clock="real", secret_key=SECRET, record_secret=SECRET[::-1],
+                                bootstrap_platform_key=None)
     with TestClient(create_app(settings, ctx)) as client:
         r = client.get("/app/login")
         assert r.status_code == 200

@@ -18,7 +18,7 @@ from aftersales.service.setup import authenticate, hash_key
 from aftersales.store.db import make_engine
 
 from . import problems
-from .middleware import UPLOAD_OVERHEAD, BodyLimit, Idempotency
+from .middleware import UPLOAD_OVERHEAD, BodyLimit, Idempotency, bind_answer
 
 
 def build_context(settings: Settings) -> Context:
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
         openapi_url="/openapi.json",
         docs_url=None,  # /docs and /redoc come from packaged files, never a CDN (api/security.py)
         redoc_url=None,
+        dependencies=[Depends(bind_answer)],  # Idempotency-Key: a commit records the route's answer with its effect
     )
     app.state.ctx = ctx
     app.state.settings = settings
@@ -70,13 +71,16 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
     from .user_routes import router as user_router
 
     app.include_router(user_router)
+    from .credential_routes import router as credential_router
+
+    app.include_router(credential_router)
     from aftersales.web.app import install as install_workbench
 
     install_workbench(app)
     app.include_router(complaint_router)
     install_complaints(app)  # K1: the phone-closed problem names the next opening
     upload_limit = settings.max_evidence_bytes + UPLOAD_OVERHEAD  # D3 evidence uploads only (see middleware)
-    app.add_middleware(Idempotency, ctx=ctx, limit=settings.max_body_bytes, upload_limit=upload_limit,
+    app.add_middleware(Idempotency, ctx=ctx, limit=settings.max_body_bytes, upload_limit=upload_limit, authenticate=resolve_key,
                        in_flight=timedelta(seconds=settings.idempotency_in_flight_seconds))
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, upload_limit=upload_limit)
     from .security import install as install_security
@@ -128,20 +132,26 @@ async def get_ctx(request: Request) -> Context:
 _bearer = HTTPBearer(auto_error=False, description="An API key: platform, merchant:<id> or buyer:<id>.")
 
 
-async def get_principal(request: Request,
-                        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None) -> Principal:
-    key = credentials.credentials.strip() if credentials is not None else None
-    settings: Settings = request.app.state.settings
-    ctx: Context = request.app.state.ctx
+async def resolve_key(state: Any, key: str | None) -> Principal:
+    """The principal of an API key, through this process's cache (``state``: the application's); 401 otherwise.
+    The one place a request's key is resolved: the routes (``Who``) and the Idempotency-Key middleware use it."""
+    settings: Settings = state.settings
+    ctx: Context = state.ctx
     if not key:
         return authenticate(ctx, key, settings.bootstrap_platform_key)  # 401, no I/O
-    cache: PrincipalCache = request.app.state.principals
+    cache: PrincipalCache = state.principals
     digest = hash_key(key)
     principal = cache.get(digest)
     if principal is None:
         principal = await run_in_threadpool(authenticate, ctx, key, settings.bootstrap_platform_key)
         cache.put(digest, principal)
     return principal
+
+
+async def get_principal(request: Request,
+                        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None) -> Principal:
+    key = credentials.credentials.strip() if credentials is not None else None
+    return await resolve_key(request.app.state, key)
 
 
 async def get_lang(request: Request) -> str:

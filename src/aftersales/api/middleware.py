@@ -11,17 +11,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from fastapi import Request
+from fastapi.datastructures import DefaultPlaceholder
+from fastapi.routing import APIRoute
+from fastapi.security.utils import get_authorization_scheme_param
 
-from aftersales.service.context import IDEMPOTENCY_CLAIM, Context
-from aftersales.store import tables as t
+from aftersales.service.context import IDEMPOTENCY_CLAIM, Answer, Context, IdempotencyClaim, Principal
+from aftersales.store import idempotency as store
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: A key is never taken again before this (a retry with another body is 422 until then); the worker removes records
+#: from ``store.idempotency.KEEP`` (24 h) on (API.md: keys live at least 24 h).
 KEY_TTL = timedelta(hours=48)
 #: A request still unanswered after this long was abandoned (the server died while handling it).
 IN_FLIGHT_TTL = timedelta(minutes=2)
@@ -100,12 +104,112 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-class Idempotency:
-    """Same key + same request → the first response again; same key + another request → 422 (API.md)."""
+#: Fields of an answer that hand out a secret once (API key creation and rotation, webhook subscriptions, buyers'
+#: portal links), each recognised by the shape of what we issue: the idempotency record never keeps them in clear.
+SECRET_FIELDS: dict[str, re.Pattern[str]] = {
+    "key": re.compile(r"^as_[pmb]_"),  # API keys (service/setup.py)
+    "secret": re.compile(r"^whsec_"),  # webhook signing secrets (service/webhooks.py)
+    "path": re.compile(r"[?&]token="),  # buyers' portal links (service/users.py)
+    "url": re.compile(r"[?&]token="),
+    "token": re.compile(r"."),
+}
+REDACTED_NOTE = ("This is a replay (Idempotent-Replayed: true) of a response that carried a secret. A secret is shown "
+                 "once: it was not stored, so its fields are null here; `redacted` gives the SHA-256 of each.")
 
-    def __init__(self, app: ASGIApp, ctx: Context, limit: int, in_flight: timedelta = IN_FLIGHT_TTL,
-                 upload_limit: int | None = None) -> None:
+
+def stored_form(content_type: str, body: bytes) -> str:
+    """The body as the idempotency record keeps it: unchanged, unless it carries a secret (:data:`SECRET_FIELDS`):
+    then each secret is null, and ``redacted`` lists their SHA-256 digests with :data:`REDACTED_NOTE`."""
+    text = body.decode("utf-8", "replace")
+    if not content_type.startswith("application/json"):
+        return text
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+    digests: dict[str, str] = {}
+
+    def scrub(value: Any, where: str) -> Any:
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for name, item in value.items():
+                pattern = SECRET_FIELDS.get(name)
+                if pattern is not None and isinstance(item, str) and pattern.search(item):
+                    digests[where + name] = hashlib.sha256(item.encode()).hexdigest()
+                    out[name] = None
+                else:
+                    out[name] = scrub(item, f"{where}{name}.")
+            return out
+        if isinstance(value, list):
+            return [scrub(item, f"{where}{i}.") for i, item in enumerate(value)]
+        return value
+
+    clean = scrub(data, "")
+    if not digests:
+        return text
+    if isinstance(clean, dict):
+        clean["redacted"] = {"note": REDACTED_NOTE, "sha256": digests}
+    return json.dumps(clean, ensure_ascii=False, separators=(",", ":"))
+
+
+def route_answer(route: APIRoute) -> Callable[[object], Answer | None] | None:
+    """How FastAPI answers ``route`` with a result (its status, response model and JSON), so that a commit can record
+    the answer with the effect. Best effort: the middleware checks the record against what was sent."""
+    field = route.response_field
+    if field is None or not isinstance(route.response_class, DefaultPlaceholder) or not hasattr(field, "serialize_json"):
+        return None
+    status = route.status_code or 200
+
+    def answer(result: object) -> Answer | None:
+        try:
+            value, errors = field.validate(result, {}, loc=("response",))
+            if errors:
+                return None
+            body = field.serialize_json(value, include=route.response_model_include, exclude=route.response_model_exclude,
+                                        by_alias=route.response_model_by_alias,
+                                        exclude_unset=route.response_model_exclude_unset,
+                                        exclude_defaults=route.response_model_exclude_defaults,
+                                        exclude_none=route.response_model_exclude_none)
+        except Exception:  # the route answers (or fails) on its own; the middleware records what it sent
+            return None
+        return Answer(status, "application/json", body, stored_form("application/json", body))
+
+    return answer
+
+
+async def bind_answer(request: Request) -> None:
+    """An application-wide dependency: once a request under an Idempotency-Key is routed, its commits can record
+    the route's answer (:class:`IdempotencyClaim`)."""
+    claim = IDEMPOTENCY_CLAIM.get()
+    route = request.scope.get("route")
+    if claim is not None and claim.answer is None and isinstance(route, APIRoute):
+        claim.answer = route_answer(route)
+
+
+def bearer_key(authorization: str | None) -> str | None:
+    """The API key of an ``Authorization`` header, read as FastAPI's HTTPBearer reads it (scheme in any case, any
+    spaces around the key): ``Bearer k``, ``bearer k`` and ``BEARER  k`` are one key."""
+    scheme, param = get_authorization_scheme_param(authorization)
+    if scheme.lower() != "bearer":
+        return None
+    return param.strip() or None
+
+
+Authenticate = Callable[[Any, str | None], Awaitable[Principal]]
+
+
+class Idempotency:
+    """Same key + same request → the first response again; same key + another request → 422 (API.md).
+
+    Only for an authenticated caller: the key is scoped by the principal the API key resolves to (``Principal.key``),
+    and a request without a valid key goes on to its 401 without touching the idempotency table. The answer is
+    recorded before it is sent — by the commit of the request's effect when there is one (:class:`IdempotencyClaim`),
+    else here — so a retry that arrives as soon as the answer has left replays it."""
+
+    def __init__(self, app: ASGIApp, ctx: Context, limit: int, authenticate: Authenticate,
+                 in_flight: timedelta = IN_FLIGHT_TTL, upload_limit: int | None = None) -> None:
         self.app, self.ctx, self.limit, self.in_flight, self.upload_limit = app, ctx, limit, in_flight, upload_limit
+        self.authenticate = authenticate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -130,39 +234,6 @@ class Idempotency:
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
-        if len(key) > 200 or not key.strip() or b"\x00" in key:
-            status, out = _problem(422, "Invalid Idempotency-Key", "Idempotency-Key must be 1–200 characters", "validation")
-            return await _send_problem(send, status, out)
-        principal = hashlib.sha256(headers.get(b"authorization", b"")).hexdigest()[:64]
-        path = scope["path"]
-        boundary = _multipart_boundary(headers)
-        # A retried upload is the same request even if the client drew a new multipart boundary for it.
-        hashed = body.replace(b"--" + boundary, b"--<boundary>") if boundary else body
-        digest = hashlib.sha256(scope["method"].encode() + b" " + path.encode() + b"\n" + hashed).hexdigest()
-        skey = key.decode("latin-1")
-
-        claimed_at = datetime.now(UTC)
-        stored = await anyio.to_thread.run_sync(self._claim, principal, skey, path, digest, claimed_at)
-        if stored is not None:
-            kind, status, payload, ctype = stored
-            if kind == "mismatch":
-                s, out = _problem(422, "Idempotency-Key reused", "this Idempotency-Key was used with a different request", "idempotency-mismatch")
-                return await _send_problem(send, s, out)
-            if kind == "in_progress":
-                s, out = _problem(409, "Request in progress", "a request with this Idempotency-Key is still being processed", "idempotency-in-progress")
-                return await _send_problem(send, s, out)
-            if kind == "applied":
-                s, out = _problem(409, "Request applied, response lost",
-                                  "a request with this Idempotency-Key was applied, but the server stopped before recording its "
-                                  "response; read the resource to see the outcome", "idempotency-applied")
-                return await _send_problem(send, s, out)
-            data = payload.encode()
-            await send({"type": "http.response.start", "status": status,
-                        "headers": [(b"content-type", ctype.encode()), (b"content-length", str(len(data)).encode()),
-                                    (b"idempotent-replayed", b"true")]})
-            await send({"type": "http.response.body", "body": data})
-            return
-
         sent = False
 
         async def replay() -> Message:
@@ -172,9 +243,26 @@ class Idempotency:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
 
-        captured: dict[str, Any] = {"status": 500, "ctype": "application/json", "body": []}
+        try:
+            principal = await self.authenticate(scope["app"].state, bearer_key(headers.get(b"authorization", b"").decode("latin-1")))
+        except Exception:  # no valid key: the route answers 401 (or the error it meets); nothing is claimed
+            return await self.app(scope, replay, send)
+        if len(key) > 200 or not key.strip() or b"\x00" in key:
+            status, out = _problem(422, "Invalid Idempotency-Key", "Idempotency-Key must be 1–200 characters", "validation")
+            return await _send_problem(send, status, out)
+        path = scope["path"]
+        boundary = _multipart_boundary(headers)
+        # A retried upload is the same request even if the client drew a new multipart boundary for it.
+        hashed = body.replace(b"--" + boundary, b"--<boundary>") if boundary else body
+        digest = hashlib.sha256(scope["method"].encode() + b" " + path.encode() + b"\n" + hashed).hexdigest()
+        claim = IdempotencyClaim(principal.key, key.decode("latin-1"), datetime.now(UTC))
+        holder = await anyio.to_thread.run_sync(self._claim, claim, path, digest)
+        if holder is not None:
+            return await self._answer_holder(send, holder, path, digest, claim.created_at)
 
-        async def capture(message: Message) -> None:
+        captured: dict[str, Any] = {"status": 500, "ctype": "application/json", "body": [], "messages": []}
+
+        async def capture(message: Message) -> None:  # held back until the answer is recorded
             if message["type"] == "http.response.start":
                 captured["status"] = message["status"]
                 for name, value in message.get("headers", []):
@@ -182,63 +270,55 @@ class Idempotency:
                         captured["ctype"] = value.decode("latin-1")
             elif message["type"] == "http.response.body":
                 captured["body"].append(message.get("body", b""))
-            await send(message)
+            captured["messages"].append(message)
 
-        # Every commit of this request marks the claim as applied, in the same transaction (UnitOfWork.commit).
-        token = IDEMPOTENCY_CLAIM.set((principal, skey, claimed_at))
+        token = IDEMPOTENCY_CLAIM.set(claim)
         try:
             await self.app(scope, replay, capture)
         finally:
             IDEMPOTENCY_CLAIM.reset(token)
-            await anyio.to_thread.run_sync(self._finish, principal, skey, captured, claimed_at)
+            await anyio.to_thread.run_sync(self._finish, claim, captured)
+        for message in captured["messages"]:
+            await send(message)
+
+    async def _answer_holder(self, send: Send, row: Any, path: str, digest: str, now: datetime) -> None:
+        if row.body_hash != digest or row.path != path:
+            s, out = _problem(422, "Idempotency-Key reused", "this Idempotency-Key was used with a different request", "idempotency-mismatch")
+            return await _send_problem(send, s, out)
+        if row.status_code is None or (row.status_code == 0 and row.created_at >= now - self.in_flight):
+            s, out = _problem(409, "Request in progress", "a request with this Idempotency-Key is still being processed", "idempotency-in-progress")
+            return await _send_problem(send, s, out)
+        if row.status_code == 0:  # applied, then the server died before recording the response
+            s, out = _problem(409, "Request applied, response lost",
+                              "a request with this Idempotency-Key was applied, but the server stopped before recording its "
+                              "response; read the resource to see the outcome", "idempotency-applied")
+            return await _send_problem(send, s, out)
+        data = (row.response or "").encode()
+        await send({"type": "http.response.start", "status": row.status_code,
+                    "headers": [(b"content-type", (row.content_type or "application/json").encode()),
+                                (b"content-length", str(len(data)).encode()), (b"idempotent-replayed", b"true")]})
+        await send({"type": "http.response.body", "body": data})
 
     def _writer(self) -> AbstractContextManager[object]:
         """SQLite: queue with this process's other writers (Context.writer_lock); PostgreSQL: nothing to wait for."""
         return self.ctx.writer_lock or nullcontext()
 
-    def _claim(self, principal: str, key: str, path: str, digest: str, now: datetime) -> tuple[str, int, str, str] | None:
-        claim = insert(t.idempotency).values(principal=principal, key=key, method="POST", path=path, body_hash=digest,
-                                             created_at=now)
+    def _claim(self, claim: IdempotencyClaim, path: str, digest: str) -> Any:
+        now = claim.created_at
         with self._writer(), self.ctx.engine.connect() as conn:
-            # The common case, a new key: one INSERT. Only when the key is taken do we look at the holder.
-            try:
-                with conn.begin():
-                    conn.execute(claim)
-                return None
-            except IntegrityError:
-                pass
-            try:
-                with conn.begin():
-                    # Expired keys, and claims abandoned by a server that died mid-request, can be claimed again.
-                    # Only claims that were not applied (status_code 0 marks a commit): a request takes effect once.
-                    freed = conn.execute(delete(t.idempotency).where(
-                        t.idempotency.c.principal == principal, t.idempotency.c.key == key,
-                        (t.idempotency.c.created_at < now - KEY_TTL)
-                        | (t.idempotency.c.status_code.is_(None) & (t.idempotency.c.created_at < now - self.in_flight))))
-                    if freed.rowcount:
-                        conn.execute(claim)
-                        return None
-            except IntegrityError:
-                pass
-            with conn.begin():
-                row = conn.execute(select(t.idempotency).where(t.idempotency.c.principal == principal, t.idempotency.c.key == key)).first()
-        if row is None:
-            return ("in_progress", 409, "", "")
-        if row.body_hash != digest or row.path != path:
-            return ("mismatch", 422, "", "")
-        if row.status_code is None or (row.status_code == 0 and row.created_at >= now - self.in_flight):
-            return ("in_progress", 409, "", "")
-        if row.status_code == 0:  # applied, then the server died before recording the response
-            return ("applied", 409, "", "")
-        return ("replay", row.status_code, row.response or "", row.content_type or "application/json")
+            return store.claim(conn, principal=claim.principal, key=claim.key, path=path, body_hash=digest, now=now,
+                               expired_before=now - KEY_TTL, abandoned_before=now - self.in_flight)
 
-    def _finish(self, principal: str, key: str, captured: dict[str, Any], claimed_at: datetime) -> None:
-        # Only this request's own claim (a retry may have taken an abandoned one over).
-        where = (t.idempotency.c.principal == principal, t.idempotency.c.key == key, t.idempotency.c.created_at == claimed_at)
+    def _finish(self, claim: IdempotencyClaim, captured: dict[str, Any]) -> None:
+        status, body = captured["status"], b"".join(captured["body"])
+        recorded = claim.recorded
+        if recorded is not None and recorded.status == status and recorded.body == body:
+            return  # the commit of the effect recorded this very answer
         with self._writer(), self.ctx.engine.begin() as conn:
-            if captured["status"] >= 500:  # not a result: let the client retry with the same key, unless it was applied
-                conn.execute(delete(t.idempotency).where(*where, t.idempotency.c.status_code.is_(None)))
+            if status >= 500:  # not a result: let the client retry with the same key, unless it was applied
+                if recorded is None:
+                    store.release(conn, claim.principal, claim.key, claim.created_at)
             else:
-                conn.execute(update(t.idempotency).where(*where).values(
-                    status_code=captured["status"], response=b"".join(captured["body"]).decode("utf-8", "replace"),
-                    content_type=captured["ctype"]))
+                store.record(conn, claim.principal, claim.key, claim.created_at, status=status,
+                             content_type=captured["ctype"], response=stored_form(captured["ctype"], body))
+

@@ -202,9 +202,12 @@ class Merchant(BaseModel):
 
 class ApiKey(BaseModel):
     id: str
-    key: str
+    #: The key, shown once. Null only in an Idempotency-Key replay (``Idempotent-Replayed: true``), which carries
+    #: ``redacted`` instead: the key's SHA-256 and a note (secrets are never stored in clear).
+    key: str | None
     role: str
     subject_id: str | None
+    label: str | None = None
     created_at: str
 
 

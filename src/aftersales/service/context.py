@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from aftersales.domain.events import Actor
 from aftersales.domain.policy import Policy
-from aftersales.store import claims
+from aftersales.store import idempotency as idempotency_store
 from aftersales.store import repositories as repo
 from aftersales.store.repositories import ConcurrentUpdate, Tracker
 
@@ -25,12 +25,37 @@ from .payments import InstantGateway, PaymentGateway
 
 T = TypeVar("T")
 
-#: The Idempotency-Key claim of the request being served: (principal hash, key, the claim's ``created_at``),
-#: set by the API middleware. Every commit of that request marks the claim as applied (``status_code`` 0) in
-#: the same transaction, and only while the claim is still this request's: if the process dies after the
-#: commit, a retry knows the request was applied; if a retry took the claim over after the process died
-#: before it, this request can no longer commit. Either way the request takes effect at most once.
-IDEMPOTENCY_CLAIM: ContextVar[tuple[str, str, datetime] | None] = ContextVar("idempotency_claim", default=None)
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An HTTP answer as sent (``body``) and as recorded for replays (``stored``: the body without its secrets)."""
+
+    status: int
+    content_type: str
+    body: bytes
+    stored: str
+
+
+@dataclass(slots=True)
+class IdempotencyClaim:
+    """The Idempotency-Key claim of the request being served (set by the API middleware, once authenticated).
+
+    Every commit of that request marks the claim in the same transaction, and only while the claim is still this
+    request's: if the process dies after the commit, a retry knows the request was applied; if a retry took the
+    claim over after the process died before it, this request can no longer commit. Either way the request takes
+    effect at most once. ``answer`` (bound by the API once the request is routed) turns the command's result into
+    the HTTP answer, which the commit records with the effect: a retry arriving as soon as the answer has left
+    finds it replayable. ``recorded`` is what the last commit recorded (the middleware checks it is what was sent).
+    """
+
+    principal: str
+    key: str
+    created_at: datetime
+    answer: Callable[[object], Answer | None] | None = None
+    recorded: Answer | None = None
+
+
+IDEMPOTENCY_CLAIM: ContextVar[IdempotencyClaim | None] = ContextVar("idempotency_claim", default=None)
+_NO_RESULT = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,14 +157,21 @@ class UnitOfWork:
         self.tracker = Tracker(self.conn, self.now, on_events=fan_out)
         return self
 
-    def commit(self) -> None:
+    def commit(self, result: object = _NO_RESULT) -> None:
+        """Commit; under an Idempotency-Key, mark the claim applied and record the answer ``result`` gives."""
         self.tracker.flush()
         claim = IDEMPOTENCY_CLAIM.get()
+        answer = None
         if claim is not None:
-            principal, key, claimed_at = claim
-            if not claims.mark_applied(self.conn, principal, key, claimed_at):
+            if claim.answer is not None and result is not _NO_RESULT:
+                answer = claim.answer(result)
+            stored = None if answer is None else (answer.status, answer.content_type, answer.stored)
+            if not idempotency_store.mark_applied(self.conn, claim.principal, claim.key, claim.created_at,
+                                                  answer=stored, answered=claim.recorded is not None):
                 raise Conflict("a retry with this Idempotency-Key took this request over; it was not applied")
         self.tx.commit()
+        if claim is not None:
+            claim.recorded = answer
 
     def __exit__(self, *exc: object) -> None:
         try:
@@ -157,7 +189,7 @@ def run(ctx: Context, command: Callable[[UnitOfWork], T], *, attempts: int = 8) 
         try:
             with UnitOfWork(ctx) as uow:
                 result = command(uow)
-                uow.commit()
+                uow.commit(result)
                 return result
         except ConcurrentUpdate:
             pass

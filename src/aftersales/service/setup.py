@@ -9,6 +9,7 @@ from typing import Any
 
 from aftersales.domain.catalog import StatutoryExclusion
 from aftersales.domain.ids import require_id
+from aftersales.store import credentials
 from aftersales.store import repositories as repo
 from aftersales.store import setup as store
 
@@ -83,17 +84,23 @@ def create_api_key(ctx: Context, who: Principal | None, *, role: str, subject_id
         raise Invalid(f"a {role} key needs a subject_id")
     if subject_id is not None:
         require_id(subject_id, "subject_id")
-    secret = f"as_{role[0]}_{secrets.token_urlsafe(32)}"
-    key_id = secrets.token_hex(8)
 
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
         if role == "merchant" and repo.merchant(uow.conn, subject_id or "") is None:
             raise NotFound("merchant", subject_id or "")
-        store.add_api_key(uow.conn, id=key_id, key_hash=hash_key(secret), role=role, subject_id=subject_id, label=label,
-                          created_at=uow.now)
-        return {"id": key_id, "key": secret, "role": role, "subject_id": subject_id, "created_at": uow.now.isoformat()}
+        return issue_key(uow, role=role, subject_id=subject_id, label=label)
 
     return run(ctx, cmd)
+
+
+def issue_key(uow: UnitOfWork, *, role: str, subject_id: str | None, label: str | None) -> dict[str, Any]:
+    """Store a new key's hash; the answer carries the secret, once (creation and rotation)."""
+    secret = f"as_{role[0]}_{secrets.token_urlsafe(32)}"
+    key_id = secrets.token_hex(8)
+    credentials.insert_key(uow.conn, id=key_id, key_hash=hash_key(secret), role=role, subject_id=subject_id, label=label,
+                           created_at=uow.now)
+    return {"id": key_id, "key": secret, "role": role, "subject_id": subject_id, "label": label,
+            "created_at": uow.now.isoformat()}
 
 
 def authenticate(ctx: Context, key: str | None, bootstrap_key: str | None) -> Principal:

@@ -1,8 +1,13 @@
 """Workbench accounts: staff users with argon2id passwords, browser sessions, and buyers' signed links.
 
-* A wrong username and a wrong password get the same answer, after the same work (a dummy hash is verified for an
-  unknown name), and every consecutive failure of a username makes the next try wait longer (1 s, 2 s, 4 s … up to
-  5 minutes) — the answer never says which part was wrong.
+* A wrong username, a wrong password and a throttled attempt get the same answer, after the same work (the
+  password is always hashed, against a dummy hash for an unknown name): the answer never says which part was
+  wrong, nor whether the name exists.
+* Failures are counted per (client address, username) and per client address (:data:`THROTTLES`), atomically on
+  both databases (the buckets are locked while counted). Past a bucket's free failures, each failure delays the
+  next attempt: 1 s, 2 s, 4 s … up to 15 minutes. A delay, not a lock-out: attempts during it are refused unweighed
+  and uncounted (they neither extend it nor try the password), and the right password after it works. Keyed by
+  address as well as name, one address cannot keep another out of an account.
 * A session is a random token in an HttpOnly, SameSite=Lax cookie; the database keeps only its sha256, with the
   session's CSRF token, which every form must send back.
 * Buyers reach their portal through a link signed with the server's secret (HMAC-SHA256), valid for a few days;
@@ -21,9 +26,9 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, insert, select, update
 
-from aftersales.store import tables as t
+from aftersales.store import repositories as repo
+from aftersales.store import users as store
 
 from .context import Context, Principal, UnitOfWork, read, run
 from .errors import Conflict, Invalid, NotFound, Unauthorized
@@ -31,10 +36,34 @@ from .errors import Conflict, Invalid, NotFound, Unauthorized
 ROLES = ("merchant_agent", "merchant_admin", "platform_agent")
 SESSION_TTL = timedelta(hours=12)
 BUYER_LINK_TTL = timedelta(days=7)
-MAX_DELAY = timedelta(minutes=5)
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not a password anybody has")
 GENERIC_LOGIN_ERROR = "Wrong username or password."
+
+
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    """Growing delays for one kind of bucket: ``free`` failures, then ``base``, twice that, … up to ``cap``. A
+    bucket without a failure for ``quiet`` starts counting again."""
+
+    name: str
+    free: int
+    base: timedelta = timedelta(seconds=1)
+    cap: timedelta = timedelta(minutes=15)
+    quiet: timedelta = timedelta(hours=1)
+
+    def delay(self, failures: int) -> timedelta | None:
+        if failures <= self.free:
+            return None
+        return min(self.base * (1 << min(failures - self.free - 1, 30)), self.cap)
+
+    def bucket(self, address: str, username: str) -> str:
+        return f"pair:{address} {username}" if self.name == "pair" else f"addr:{address}"
+
+
+#: Per (address, username): the third failure in a row delays the next try by 1 s. Per address, over every username
+#: (guessing many accounts from one place): after 10 failures.
+THROTTLES = (Throttle("pair", free=2), Throttle("address", free=10))
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +102,15 @@ def create_user(ctx: Context, who: Principal | None, *, username: str, password:
     password_hash = _hasher.hash(password)
 
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
-        if merchant_id is not None and uow.conn.execute(select(t.merchants.c.id).where(t.merchants.c.id == merchant_id)).first() is None:
+        if merchant_id is not None and repo.merchant(uow.conn, merchant_id) is None:
             raise NotFound("merchant", merchant_id)
-        if uow.conn.execute(select(t.users.c.id).where(t.users.c.username == username)).first() is not None:
+        if store.username_taken(uow.conn, username):
             raise Conflict(f"the username {username!r} is taken")
         uid = f"u_{secrets.token_hex(8)}"
         values = {"id": uid, "username": username, "display_name": display_name or username, "role": role,
                   "merchant_id": merchant_id, "password_hash": password_hash, "failed_logins": 0,
                   "locked_until": None, "created_at": uow.now}
-        uow.conn.execute(insert(t.users).values(values))
+        store.insert_user(uow.conn, values)
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in values.items()
                 if k not in ("password_hash", "failed_logins", "locked_until")}
 
@@ -89,7 +118,7 @@ def create_user(ctx: Context, who: Principal | None, *, username: str, password:
 
 
 def exists(ctx: Context, username: str) -> bool:
-    return read(ctx, lambda uow: uow.conn.execute(select(t.users.c.id).where(t.users.c.username == username)).first()) is not None
+    return read(ctx, lambda uow: store.username_taken(uow.conn, username))
 
 
 def _token_hash(token: str) -> str:
@@ -98,37 +127,44 @@ def _token_hash(token: str) -> str:
 
 def _new_session(uow: UnitOfWork, *, user_id: str | None, buyer_id: str | None) -> str:
     token = secrets.token_urlsafe(32)
-    uow.conn.execute(insert(t.web_sessions).values(
-        token_hash=_token_hash(token), user_id=user_id, buyer_id=buyer_id, csrf_token=secrets.token_urlsafe(24),
-        created_at=uow.now, expires_at=uow.now + SESSION_TTL))
+    store.insert_session(uow.conn, token_hash=_token_hash(token), user_id=user_id, buyer_id=buyer_id,
+                         csrf_token=secrets.token_urlsafe(24), created_at=uow.now, expires_at=uow.now + SESSION_TTL)
     return token
 
 
-def login(ctx: Context, username: str, password: str) -> str:
-    """Check a username and password; returns a new session token. Refusals are all :data:`GENERIC_LOGIN_ERROR`."""
+def login(ctx: Context, username: str, password: str, address: str = "unknown",
+          throttles: tuple[Throttle, ...] = THROTTLES) -> str:
+    """Check a username and password from a client ``address``; returns a new session token. Every refusal —
+    unknown name, wrong password, an attempt during a delay — is :data:`GENERIC_LOGIN_ERROR`, after the same work."""
+    username, address = username[:64], address[:100] or "unknown"
+    user = read(ctx, lambda uow: store.user_by_username(uow.conn, username))
+    # Always one argon2 verification, whoever asks and whether or not they are being delayed: timing says nothing.
+    right = _verify(user.password_hash if user is not None else _DUMMY_HASH, password) and user is not None
+    buckets = {th.bucket(address, username): th for th in throttles}
 
-    def cmd(uow: UnitOfWork) -> tuple[str | None, str | None]:
-        row = uow.conn.execute(select(t.users).where(t.users.c.username == username)).first()
-        if row is None:
-            _verify(_DUMMY_HASH, password)  # the same work as for a real user: timing says nothing
-            return None, None
-        if row.locked_until is not None and row.locked_until > uow.now:
-            wait = int((row.locked_until - uow.now).total_seconds()) + 1
-            return None, f"Too many failed attempts: try again in {wait} s."
-        if not _verify(row.password_hash, password):
-            failures = row.failed_logins + 1
-            delay = min(timedelta(seconds=2 ** (failures - 1)), MAX_DELAY) if failures >= 3 else None
-            uow.conn.execute(update(t.users).where(t.users.c.id == row.id).values(
-                failed_logins=failures, locked_until=uow.now + delay if delay else None))
-            return None, None
-        if _hasher.check_needs_rehash(row.password_hash):
-            uow.conn.execute(update(t.users).where(t.users.c.id == row.id).values(password_hash=_hasher.hash(password)))
-        uow.conn.execute(update(t.users).where(t.users.c.id == row.id).values(failed_logins=0, locked_until=None))
-        return _new_session(uow, user_id=row.id, buyer_id=None), None
+    def cmd(uow: UnitOfWork) -> str | None:
+        rows = store.lock_buckets(uow.conn, buckets)  # counted one at a time, on both databases
+        if any(r.next_attempt_at is not None and r.next_attempt_at > uow.now for r in rows.values()):
+            return None  # within a delay: refused, neither weighed nor counted
+        if right and user is not None:
+            for name, th in buckets.items():
+                if th.name == "pair":  # the address's own count is not reset by one good account
+                    store.set_bucket(uow.conn, name, failures=0, last_failure_at=None, next_attempt_at=None)
+            if _hasher.check_needs_rehash(user.password_hash):
+                store.set_password_hash(uow.conn, user.id, _hasher.hash(password))
+            return _new_session(uow, user_id=user.id, buyer_id=None)
+        for name, th in buckets.items():
+            row = rows[name]
+            quiet = row.last_failure_at is None or row.last_failure_at <= uow.now - th.quiet
+            failures = 1 if quiet else row.failures + 1
+            delay = th.delay(failures)
+            store.set_bucket(uow.conn, name, failures=failures, last_failure_at=uow.now,
+                             next_attempt_at=uow.now + delay if delay is not None else None)
+        return None
 
-    token, throttled = run(ctx, cmd)
+    token = run(ctx, cmd)
     if token is None:
-        raise Unauthorized(throttled or GENERIC_LOGIN_ERROR)
+        raise Unauthorized(GENERIC_LOGIN_ERROR)
     return token
 
 
@@ -145,12 +181,12 @@ def session(ctx: Context, token: str | None) -> WebUser | None:
         return None
 
     def q(uow: UnitOfWork) -> WebUser | None:
-        s = uow.conn.execute(select(t.web_sessions).where(t.web_sessions.c.token_hash == _token_hash(token))).first()
+        s = store.session_by_hash(uow.conn, _token_hash(token))
         if s is None or s.expires_at <= uow.now:
             return None
         if s.buyer_id is not None:
             return WebUser(None, s.buyer_id, "buyer", Principal("buyer", s.buyer_id), s.csrf_token)
-        u = uow.conn.execute(select(t.users).where(t.users.c.id == s.user_id)).first()
+        u = store.user_by_id(uow.conn, s.user_id)
         if u is None:
             return None
         return WebUser(u.id, u.display_name, u.role, principal_of(u.role, u.merchant_id), s.csrf_token)
@@ -161,7 +197,7 @@ def session(ctx: Context, token: str | None) -> WebUser | None:
 def logout(ctx: Context, token: str | None) -> None:
     if not token:
         return
-    run(ctx, lambda uow: uow.conn.execute(delete(t.web_sessions).where(t.web_sessions.c.token_hash == _token_hash(token))))
+    run(ctx, lambda uow: store.delete_session(uow.conn, _token_hash(token)))
 
 
 # --- buyers' signed links -------------------------------------------------------------------------------------

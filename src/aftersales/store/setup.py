@@ -24,12 +24,6 @@ def put_category(conn: Connection, code: str, values: dict[str, Any]) -> bool:
     return not exists
 
 
-def add_api_key(conn: Connection, *, id: str, key_hash: str, role: str, subject_id: str | None, label: str | None,
-                created_at: datetime) -> None:
-    conn.execute(insert(t.api_keys).values(id=id, key_hash=key_hash, role=role, subject_id=subject_id, label=label,
-                                           created_at=created_at))
-
-
 def api_key(engine: Engine, key_hash: str) -> Any:
     """The role, subject and revocation of the key with this hash (None if unknown), read outside any unit of work."""
     with engine.connect().execution_options(readonly=True) as conn:

@@ -191,6 +191,7 @@ idempotency = Table(
     Column("response", Text),
     Column("content_type", String(80)),
     Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_idempotency_keys_created_at", "created_at"),  # the worker's purge (store/idempotency.py)
 )
 
 kv = Table(
@@ -428,4 +429,13 @@ web_sessions = Table(
     Column("csrf_token", String(64), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
+)
+
+#: Failed logins counted per bucket: ``pair:<address> <username>`` and ``addr:<address>`` (service/users.py).
+login_throttle = Table(
+    "login_throttle", metadata,
+    Column("bucket", String(200), primary_key=True),
+    Column("failures", Integer, nullable=False),  # counted failures since the bucket last went quiet or succeeded
+    Column("last_failure_at", UtcDateTime),
+    Column("next_attempt_at", UtcDateTime),  # no attempt is weighed before this (a delay, not a lock-out)
 )

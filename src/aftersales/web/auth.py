@@ -8,6 +8,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from aftersales import i18n
+from aftersales.domain.messages import N_
 from aftersales.service import users
 from aftersales.service.errors import Unauthorized
 
@@ -15,6 +16,14 @@ from .deps import LANG_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE, Csrf, ctx_of, 
 
 router = APIRouter(prefix="/app", include_in_schema=False)
 HOME = {"merchant": "/app/queue", "platform": "/app/platform", "buyer": "/app/orders"}
+#: Said after every failed login, whatever the cause, so that it reveals none.
+LOGIN_HINT = N_("Repeated failures make the next attempt wait longer: if you were refused several times, try again in a few minutes.")
+
+
+def client_address(request: Request) -> str:
+    """The client's address as the server sees it (behind a proxy, run uvicorn with --proxy-headers and
+    --forwarded-allow-ips so that this is the client's, not the proxy's): logins are throttled per address."""
+    return request.client.host if request.client is not None else "unknown"
 
 
 def _safe_next(value: str | None) -> str | None:
@@ -55,11 +64,12 @@ def login(request: Request, username: Annotated[str, Form(max_length=64)], passw
         return render(request, "login.html", status_code=403, next=_safe_next(next),
                       error=i18n.translate("The form expired; please try again.", lang_of(request)))
     try:
-        token = users.login(ctx_of(request), username.strip(), password)
-    except Unauthorized as exc:
+        token = users.login(ctx_of(request), username.strip(), password, client_address(request))
+    except Unauthorized:
+        # One answer for an unknown name, a wrong password and an attempt during a delay (service/users.py).
+        lang = lang_of(request)
         return render(request, "login.html", status_code=401, next=_safe_next(next), username=username,
-                      error=i18n.translate(exc.detail, lang_of(request)) if exc.detail == users.GENERIC_LOGIN_ERROR
-                      else exc.detail)
+                      error=i18n.translate(users.GENERIC_LOGIN_ERROR, lang), hint=i18n.translate(LOGIN_HINT, lang))
     response = RedirectResponse(_safe_next(next) or "/app", status_code=303)
     _session_cookie(request, response, token)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/app/login")

@@ -18,7 +18,7 @@ from aftersales import i18n
 from aftersales.api.downloads import record_response
 from aftersales.domain.errors import DomainError
 from aftersales.domain.messages import N_
-from aftersales.service import case_desk, console, deadlines, ledger, messages, records
+from aftersales.service import case_desk, console, credentials, deadlines, ledger, messages, records
 from aftersales.service import cases as case_service
 from aftersales.service import complaints as complaint_service
 from aftersales.service.errors import Invalid, NotFound, ServiceError
@@ -296,3 +296,51 @@ def ledger_page(request: Request, user: PlatformStaff, account: Annotated[str, Q
     next_url = f"/app/platform/ledger?{urlencode({**query, 'cursor': page['next_cursor']})}" if page["next_cursor"] else None
     return render(request, "platform/ledger.html", status_code=422 if error else 200, error=error, account=account,
                   page=page, next_url=next_url)
+
+
+# --- credentials: API keys and staff sessions -------------------------------------------------------------------
+KeyId = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
+SessionId = Annotated[str, Path(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")]
+
+
+def _credentials(request: Request, user: Any, *, cursor: str | None = None, status_code: int = 200,
+                 error: str | None = None, new_key: dict[str, Any] | None = None) -> Response:
+    ctx = ctx_of(request)
+    keys = credentials.list_api_keys(ctx, user.principal, cursor=cursor, limit=PAGE_SIZE)
+    sessions = credentials.list_sessions(ctx, user.principal, limit=credentials.MAX_PAGE)
+    next_url = f"/app/platform/credentials?{urlencode({'cursor': keys['next_cursor']})}" if keys["next_cursor"] else None
+    response = render(request, "platform/credentials.html", status_code=status_code, error=error, keys=keys["items"],
+                      sessions=sessions["items"], next_url=next_url, new_key=new_key)
+    if new_key is not None:  # a secret on the page: never kept by a cache
+        response.headers["cache-control"] = "no-store"
+    return response
+
+
+@router.get("/platform/credentials", response_class=HTMLResponse)
+def credentials_page(request: Request, user: PlatformStaff,
+                     cursor: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_-]*$")] = None) -> Response:
+    """API keys (never the keys: id, role, subject, label, created, revoked) and signed-in staff."""
+    return _credentials(request, user, cursor=cursor or None)
+
+
+@router.post("/platform/credentials/keys/{key_id}/{verb}", dependencies=[Csrf])
+def key_action(request: Request, user: PlatformStaff, key_id: KeyId,
+               verb: Annotated[str, Path(pattern=r"^(revoke|rotate)$")]) -> Response:
+    """Revoke a key, or rotate it: the new key is shown on this answer only (not in a redirect, nor a cookie)."""
+    try:
+        if verb == "rotate":
+            return _credentials(request, user, new_key=credentials.rotate_api_key(ctx_of(request), user.principal, key_id))
+        credentials.revoke_api_key(ctx_of(request), user.principal, key_id)
+    except ServiceError as exc:
+        return _credentials(request, user, status_code=exc.status, error=explain(request, exc))
+    return see_other("/app/platform/credentials", flash=_t(request, N_("Key {id} revoked."), id=key_id))
+
+
+@router.post("/platform/credentials/sessions/{session_id}/revoke", dependencies=[Csrf])
+def session_revoke(request: Request, user: PlatformStaff, session_id: SessionId) -> Response:
+    """Sign a staff member out everywhere that session was used."""
+    try:
+        credentials.revoke_session(ctx_of(request), user.principal, session_id)
+    except ServiceError as exc:
+        return _credentials(request, user, status_code=exc.status, error=explain(request, exc))
+    return see_other("/app/platform/credentials", flash=_t(request, N_("Session signed out.")))
