@@ -120,11 +120,12 @@ def _open_counts(conn: Connection, merchant_id: str) -> tuple[int, int]:
     return int(cases), count_open(conn, merchant_id)
 
 
-def _withdrawal_view(row: Any) -> dict[str, Any]:
+def _withdrawal_view(row: Any, who: Principal) -> dict[str, Any]:
+    """A withdrawal as ``who`` sees it, with the actions ``who`` can take on it now (D1)."""
     return {"id": row.id, "merchant_id": row.merchant_id, "amount_fen": row.amount_fen, "status": row.status,
             "reason": row.reason, "requested_by": row.requested_by, "requested_at": row.requested_at.isoformat(),
             "due_at": row.due_at.isoformat(), "completed_at": row.completed_at.isoformat() if row.completed_at else None,
-            "version": row.version}
+            "allowed_actions": _withdrawal(row).allowed_actions(who.actor), "version": row.version}
 
 
 def _arm(conn: Connection, withdrawal_id: str, version: int, due_at: datetime) -> None:
@@ -148,7 +149,7 @@ def request_withdrawal(ctx: Context, who: Principal, merchant_id: str, amount_fe
                   "requested_by": who.key, "requested_at": uow.now, "due_at": due, "completed_at": None, "version": 1}
         uow.conn.execute(insert(t.withdrawals).values(values))
         _arm(uow.conn, wid, 1, due)
-        return _withdrawal_view(uow.conn.execute(select(t.withdrawals).where(t.withdrawals.c.id == wid)).one())
+        return _withdrawal_view(uow.conn.execute(select(t.withdrawals).where(t.withdrawals.c.id == wid)).one(), who)
 
     return run(ctx, cmd)
 
@@ -160,7 +161,7 @@ def list_withdrawals(ctx: Context, who: Principal, merchant_id: str) -> dict[str
         _merchant(uow.conn, merchant_id)
         rows = uow.conn.execute(select(t.withdrawals).where(t.withdrawals.c.merchant_id == merchant_id)
                                 .order_by(t.withdrawals.c.requested_at.desc(), t.withdrawals.c.id.desc())).all()
-        return {"items": [_withdrawal_view(r) for r in rows], "next_cursor": None}
+        return {"items": [_withdrawal_view(r, who) for r in rows], "next_cursor": None}
 
     return read(ctx, q)
 
@@ -172,6 +173,10 @@ def _load_withdrawal(conn: Connection, merchant_id: str, withdrawal_id: str) -> 
     row = conn.execute(stmt).first()
     if row is None:
         raise NotFound("withdrawal", withdrawal_id)
+    return _withdrawal(row)
+
+
+def _withdrawal(row: Any) -> d.Withdrawal:
     return d.Withdrawal(row.id, row.merchant_id, row.amount_fen, row.requested_at, row.due_at,
                         d.WithdrawalStatus(row.status), row.reason, row.completed_at, row.version)
 
@@ -191,7 +196,7 @@ def cancel_withdrawal(ctx: Context, who: Principal, merchant_id: str, withdrawal
         _merchant(uow.conn, merchant_id, lock=True)
         w = _load_withdrawal(uow.conn, merchant_id, withdrawal_id)
         w.move("cancel", who.actor, uow.now, reason=f"cancelled by {who.role}")
-        return _withdrawal_view(_save_withdrawal(uow.conn, w))
+        return _withdrawal_view(_save_withdrawal(uow.conn, w), who)
 
     return run(ctx, cmd)
 

@@ -74,7 +74,7 @@ def case_record(ctx: Context, who: Principal, case_id: str, *, secret: str, lang
         ev = t.events.c
         event_rows = uow.conn.execute(select(t.events).where(
             or_(ev.case_id == case.id, (ev.order_id == order.id) & ev.case_id.is_(None))).order_by(ev.id)).all()
-        items: list[tuple[str, Any]] = [("order", views.order_view(order, group)),
+        items: list[tuple[str, Any]] = [("order", views.order_view(order, group, actor=who.actor, now=uow.now)),
                                         ("case", _case_dict(ctx, uow, who, order, case, lang))]
         items += [("event", views.event_view(r)) for r in event_rows]
         items += _common(uow, who, "case", case.id)
@@ -97,8 +97,8 @@ def complaint_record(ctx: Context, who: Principal, complaint_id: str, *, secret:
             order = uow.tracker.get_order(subject.order_id)
             if order is not None:
                 group = uow.tracker.get_group(order.group_id) if order.group_id else None
-                items.append(("order", views.order_view(order, group)))
-        items.append(("complaint", complaints.row_view(subject.loaded, who, uow.now)))
+                items.append(("order", views.order_view(order, group, actor=who.actor, now=uow.now)))
+        items.append(("complaint", complaints.row_view(subject.loaded, who, uow.now, ctx.policy)))
         ce = t.complaint_events.c
         items += [("event", {"id": r.id, "complaint_id": r.complaint_id, "kind": r.kind, "actor": r.actor,
                              "at": r.at.isoformat(), "rules": list(r.rules), "data": r.data})
