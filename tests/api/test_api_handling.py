@@ -253,11 +253,8 @@ def test_M3_no_disagreement_no_escalation(api):
 
 def test_M3_merchant_paid_return_shipping_is_reimbursed_with_the_refund_up_to_the_cap(api):
     case = approved_return(api, "quality_problem")
-    # Over the cap is refused, not reduced (T1), and changes nothing.
-    problem(try_act(api, case["id"], "ship_return", {"carrier": "YTO", "tracking_no": "Y1", "shipping_fee_fen": 2001}), 422, "M3")
-    assert get_case(api, case["id"])["status"] == "awaiting_return_shipment"
     case = ship_return(api, case["id"], shipping_fee_fen=2000)
-    assert case["return_shipping_fee_fen"] == 2000
+    assert case["return_shipping_fee_fen"] == case["return_shipping_reimbursable_fen"] == 2000
     case = act(api, case["id"], "confirm_return")
     assert_closed(case, "refunded")
     [refund] = refunds_of(case)
@@ -267,6 +264,26 @@ def test_M3_merchant_paid_return_shipping_is_reimbursed_with_the_refund_up_to_th
     assert case["refund_fen"] == 10800 and case["refunded_fen"] == 12800
     order = assert_money_invariant(api, "o1")
     assert order["refunded_fen"] == order["paid_fen"] == 10800
+
+
+def test_M3_fee_above_cap_is_reimbursed_up_to_the_cap(api):
+    case = approved_return(api, "quality_problem")
+    # A stated cap, not a silent one: the cost above the cap is accepted as stated, and the answer says what of it
+    # goes back to the buyer.
+    case = ship_return(api, case["id"], shipping_fee_fen=2600)
+    assert case["status"] == "return_in_transit"
+    assert (case["return_shipping_fee_fen"], case["return_shipping_reimbursable_fen"], case["return_shipping_cap_fen"]) == (
+        2600, 2000, 2000)
+    ev = event(events(api, case["id"]), "ship_return")
+    assert "M3" in ev["rules"]
+    assert (ev["data"]["shipping_fee_fen"], ev["data"]["reimbursable_fen"], ev["data"]["cap_fen"], ev["data"]["capped"]) == (
+        2600, 2000, 2000, True)
+    case = act(api, case["id"], "confirm_return")
+    assert_closed(case, "refunded")
+    [refund] = refunds_of(case)
+    assert refund["return_shipping_fen"] == 2000, "min(stated cost, cap)"
+    assert refund["amount_fen"] == 10800 + 2000 and case["refunded_fen"] == 12800
+    assert_money_invariant(api, "o1")
 
 
 def test_M3_buyer_paid_return_shipping_is_not_reimbursed(api):

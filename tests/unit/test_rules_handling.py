@@ -209,12 +209,13 @@ def refused_case(at: datetime = DAY_10) -> tuple[Order, Case]:
 
 
 def test_M2_after_refusal_the_buyer_has_7_days_to_answer() -> None:
-    _, case = refused_case()
+    order, case = refused_case()
     assert case.status is CaseStatus.AWAITING_BUYER
     assert case.rejection_reason == "Scratches are normal wear"
     assert case.deadline is not None and case.deadline.action is Auto.CLOSE_UNANSWERED and case.deadline.rule == "M2"
     assert case.deadline.due_at == window_end(DAY_10 + hours(1), 7, "Asia/Shanghai") == t("2026-03-19T00:00:00+08:00")
-    assert set(case.allowed_actions(B)) >= {Action.RESUBMIT, Action.ESCALATE, Action.ACCEPT_REJECTION, Action.CANCEL}
+    assert set(case.allowed_actions(B, order, policy())) == {Action.RESUBMIT, Action.ESCALATE, Action.ACCEPT_REJECTION,
+                                                            Action.CANCEL}
 
 
 def test_M2_buyer_modifies_and_resubmits_starting_a_new_merchant_wait() -> None:
@@ -323,8 +324,6 @@ def test_M3_merchant_paid_return_shipping_is_reimbursed_separately_up_to_the_cap
     order = delivered_order()
     case = approved_return(order, Reason.QUALITY_PROBLEM)
     ship_at = DAY_3 + hours(6)
-    refused(RuleViolation, "M3", order, case, Action.SHIP_RETURN, B, ship_at, carrier="YTO", tracking_no="YT9",
-            shipping_fee_fen=2001)
     refused(InvalidInput, "T1", order, case, Action.SHIP_RETURN, B, ship_at, carrier="YTO", tracking_no="YT9",
             shipping_fee_fen=15.5)
     do(order, case, Action.SHIP_RETURN, B, ship_at, carrier="YTO", tracking_no="YT9", shipping_fee_fen=1500)
@@ -334,6 +333,22 @@ def test_M3_merchant_paid_return_shipping_is_reimbursed_separately_up_to_the_cap
     assert refund.refund_fen == PAID_FEN, "the goods refund (+ order shipping) is separate from return shipping"
     assert refund.amount_fen == PAID_FEN + 1500
     assert order.refunded_fen == order.paid_fen, "return shipping does not count against what the order paid"
+
+
+def test_M3_a_cost_above_the_cap_is_accepted_and_reimbursed_up_to_the_cap_saying_so() -> None:
+    order = delivered_order()
+    case = approved_return(order, Reason.QUALITY_PROBLEM)
+    ship_at = DAY_3 + hours(6)
+    do(order, case, Action.SHIP_RETURN, B, ship_at, carrier="YTO", tracking_no="YT9", shipping_fee_fen=2600)
+    assert (case.return_shipping_fee_fen, case.return_shipping_reimbursable) == (2600, 2000)
+    event = [e for e in case_events(order, case.id) if e.kind == "ship_return"][-1]
+    assert "M3" in event.rules
+    assert {k: event.data[k] for k in ("shipping_fee_fen", "reimbursable_fen", "cap_fen", "capped")} == {
+        "shipping_fee_fen": 2600, "reimbursable_fen": 2000, "cap_fen": 2000, "capped": True}
+    do(order, case, Action.CONFIRM_RETURN, M, ship_at + hours(30))
+    (refund,) = case.refunds(order)
+    assert refund.return_shipping_fen == 2000, "min(stated cost, cap), never more"
+    assert refund.amount_fen == PAID_FEN + 2000
 
 
 def test_M3_the_cap_is_a_policy_parameter() -> None:
@@ -730,7 +745,7 @@ def test_F1_an_unconfirmed_refund_stays_visible_until_it_succeeds() -> None:
     (refund,) = case.refunds(order)
     for _ in range(3):  # nothing else happens meanwhile: the refund is still owed, the case still open
         assert refund.status is RefundStatus.PENDING and case.status is CaseStatus.REFUND_PENDING
-        assert not case.timers() and case.allowed_actions(B) == []
+        assert not case.timers() and case.allowed_actions(B, order, policy()) == []
     assert order.settle_refund(refund.key, DAY_10)
     assert refund.status is RefundStatus.SETTLED and case.close_reason is CloseReason.REFUNDED
     assert refund.amount_fen == PAID_FEN + 900

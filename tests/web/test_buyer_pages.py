@@ -290,3 +290,34 @@ def test_K2_a_complaint_about_another_buyers_order_is_refused_like_an_unknown_on
                                          "category": "other", "order_id": "oy", "description": "x"})
     assert r.status_code == 404 and "Teapot oy" not in r.text
     assert count(api, t.complaints) == 0
+
+
+# --- DESIGN "Guards": the page offers exactly the case's allowed_actions ------------------------------------------
+def test_M8_after_a_refusal_the_page_offers_no_offer_answers(api: Any) -> None:
+    order(api, "o1")
+    c = case(api, "o1", "return_refund", "quality_problem")
+    assert api.post(f"/v1/cases/{c['id']}/reject", {"reason": "Used"}, who="merchant_a").status_code == 200
+    page = buyer(api).get(f"/app/buyer/cases/{c['id']}").text
+    assert "/act/accept_offer" not in page and "/act/decline_offer" not in page
+    assert set(re.findall(r'/act/([a-z_]+)"', page)) == set(api.get(f"/v1/cases/{c['id']}", who="buyer_x").json()["allowed_actions"])
+
+
+def test_M2_after_a_partial_offer_the_page_offers_no_refusal_answers(api: Any) -> None:
+    order(api, "o1")
+    c = case(api, "o1", "return_refund", "quality_problem")
+    assert api.post(f"/v1/cases/{c['id']}/offer_partial_refund", {"refund_fen": 2000}, who="merchant_a").status_code == 200
+    page = buyer(api).get(f"/app/buyer/cases/{c['id']}").text
+    assert set(re.findall(r'/act/([a-z_]+)"', page)) == {"accept_offer", "decline_offer", "cancel"}
+    assert "/act/accept_rejection" not in page and "/act/resubmit" not in page
+
+
+def test_M3_a_return_shipping_cost_above_the_cap_is_reimbursed_up_to_it_and_the_page_says_so(api: Any) -> None:
+    order(api, "o1")
+    c = case(api, "o1", "return_refund", "quality_problem")
+    assert api.post(f"/v1/cases/{c['id']}/approve", {}, who="merchant_a").status_code == 200
+    web = buyer(api)
+    assert act(web, c["id"], "ship_return", carrier="SF", tracking_no="SF123", shipping_fee_fen="26").status_code == 303
+    got = get_case(api, c["id"])
+    assert (got["return_shipping_fee_fen"], got["return_shipping_reimbursable_fen"]) == (2600, 2000)
+    page = web.get(f"/app/buyer/cases/{c['id']}").text
+    assert re.search(r'26\.00.*?→ <strong class="reimbursed">[^<]*20\.00</strong>', page), "the page states the capped amount"

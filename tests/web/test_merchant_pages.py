@@ -188,9 +188,13 @@ def test_F1_approving_a_refund_only_case_refunds_it(api: Any) -> None:
 def test_M2_a_refusal_outside_the_rules_is_shown_with_its_rule_id(api: Any) -> None:
     order(api, "o1")
     c = case(api, "o1", "return_refund", "no_reason")
-    r = post_action(agent(api), c["id"], "reject", reason="we do not want it back")
+    web = agent(api)
+    page = web.get(f"/app/cases/{c['id']}").text
+    assert f"/app/cases/{c['id']}/act/reject" not in page, "M2: the page does not offer a refusal the rules forbid"
+    # Posted anyway (a hand-made or an old form): refused with the rule and its explanation.
+    r = web.post(f"/app/cases/{c['id']}/act/reject", data={"csrf_token": csrf_of(page), "version": str(c["version"]),
+                                                         "reason": "we do not want it back"}, follow_redirects=False)
     assert r.status_code == 422 and "[M2]" in r.text and "cannot be refused" in r.text
-    assert "we do not want it back" in r.text  # the form keeps what was typed
     assert get_case(api, c["id"])["status"] == "awaiting_merchant"
 
 
@@ -204,6 +208,7 @@ def test_M8_a_partial_refund_is_typed_in_yuan_and_kept_in_fen(api: Any) -> None:
     c2 = case(api, "o2", "return_refund", "quality_problem")
     bad = post_action(web, c2["id"], "offer_partial_refund", refund_fen="12.345")
     assert bad.status_code == 422 and "in yuan" in bad.text
+    assert 'value="12.345"' in bad.text  # the form keeps what was typed
 
 
 def test_T2_a_stale_page_gets_a_clear_conflict(api: Any) -> None:

@@ -260,3 +260,38 @@ def test_D1_deposits_show_every_merchant_with_restriction_and_D2_the_ledger_filt
     assert ledger.status_code == 200 and "1,500.00" in ledger.text and "Balance of merchant:mA:deposit" in ledger.text
     assert web.get("/app/platform/ledger?account=not-an-account").status_code == 422
     assert web.get("/app/platform/ledger").status_code == 200
+
+
+# --- DESIGN "Guards": the console offers exactly the allowed_actions ----------------------------------------------
+def test_K2_resolve_is_not_offered_before_the_merchants_deadline(api: Any) -> None:
+    order(api, "o1")
+    cpid = complaint(api, "o1")
+    assert api.post(f"/v1/complaints/{cpid}/accept", {}, who="platform").status_code == 200
+    web = agent(api)
+    page = web.get(f"/app/platform/complaints/{cpid}").text
+    assert f"/app/platform/complaints/{cpid}/resolve" not in page
+    assert "Nothing for the platform to do on this complaint right now." in page
+    api.advance(48 * 3600)
+    web = browser(api)  # the session of two days ago has expired: sign in again
+    assert sign_in(web, "pat").status_code == 303
+    page = web.get(f"/app/platform/complaints/{cpid}").text
+    assert f"/app/platform/complaints/{cpid}/resolve" in page
+
+
+def test_M6_the_platform_records_a_returns_delivery_when_the_case_lists_it(api: Any) -> None:
+    order(api, "o1")
+    r = api.post("/v1/cases", {"order_id": "o1", "type": "return_refund", "reason": "quality_problem"}, who="buyer_x")
+    cid = r.json()["id"]
+    assert api.post(f"/v1/cases/{cid}/approve", {}, who="merchant_a").status_code == 200
+    web = agent(api)
+    assert f"/app/platform/cases/{cid}/act/mark_return_delivered" not in web.get(f"/app/platform/cases/{cid}").text
+    assert api.post(f"/v1/cases/{cid}/ship_return", {"carrier": "SF", "tracking_no": "SF1"}, who="buyer_x").status_code == 200
+    page = web.get(f"/app/platform/cases/{cid}").text
+    assert case_of(api, cid)["allowed_actions"] == ["mark_return_delivered"]
+    r = web.post(f"/app/platform/cases/{cid}/act/mark_return_delivered",
+                 data={"csrf_token": csrf_of(page), "version": version_of(page, "mark_return_delivered")},
+                 follow_redirects=False)
+    assert r.status_code == 303, r.text
+    assert case_of(api, cid)["status"] == "awaiting_merchant_receipt"
+    bogus = web.post(f"/app/platform/cases/{cid}/act/approve", data={"csrf_token": csrf_of(page)}, follow_redirects=False)
+    assert bogus.status_code == 404

@@ -65,6 +65,8 @@ class WithdrawalOut(BaseModel):
     #: When the hold (``deposit_withdrawal_hold_days``) ends and the withdrawal is paid, if still allowed.
     due_at: str
     completed_at: str | None
+    #: D1: what the caller can do with the withdrawal now (``cancel`` while it is pending).
+    allowed_actions: list[Literal["cancel"]] = []
     version: int
 
 

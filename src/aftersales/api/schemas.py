@@ -229,6 +229,8 @@ class GroupOut(BaseModel):
     opened_at: str
     expires_at: str
     closed_at: str | None
+    #: G5: what the caller can do with the group now (``complete``), from the same guards that refuse it.
+    allowed_actions: list[Literal["complete"]] = []
     version: int
 
 
@@ -278,6 +280,8 @@ class OrderOut(BaseModel):
     open_case_id: str | None
     case_ids: list[str]
     refunds: list[RefundOut]
+    #: E3/E4/G2: what the caller can do with the order itself now (``ship``, ``deliver``).
+    allowed_actions: list[Literal["ship", "deliver"]] = []
     version: int
 
 
@@ -319,6 +323,10 @@ class CaseOut(BaseModel):
     return_shipping_proposed: Literal["buyer", "merchant", "insurer"] | None
     return_shipping_disputed: bool
     return_shipping_fee_fen: int
+    #: M3: what of ``return_shipping_fee_fen`` goes back to the buyer with the refund (up to the cap, when the shop
+    #: pays return shipping; else 0), and that cap.
+    return_shipping_reimbursable_fen: int = 0
+    return_shipping_cap_fen: int = 0
     deadline: DeadlineOut | None
     items: list[CaseItemIn]
     description: str

@@ -1,4 +1,7 @@
-"""What each case action and each automatic action does (the table itself is in ``cases``)."""
+"""What each case action and each automatic action does (the table itself is in ``cases``).
+
+A person's action is checked by its guards (``case_guards``) before its handler runs: a handler here validates only
+the request's parameters and makes the effect."""
 
 from __future__ import annotations
 
@@ -32,7 +35,6 @@ from .cases import (
 from .catalog import (
     AFTER_SALES_REASONS,
     ALL_REASONS,
-    EXCHANGE_FIRST_REASONS,
     EXCHANGE_REASONS,
     REPAIR_REASONS,
     RESHIP_REASONS,
@@ -43,7 +45,7 @@ from .errors import InvalidInput, RuleViolation, StateConflict
 from .events import Actor
 from .messages import N_
 from .money import require_fen
-from .orders import Order, OrderStatus, Payer, RefundKind
+from .orders import Order, Payer, RefundKind
 from .policy import Policy
 from .timeutil import after_hours, require_aware, window_end
 
@@ -84,12 +86,6 @@ def approve(case: Case, order: Order, actor: Actor, now: datetime, policy: Polic
 
 
 def reject(case: Case, order: Order, actor: Actor, now: datetime, policy: Policy, reason: str | None = None) -> Outcome:
-    if case.type is CaseType.REFUND_ONLY and (order.shipped_at is None or case.opened_at < order.shipped_at):
-        # Asked before shipment (E2): shipping the order afterwards does not make it refusable.
-        raise RuleViolation("M2", N_("A refund of an order that has not shipped cannot be refused."))
-    if case.type is CaseType.RETURN_REFUND and case.reason is Reason.NO_REASON and case.opened_by is Actor.BUYER:
-        raise RuleViolation(
-            "M2", N_("A valid no-reason return cannot be refused; the goods can be inspected when they arrive (M6)."))
     text = _text(reason, "reason", required=True, rule="M2")
     case.rejection_reason = text
     _enter(case, S.AWAITING_BUYER, Auto.CLOSE_UNANSWERED, window_end(now, policy.buyer_response_days, policy.timezone))
@@ -102,11 +98,6 @@ def _offer(case: Case, kind: str, amount: int | None, now: datetime, policy: Pol
 
 
 def offer_exchange(case: Case, order: Order, actor: Actor, now: datetime, policy: Policy) -> Outcome:
-    if case.reason not in EXCHANGE_FIRST_REASONS or case.type not in REFUND_TYPES:
-        raise RuleViolation(
-            "M4", N_("An exchange can be offered first only on refunds for quality problems or wrong items."))
-    if order.status is not OrderStatus.DELIVERED:
-        raise RuleViolation("M4", N_("An exchange can be offered only once the goods were delivered."))
     _offer(case, "exchange", None, now, policy)
     return ("M4",), {}
 
@@ -128,7 +119,8 @@ def _require_offer(case: Case) -> Offer:
 
 
 def accept_offer(case: Case, order: Order, actor: Actor, now: datetime, policy: Policy) -> Outcome:
-    offer = _require_offer(case)
+    offer = case.offer
+    assert offer is not None  # guard M8 (case_guards.offer_open)
     case.offer = None
     if offer.kind == "partial_refund":
         _issue_refund(case, order, actor, now, "M8", offer.refund_fen)
@@ -157,11 +149,6 @@ def decline_offer(case: Case, order: Order, actor: Actor, now: datetime, policy:
     return _decline(case, order, now, policy)
 
 
-def _require_rejection(case: Case) -> None:
-    if case.offer is not None or case.rejection_reason is None:
-        raise StateConflict("M2", N_("This is possible only after the shop refused the request."))
-
-
 _TYPE_REASONS: dict[CaseType, tuple[Reason, ...]] = {
     CaseType.REFUND_ONLY: AFTER_SALES_REASONS,
     CaseType.RETURN_REFUND: AFTER_SALES_REASONS,
@@ -173,7 +160,6 @@ _TYPE_REASONS: dict[CaseType, tuple[Reason, ...]] = {
 
 def resubmit(case: Case, order: Order, actor: Actor, now: datetime, policy: Policy, reason: object = None,
              refund_fen: object = None, description: str | None = None) -> Outcome:
-    _require_rejection(case)
     changed: dict[str, Any] = {}
     if reason is not None:
         try:
@@ -206,18 +192,12 @@ def resubmit(case: Case, order: Order, actor: Actor, now: datetime, policy: Poli
 
 
 def accept_rejection(case: Case, order: Order, actor: Actor, now: datetime, policy: Policy) -> Outcome:
-    _require_rejection(case)
     _close(case, CloseReason.REJECTED, now)
     return ("M2",), {}
 
 
 def cancel(case: Case, order: Order, actor: Actor, now: datetime, policy: Policy) -> Outcome:
-    """C1 + E8: the buyer withdraws the case while nothing has moved; each cancellation counts."""
-    if case.refunds(order) or case.return_shipped_at or case.replacement_shipped_at or case.ruling is not None:
-        raise StateConflict("C1", N_("The case can no longer be cancelled: money or goods have already moved on it."))
-    if order.buyer_cancellations >= policy.max_buyer_cancellations:
-        raise RuleViolation("E8", N_("After-sales requests on this order were cancelled {count} times, the most allowed."),
-                            count=order.buyer_cancellations)
+    """C1 + E8: the buyer withdraws the case while nothing has moved (guards); each cancellation counts."""
     order.buyer_cancellations += 1
     case.offer = None
     _close(case, CloseReason.CANCELLED, now)
@@ -236,16 +216,22 @@ def _shipment(carrier: str | None, tracking_no: str | None, rule: str) -> tuple[
 
 def ship_return(case: Case, order: Order, actor: Actor, now: datetime, policy: Policy, carrier: str | None = None,
                 tracking_no: str | None = None, shipping_fee_fen: object = None) -> Outcome:
+    """M5: the buyer sends the goods back. M3: the cost stated is recorded as stated; when the shop pays return
+    shipping it is reimbursed with the refund up to ``return_shipping_cap_fen`` — a stated cap: a higher cost is
+    accepted, and the answer and the event say what will be reimbursed."""
     shipment = _shipment(carrier, tracking_no, "M5")
     fee = 0 if shipping_fee_fen is None else require_fen(shipping_fee_fen, "shipping_fee_fen", positive=False)
-    if case.return_shipping_payer is ShippingPayer.MERCHANT and fee > policy.return_shipping_cap_fen:
-        raise RuleViolation("M3", N_("Return shipping is reimbursed up to {cap_fen}; claim at most that amount."),
-                            cap_fen=policy.return_shipping_cap_fen)
+    merchant_pays = case.return_shipping_payer is ShippingPayer.MERCHANT
+    reimbursable = min(fee, policy.return_shipping_cap_fen) if merchant_pays else 0
     case.return_carrier, case.return_tracking_no = shipment
     case.return_shipping_fee_fen = fee
+    case.return_shipping_reimbursable_fen = reimbursable
     case.return_shipped_at = now
     _enter(case, S.RETURN_IN_TRANSIT, Auto.RETURN_TIMEOUT, window_end(now, policy.return_auto_refund_days, policy.timezone))
-    return ("M5", "M6"), {}
+    if not merchant_pays:
+        return ("M5", "M6"), {}
+    return ("M5", "M6", "M3"), {"shipping_fee_fen": fee, "reimbursable_fen": reimbursable,
+                                "cap_fen": policy.return_shipping_cap_fen, "capped": fee > reimbursable}
 
 
 def _received(case: Case, at: datetime, policy: Policy) -> tuple[str, ...]:
@@ -274,8 +260,6 @@ def confirm_return(case: Case, order: Order, actor: Actor, now: datetime, policy
 
 def reject_return(case: Case, order: Order, actor: Actor, now: datetime, policy: Policy, reason: str | None = None) -> Outcome:
     text = _text(reason, "reason", required=True, rule="M6")
-    if case.type not in RETURN_TYPES or case.return_shipped_at is None:
-        raise StateConflict("M6", N_("Only returned goods can be rejected."))
     case.rejection_reason = text
     case.escalation_reason = text
     _to_platform(case, now, policy)
@@ -299,8 +283,6 @@ def ship_replacement(case: Case, order: Order, actor: Actor, now: datetime, poli
 
 def mark_replacement_delivered(case: Case, order: Order, actor: Actor, now: datetime, policy: Policy,
                                at: datetime | None = None) -> Outcome:
-    if case.replacement_delivered_at is not None:
-        raise StateConflict("M7", N_("The replacement's delivery is already recorded."))
     case.replacement_delivered_at = _when(at, now, case.replacement_shipped_at, "at")
     _enter(case, S.REPLACEMENT_IN_TRANSIT, Auto.AUTO_CONFIRM_RECEIVED,
            window_end(case.replacement_delivered_at, policy.buyer_confirm_days, policy.timezone))
@@ -322,13 +304,7 @@ def _to_platform(case: Case, now: datetime, policy: Policy) -> None:
 
 def escalate(case: Case, order: Order, actor: Actor, now: datetime, policy: Policy, reason: str | None = None) -> Outcome:
     text = _text(reason, "reason", required=True, rule="P1")
-    if case.status is S.AWAITING_BUYER:
-        _require_rejection(case)
-        why = "M2"
-    elif case.return_shipping_disputed:
-        why = "M3"
-    else:
-        raise RuleViolation("P1", N_("The platform can be asked to step in after a refusal, a rejected return or a disagreement on return shipping."))
+    why = "M2" if case.status is S.AWAITING_BUYER else "M3"  # which guard let it through (case_guards.may_escalate)
     case.escalation_reason = text
     _to_platform(case, now, policy)
     return ("P1", why), {}
@@ -336,8 +312,6 @@ def escalate(case: Case, order: Order, actor: Actor, now: datetime, policy: Poli
 
 def rule(case: Case, order: Order, actor: Actor, now: datetime, policy: Policy, outcome: str | None = None,
          refund_fen: object = None, rationale: str | None = None) -> Outcome:
-    if case.ruling is not None:
-        raise StateConflict("P1", N_("The platform has already ruled on this case."))
     why = _text(rationale, "rationale", required=True, rule="P1")
     if outcome == "reject":
         if refund_fen is not None:
@@ -358,8 +332,7 @@ def rule(case: Case, order: Order, actor: Actor, now: datetime, policy: Policy, 
 
 
 def pay_ruling(case: Case, order: Order, actor: Actor, now: datetime, policy: Policy) -> Outcome:
-    if case.ruling is None or case.ruling.outcome != "refund" or case.ruling.paid_by is not None:
-        raise StateConflict("P1", N_("There is no refund ruling to pay on this case."))
+    assert case.ruling is not None  # guard P1 (case_guards.ruling_unpaid)
     case.ruling.paid_by = Payer.MERCHANT
     _issue_refund(case, order, actor, now, "P1", case.ruling.refund_fen)
     return ("P1", "F1"), {}
@@ -372,8 +345,7 @@ ADVANCE_REASONS = ("shop_closed", "merchant_unreachable")
 def advance_compensate(case: Case, order: Order, actor: Actor, now: datetime, policy: Policy,
                        reason: str | None = None) -> Outcome:
     """P2: the shop is closed or unreachable, so the platform pays the ruling now and recovers it from the deposit."""
-    if case.ruling is None or case.ruling.outcome != "refund" or case.ruling.paid_by is not None:
-        raise StateConflict("P2", N_("There is no refund ruling to pay on this case."))
+    assert case.ruling is not None  # guard P2 (case_guards.ruling_unpaid_for_advance)
     if reason not in ADVANCE_REASONS:
         raise InvalidInput("P2", N_("{field} must be one of: {values}."), field="reason", values=", ".join(ADVANCE_REASONS))
     case.ruling.paid_by = Payer.PLATFORM

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from .catalog import CaseType, Reason, is_merchant_responsibility
-from .errors import InvalidInput, NotPermitted, RuleViolation, StateConflict
+from .errors import DomainError, InvalidInput, NotPermitted, RuleViolation, StateConflict
 from .events import Actor, Event
 from .messages import N_
 from .money import require_fen, split_proportionally
@@ -100,7 +100,8 @@ def _t(actors: tuple[Actor, ...], *targets: CaseStatus) -> tuple[frozenset[Actor
     return frozenset(actors), frozenset(targets)
 
 
-#: The transition table: in a status, an action, who may take it, and the statuses it may lead to.
+#: The transition table: in a status, an action, who may take it, and the statuses it may lead to. What else must
+#: hold for each action (an offer to answer, nothing moved yet, …) is its guards: ``case_guards.GUARDS``.
 TRANSITIONS: dict[CaseStatus, dict[Action, tuple[frozenset[Actor], frozenset[CaseStatus]]]] = {
     S.AWAITING_MERCHANT: {
         A.APPROVE: _t((M,), S.REFUND_PENDING, S.AWAITING_RETURN_SHIPMENT, S.AWAITING_REPLACEMENT_SHIPMENT),
@@ -256,7 +257,11 @@ class Case:
     return_shipping_proposed: ShippingPayer | None = None
     return_shipping_payer: ShippingPayer | None = None
     return_shipping_disputed: bool = False
+    #: M3: the return shipping the buyer stated (as stated, above the cap too) …
     return_shipping_fee_fen: int = 0
+    #: … and what of it goes back to the buyer: up to the cap when the shop pays, else 0 (None: recorded before the
+    #: cap was stated, when a cost above it was refused — then the whole stated cost).
+    return_shipping_reimbursable_fen: int | None = None
     return_carrier: str | None = None
     return_tracking_no: str | None = None
     return_shipped_at: datetime | None = None
@@ -298,20 +303,34 @@ class Case:
             out.append(d)
         return out
 
+    @property
+    def return_shipping_reimbursable(self) -> int:
+        """M3: the return shipping the buyer gets back with the refund (capped when it was stated)."""
+        if self.return_shipping_payer is not ShippingPayer.MERCHANT:
+            return 0
+        if self.return_shipping_reimbursable_fen is None:
+            return self.return_shipping_fee_fen
+        return self.return_shipping_reimbursable_fen
+
     def refunds(self, order: Order) -> list[Refund]:
         return [r for r in order.refunds if r.case_id == self.id]
 
     def refunded_fen(self, order: Order) -> int:
         return sum(r.amount_fen for r in self.refunds(order))
 
-    def allowed_actions(self, actor: Actor) -> list[Action]:
-        """Actions the table lets ``actor`` take now (guards may still refuse some)."""
-        acts = [a for a, (actors, _) in TRANSITIONS[self.status].items() if actor in actors]
-        # P1/P2: under review, the ruling decides which of its actions can still succeed (as their handlers check):
-        # one ruling per case, and only an unpaid refund ruling is paid (by the shop, or in advance by the platform).
-        owed = self.ruling is not None and self.ruling.outcome == "refund" and self.ruling.paid_by is None
-        return [a for a in acts if (a is not Action.RULE or self.ruling is None)
-                and (a not in (Action.PAY_RULING, Action.ADVANCE_COMPENSATE) or owed)]
+    def allowed_actions(self, actor: Actor, order: Order, policy: Policy) -> list[Action]:
+        """Exactly the actions ``actor`` can take now: the table admits the actor in this status and every guard of
+        the action passes (``case_guards``) — the same checks :func:`act` runs before refusing."""
+        out = []
+        for action, (actors, _) in TRANSITIONS[self.status].items():
+            if actor not in actors:
+                continue
+            try:
+                _guards.check(action, self, order, actor, policy)
+            except DomainError:
+                continue
+            out.append(action)
+        return out
 
     def max_refund_fen(self, order: Order) -> int:
         """E10: goods concerned still unrefunded, plus shipping where it is refundable."""
@@ -513,10 +532,8 @@ def _after_approval(case: Case, order: Order, actor: Actor, now: datetime, polic
 
 def _return_shipping_due(case: Case, order: Order) -> int:
     """M3: merchant-paid return shipping not yet reimbursed."""
-    if case.return_shipping_payer is not ShippingPayer.MERCHANT:
-        return 0
     paid = sum(r.return_shipping_fen for r in case.refunds(order))
-    return case.return_shipping_fee_fen - paid
+    return case.return_shipping_reimbursable - paid
 
 
 def _issue_refund(case: Case, order: Order, actor: Actor, now: datetime, rule: str, amount: int | None,
@@ -594,6 +611,7 @@ def act(order: Order, case_id: str, action: Action, actor: Actor, now: datetime,
     actors, targets = table[action]
     if actor not in actors:
         raise NotPermitted("T2", N_("{action} is not an action for the {actor}."), action=str(action), actor=str(actor))
+    _guards.check(action, case, order, actor, policy)  # the action's preconditions (case_guards.GUARDS)
     before = case.status
     handler = _HANDLERS[action]
     try:
@@ -657,7 +675,8 @@ def _status_rule(case: Case) -> str:
     }[case.status]
 
 
-from . import case_handlers as _h  # noqa: E402  (handlers need the helpers above)
+from . import case_guards as _guards  # noqa: E402  (guards and handlers need the helpers above)
+from . import case_handlers as _h  # noqa: E402
 
 _HANDLERS = _h.HANDLERS
 _AUTO_HANDLERS = _h.AUTO_HANDLERS

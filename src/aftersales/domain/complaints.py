@@ -5,6 +5,9 @@ Life of a complaint (one explicit transition table, :data:`TRANSITIONS`)::
     submitted ──accept (platform)──► accepted ──respond (merchant)──► answered ──resolve (platform)──► resolved
         └──────reject (platform)──► rejected      └──────────resolve (platform, once the merchant's limit passed)──┘
 
+Beyond the table, a verb may have guards (:data:`GUARDS`: resolve waits until the merchant was heard); the same
+guards refuse a verb and leave it out of :meth:`Complaint.allowed_actions`.
+
 Limits (K2): the platform accepts or rejects within ``complaint_accept_hours`` of filing; the merchant answers an
 accepted complaint within ``merchant_complaint_hours`` of acceptance. A missed limit does not move the complaint (a
 person still has to decide), it is *flagged*: a :class:`Flag` on the complaint and a ``complaint_flagged`` event,
@@ -13,12 +16,13 @@ raised by the deadline worker at the instant the limit ran out. A late act is st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
-from .errors import InvalidInput, NotPermitted, RuleViolation, StateConflict
+from .errors import DomainError, InvalidInput, NotPermitted, RuleViolation, StateConflict
 from .events import Actor
 from .messages import N_
 from .money import require_fen
@@ -315,18 +319,32 @@ class Complaint:
             return []
         return [Timer(FLAG_ACTIONS[limit.flag], self.stage, "K2", self.due_at)]
 
-    def allowed_actions(self, actor: Actor) -> list[Verb]:
-        return [v for v, (actors, _) in TRANSITIONS[self.status].items() if actor in actors]
+    def allowed_actions(self, actor: Actor, now: datetime, policy: Policy) -> list[Verb]:
+        """Exactly the verbs ``actor`` can take at ``now``: the table admits the actor in this status and every guard
+        of the verb (:data:`GUARDS`) passes — the same checks that refuse the verb."""
+        out = []
+        for verb, (actors, _) in TRANSITIONS[self.status].items():
+            if actor not in actors:
+                continue
+            try:
+                for guard in GUARDS.get(verb, ()):
+                    guard(self, actor, now, policy)
+            except DomainError:
+                continue
+            out.append(verb)
+        return out
 
     # --- changing -----------------------------------------------------------------------------------------
-    def _guard(self, verb: Verb, actor: Actor) -> ComplaintStatus:
-        """T2 then K2: the wrong party is refused (403) before the wrong status (409)."""
+    def _guard(self, verb: Verb, actor: Actor, now: datetime, policy: Policy) -> ComplaintStatus:
+        """T2 then K2: the wrong party is refused (403) before the wrong status (409), then the verb's guards."""
         if actor not in ACTORS[verb]:
             raise NotPermitted("T2", N_("{action} is not an action for the {actor}."), action=str(verb), actor=str(actor))
         row = TRANSITIONS[self.status]
         if verb not in row or actor not in row[verb][0]:
             raise StateConflict("K2", N_("{action} is not possible while the complaint is {status}."),
                                 action=str(verb), status=str(self.status))
+        for guard in GUARDS.get(verb, ()):
+            guard(self, actor, now, policy)
         return row[verb][1]
 
     def _enter(self, target: ComplaintStatus, verb: Verb, actor: Actor, now: datetime, policy: Policy,
@@ -346,20 +364,20 @@ class Complaint:
 
     def accept(self, actor: Actor, now: datetime, policy: Policy) -> None:
         """K2: the platform takes the complaint up; the merchant's limit to answer starts now."""
-        target = self._guard(Verb.ACCEPT, actor)
+        target = self._guard(Verb.ACCEPT, actor, now, policy)
         self.accepted_at = now
         self._enter(target, Verb.ACCEPT, actor, now, policy)
         self.pending_events[-1].data["merchant_due_at"] = self.due_at.isoformat() if self.due_at else None
 
     def reject(self, actor: Actor, now: datetime, policy: Policy, *, reason: str) -> None:
         """K2: the platform declines the complaint (with its reason, shown to the buyer)."""
-        target = self._guard(Verb.REJECT, actor)
+        target = self._guard(Verb.REJECT, actor, now, policy)
         self.rationale = _text(reason, "reason")
         self._enter(target, Verb.REJECT, actor, now, policy, reason=self.rationale)
 
     def respond(self, actor: Actor, now: datetime, policy: Policy, *, answer: str) -> None:
         """K2: the merchant answers an accepted complaint (late answers are taken, and marked late)."""
-        target = self._guard(Verb.RESPOND, actor)
+        target = self._guard(Verb.RESPOND, actor, now, policy)
         self.response = _text(answer, "answer")
         self.answered_at = now
         self._enter(target, Verb.RESPOND, actor, now, policy)
@@ -369,13 +387,10 @@ class Complaint:
         """K2: the platform decides: ``upheld`` with at least one remedy, or ``not_upheld`` with none; the
         rationale is shown to both sides. An accepted complaint the merchant has not answered may be resolved only
         once the merchant's limit has passed (the merchant is heard first)."""
-        target = self._guard(Verb.RESOLVE, actor)
+        target = self._guard(Verb.RESOLVE, actor, now, policy)
         text = _text(rationale, "rationale")
         outcome = Outcome(outcome)
         checked = check_remedies(outcome, remedies)
-        if self.status is S.ACCEPTED and self.due_at is not None and now < self.due_at:
-            raise RuleViolation("K2", N_("The merchant may answer until {due_at}; resolve after its answer or after "
-                                         "that time."), due_at=self.due_at)
         self.outcome, self.rationale, self.remedies = outcome, text, checked
         self._enter(target, Verb.RESOLVE, actor, now, policy, outcome=str(outcome), rationale=text,
                     remedies=[{"type": str(r.type), "amount_fen": r.amount_fen} for r in checked],
@@ -393,6 +408,20 @@ class Complaint:
         self.pending_events.append(ComplaintEvent("complaint_flagged", Actor.SYSTEM, due_at, ("K2",), {
             "flag": limit.flag, "awaiting": str(limit.verb), "by": str(limit.by), "status": str(self.status)}))
         return True
+
+
+def merchant_heard(c: Complaint, actor: Actor, now: datetime, policy: Policy) -> None:
+    """K2: an accepted complaint is resolved once the merchant answered it or its limit to answer passed."""
+    if c.status is S.ACCEPTED and c.due_at is not None and now < c.due_at:
+        raise RuleViolation("K2", N_("The merchant may answer until {due_at}; resolve after its answer or after "
+                                     "that time."), due_at=c.due_at)
+
+
+Guard = Callable[[Complaint, Actor, datetime, Policy], None]
+#: Each verb's guards beyond the transition table: what must hold of the complaint at that instant.
+GUARDS: dict[Verb, tuple[Guard, ...]] = {
+    Verb.RESOLVE: (merchant_heard,),
+}
 
 
 def check_remedies(outcome: Outcome, remedies: list[Remedy]) -> list[Remedy]:

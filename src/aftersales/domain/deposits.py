@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from .errors import RuleViolation, StateConflict
+from .errors import DomainError, RuleViolation, StateConflict
 from .events import Actor
 from .ledger import COMPENSATION_FUND, PLATFORM_CASH, Account, Entry, OwnerKind, Transaction, buyer_account, merchant_account, merchant_sales, platform_account
 from .messages import N_
@@ -204,6 +204,8 @@ WITHDRAWAL_TRANSITIONS: dict[WithdrawalStatus, dict[str, tuple[frozenset[Actor],
     },
     W.COMPLETED: {}, W.CANCELLED: {}, W.FAILED: {},
 }
+#: The people's actions on a withdrawal (the system's ``complete``/``fail`` follow the hold, in the service).
+WITHDRAWAL_ACTIONS = ("cancel",)
 
 
 @dataclass(slots=True)
@@ -221,15 +223,27 @@ class Withdrawal:
     version: int = 1
     history: list[dict[str, object]] = field(default_factory=list)
 
-    def move(self, action: str, actor: Actor, now: datetime, reason: str | None = None) -> None:
+    def allowed_actions(self, actor: Actor) -> list[str]:
+        """D1: the people's actions ``actor`` can take on the withdrawal now — those :meth:`move` accepts. A pending
+        withdrawal needs nothing beyond its table to be cancelled, so the table is its only guard."""
+        out = []
+        for action in WITHDRAWAL_ACTIONS:
+            try:
+                self._target(action, actor)
+            except DomainError:
+                continue
+            out.append(action)
+        return out
+
+    def _target(self, action: str, actor: Actor) -> WithdrawalStatus:
         table = WITHDRAWAL_TRANSITIONS[self.status]
-        if action not in table:
+        if action not in table or actor not in table[action][0]:
             raise StateConflict("D1", N_("{action} is not possible while the withdrawal is {status}."),
                                 action=action, status=str(self.status))
-        actors, target = table[action]
-        if actor not in actors:
-            raise StateConflict("D1", N_("{action} is not possible while the withdrawal is {status}."),
-                                action=action, status=str(self.status))
+        return table[action][1]
+
+    def move(self, action: str, actor: Actor, now: datetime, reason: str | None = None) -> None:
+        target = self._target(action, actor)
         self.status = target
         self.reason = reason
         self.completed_at = now

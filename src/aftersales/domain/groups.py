@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from .errors import InvalidInput, NotPermitted, RuleViolation, StateConflict
+from .errors import DomainError, InvalidInput, NotPermitted, RuleViolation, StateConflict
 from .events import Actor, Event
 from .messages import N_
 from .orders import Order, OrderStatus, Refund
@@ -84,17 +85,54 @@ class Group:
         self._record("group_failed", Actor.SYSTEM, self.expires_at, ("G4",), refunded_orders=len(refunds))
         return refunds
 
+    def allowed_actions(self, actor: Actor, now: datetime) -> list[str]:
+        """The people's actions ``actor`` can take on the group at ``now``: those of :data:`GROUP_ACTIONS` that admit
+        ``actor`` and whose guards pass — the same checks :meth:`complete` refuses with."""
+        out = []
+        for action in GROUP_ACTIONS:
+            try:
+                self._check(action, actor, now)
+            except DomainError:
+                continue
+            out.append(action)
+        return out
+
+    def _check(self, action: str, actor: Actor, now: datetime) -> None:
+        actors, guards = GROUP_ACTIONS[action]
+        if actor not in actors:
+            raise NotPermitted("G5", N_("Only the merchant or a platform agent can complete a group."))
+        for guard in guards:
+            guard(self, now)
+
     def complete(self, orders: list[Order], actor: Actor, now: datetime) -> None:
         """G5: the merchant or a platform agent completes a pending group early, where automatic completion is allowed."""
-        if actor not in (Actor.MERCHANT, Actor.PLATFORM):
-            raise NotPermitted("G5", N_("Only the merchant or a platform agent can complete a group."))
-        if self.status is not GroupStatus.PENDING:
-            raise StateConflict("G5", N_("Group {group_id} is already {status}."), group_id=self.id, status=str(self.status))
-        if not self.auto_complete:
-            raise RuleViolation("G5", N_("This group does not allow completion without all its members."))
-        if now >= self.expires_at:
-            raise StateConflict("G4", N_("Group {group_id} expired at {expires_at}."), group_id=self.id, expires_at=self.expires_at)
+        self._check("complete", actor, now)
         self._form(orders, actor, now, "G5")
+
+
+# --- people's actions on a group (G5): who may take them, and their guards ---------------------------------------
+def still_pending(group: Group, now: datetime) -> None:
+    """G5: only a group that has neither formed nor failed can be completed."""
+    if group.status is not GroupStatus.PENDING:
+        raise StateConflict("G5", N_("Group {group_id} is already {status}."), group_id=group.id, status=str(group.status))
+
+
+def completion_allowed(group: Group, now: datetime) -> None:
+    """G5: only where automatic completion (模拟成团) is allowed."""
+    if not group.auto_complete:
+        raise RuleViolation("G5", N_("This group does not allow completion without all its members."))
+
+
+def not_expired(group: Group, now: datetime) -> None:
+    """G4: once the window ended, expiry decides — not a person."""
+    if now >= group.expires_at:
+        raise StateConflict("G4", N_("Group {group_id} expired at {expires_at}."), group_id=group.id, expires_at=group.expires_at)
+
+
+#: Each action: who may take it, then its guards in order.
+GROUP_ACTIONS: dict[str, tuple[frozenset[Actor], tuple[Callable[[Group, datetime], None], ...]]] = {
+    "complete": (frozenset({Actor.MERCHANT, Actor.PLATFORM}), (still_pending, completion_allowed, not_expired)),
+}
 
 
 def open_group(

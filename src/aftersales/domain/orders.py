@@ -7,12 +7,13 @@ locks its order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from .errors import InvalidInput, NotPermitted, RuleViolation, StateConflict
+from .errors import DomainError, InvalidInput, NotPermitted, RuleViolation, StateConflict
 from .events import Actor, Event
 from .messages import N_
 from .money import MAX_FEN, require_fen
@@ -171,14 +172,28 @@ class Order:
     def record(self, kind: str, actor: Actor, at: datetime, rules: tuple[str, ...], **data: object) -> None:
         self.pending_events.append(Event(kind, actor, at, rules, order_id=self.id, group_id=self.group_id, data=dict(data)))
 
+    def allowed_actions(self, actor: Actor) -> list[OrderAction]:
+        """The actions on the order ``actor`` can take now: those of :data:`ORDER_ACTIONS` whose actors include
+        ``actor`` and whose guards pass — the same checks :meth:`ship` and :meth:`deliver` refuse with."""
+        out = []
+        for action in OrderAction:
+            try:
+                self._check(action, actor)
+            except DomainError:
+                continue
+            out.append(action)
+        return out
+
+    def _check(self, action: OrderAction, actor: Actor) -> None:
+        actors, not_yours, guards = ORDER_ACTIONS[action]
+        if actor not in actors:
+            raise NotPermitted("T2", not_yours)
+        for guard in guards:
+            guard(self)
+
     def ship(self, actor: Actor, carrier: str, tracking_no: str, now: datetime) -> None:
         """The merchant ships the order; G2: never while its group is pending."""
-        if actor not in (Actor.MERCHANT, Actor.PLATFORM):
-            raise NotPermitted("T2", N_("Only the merchant ships an order."))
-        if self.status is OrderStatus.GROUP_PENDING:
-            raise StateConflict("G2", N_("The group has not formed yet, so the order cannot be shipped."))
-        if self.status is not OrderStatus.AWAITING_SHIPMENT:
-            raise StateConflict("E3", N_("The order is {status} and cannot be shipped."), status=str(self.status))
+        self._check(OrderAction.SHIP, actor)
         if not carrier.strip() or not tracking_no.strip():
             raise InvalidInput("E3", N_("A shipment needs a carrier and a tracking number."))
         self.status = OrderStatus.SHIPPED
@@ -189,11 +204,8 @@ class Order:
 
     def deliver(self, actor: Actor, at: datetime, now: datetime) -> None:
         """Record delivery; windows of E4–E6 count from its local day (T0). S6: invite the buyer to ask first."""
-        if actor not in (Actor.MERCHANT, Actor.PLATFORM, Actor.SYSTEM):
-            raise NotPermitted("T2", N_("Only the merchant, the carrier feed or the platform records delivery."))
+        self._check(OrderAction.DELIVER, actor)
         at = require_aware(at, "at")
-        if self.status is not OrderStatus.SHIPPED:
-            raise StateConflict("E4", N_("Only a shipped order can be delivered; this one is {status}."), status=str(self.status))
         if self.shipped_at is not None and at < self.shipped_at:
             raise InvalidInput("T0", N_("Delivery cannot come before shipment."))
         if at > now:
@@ -308,6 +320,39 @@ class Order:
         if refund.case_id is not None:
             self.case(refund.case_id).on_refund_settled(self, refund, now)
         return True
+
+
+# --- people's actions on an order: who may take them, and their guards ---------------------------------------
+class OrderAction(StrEnum):
+    SHIP = "ship"
+    DELIVER = "deliver"
+
+
+def group_formed(order: Order) -> None:
+    """G2: an order of a group that has not formed cannot be shipped."""
+    if order.status is OrderStatus.GROUP_PENDING:
+        raise StateConflict("G2", N_("The group has not formed yet, so the order cannot be shipped."))
+
+
+def awaiting_shipment(order: Order) -> None:
+    """E3: only an order awaiting shipment ships (once)."""
+    if order.status is not OrderStatus.AWAITING_SHIPMENT:
+        raise StateConflict("E3", N_("The order is {status} and cannot be shipped."), status=str(order.status))
+
+
+def in_transit(order: Order) -> None:
+    """E4: only a shipped order is delivered (once)."""
+    if order.status is not OrderStatus.SHIPPED:
+        raise StateConflict("E4", N_("Only a shipped order can be delivered; this one is {status}."), status=str(order.status))
+
+
+#: Each action: who may take it (and the refusal of anyone else, T2), then its guards in order.
+ORDER_ACTIONS: dict[OrderAction, tuple[frozenset[Actor], str, tuple[Callable[[Order], None], ...]]] = {
+    OrderAction.SHIP: (frozenset({Actor.MERCHANT, Actor.PLATFORM}), N_("Only the merchant ships an order."),
+                       (group_formed, awaiting_shipment)),
+    OrderAction.DELIVER: (frozenset({Actor.MERCHANT, Actor.PLATFORM, Actor.SYSTEM}),
+                          N_("Only the merchant, the carrier feed or the platform records delivery."), (in_transit,)),
+}
 
 
 def new_order(

@@ -47,7 +47,7 @@ def case_page(ctx: Context, who: Principal, case_id: str, *, lang: str) -> dict[
                    for r in suggested_replies(order, case, None, uow.now, ctx.policy, group)]
         return {
             "case": _case_dict(ctx, uow, who, order, case, lang),
-            "order": views.order_view(order, group),
+            "order": views.order_view(order, group, actor=who.actor, now=uow.now),
             "category": reason_category(case.reason).value,
             "events": [views.event_view(r) for r in repo.case_events(uow.conn, case.id, after=None, limit=MAX_EVENTS)],
             "evidence": [evidence.view(r) for r in evidence.rows(uow, "case", case.id)],

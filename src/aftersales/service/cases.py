@@ -16,7 +16,6 @@ from aftersales.domain.cases import Action
 from aftersales.domain.opening import open_case as domain_open_case
 from aftersales.store import repositories as repo
 from aftersales.store import tables as t
-from aftersales.store.codec import from_dict
 
 from . import views
 from .context import Context, Principal, UnitOfWork, read, run
@@ -33,7 +32,8 @@ def new_case_id() -> str:
 
 
 def _case_dict(ctx: Context, uow: UnitOfWork, who: Principal, order: Any, case: Any, lang: str) -> dict[str, Any]:
-    view = views.case_view(case, order, case.refunded_fen(order), actor=who.actor, lang=lang, tz=ctx.policy.timezone)
+    view = views.case_view(case, order, case.refunded_fen(order), actor=who.actor, policy=ctx.policy, lang=lang,
+                           tz=ctx.policy.timezone)
     # E8: every answer on a case (a cancellation above all) states how many cancellations the buyer has left.
     view["cancellations_left"] = max(0, ctx.policy.max_buyer_cancellations - order.buyer_cancellations)
     return view
@@ -194,8 +194,14 @@ def list_cases(ctx: Context, who: Principal, *, status: str | None, order_id: st
     def q(uow: UnitOfWork) -> dict[str, Any]:
         rows = (repo.case_rows_by_deadline(uow.conn, where=where, after=key, limit=limit) if by_deadline
                 else repo.case_rows(uow.conn, where=where, after=key, limit=limit))
-        items = [views.case_view(from_dict(dcases.Case, r.state), None, r.refunded_fen, actor=who.actor, lang=lang,
-                                 tz=ctx.policy.timezone) for r in rows[:limit]]
+        # A case's allowed actions depend on its order (C1, E8, M2, M4 …): the page's orders load in two queries.
+        uow.tracker.load_orders(r.order_id for r in rows[:limit])
+        items = []
+        for r in rows[:limit]:
+            order = uow.tracker.get_order(r.order_id)
+            assert order is not None  # a case row always has its order
+            items.append(views.case_view(order.case(r.id), order, r.refunded_fen, actor=who.actor, policy=ctx.policy,
+                                         lang=lang, tz=ctx.policy.timezone, refunds=False))
         nxt = None
         if len(rows) > limit:
             last = rows[limit - 1]

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from aftersales.domain import complaints as dc
 from aftersales.domain.events import Actor
+from aftersales.domain.policy import Policy
 from aftersales.store import repositories as repo
 from aftersales.store import tables as t
 from aftersales.store.timers import arm_timers
@@ -149,7 +150,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def view(c: dc.Complaint, who: Principal, now: datetime, filed_by: str) -> dict[str, Any]:
+def view(c: dc.Complaint, who: Principal, now: datetime, filed_by: str, policy: Policy) -> dict[str, Any]:
     d = c.deadline
     return {
         "id": c.id, "status": c.status.value, "channel": c.channel.value, "category": c.category.value,
@@ -162,14 +163,14 @@ def view(c: dc.Complaint, who: Principal, now: datetime, filed_by: str) -> dict[
         "flagged": c.flagged,
         "deadline": {"action": d.action.value, "by": d.by.value, "due_at": d.due_at.isoformat(), "rule": d.rule,
                      "overdue": d.due_at <= now} if d else None,
-        "allowed_actions": [v.value for v in c.allowed_actions(who.actor)],
+        "allowed_actions": [v.value for v in c.allowed_actions(who.actor, now, policy)],
         "version": c.version,
     }
 
 
-def row_view(row: Any, who: Principal, now: datetime) -> dict[str, Any]:
+def row_view(row: Any, who: Principal, now: datetime, policy: Policy) -> dict[str, Any]:
     """The API view of a ``complaints`` row as ``who`` sees it (the dispute record uses it too)."""
-    return view(_from_row(row), who, now, row.filed_by)
+    return view(_from_row(row), who, now, row.filed_by, policy)
 
 
 
@@ -216,7 +217,7 @@ def file(ctx: Context, who: Principal, data: dict[str, Any]) -> dict[str, Any]:
                               category=dc.Category(data["category"]), description=data["description"],
                               actor=who.actor, now=uow.now, policy=ctx.policy)
         _save(uow.conn, c, seen=None, stage_seen=None, filed_by=who.key)
-        return view(c, who, uow.now, who.key)
+        return view(c, who, uow.now, who.key, ctx.policy)
 
     return run(ctx, cmd)
 
@@ -244,7 +245,7 @@ def act(ctx: Context, who: Principal, complaint_id: str, verb: str, params: dict
                       rationale=params["rationale"], remedies=remedies)
             _pay_remedies(ctx, uow, c)
         _save(uow.conn, c, seen=row.version, stage_seen=row.stage)
-        return view(c, who, uow.now, row.filed_by)
+        return view(c, who, uow.now, row.filed_by, ctx.policy)
 
     return run(ctx, cmd)
 
@@ -272,7 +273,7 @@ def apply_timer(ctx: Context, uow: UnitOfWork, row: Any, now: datetime) -> int:
 
 # --- reads ------------------------------------------------------------------------------------------------
 def get(ctx: Context, who: Principal, complaint_id: str) -> dict[str, Any]:
-    return read(ctx, lambda uow: row_view(load_visible(uow, who, complaint_id), who, uow.now))
+    return read(ctx, lambda uow: row_view(load_visible(uow, who, complaint_id), who, uow.now, ctx.policy))
 
 
 def list_complaints(ctx: Context, who: Principal, *, status: str | None, merchant_id: str | None,
@@ -301,7 +302,7 @@ def list_complaints(ctx: Context, who: Principal, *, status: str | None, merchan
     def q(uow: UnitOfWork) -> dict[str, Any]:
         rows = uow.conn.execute(select(t.complaints).where(*where).order_by(c.id).limit(limit + 1)).all()
         nxt = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
-        return {"items": [row_view(r, who, uow.now) for r in rows[:limit]], "next_cursor": nxt}
+        return {"items": [row_view(r, who, uow.now, ctx.policy) for r in rows[:limit]], "next_cursor": nxt}
 
     return read(ctx, q)
 

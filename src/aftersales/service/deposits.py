@@ -104,11 +104,12 @@ def _open_counts(uow: UnitOfWork, merchant_id: str) -> tuple[int, int]:
     return store.open_case_count(uow.conn, merchant_id), count_open(uow.conn, merchant_id)
 
 
-def _withdrawal_view(row: Any) -> dict[str, Any]:
+def _withdrawal_view(row: Any, who: Principal) -> dict[str, Any]:
+    """A withdrawal as ``who`` sees it, with the actions ``who`` can take on it now (D1)."""
     return {"id": row.id, "merchant_id": row.merchant_id, "amount_fen": row.amount_fen, "status": row.status,
             "reason": row.reason, "requested_by": row.requested_by, "requested_at": row.requested_at.isoformat(),
             "due_at": row.due_at.isoformat(), "completed_at": row.completed_at.isoformat() if row.completed_at else None,
-            "version": row.version}
+            "allowed_actions": store.withdrawal(row).allowed_actions(who.actor), "version": row.version}
 
 
 def request_withdrawal(ctx: Context, who: Principal, merchant_id: str, amount_fen: int) -> dict[str, Any]:
@@ -127,7 +128,7 @@ def request_withdrawal(ctx: Context, who: Principal, merchant_id: str, amount_fe
                   "requested_by": who.key, "requested_at": uow.now, "due_at": due, "completed_at": None, "version": 1}
         added = store.add_withdrawal(uow.conn, values)
         store.arm(uow.conn, wid, 1, due)
-        return _withdrawal_view(added)
+        return _withdrawal_view(added, who)
 
     return run(ctx, cmd)
 
@@ -137,7 +138,7 @@ def list_withdrawals(ctx: Context, who: Principal, merchant_id: str) -> dict[str
 
     def q(uow: UnitOfWork) -> dict[str, Any]:
         _merchant(uow, merchant_id)
-        return {"items": [_withdrawal_view(r) for r in store.withdrawals_of(uow.conn, merchant_id)], "next_cursor": None}
+        return {"items": [_withdrawal_view(r, who) for r in store.withdrawals_of(uow.conn, merchant_id)], "next_cursor": None}
 
     return read(ctx, q)
 
@@ -158,7 +159,7 @@ def cancel_withdrawal(ctx: Context, who: Principal, merchant_id: str, withdrawal
         _merchant(uow, merchant_id, lock=True)
         w = _load_withdrawal(uow, merchant_id, withdrawal_id)
         w.move("cancel", who.actor, uow.now, reason=f"cancelled by {who.role}")
-        return _withdrawal_view(store.save_withdrawal(uow.conn, w))
+        return _withdrawal_view(store.save_withdrawal(uow.conn, w), who)
 
     return run(ctx, cmd)
 

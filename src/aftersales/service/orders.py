@@ -82,7 +82,7 @@ def create_order(ctx: Context, who: Principal, data: dict[str, Any]) -> dict[str
                 members = group_orders(uow, group)
                 group.join(order, order.paid_at, members)
         uow.tracker.add_order(order)
-        return views.order_view(order, group)
+        return views.order_view(order, group, actor=who.actor, now=uow.now)
 
     return run(ctx, cmd)
 
@@ -91,7 +91,7 @@ def get_order(ctx: Context, who: Principal, order_id: str) -> dict[str, Any]:
     def q(uow: UnitOfWork) -> dict[str, Any]:
         order = load_order(uow, who, order_id)
         group = uow.tracker.get_group(order.group_id) if order.group_id else None
-        return views.order_view(order, group)
+        return views.order_view(order, group, actor=who.actor, now=uow.now)
 
     return read(ctx, q)
 
@@ -107,7 +107,7 @@ def list_buyer_orders(ctx: Context, who: Principal, *, limit: int = 100) -> list
         for oid in ids:
             order = load_order(uow, who, oid)
             group = uow.tracker.get_group(order.group_id) if order.group_id else None
-            out.append(views.order_view(order, group))
+            out.append(views.order_view(order, group, actor=who.actor, now=uow.now))
         return out
 
     return read(ctx, q)
@@ -120,7 +120,7 @@ def ship_order(ctx: Context, who: Principal, order_id: str, carrier: str, tracki
         order = load_order(uow, who, order_id, lock=True)
         order.ship(who.actor, carrier, tracking_no, uow.now)
         group = uow.tracker.get_group(order.group_id) if order.group_id else None
-        return views.order_view(order, group)
+        return views.order_view(order, group, actor=who.actor, now=uow.now)
 
     return run(ctx, cmd)
 
@@ -132,7 +132,7 @@ def deliver_order(ctx: Context, who: Principal, order_id: str, at: datetime | No
         order = load_order(uow, who, order_id, lock=True)
         order.deliver(who.actor, at or uow.now, uow.now)
         group = uow.tracker.get_group(order.group_id) if order.group_id else None
-        return views.order_view(order, group)
+        return views.order_view(order, group, actor=who.actor, now=uow.now)
 
     return run(ctx, cmd)
 
@@ -146,7 +146,7 @@ def complete_group(ctx: Context, who: Principal, group_id: str) -> dict[str, Any
         if group is None or (who.role == "merchant" and group.merchant_id != who.subject_id):
             raise NotFound("group", group_id)
         group.complete(group_orders(uow, group), who.actor, uow.now)
-        return views.group_view(group)
+        return views.group_view(group, actor=who.actor, now=uow.now)
 
     return run(ctx, cmd)
 
@@ -156,7 +156,7 @@ def get_group(ctx: Context, who: Principal, group_id: str) -> dict[str, Any]:
         group = uow.tracker.get_group(group_id)
         if group is None or who.role == "buyer" or (who.role == "merchant" and group.merchant_id != who.subject_id):
             raise NotFound("group", group_id)
-        return views.group_view(group)
+        return views.group_view(group, actor=who.actor, now=uow.now)
 
     return read(ctx, q)
 

@@ -65,7 +65,7 @@ def case_record(ctx: Context, who: Principal, case_id: str, *, secret: str, lang
         order, case = subject.loaded
         group = uow.tracker.get_group(order.group_id) if order.group_id else None
         event_rows = store.case_events(uow.conn, case.id, order.id)
-        items: list[tuple[str, Any]] = [("order", views.order_view(order, group)),
+        items: list[tuple[str, Any]] = [("order", views.order_view(order, group, actor=who.actor, now=uow.now)),
                                         ("case", _case_dict(ctx, uow, who, order, case, lang))]
         items += [("event", views.event_view(r)) for r in event_rows]
         items += _common(uow, who, "case", case.id)
@@ -88,8 +88,8 @@ def complaint_record(ctx: Context, who: Principal, complaint_id: str, *, secret:
             order = uow.tracker.get_order(subject.order_id)
             if order is not None:
                 group = uow.tracker.get_group(order.group_id) if order.group_id else None
-                items.append(("order", views.order_view(order, group)))
-        items.append(("complaint", complaints.row_view(subject.loaded, who, uow.now)))
+                items.append(("order", views.order_view(order, group, actor=who.actor, now=uow.now)))
+        items.append(("complaint", complaints.row_view(subject.loaded, who, uow.now, ctx.policy)))
         items += [("event", {"id": r.id, "complaint_id": r.complaint_id, "kind": r.kind, "actor": r.actor,
                              "at": r.at.isoformat(), "rules": list(r.rules), "data": r.data})
                   for r in store.complaint_events(uow.conn, subject.id)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from aftersales import i18n
@@ -10,6 +11,7 @@ from aftersales.domain.eligibility import Eligibility
 from aftersales.domain.events import Actor
 from aftersales.domain.groups import Group
 from aftersales.domain.orders import Order, Refund
+from aftersales.domain.policy import Policy
 
 
 def iso(value: Any) -> Any:
@@ -23,13 +25,15 @@ def refund_view(r: Refund) -> dict[str, Any]:
             "created_at": iso(r.created_at), "settled_at": iso(r.settled_at)}
 
 
-def group_view(g: Group) -> dict[str, Any]:
+def group_view(g: Group, *, actor: Actor, now: datetime) -> dict[str, Any]:
+    """The group; ``allowed_actions``: what ``actor`` can do with it at ``now`` (G5)."""
     return {"id": g.id, "size": g.size, "members": len(g.member_ids), "status": g.status.value,
             "auto_complete": g.auto_complete, "opened_at": iso(g.opened_at), "expires_at": iso(g.expires_at),
-            "closed_at": iso(g.closed_at), "version": g.version}
+            "closed_at": iso(g.closed_at), "allowed_actions": g.allowed_actions(actor, now), "version": g.version}
 
 
-def order_view(o: Order, group: Group | None) -> dict[str, Any]:
+def order_view(o: Order, group: Group | None, *, actor: Actor, now: datetime) -> dict[str, Any]:
+    """The order; ``allowed_actions``: what ``actor`` can do with the order itself now (ship, deliver)."""
     open_case = o.open_case()
     return {
         "id": o.id, "merchant_id": o.merchant_id, "buyer_id": o.buyer_id, "status": o.status.value,
@@ -38,17 +42,20 @@ def order_view(o: Order, group: Group | None) -> dict[str, Any]:
         "return_shipping_insured": o.return_shipping_insured,
         "items": [{"sku": i.sku, "title": i.title, "category": i.category, "quantity": i.quantity,
                    "unit_price_fen": i.unit_price_fen, "exclusion_confirmed": i.exclusion_confirmed} for i in o.items],
-        "group": group_view(group) if group is not None else None,
+        "group": group_view(group, actor=actor, now=now) if group is not None else None,
         "shipped_at": iso(o.shipped_at), "delivered_at": iso(o.delivered_at), "carrier": o.carrier,
         "tracking_no": o.tracking_no, "cancelled_at": iso(o.cancelled_at),
         "open_case_id": open_case.id if open_case else None,
         "case_ids": [c.id for c in o.cases],
         "refunds": [refund_view(r) for r in o.refunds],
+        "allowed_actions": [a.value for a in o.allowed_actions(actor)],
         "version": o.version,
     }
 
 
-def case_view(c: Case, order: Order | None, refunded_fen: int, *, actor: Actor, lang: str, tz: str) -> dict[str, Any]:
+def case_view(c: Case, order: Order, refunded_fen: int, *, actor: Actor, policy: Policy, lang: str, tz: str,
+              refunds: bool = True) -> dict[str, Any]:
+    """The case as ``actor`` sees it; ``allowed_actions`` are exactly those its guards let ``actor`` take now."""
     d = c.deadline
     return {
         "id": c.id, "order_id": c.order_id, "merchant_id": c.merchant_id, "buyer_id": c.buyer_id,
@@ -59,6 +66,8 @@ def case_view(c: Case, order: Order | None, refunded_fen: int, *, actor: Actor, 
         "return_shipping_proposed": c.return_shipping_proposed.value if c.return_shipping_proposed else None,
         "return_shipping_disputed": c.return_shipping_disputed,
         "return_shipping_fee_fen": c.return_shipping_fee_fen,
+        "return_shipping_reimbursable_fen": c.return_shipping_reimbursable,
+        "return_shipping_cap_fen": policy.return_shipping_cap_fen,
         "deadline": {"action": d.action.value, "due_at": iso(d.due_at), "rule": d.rule} if d else None,
         "items": [{"sku": s, "quantity": q} for s, q in c.items.items()],
         "description": c.description, "opened_by": c.opened_by.value, "opened_at": iso(c.opened_at),
@@ -74,8 +83,8 @@ def case_view(c: Case, order: Order | None, refunded_fen: int, *, actor: Actor, 
         "replacement_shipment": {"carrier": c.replacement_carrier, "tracking_no": c.replacement_tracking_no,
                                  "shipped_at": iso(c.replacement_shipped_at), "delivered_at": iso(c.replacement_delivered_at)}
         if c.replacement_shipped_at else None,
-        "refunds": [refund_view(r) for r in c.refunds(order)] if order is not None else None,
-        "allowed_actions": [a.value for a in c.allowed_actions(actor)],
+        "refunds": [refund_view(r) for r in c.refunds(order)] if refunds else None,
+        "allowed_actions": [a.value for a in c.allowed_actions(actor, order, policy)],
         "version": c.version,
     }
 

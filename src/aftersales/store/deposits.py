@@ -65,8 +65,11 @@ def load_withdrawal(conn: Connection, merchant_id: str, withdrawal_id: str) -> d
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     row = conn.execute(stmt).first()
-    if row is None:
-        return None
+    return None if row is None else withdrawal(row)
+
+
+def withdrawal(row: Any) -> d.Withdrawal:
+    """The domain's withdrawal of a ``withdrawals`` row."""
     return d.Withdrawal(row.id, row.merchant_id, row.amount_fen, row.requested_at, row.due_at,
                         d.WithdrawalStatus(row.status), row.reason, row.completed_at, row.version)
 

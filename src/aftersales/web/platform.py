@@ -142,6 +142,30 @@ def advance(request: Request, user: PlatformStaff, case_id: Id, reason: Annotate
     return see_other(f"/app/platform/cases/{case_id}", flash=_t(request, "The platform paid the ruling."))
 
 
+#: The platform's case actions that take no parameter (recording a delivery the carrier feed missed, M6/M7); their
+#: forms, like every other, are shown only when the case view lists them.
+PLAIN_ACTIONS = frozenset({"mark_return_delivered", "mark_replacement_delivered"})
+
+
+@router.post("/platform/cases/{case_id}/act/{action}", dependencies=[Csrf])
+def plain_action(request: Request, user: PlatformStaff, case_id: Id,
+                 action: Annotated[str, Path(max_length=40, pattern=r"^[a-z_]+$")],
+                 version: Annotated[str, Form(max_length=12)] = "") -> Response:
+    """A parameterless action the case lists for the platform (M6/M7 delivery records), at the version shown."""
+    if action not in PLAIN_ACTIONS:
+        return not_found_page(request, NotFound("action", action))
+    try:
+        case_service.act(ctx_of(request), user.principal, case_id, action, {}, if_match=_version(version),
+                         lang=lang_of(request))
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except (DomainError, ServiceError) as exc:
+        return _case(request, user, case_id, status_code=exc.status, error=explain(request, exc))
+    lang = lang_of(request)
+    done = i18n.translate("Done: {action}.", lang).format(action=i18n.translate(i18n.LABELS["action"].get(action, action), lang))
+    return see_other(f"/app/platform/cases/{case_id}", flash=done)
+
+
 @router.post("/platform/{kind}/{subject_id}/messages", dependencies=[Csrf])
 def message(request: Request, user: PlatformStaff, kind: Annotated[str, Path(pattern=r"^(cases|complaints)$")],
             subject_id: Id, body: Annotated[str, Form(max_length=4000)] = "",
