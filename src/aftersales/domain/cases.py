@@ -18,7 +18,7 @@ from .errors import InvalidInput, NotPermitted, RuleViolation, StateConflict
 from .events import Actor, Event
 from .messages import N_
 from .money import require_fen, split_proportionally
-from .orders import Order, OrderStatus, Payer, Refund, RefundKind, RefundStatus
+from .orders import Order, Payer, Refund, RefundKind, RefundStatus
 from .policy import Policy
 from .timeutil import after_hours, window_end
 
@@ -367,7 +367,7 @@ def start_case(
             N_("The reason {reason} is not accepted for {type} now; accepted reasons: {reasons}."),
             reason=str(reason), type=str(case_type), reasons=", ".join(allowed_reasons),
         )
-    before_delivery = order.status in (OrderStatus.AWAITING_SHIPMENT, OrderStatus.SHIPPED)
+    before_delivery = order.before_delivery
     whole = {i.sku: i.quantity for i in order.items}
     if items is None:
         chosen = {sku: whole[sku] for sku in eligible_skus}
@@ -519,7 +519,7 @@ def _return_shipping_due(case: Case, order: Order) -> int:
 
 
 def _issue_refund(case: Case, order: Order, actor: Actor, now: datetime, rule: str, amount: int | None,
-                  *, payer: Payer = Payer.MERCHANT, with_shipping: bool = True) -> Refund:
+                  *, payer: Payer = Payer.MERCHANT, with_shipping: bool = True, kind: RefundKind = RefundKind.CASE) -> Refund:
     """F1 + E10: order the refund once, with a key derived from the case; the case waits for settlement."""
     values = case._goods_value(order)
     goods_total = sum(values.values())
@@ -533,7 +533,7 @@ def _issue_refund(case: Case, order: Order, actor: Actor, now: datetime, rule: s
     n = len(case.refunds(order)) + 1
     refund = order.issue_refund(
         key=f"case:{case.id}:refund:{n}",
-        kind=RefundKind.CASE,
+        kind=kind,
         payer=payer,
         rule=rule,
         now=now,
@@ -610,6 +610,31 @@ def fire(order: Order, case_id: str, action: Auto, stage: int, now: datetime, po
     _event(order, case, str(action), Actor.SYSTEM, timer.due_at, rules, before, due_at=timer.due_at.isoformat(), **data)
     _cause_first(order, mark)
     return True
+
+
+def pay_complaint_refund(order: Order, case_id: str, amount_fen: int, now: datetime, *, complaint_id: str) -> Refund:
+    """K2: the refund remedy of an upheld complaint, paid through the case open on the order rather than beside it.
+
+    The platform pays it (P2, recovered from the deposit) within what E10 leaves on the case — its goods, and the
+    shipping fee only where the case includes it; more is refused, never reduced. The case moves to refund_pending
+    (a new stage: every pending automatic action of the old one is stale) and closes as refunded on settlement (F1).
+    """
+    case = order.case(case_id)
+    if case.status is CaseStatus.REFUND_PENDING or case.is_closed:
+        raise StateConflict("K2", N_("Case {case_id} is {status}: a refund remedy cannot be paid through it now."),
+                            case_id=case.id, status=str(case.status))
+    amount = require_fen(amount_fen, "amount_fen")
+    require_within(amount, case.max_refund_fen(order))
+    before = case.status
+    mark = len(order.pending_events)
+    case.offer = None
+    refund = _issue_refund(case, order, Actor.PLATFORM, now, "K2", amount, payer=Payer.PLATFORM, kind=RefundKind.COMPLAINT)
+    case.version += 1
+    order.version += 1
+    _event(order, case, "complaint_refund", Actor.PLATFORM, now, ("K2", "E10", "F1"), before,
+           complaint_id=complaint_id, refund_fen=amount)
+    _cause_first(order, mark)
+    return refund
 
 
 def _cause_first(order: Order, mark: int) -> None:

@@ -18,11 +18,11 @@ from sqlalchemy import Connection, func, insert, select, update
 from aftersales.domain import deposits as d
 from aftersales.domain import ledger
 from aftersales.domain.cases import Action
+from aftersales.domain.complaints import refund_remedy
 from aftersales.domain.errors import RuleViolation
 from aftersales.domain.events import Actor
 from aftersales.domain.messages import N_
-from aftersales.domain.money import require_fen, split_proportionally
-from aftersales.domain.orders import Payer, RefundKind
+from aftersales.domain.money import require_fen
 from aftersales.store import repositories as repo
 from aftersales.store import tables as t
 
@@ -316,8 +316,10 @@ def complaint_remedy(ctx: Context, uow: UnitOfWork, *, complaint_id: str, mercha
                      order_id: str | None, kind: str, amount_fen: int, at: datetime, index: int = 0) -> None:
     """K2: move the money of one remedy of an upheld complaint, inside the resolving command's transaction.
 
-    * ``refund`` — paid back on the order at once by the platform (P2) and recovered from the deposit; it counts
-      against what is left to refund on the order (E10: an excessive amount is refused, never capped);
+    * ``refund`` — a refund under E10, paid back on the order at once by the platform (P2) and recovered from the
+      deposit: through the case open on the order if there is one (which closes as refunded), else beside it, with
+      the shipping fee only where E10 allows it (:func:`aftersales.domain.complaints.refund_remedy`); an excessive
+      amount is refused, never capped;
     * ``compensation`` — paid to the buyer beyond any refund, by the platform's fund, recovered from the deposit;
     * ``penalty`` — taken from the deposit (beyond it: the merchant's debt) for the platform."""
     amount = require_fen(amount_fen, "amount_fen")
@@ -328,14 +330,7 @@ def complaint_remedy(ctx: Context, uow: UnitOfWork, *, complaint_id: str, mercha
         order = uow.tracker.get_order(order_id, lock=True)
         if order is None:
             raise NotFound("order", order_id)
-        if amount > order.remaining_fen:
-            raise RuleViolation("E10", N_("A refund of {amount_fen} exceeds the {left_fen} left to refund on this order."),
-                                amount_fen=amount, left_fen=order.remaining_fen)
-        skus = [i.sku for i in order.items]
-        weights = [order.remaining_goods(s) for s in skus] + [order.remaining_shipping_fen]
-        shares = split_proportionally(amount, weights)
-        order.issue_refund(key=key, kind=RefundKind.COMPLAINT, payer=Payer.PLATFORM, rule="K2", now=at,
-                           actor=Actor.PLATFORM, goods=dict(zip(skus, shares[:-1], strict=True)), shipping_fen=shares[-1])
+        refund_remedy(order, complaint_id=complaint_id, key=key, amount_fen=amount, now=at)
         settle_new_refunds(order, ctx.gateway, at)
         return
     _merchant(uow.conn, merchant_id, lock=True)
