@@ -177,8 +177,11 @@ def row_view(row: Any, who: Principal, now: datetime) -> dict[str, Any]:
 
 
 # --- commands ---------------------------------------------------------------------------------------------
-def _subject(uow: UnitOfWork, who: Principal, data: dict[str, Any], buyer_id: str) -> dc.Subject:
-    """Look up what the complaint names; what ``who`` may not see is unknown (404)."""
+def _subject(uow: UnitOfWork, who: Principal, data: dict[str, Any], buyer_id: str | None) -> dc.Subject:
+    """Look up what the complaint names; what ``who`` may not see is unknown (404).
+
+    K1: an agent recording a complaint for a buyer names the buyer only when no order or case does (``buyer_id``
+    None: the named order's buyer); a buyer that contradicts the order's is refused by :meth:`dc.Subject.resolve`."""
     order_id, case_id, merchant_id = data.get("order_id"), data.get("case_id"), data.get("merchant_id")
     case_order_id = None
     if case_id is not None:
@@ -192,14 +195,18 @@ def _subject(uow: UnitOfWork, who: Principal, data: dict[str, Any], buyer_id: st
         raise NotFound("order", lookup)
     if merchant_id is not None and order is None and repo.merchant(uow.conn, merchant_id) is None:
         raise NotFound("merchant", merchant_id)
+    if buyer_id is None:
+        if order is None:
+            raise Invalid("buyer_id: a complaint an agent records about a shop, with no order or case, names the buyer")
+        buyer_id = order.buyer_id
     return dc.Subject(buyer_id=buyer_id, merchant_id=merchant_id, order_id=order_id,
                       order_merchant_id=order.merchant_id if order else None,
                       order_buyer_id=order.buyer_id if order else None, case_id=case_id, case_order_id=case_order_id)
 
 
 def file(ctx: Context, who: Principal, data: dict[str, Any]) -> dict[str, Any]:
-    """K1/K2: a buyer files through the chat, the order button or WeChat; an agent records a phone complaint for a
-    buyer (``buyer_id``) during the phone hours."""
+    """K1/K2: a buyer files through the chat, the order button or WeChat; an agent records a phone complaint during
+    the phone hours for the buyer of the order or case it names (or for ``buyer_id`` when it names neither)."""
     who.require("buyer", "platform")
     channel = dc.Channel(data["channel"])
 
@@ -210,10 +217,7 @@ def file(ctx: Context, who: Principal, data: dict[str, Any]) -> dict[str, Any]:
                 raise Invalid("buyer_id is only for a phone complaint an agent records for a buyer")
             buyer_id = who.subject_id
         else:
-            buyer_id = data.get("buyer_id")
-            if not buyer_id:
-                raise Invalid("buyer_id: an agent recording a phone complaint names the buyer")
-        assert buyer_id is not None
+            buyer_id = data.get("buyer_id") or None
         c = dc.file_complaint(id=new_complaint_id(), subject=_subject(uow, who, data, buyer_id), channel=channel,
                               category=dc.Category(data["category"]), description=data["description"],
                               actor=who.actor, now=uow.now, policy=ctx.policy)
