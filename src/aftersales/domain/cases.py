@@ -8,7 +8,7 @@ with actor, instant and rule ids, and set the next deadline.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -610,6 +610,20 @@ def fire(order: Order, case_id: str, action: Auto, stage: int, now: datetime, po
     _event(order, case, str(action), Actor.SYSTEM, timer.due_at, rules, before, due_at=timer.due_at.isoformat(), **data)
     _cause_first(order, mark)
     return True
+
+
+def approve_at_opening(order: Order, case_id: str, now: datetime, policy: Policy) -> Case:
+    """E7: a case the merchant opened on the buyer's behalf, with the buyer's consent, starts where the merchant's own
+    approval puts it (M1) — a refund_only is refunded, a return approved to the shop's return address (M3, M5), a
+    reship waits for the shipment (M7) — instead of waiting for the merchant's answer to itself. It is the merchant's
+    ``approve``, through the transition table, and its event cites E7 besides the approval's rules."""
+    mark = len(order.pending_events)
+    case = act(order, case_id, Action.APPROVE, Actor.MERCHANT, now, policy)
+    approval = order.pending_events[mark]  # the action's own event comes first (_cause_first)
+    assert approval.kind == str(Action.APPROVE) and approval.case_id == case_id
+    order.pending_events[mark] = replace(approval, rules=("E7", *approval.rules),
+                                         data={**approval.data, "at_opening": True})
+    return case
 
 
 def pay_complaint_refund(order: Order, case_id: str, amount_fen: int, now: datetime, *, complaint_id: str) -> Refund:

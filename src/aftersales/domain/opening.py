@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from .cases import Case, start_case
+from .cases import Case, approve_at_opening, start_case
 from .catalog import CaseType, Category, Reason
 from .eligibility import evaluate, item_terms
 from .errors import InvalidInput, NotPermitted, RuleViolation
@@ -32,7 +32,9 @@ def open_case(
     description: str | None = None,
     buyer_consent: bool = False,
 ) -> Case:
-    """Open a case on ``order`` for ``actor`` (the buyer, or the merchant on the buyer's behalf, E7)."""
+    """Open a case on ``order`` for ``actor`` (the buyer, or the merchant on the buyer's behalf, E7).
+
+    A buyer's case waits for the merchant (M1); one the merchant opened with the buyer's consent starts approved."""
     if actor not in (Actor.BUYER, Actor.MERCHANT):
         raise NotPermitted("T2", N_("Only the buyer, or the shop on the buyer's behalf, opens a case."))
     try:
@@ -53,7 +55,7 @@ def open_case(
         no_reason_skus = frozenset(t.item.sku for t in item_terms(order, categories, policy) if t.no_reason_ok)
     elif option.rule == "E7" or order.status is not OrderStatus.DELIVERED:
         no_reason_skus = frozenset(option.skus)
-    return start_case(
+    case = start_case(
         order,
         case_id=case_id,
         actor=actor,
@@ -71,3 +73,6 @@ def open_case(
         # merchant is responsible for is allowed by E5: the opening event cites the rule that allowed it (T2).
         rule="E5" if option.rule == "E4" and reason is not Reason.NO_REASON else option.rule,
     )
+    if actor is Actor.MERCHANT:
+        approve_at_opening(order, case.id, now, policy)
+    return case
