@@ -23,6 +23,7 @@ from aftersales.domain.errors import RuleViolation
 from aftersales.domain.events import Actor
 from aftersales.domain.messages import N_
 from aftersales.domain.money import require_fen
+from aftersales.domain.timeutil import window_end
 from aftersales.store import repositories as repo
 from aftersales.store import tables as t
 
@@ -133,7 +134,8 @@ def _arm(conn: Connection, withdrawal_id: str, version: int, due_at: datetime) -
 
 
 def request_withdrawal(ctx: Context, who: Principal, merchant_id: str, amount_fen: int) -> dict[str, Any]:
-    """D1: ask to take money out of the deposit; it is paid ``deposit_withdrawal_hold_days`` later, if still allowed."""
+    """D1: ask to take money out of the deposit; it is paid at the end of the ``deposit_withdrawal_hold_days``-th
+    local day after the request (T0), if still allowed."""
     who.require("platform", "merchant")
     _visible(who, merchant_id)
 
@@ -143,7 +145,8 @@ def request_withdrawal(ctx: Context, who: Principal, merchant_id: str, amount_fe
         amount = d.check_withdrawal(amount_fen, state(uow.conn, ctx, merchant_id), open_cases=cases,
                                     open_complaints=complaints, leaving=bool(row.closed))
         wid = _new_id("wd")
-        due = uow.now + timedelta(days=ctx.policy.deposit_withdrawal_hold_days)
+        # T0: a hold of N days after a request on local day D ends at the end of local day D+N (platform time zone).
+        due = window_end(uow.now, ctx.policy.deposit_withdrawal_hold_days, ctx.policy.timezone)
         values = {"id": wid, "merchant_id": merchant_id, "amount_fen": amount, "status": "pending", "reason": None,
                   "requested_by": who.key, "requested_at": uow.now, "due_at": due, "completed_at": None, "version": 1}
         uow.conn.execute(insert(t.withdrawals).values(values))
