@@ -17,7 +17,14 @@ from helpers import (
     events,
     get_case,
     get_order,
+    item,
     local,
+    option,
+    options,
+    problem,
+    put_category,
+    shop_excluded_category,
+    statutory_category,
     try_act,
     try_open,
 )
@@ -64,3 +71,31 @@ def test_E7_merchant_opened_case_starts_approved(api: Any) -> None:
     assert due is not None
     advance_to(api, due - timedelta(seconds=1))
     assert get_case(api, reship["id"])["status"] == "awaiting_replacement_shipment"
+
+
+# --- S4 + E4 --------------------------------------------------------------------------------------------------
+def test_S4_E4_refusal_names_the_exclusion(api: Any) -> None:
+    put_category(api, "apparel")
+    fresh = statutory_category(api, "fresh", "perishable")
+    papers = statutory_category(api, "papers", "periodical")
+    lingerie = shop_excluded_category(api, "lingerie")
+    # Only excluded goods: a no-reason return is refused, and the refusal says which law excludes which item.
+    delivered_order(api, "only", items=[item("f1", 3000, category=fresh, title="Fresh lychees 1 kg")])
+    body = problem(try_open(api, "only", "return_refund", "no_reason", lang="en"), 422, "E4")
+    assert "Fresh lychees 1 kg" in body["detail"] and "fresh or perishable goods" in body["detail"], body
+    assert "reason" in body["detail"] and "not accepted" not in body["detail"]
+    # A mixed order: naming an excluded item in a no-reason return names its exclusion.
+    delivered_order(api, "mixed", items=[item("a1", 5000, title="Linen shirt"),
+                                         item("n1", 800, category=papers, title="City Weekly no. 12"),
+                                         item("u1", 2000, category=lingerie, title="Silk slip", exclusion_confirmed=True)])
+    for sku, title, words in (("n1", "City Weekly no. 12", "newspapers"), ("u1", "Silk slip", "the shop stated")):
+        body = problem(try_open(api, "mixed", "return_refund", "no_reason", lang="en",
+                                items=[{"sku": sku, "quantity": 1}]), 422, "E4")
+        assert title in body["detail"] and words in body["detail"], body
+    # The eligibility explanation names every excluded line, not only the first.
+    explanation = option(options(api, "mixed", lang="en"), "return_refund")["explanation"]
+    assert "City Weekly no. 12" in explanation and "Silk slip" in explanation, explanation
+    assert "Linen shirt" not in explanation
+    # The returnable line can still go back without a reason.
+    r = try_open(api, "mixed", "return_refund", "no_reason", items=[{"sku": "a1", "quantity": 1}])
+    assert r.status_code == 201, r.text

@@ -8,6 +8,7 @@ with actor, instant and rule ids, and set the next deadline.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -16,7 +17,7 @@ from typing import Any
 from .catalog import CaseType, Reason, is_merchant_responsibility
 from .errors import InvalidInput, NotPermitted, RuleViolation, StateConflict
 from .events import Actor, Event
-from .messages import N_
+from .messages import N_, Msg
 from .money import require_fen, split_proportionally
 from .orders import Order, Payer, Refund, RefundKind, RefundStatus
 from .policy import Policy
@@ -359,8 +360,11 @@ def start_case(
     now: datetime,
     policy: Policy,
     rule: str,
+    exclusions: Mapping[str, Msg] | None = None,
 ) -> Case:
-    """Open a case once eligibility has allowed its type (see ``aftersales.domain.opening``)."""
+    """Open a case once eligibility has allowed its type (see ``aftersales.domain.opening``).
+
+    ``exclusions``: why each line excluded from no-reason returns is (E4), to name it when one is asked for (S4)."""
     if reason not in allowed_reasons:
         raise RuleViolation(
             "E4" if reason is Reason.NO_REASON else rule,
@@ -380,6 +384,9 @@ def start_case(
                 raise InvalidInput("E10", N_("The order has no item {sku}."), sku=sku)
             if isinstance(qty, bool) or not isinstance(qty, int) or not 0 < qty <= whole[sku]:
                 raise InvalidInput("E10", N_("The quantity of {sku} must be between 1 and {max}."), sku=sku, max=whole[sku])
+            if reason is Reason.NO_REASON and exclusions and sku in exclusions:
+                raise RuleViolation("E4", N_("Item {sku} cannot be returned without a reason: {excluded}"),
+                                    sku=sku, excluded=exclusions[sku])
             if sku not in eligible_skus or (reason is Reason.NO_REASON and sku not in no_reason_skus):
                 raise RuleViolation(
                     "E4" if reason is Reason.NO_REASON else rule,

@@ -11,7 +11,7 @@ from .eligibility import evaluate, item_terms
 from .errors import InvalidInput, NotPermitted, RuleViolation
 from .events import Actor
 from .groups import Group
-from .messages import N_
+from .messages import N_, Msg
 from .orders import Order, OrderStatus
 from .policy import Policy
 
@@ -51,8 +51,15 @@ def open_case(
     if actor is Actor.MERCHANT and not buyer_consent:
         raise RuleViolation("E7", N_("The shop can open a case for the buyer only with the buyer's consent."))
     no_reason_skus: frozenset[str] = frozenset()
+    exclusions: dict[str, Msg] = {}
     if reason is Reason.NO_REASON and order.status is OrderStatus.DELIVERED and option.rule != "E7":
-        no_reason_skus = frozenset(t.item.sku for t in item_terms(order, categories, policy) if t.no_reason_ok)
+        terms = item_terms(order, categories, policy)
+        no_reason_skus = frozenset(t.item.sku for t in terms if t.no_reason_ok)
+        exclusions = {t.item.sku: t.no_reason_rule for t in terms if t.no_reason_rule is not None}
+        if case_type is CaseType.RETURN_REFUND and reason not in option.reasons:
+            # S4: why no reason is not enough — the no-reason period ended, or every line in the window is excluded
+            # (the explanation names each exclusion and its item): the eligibility answer's own words.
+            raise RuleViolation("E4", option.explanation.text, **option.explanation.params)
     elif option.rule == "E7" or order.status is not OrderStatus.DELIVERED:
         no_reason_skus = frozenset(option.skus)
     case = start_case(
@@ -64,6 +71,7 @@ def open_case(
         allowed_reasons=option.reasons,
         eligible_skus=option.skus,
         no_reason_skus=no_reason_skus,
+        exclusions=exclusions,
         items=items,
         refund_fen=refund_fen,
         description=description,
