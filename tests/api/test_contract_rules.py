@@ -21,6 +21,7 @@ from helpers import (
     local,
     option,
     options,
+    order_body,
     problem,
     put_category,
     shop_excluded_category,
@@ -75,7 +76,6 @@ def test_E7_merchant_opened_case_starts_approved(api: Any) -> None:
 
 # --- S4 + E4 --------------------------------------------------------------------------------------------------
 def test_S4_E4_refusal_names_the_exclusion(api: Any) -> None:
-    put_category(api, "apparel")
     fresh = statutory_category(api, "fresh", "perishable")
     papers = statutory_category(api, "papers", "periodical")
     lingerie = shop_excluded_category(api, "lingerie")
@@ -99,3 +99,18 @@ def test_S4_E4_refusal_names_the_exclusion(api: Any) -> None:
     # The returnable line can still go back without a reason.
     r = try_open(api, "mixed", "return_refund", "no_reason", items=[{"sku": "a1", "quantity": 1}])
     assert r.status_code == 201, r.text
+
+
+# --- E4: unknown categories -----------------------------------------------------------------------------------
+def test_E4_order_with_an_unknown_category_is_refused(api: Any) -> None:
+    statutory_category(api, "fresh", "perishable")
+    body = problem(api.post("/v1/orders", order_body("o1", items=[item("s1"), item("s2", category="frsh")])), 422, "E4")
+    assert "frsh" in body["detail"] and "apparel, fresh" in body["detail"], body
+    assert api.get("/v1/orders/o1").status_code == 404  # nothing written
+    # With many categories, the refusal lists them sorted, and counts the rest.
+    for n in range(30):
+        put_category(api, f"cat{n:02d}")
+    body = problem(api.post("/v1/orders", order_body("o1", items=[item(category="Fresh")])), 422, "E4")
+    assert "apparel, cat00, cat01" in body["detail"] and "(32 in all)" in body["detail"], body
+    assert "cat25" not in body["detail"]
+    assert api.post("/v1/orders", order_body("o1", items=[item(category="fresh")])).status_code == 201
