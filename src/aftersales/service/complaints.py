@@ -8,7 +8,8 @@ went nowhere nor learn of it. To the merchant an unaccepted complaint is exactly
 
 The complaint is stored as columns (no JSON state): every field is something a list filters on, the dispute record
 exports, or a person reads. Its events go to ``complaint_events``; its K2 limits are ``timers`` rows (subject
-``complaint``, stage = the complaint's stage) written in the same transaction as the status that starts them.
+``complaint``, stage = the complaint's stage) written in the same transaction as the status that starts them. Every
+query is in the repository ``aftersales.store.complaints``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ import time
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection
 
 from aftersales.domain import complaints as dc
-from aftersales.domain.events import Actor
+from aftersales.store import complaints as store
 from aftersales.store import repositories as repo
-from aftersales.store import tables as t
 
 from .cases import decode_cursor, decode_id_cursor, encode_cursor
 from .context import Context, Principal, UnitOfWork, read, run
@@ -69,59 +69,6 @@ def channels(ctx: Context) -> dict[str, Any]:
     return read(ctx, q)
 
 
-# --- rows <-> aggregate -----------------------------------------------------------------------------------
-def _from_row(row: Any) -> dc.Complaint:
-    return dc.Complaint(
-        id=row.id, buyer_id=row.buyer_id, merchant_id=row.merchant_id, order_id=row.order_id, case_id=row.case_id,
-        channel=dc.Channel(row.channel), category=dc.Category(row.category), description=row.description,
-        filed_by=Actor(row.filed_by.split(":", 1)[0]), created_at=row.created_at, status=dc.ComplaintStatus(row.status),
-        stage=row.stage, version=row.version, due_at=row.due_at, accepted_at=row.accepted_at,
-        answered_at=row.answered_at, closed_at=row.closed_at, response=row.response,
-        outcome=dc.Outcome(row.outcome) if row.outcome else None, rationale=row.rationale,
-        remedies=[dc.Remedy(dc.RemedyType(r["type"]), int(r["amount_fen"])) for r in row.remedies],
-        flags=[dc.Flag(f["rule"], f["kind"], datetime.fromisoformat(f["at"])) for f in row.flags])
-
-
-def _values(c: dc.Complaint) -> dict[str, Any]:
-    return {"status": c.status.value, "outcome": c.outcome.value if c.outcome else None, "rationale": c.rationale,
-            "response": c.response, "remedies": [{"type": r.type.value, "amount_fen": r.amount_fen} for r in c.remedies],
-            "flags": [{"rule": f.rule, "kind": f.kind, "at": f.at.isoformat()} for f in c.flags],
-            "flagged": c.flagged, "stage": c.stage, "due_at": c.due_at, "accepted_at": c.accepted_at,
-            "answered_at": c.answered_at, "closed_at": c.closed_at, "version": c.version}
-
-
-def _save(conn: Connection, c: dc.Complaint, *, seen: int | None, stage_seen: int | None, filed_by: str = "") -> None:
-    """Write the complaint (optimistically: the version loaded must still be there), its events and its timer."""
-    if seen is None:
-        conn.execute(insert(t.complaints).values(
-            id=c.id, merchant_id=c.merchant_id, buyer_id=c.buyer_id, order_id=c.order_id, case_id=c.case_id,
-            channel=c.channel.value, category=c.category.value, description=c.description, filed_by=filed_by,
-            created_at=c.created_at, **_values(c)))
-    else:
-        res = conn.execute(update(t.complaints).where(t.complaints.c.id == c.id, t.complaints.c.version == seen)
-                           .values(**_values(c)))
-        if res.rowcount != 1:
-            raise repo.ConcurrentUpdate(c.id)
-    if c.pending_events:
-        conn.execute(insert(t.complaint_events), [
-            {"complaint_id": c.id, "kind": e.kind, "actor": e.actor.value, "at": e.at, "rules": list(e.rules),
-             "data": e.data} for e in c.pending_events])
-        c.pending_events.clear()
-    if c.stage != stage_seen:  # a new stage: its limit (older rows stay behind and are dropped as stale)
-        timers = c.timers()
-        if timers:
-            conn.execute(insert(t.timers), [{"subject": "complaint", "subject_id": c.id, "order_id": None,
-                                             "action": x.action, "stage": x.stage, "rule": x.rule, "due_at": x.due_at}
-                                            for x in timers])
-
-
-def _select(complaint_id: str, *, lock: bool, conn: Connection) -> Any:
-    stmt = select(t.complaints).where(t.complaints.c.id == complaint_id)
-    if lock and conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return conn.execute(stmt).first()
-
-
 def may_see(who: Principal, row: Any) -> bool:
     """T2 for complaints (see the module docstring)."""
     if who.role == "platform":
@@ -133,7 +80,7 @@ def may_see(who: Principal, row: Any) -> bool:
 
 def load_visible(uow: UnitOfWork, who: Principal, complaint_id: str, *, lock: bool = False) -> Any:
     """The complaint row if ``who`` may see it, else :class:`NotFound` (the same as an unknown id)."""
-    row = _select(complaint_id, lock=lock, conn=uow.conn)
+    row = store.get(uow.conn, complaint_id, lock=lock)
     if row is None or not may_see(who, row):
         raise NotFound("complaint", complaint_id)
     return row
@@ -141,9 +88,7 @@ def load_visible(uow: UnitOfWork, who: Principal, complaint_id: str, *, lock: bo
 
 def count_open(conn: Connection, merchant_id: str) -> int:
     """Complaints about the merchant not yet resolved or rejected (D1: a withdrawal needs none)."""
-    c = t.complaints.c
-    return int(conn.execute(select(func.count()).select_from(t.complaints)
-                            .where(c.merchant_id == merchant_id, c.status.in_(OPEN))).scalar_one())
+    return store.count_in(conn, merchant_id, OPEN)
 
 
 # --- views ------------------------------------------------------------------------------------------------
@@ -171,7 +116,7 @@ def view(c: dc.Complaint, who: Principal, now: datetime, filed_by: str) -> dict[
 
 def row_view(row: Any, who: Principal, now: datetime) -> dict[str, Any]:
     """The API view of a ``complaints`` row as ``who`` sees it (the dispute record uses it too)."""
-    return view(_from_row(row), who, now, row.filed_by)
+    return view(store.from_row(row), who, now, row.filed_by)
 
 
 
@@ -221,7 +166,7 @@ def file(ctx: Context, who: Principal, data: dict[str, Any]) -> dict[str, Any]:
         c = dc.file_complaint(id=new_complaint_id(), subject=_subject(uow, who, data, buyer_id), channel=channel,
                               category=dc.Category(data["category"]), description=data["description"],
                               actor=who.actor, now=uow.now, policy=ctx.policy)
-        _save(uow.conn, c, seen=None, stage_seen=None, filed_by=who.key)
+        store.save(uow.conn, c, seen=None, stage_seen=None, filed_by=who.key)
         return view(c, who, uow.now, who.key)
 
     return run(ctx, cmd)
@@ -237,7 +182,7 @@ def act(ctx: Context, who: Principal, complaint_id: str, verb: str, params: dict
         row = load_visible(uow, who, complaint_id, lock=True)
         if if_match is not None and if_match != row.version:
             raise Conflict(f"the complaint is at version {row.version}, not {if_match} (If-Match): reload it and try again")
-        c = _from_row(row)
+        c = store.from_row(row)
         if v is dc.Verb.ACCEPT:
             c.accept(who.actor, uow.now, ctx.policy)
         elif v is dc.Verb.REJECT:
@@ -249,7 +194,7 @@ def act(ctx: Context, who: Principal, complaint_id: str, verb: str, params: dict
             c.resolve(who.actor, uow.now, ctx.policy, outcome=dc.Outcome(params["outcome"]),
                       rationale=params["rationale"], remedies=remedies)
             _pay_remedies(ctx, uow, c)
-        _save(uow.conn, c, seen=row.version, stage_seen=row.stage)
+        store.save(uow.conn, c, seen=row.version, stage_seen=row.stage)
         return view(c, who, uow.now, row.filed_by)
 
     return run(ctx, cmd)
@@ -266,13 +211,13 @@ def _pay_remedies(ctx: Context, uow: UnitOfWork, c: dc.Complaint) -> None:
 
 def apply_timer(ctx: Context, uow: UnitOfWork, row: Any, now: datetime) -> int:
     """The deadline worker: a K2 limit ran out — flag it on the complaint (1), or drop a stale row (0)."""
-    found = _select(row.subject_id, lock=True, conn=uow.conn)
+    found = store.get(uow.conn, row.subject_id, lock=True)
     if found is None:
         return 0
-    c = _from_row(found)
+    c = store.from_row(found)
     if not c.flag_overdue(row.action, row.stage, row.due_at):
         return 0
-    _save(uow.conn, c, seen=found.version, stage_seen=found.stage)
+    store.save(uow.conn, c, seen=found.version, stage_seen=found.stage)
     return 1
 
 
@@ -284,28 +229,23 @@ def get(ctx: Context, who: Principal, complaint_id: str) -> dict[str, Any]:
 def list_complaints(ctx: Context, who: Principal, *, status: str | None, merchant_id: str | None,
                     order_id: str | None, flagged: bool | None, cursor: str | None, limit: int) -> dict[str, Any]:
     """The complaints ``who`` may see, in filing order, filtered (``flagged``: with a missed K2 limit or not)."""
-    c = t.complaints.c
-    where: list[Any] = []
+    scope: dict[str, Any] = {}
     if who.role == "buyer":
-        where.append(c.buyer_id == who.subject_id)
+        scope["buyer_id"] = who.subject_id
     elif who.role == "merchant":
-        where += [c.merchant_id == who.subject_id, c.status.in_(MERCHANT_VISIBLE)]
+        scope.update(merchant_id=who.subject_id, statuses=MERCHANT_VISIBLE)
     elif who.role != "platform":
-        where.append(c.id.is_(None))
-    if status:
-        where.append(c.status == status)
+        scope["nobody"] = True
     if merchant_id:
-        where.append(c.merchant_id == merchant_id)
-    if order_id:
-        where.append(c.order_id == order_id)
-    if flagged is not None:
-        where.append(c.flagged == flagged)
+        if scope.get("merchant_id") not in (None, merchant_id):
+            scope["nobody"] = True  # a merchant asking for another shop's complaints: none
+        else:
+            scope["merchant_id"] = merchant_id
     after = decode_cursor(cursor)
-    if after is not None:
-        where.append(c.id > after)
 
     def q(uow: UnitOfWork) -> dict[str, Any]:
-        rows = uow.conn.execute(select(t.complaints).where(*where).order_by(c.id).limit(limit + 1)).all()
+        rows = store.rows(uow.conn, **scope, status=status, order_id=order_id, flagged=flagged, after=after,
+                          limit=limit + 1)
         nxt = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
         return {"items": [row_view(r, who, uow.now) for r in rows[:limit]], "next_cursor": nxt}
 
@@ -317,11 +257,7 @@ def events(ctx: Context, who: Principal, complaint_id: str, *, cursor: str | Non
 
     def q(uow: UnitOfWork) -> dict[str, Any]:
         load_visible(uow, who, complaint_id)
-        e = t.complaint_events.c
-        stmt = select(t.complaint_events).where(e.complaint_id == complaint_id)
-        if after is not None:
-            stmt = stmt.where(e.id > after)
-        rows = uow.conn.execute(stmt.order_by(e.id).limit(limit + 1)).all()
+        rows = store.event_rows(uow.conn, complaint_id, after=after, limit=limit + 1)
         nxt = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
         return {"items": [{"id": r.id, "complaint_id": r.complaint_id, "kind": r.kind, "actor": r.actor,
                            "at": r.at.isoformat(), "rules": list(r.rules), "data": r.data} for r in rows[:limit]],
