@@ -184,6 +184,8 @@ def set_up(url: str) -> dict[str, str]:
     with httpx.Client(base_url=url, headers=headers, timeout=30) as c:
         r = c.post("/v1/merchants", json={"id": "mA", "name": "Bench shop", "return_address": "1 Return Rd"})
         assert r.status_code == 201, r.text
+        r = c.put("/v1/categories/apparel", json={"name": "Apparel", "no_reason_return": True})  # E4: orders name it
+        assert r.status_code in (200, 201), r.text
         keys = {}
         for who, subject in (("merchant", "mA"), ("buyer", "bX")):
             r = c.post("/v1/api-keys", json={"role": who, "subject_id": subject})

@@ -7,7 +7,7 @@ For each database (a fresh SQLite file; a fresh schema of the local PostgreSQL, 
 * a CSV of ``--orders`` orders is generated once (1–3 item lines each, about a fifth of them group orders in
   groups of 2–3 whose members pay within a few hours of each other — a few groups stay pending —, five merchants,
   paid over the last 30 days in time order);
-* the database is migrated and the merchants created, then the real command runs in a subprocess
+* the database is migrated and the merchants and categories created, then the real command runs in a subprocess
   (``.venv/bin/aftersales import orders FILE``, the database given by ``AFTERSALES_DATABASE_URL`` /
   ``AFTERSALES_DATABASE_SCHEMA``, as an operator would); we time it from start to exit and read its peak RSS
   (``wait4``); the rows written are counted and the ledger checked (every payment transaction balanced);
@@ -41,7 +41,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from aftersales.domain import policy as policy_mod  # noqa: E402
 from aftersales.importer import CSV_COLUMNS, SQLITE_CACHE_KIB  # noqa: E402
-from aftersales.service.context import Clock, Context  # noqa: E402
+from aftersales.service import setup  # noqa: E402
+from aftersales.service.context import PLATFORM, Clock, Context  # noqa: E402
 from aftersales.store import tables as t  # noqa: E402
 from aftersales.store.db import make_engine  # noqa: E402
 from aftersales.store.migrate import upgrade  # noqa: E402
@@ -133,6 +134,9 @@ def fresh(kind: str, tmp: Path, name: str) -> tuple[Any, dict[str, str], Any]:
     ctx = Context(engine, policy_mod.load(None), Clock(manual=False))
     for m in MERCHANTS:
         ensure_merchant(ctx, m, datetime.now(UTC) - timedelta(days=400))
+    for code in sorted({cat for cat, _, _ in CATALOGUE}):  # E4: the import refuses items of unknown categories
+        setup.put_category(ctx, PLATFORM, code=code, name=code.capitalize(), no_reason_return=True,
+                           statutory_exclusion=None, after_sales_days=None, warranty_days=None)
     return engine, env, cleanup
 
 

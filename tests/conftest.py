@@ -139,12 +139,15 @@ class Api:
 
 @pytest.fixture
 def api(database: Database, ctx: Context) -> Iterator[Api]:
-    """The API over a fresh database: merchants mA, mB; buyers bX, bY; keys for each and for the platform."""
+    """The API over a fresh database: merchants mA, mB; the category apparel; buyers bX, bY; keys for each and for
+    the platform."""
     app = create_app(database.settings(), ctx)
     with TestClient(app, raise_server_exceptions=False) as client:
         a = Api(client, {"platform": PLATFORM_KEY})
         for mid in ("mA", "mB"):
             assert a.post("/v1/merchants", {"id": mid, "name": f"Shop {mid}", "return_address": "1 Return Rd"}).status_code == 201
+        # E4: an order's categories must exist; "apparel" (plain terms) is the category of the tests' usual items.
+        assert a.put("/v1/categories/apparel", {"name": "Apparel", "no_reason_return": True}).status_code in (200, 201)
         a.key("merchant_a", "merchant", "mA")
         a.key("merchant_b", "merchant", "mB")
         a.key("buyer_x", "buyer", "bX")

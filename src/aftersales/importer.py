@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from aftersales import i18n
 from aftersales.api.schemas import OrderIn
 from aftersales.domain import ledger
+from aftersales.domain.catalog import require_known_category
 from aftersales.domain.errors import DomainError
 from aftersales.domain.events import Event
 from aftersales.domain.groups import Group, GroupStatus, open_group
@@ -43,7 +44,7 @@ from aftersales.domain.orders import Order, OrderItem, new_order
 from aftersales.service.context import Context, UnitOfWork
 from aftersales.store import ledger as ledger_store
 from aftersales.store import tables as t
-from aftersales.store.bulk import SQLITE_CACHE_KIB, ImportWriter, existing
+from aftersales.store.bulk import SQLITE_CACHE_KIB, ImportWriter, category_codes, existing
 from aftersales.store.codec import _field_names, encode
 from aftersales.store.repositories import Tracker
 
@@ -431,6 +432,8 @@ class _Builder:
         self.check_taken = check_taken
         self.merchants: set[str] = set()
         self.unknown_merchants: set[str] = set()
+        #: E4: the category codes created so far (read once, on the first chunk)
+        self.categories: frozenset[str] | None = None
         #: group id → the group (None: neither in the database nor opened, its first row was rejected)
         self.groups: dict[str, Group | None] = {}
         #: groups of the database (loaded, locked): their new members are the tracker's
@@ -456,6 +459,27 @@ class _Builder:
             with self.lock:
                 self.groups[gid] = self.uow.tracker.get_group(gid, lock=True)
             self.db_groups.add(gid)
+
+    def _known_categories(self) -> frozenset[str]:
+        if self.categories is None:
+            try:
+                self.categories = category_codes(self.side)
+            finally:
+                self.side.rollback()
+        return self.categories
+
+    def _unknown_categories(self, p: _Parsed, m: OrderIn | _FastOrder) -> list[Rejection]:
+        """E4: one rejection per item whose category was never created, at the item's line and field."""
+        known = self._known_categories()
+        out = []
+        items: list[Any] = list(m.items)
+        for n, i in enumerate(items):
+            try:
+                require_known_category(i.sku, i.category, known)
+            except DomainError as exc:
+                line = p.item_lines[n] if self.fmt == "csv" and n < len(p.item_lines) else p.line
+                out.append(Rejection(line, _field_of(("items", n, "category"), self.fmt), _domain_error(exc, self.tz)))
+        return out
 
     def _lookup(self, column: Any, ids: list[str]) -> set[str]:
         try:
@@ -486,6 +510,10 @@ class _Builder:
                 continue
             if m.paid_at > now:
                 rejections.append(Rejection(p.line, "paid_at", f"cannot be in the future (now is {now.isoformat()}) (T0)"))
+                continue
+            unknown = self._unknown_categories(p, m)
+            if unknown:
+                rejections += unknown
                 continue
             try:
                 order = new_order(id=m.id, merchant_id=m.merchant_id, buyer_id=m.buyer_id, paid_at=m.paid_at,

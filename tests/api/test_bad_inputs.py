@@ -75,6 +75,7 @@ JSON_CT = {"content-type": "application/json"}
 BAD: list[Bad] = [
     # --- amounts (T1): negative, zero, overflowing, floats, strings, booleans ---------------------------------
     Bad("negative shipping fee", "POST", "/v1/orders", order(shipping_fee_fen=-1)),
+    Bad("unknown category", "POST", "/v1/orders", order(items=[item(category="aparel")]), rule="E4"),
     Bad("zero unit price", "POST", "/v1/orders", order(items=[item(unit_price_fen=0)])),
     Bad("negative unit price", "POST", "/v1/orders", order(items=[item(unit_price_fen=-1999)])),
     Bad("unit price above 10**15", "POST", "/v1/orders", order(items=[item(unit_price_fen=MAX_FEN + 1)])),
@@ -271,7 +272,10 @@ BAD: list[Bad] = [
     Bad("complaint order of another shop", "POST", "/v1/complaints", complaint(merchant_id="mB"), who="buyer_x", rule="K2"),
     Bad("phone complaint by a buyer", "POST", "/v1/complaints", complaint(channel="phone"), who="buyer_x", status=403,
         rule="K1"),
-    Bad("phone complaint without the buyer", "POST", "/v1/complaints", complaint(channel="phone")),
+    Bad("phone complaint about a shop without the buyer", "POST", "/v1/complaints",
+        complaint(channel="phone", order_id=None, merchant_id="mA")),  # K1: with an order, its buyer is taken
+    Bad("phone complaint for another buyer than the order's", "POST", "/v1/complaints",
+        complaint(channel="phone", buyer_id="bY"), rule="K2"),
     Bad("complaint by a merchant", "POST", "/v1/complaints", complaint(), who="merchant_a", status=403),
     Bad("accept an unknown complaint", "POST", "/v1/complaints/cp_nowhere/accept", status=404),
     Bad("accept by the merchant", "POST", "/v1/complaints/{complaint}/accept", who="merchant_a", status=403),

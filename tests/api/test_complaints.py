@@ -124,7 +124,7 @@ def test_K1_phone_complaints_are_recorded_by_an_agent_and_buyers_file_the_rest(a
     delivered_order(api, "o1")
     problem(try_file(api, who="buyer_x", channel="phone", order_id="o1"), 403, "K1")
     problem(try_file(api, who="platform", channel="in_app_chat", order_id="o1", buyer_id="bX"), 403, "K1")
-    problem(try_file(api, who="platform", channel="phone", order_id="o1"), 422)  # which buyer?
+    problem(try_file(api, who="platform", channel="phone", merchant_id="mA"), 422)  # which buyer? (K1: no order names one)
     problem(try_file(api, who="merchant_a", order_id="o1"), 403)
     problem(try_file(api, who="anonymous", order_id="o1"), 401)
     problem(try_file(api, who="buyer_x", order_id="o1", buyer_id="bY"), 422)

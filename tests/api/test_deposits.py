@@ -6,9 +6,10 @@ transaction balances, no account but a merchant's debt is negative, refunded ≤
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
-from helpers import act, create_order, days, delivered_order, get_case, hours, open_case, problem
+from helpers import act, advance_to, create_order, days, delivered_order, get_case, hours, local, open_case, problem
 
 REQUIRED = 100_000  # policy deposit_required_fen
 
@@ -90,7 +91,9 @@ def test_D1_a_withdrawal_keeps_the_required_deposit_and_is_paid_after_the_hold(a
     assert (d["balance_fen"], d["pending_withdrawal_fen"], d["available_fen"]) == (REQUIRED + 30_000, 30_000, REQUIRED)
     # The pending request holds its amount: a second one finds nothing above the required deposit.
     problem(api.post("/v1/merchants/mA/deposit/withdrawals", {"amount_fen": 1}, who="merchant_a"), 422, "D1")
-    api.advance(days(90) - 1)
+    # T0: asked on local day 2026-03-01, the 90-day hold ends at the end of local day 2026-05-30.
+    assert datetime.fromisoformat(w["due_at"]) == local(2026, 5, 31)
+    advance_to(api, local(2026, 5, 31) - timedelta(seconds=1))
     assert deposit(api)["balance_fen"] == REQUIRED + 30_000
     api.advance(1)
     [done] = api.get("/v1/merchants/mA/deposit/withdrawals", who="merchant_a").json()["items"]
@@ -116,7 +119,7 @@ def test_D1_a_withdrawal_waits_while_a_case_opened_during_the_hold_is_open(api: 
     api.advance(days(89))
     create_order(api, "o1")
     case = open_case(api, "o1", "refund_only", "no_reason")
-    api.advance(days(1))
+    advance_to(api, local(2026, 5, 31))  # the hold's end (T0: the end of local day D+90)
     [w] = api.get("/v1/merchants/mA/deposit/withdrawals", who="merchant_a").json()["items"]
     assert w["status"] == "pending" and "open case" in w["reason"]
     assert deposit(api)["balance_fen"] == REQUIRED + 5_000
@@ -218,3 +221,20 @@ def test_M3_D1_return_shipping_beyond_the_shops_takings_is_covered_by_the_deposi
     assert ledger(api, "merchant:mA:sales")["balance_fen"] == 0
     assert deposit(api)["balance_fen"] == REQUIRED - 1500
     assert ledger(api, "buyer:bX:return_shipping", who="buyer_x")["balance_fen"] == 1500
+
+
+def test_D1_withdrawal_hold_counts_local_days(api: Any) -> None:
+    # Asked at 23:30 local time on 2026-03-02 (15:30 UTC): 90 × 24 h would end at 23:30 on 2026-05-31; T0 counts local
+    # days, so the hold runs to the end of local day 2026-05-31 — its last half hour included.
+    top_up(api, REQUIRED + 5_000)
+    advance_to(api, local(2026, 3, 2, 23, 30))
+    r = api.post("/v1/merchants/mA/deposit/withdrawals", {"amount_fen": 5_000}, who="merchant_a")
+    assert r.status_code == 201, r.text
+    assert datetime.fromisoformat(r.json()["due_at"]) == local(2026, 6, 1)
+    advance_to(api, local(2026, 5, 31, 23, 59))
+    [w] = api.get("/v1/merchants/mA/deposit/withdrawals", who="merchant_a").json()["items"]
+    assert w["status"] == "pending" and deposit(api)["balance_fen"] == REQUIRED + 5_000
+    advance_to(api, local(2026, 6, 1))
+    [w] = api.get("/v1/merchants/mA/deposit/withdrawals", who="merchant_a").json()["items"]
+    assert w["status"] == "completed" and datetime.fromisoformat(w["completed_at"]) == local(2026, 6, 1)
+    assert deposit(api)["balance_fen"] == REQUIRED

@@ -58,6 +58,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
     live = Live(base, client, {"platform": PLATFORM_KEY})
     for mid in ("mA", "mB"):
         live.call("POST", "/v1/merchants", {"id": mid, "name": f"Shop {mid}", "return_address": "1 Return Rd"}, status=201)
+    live.call("PUT", "/v1/categories/apparel", {"name": "Apparel", "no_reason_return": True}, status=201)  # E4
     for name, role, subject in (("merchant_a", "merchant", "mA"), ("merchant_b", "merchant", "mB"),
                                 ("buyer_x", "buyer", "bX"), ("buyer_y", "buyer", "bY")):
         live.keys[name] = live.call("POST", "/v1/api-keys", {"role": role, "subject_id": subject}, status=201)["key"]

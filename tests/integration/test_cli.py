@@ -148,6 +148,8 @@ def test_run_seeds_once_prints_the_same_working_keys_each_time_then_serves(env, 
 def test_import_orders_reports_the_rejected_line_and_exits_1_then_imports_a_good_file(env):
     assert invoke("migrate").exit_code == 0
     setup.create_merchant(context(), PLATFORM, id="mA", name="Shop A", return_address=None)
+    setup.put_category(context(), PLATFORM, code="apparel", name="Apparel", no_reason_return=True,
+                       statutory_exclusion=None, after_sales_days=None, warranty_days=None)  # E4: the rows' category
     header = ",".join(CSV_COLUMNS)
     row = "o{n},mA,bX,2026-03-01T01:00:00+00:00,500,,s1,Shirt,apparel,{qty},1999,,,,"
     bad = env / "bad.csv"

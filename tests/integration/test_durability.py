@@ -156,6 +156,7 @@ def test_acknowledged_writes_survive_sigkill(server: Server) -> None:
     keys = {"platform": PLATFORM_KEY}
     with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {PLATFORM_KEY}"}) as c:
         assert c.post("/v1/merchants", json={"id": "mA", "name": "Shop A", "return_address": "1 Return Rd"}).status_code == 201
+        assert c.put("/v1/categories/apparel", json={"name": "Apparel", "no_reason_return": True}).status_code in (200, 201)
         for who, role, subject in (("merchant", "merchant", "mA"), ("buyer", "buyer", "bX")):
             r = c.post("/v1/api-keys", json={"role": role, "subject_id": subject})
             assert r.status_code == 201, r.text

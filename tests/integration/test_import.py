@@ -24,12 +24,15 @@ PAID_AT = datetime.fromisoformat(PAID)
 def shops(ctx):
     for mid in ("mA", "mB"):
         setup.create_merchant(ctx, PLATFORM, id=mid, name=f"Shop {mid}", return_address="1 Return Rd")
+    # E4: the categories of the imported items must exist.
+    setup.put_category(ctx, PLATFORM, code="apparel", name="Apparel", no_reason_return=True, statutory_exclusion=None,
+                       after_sales_days=None, warranty_days=None)
     return ctx
 
 
 def csv_line(oid, sku="s1", *, merchant="mA", buyer="bX", paid=PAID, fee="500", insured="", qty="1", price="1999",
-             confirmed="", group="", size="", auto=""):
-    return ",".join([oid, merchant, buyer, paid, fee, insured, sku, f"Item {sku}", "apparel", qty, price, confirmed, group, size, auto])
+             confirmed="", group="", size="", auto="", category="apparel"):
+    return ",".join([oid, merchant, buyer, paid, fee, insured, sku, f"Item {sku}", category, qty, price, confirmed, group, size, auto])
 
 
 def write(tmp_path: Path, name: str, lines: list[str]) -> Path:
@@ -115,6 +118,33 @@ def test_one_bad_csv_row_imports_nothing_and_the_report_names_its_line_and_field
     assert count(ctx, t.orders) == count(ctx, t.groups) == count(ctx, t.events) == count(ctx, t.timers) == 0
 
 
+def test_E4_unknown_categories_are_rejected_at_their_line_and_field(shops, tmp_path):
+    ctx = shops
+    setup.put_category(ctx, PLATFORM, code="fresh", name="Fresh", no_reason_return=False, statutory_exclusion="perishable",
+                       after_sales_days=None, warranty_days=None)
+    path = write(tmp_path, "orders.csv", [
+        HEADER,
+        csv_line("o1", category="fresh"),
+        csv_line("o2", "s1"),
+        csv_line("o2", "s2", category="aparel"),  # line 4: a typo would drop the item's terms
+        csv_line("o3", category="frsh", qty="abc"),  # line 5: the general path (not a number) reports its own error
+        csv_line("o4", category="Fresh"),  # line 6: codes are exact
+    ])
+    report = import_orders(ctx, path)
+    assert not report.written and count(ctx, t.orders) == 0
+    assert [(r.line, r.field) for r in report.rejections] == [(4, "category"), (5, "quantity"), (6, "category")]
+    message = report.rejections[0].message
+    assert "aparel" in message and "apparel, fresh" in message and message.endswith("(E4)"), message
+    path = write(tmp_path, "orders.jsonl", [
+        order_json("j1"),
+        order_json("j2", items=[{"sku": "s1", "title": "A", "category": "apparel", "quantity": 1, "unit_price_fen": 100},
+                                {"sku": "s2", "title": "B", "category": "nope", "quantity": 1, "unit_price_fen": 100}]),
+    ])
+    report = import_orders(ctx, path)
+    assert [(r.line, r.field) for r in report.rejections] == [(2, "items[1].category")]
+    assert count(ctx, t.orders) == 0
+
+
 def test_one_bad_jsonl_line_imports_nothing(shops, tmp_path):
     ctx = shops
     path = write(tmp_path, "orders.jsonl", [
@@ -156,7 +186,7 @@ def test_rules_of_the_domain_and_references_are_checked_before_anything_is_writt
     path = write(tmp_path, "orders.jsonl", [
         order_json("j1", merchant_id="nobody"),                                    # unknown merchant
         order_json("j2", paid_at="2026-03-02T00:00:00+00:00"),                     # T0: after now
-        order_json("j3", items=[{"sku": "s1", "title": "A", "category": "c", "quantity": 1, "unit_price_fen": 100}] * 2),
+        order_json("j3", items=[{"sku": "s1", "title": "A", "category": "apparel", "quantity": 1, "unit_price_fen": 100}] * 2),
         order_json("j4", group={"id": "gX", "size": 2}),
         order_json("j5", merchant_id="mB", group={"id": "gX", "size": 2}),         # another merchant's group
         order_json("j6", paid_at="2026-02-25T00:00:00+00:00", group={"id": "gOld", "size": 2}),

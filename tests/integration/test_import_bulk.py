@@ -69,6 +69,8 @@ def prepare(ctx: Context) -> None:
     """The same starting point in both databases: two shops, a webhook subscription, a group opened through the API."""
     for mid in ("mA", "mB"):
         setup.create_merchant(ctx, PLATFORM, id=mid, name=f"Shop {mid}", return_address="1 Return Rd")
+    setup.put_category(ctx, PLATFORM, code="apparel", name="Apparel", no_reason_return=True, statutory_exclusion=None,
+                       after_sales_days=None, warranty_days=None)  # E4: the items' category exists
     with ctx.engine.begin() as conn:
         conn.execute(insert(t.webhook_subscriptions).values(id="wh_1", merchant_id=None, url="https://example.test/hook",
                                                             secret="whsec_x", event_types=[], active=True, created_at=PAID))
@@ -159,7 +161,7 @@ def test_an_id_already_stored_is_found_by_the_second_pass_and_reported_with_ever
     ctx = shops
     monkeypatch.setattr(importer, "CHUNK", 2)
     orders.create_order(ctx, PLATFORM, {"id": "o5", "merchant_id": "mA", "buyer_id": "bX", "paid_at": PAID, "shipping_fee_fen": 0,
-                                        "items": [{"sku": "s1", "title": "A", "category": "c", "quantity": 1, "unit_price_fen": 100}]})
+                                        "items": [{"sku": "s1", "title": "A", "category": "apparel", "quantity": 1, "unit_price_fen": 100}]})
     rows = [HEADER] + [line(f"o{i}") for i in range(1, 8)] + [line("o9", merchant="nobody")]
     path = tmp_path / "taken.csv"
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
@@ -174,6 +176,9 @@ def test_an_id_already_stored_is_found_by_the_second_pass_and_reported_with_ever
 def shops(ctx):
     for mid in ("mA", "mB"):
         setup.create_merchant(ctx, PLATFORM, id=mid, name=f"Shop {mid}", return_address="1 Return Rd")
+    # E4: the categories of the imported items must exist.
+    setup.put_category(ctx, PLATFORM, code="apparel", name="Apparel", no_reason_return=True, statutory_exclusion=None,
+                       after_sales_days=None, warranty_days=None)
     return ctx
 
 

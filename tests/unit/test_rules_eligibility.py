@@ -293,10 +293,10 @@ def test_E7_merchant_opens_on_the_buyers_behalf_only_with_consent() -> None:
     assert case.opened_by is Actor.MERCHANT
     opened = case_events(order, case.id)[0]
     assert opened.actor is Actor.MERCHANT and opened.data["opened_on_behalf"] is True and "E7" in opened.rules
-    # All later rules apply to it: the M1 wait, then an approval with M3's proposal.
-    assert case.status is CaseStatus.AWAITING_MERCHANT
-    act(order, case.id, Action.APPROVE, Actor.MERCHANT, DAY_20 + hours(1), pol)
+    # The merchant opened it with the buyer's consent: it starts approved (no M1 wait), with M3's proposal.
     assert case.status is CaseStatus.AWAITING_RETURN_SHIPMENT
+    approval = case_events(order, case.id)[1]
+    assert approval.kind == "approve" and approval.actor is Actor.MERCHANT and {"E7", "M1"} <= set(approval.rules)
 
 
 # --- E8 -------------------------------------------------------------------------------------------------
@@ -331,8 +331,8 @@ def test_E8_merchant_opened_cases_are_not_blocked() -> None:
     # ... and after them (E7).
     answer = options(order, DAY_20, actor=Actor.MERCHANT)
     assert all(o.allowed and o.rule == "E7" for o in answer.options)
-    case = new_case(order, CaseType.REFUND_ONLY, Reason.QUALITY_PROBLEM, DAY_20, actor=Actor.MERCHANT, buyer_consent=True)
-    assert case.opened_by is Actor.MERCHANT
+    case = new_case(order, CaseType.RETURN_REFUND, Reason.QUALITY_PROBLEM, DAY_20, actor=Actor.MERCHANT, buyer_consent=True)
+    assert case.opened_by is Actor.MERCHANT and case.status is CaseStatus.AWAITING_RETURN_SHIPMENT
     # The buyer has used every cancellation: this case cannot be cancelled by the buyer any more.
     before = snapshot(order)
     with pytest.raises(RuleViolation) as exc:

@@ -385,7 +385,7 @@ class Marketplace(RuleBasedStateMachine):
         if lines is not None:
             # index 3 names a sku the order does not have; quantity 0 or above the line's is invalid.
             items = {(order.items[n % len(order.items)].sku if n < 3 else "nope"): q for n, q in lines}
-        cancellations = order.buyer_cancellations
+        cancellations, status = order.buyer_cancellations, order.status
         case_id = self._id("c")
         ok, case = self.attempt(
             f"open {case_type}/{reason} on {order.id} as {actor}",
@@ -402,7 +402,10 @@ class Marketplace(RuleBasedStateMachine):
                 f"E8: the buyer opened {case.id} on {order.id} after {cancellations} cancellations")
         else:
             assert actor is Actor.MERCHANT and consent, "E7: only the merchant, with the buyer's consent, opens for the buyer"
-        assert order.status not in (OrderStatus.GROUP_PENDING, OrderStatus.CANCELLED), f"E1/E10: opened on a {order.status} order"
+        # (A merchant-opened refund of the whole order before delivery is refunded at once, E7: then it is cancelled.)
+        assert status not in (OrderStatus.GROUP_PENDING, OrderStatus.CANCELLED), f"E1/E10: opened on a {status} order"
+        if actor is Actor.MERCHANT:
+            assert case.status is not CaseStatus.AWAITING_MERCHANT, "E7: a merchant-opened case starts approved"
 
     def _case(self, i: int, j: int, anything: bool = False) -> tuple[Order, Case] | None:
         with_cases = [o for o in self.orders if o.cases]

@@ -31,7 +31,8 @@ class ComplaintIn(Strict):
     order_id: Id | None = None
     case_id: Id | None = None
     merchant_id: Id | None = None
-    #: K1: only with ``channel: phone``, recorded by a platform agent for this buyer.
+    #: K1: a platform agent recording a complaint for a buyer names it only when no order or case does (the buyer of
+    #: the order or case named is taken; a different one is refused, 422).
     buyer_id: Id | None = None
     channel: dc.Channel
     category: dc.Category

@@ -8,7 +8,8 @@ with actor, instant and rule ids, and set the next deadline.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -16,9 +17,9 @@ from typing import Any
 from .catalog import CaseType, Reason, is_merchant_responsibility
 from .errors import DomainError, InvalidInput, NotPermitted, RuleViolation, StateConflict
 from .events import Actor, Event
-from .messages import N_
+from .messages import N_, Msg
 from .money import require_fen, split_proportionally
-from .orders import Order, OrderStatus, Payer, Refund, RefundKind, RefundStatus
+from .orders import Order, Payer, Refund, RefundKind, RefundStatus
 from .policy import Policy
 from .timeutil import after_hours, window_end
 
@@ -379,15 +380,18 @@ def start_case(
     now: datetime,
     policy: Policy,
     rule: str,
+    exclusions: Mapping[str, Msg] | None = None,
 ) -> Case:
-    """Open a case once eligibility has allowed its type (see ``aftersales.domain.opening``)."""
+    """Open a case once eligibility has allowed its type (see ``aftersales.domain.opening``).
+
+    ``exclusions``: why each line excluded from no-reason returns is (E4), to name it when one is asked for (S4)."""
     if reason not in allowed_reasons:
         raise RuleViolation(
             "E4" if reason is Reason.NO_REASON else rule,
             N_("The reason {reason} is not accepted for {type} now; accepted reasons: {reasons}."),
             reason=str(reason), type=str(case_type), reasons=", ".join(allowed_reasons),
         )
-    before_delivery = order.status in (OrderStatus.AWAITING_SHIPMENT, OrderStatus.SHIPPED)
+    before_delivery = order.before_delivery
     whole = {i.sku: i.quantity for i in order.items}
     if items is None:
         chosen = {sku: whole[sku] for sku in eligible_skus}
@@ -400,6 +404,9 @@ def start_case(
                 raise InvalidInput("E10", N_("The order has no item {sku}."), sku=sku)
             if isinstance(qty, bool) or not isinstance(qty, int) or not 0 < qty <= whole[sku]:
                 raise InvalidInput("E10", N_("The quantity of {sku} must be between 1 and {max}."), sku=sku, max=whole[sku])
+            if reason is Reason.NO_REASON and exclusions and sku in exclusions:
+                raise RuleViolation("E4", N_("Item {sku} cannot be returned without a reason: {excluded}"),
+                                    sku=sku, excluded=exclusions[sku])
             if sku not in eligible_skus or (reason is Reason.NO_REASON and sku not in no_reason_skus):
                 raise RuleViolation(
                     "E4" if reason is Reason.NO_REASON else rule,
@@ -537,7 +544,7 @@ def _return_shipping_due(case: Case, order: Order) -> int:
 
 
 def _issue_refund(case: Case, order: Order, actor: Actor, now: datetime, rule: str, amount: int | None,
-                  *, payer: Payer = Payer.MERCHANT, with_shipping: bool = True) -> Refund:
+                  *, payer: Payer = Payer.MERCHANT, with_shipping: bool = True, kind: RefundKind = RefundKind.CASE) -> Refund:
     """F1 + E10: order the refund once, with a key derived from the case; the case waits for settlement."""
     values = case._goods_value(order)
     goods_total = sum(values.values())
@@ -551,7 +558,7 @@ def _issue_refund(case: Case, order: Order, actor: Actor, now: datetime, rule: s
     n = len(case.refunds(order)) + 1
     refund = order.issue_refund(
         key=f"case:{case.id}:refund:{n}",
-        kind=RefundKind.CASE,
+        kind=kind,
         payer=payer,
         rule=rule,
         now=now,
@@ -656,6 +663,45 @@ def fire(order: Order, case_id: str, action: Auto, stage: int, now: datetime, po
     _event(order, case, str(action), Actor.SYSTEM, timer.due_at, rules, before, due_at=timer.due_at.isoformat(), **data)
     _cause_first(order, mark)
     return True
+
+
+def approve_at_opening(order: Order, case_id: str, now: datetime, policy: Policy) -> Case:
+    """E7: a case the merchant opened on the buyer's behalf, with the buyer's consent, starts where the merchant's own
+    approval puts it (M1) — a refund_only is refunded, a return approved to the shop's return address (M3, M5), a
+    reship waits for the shipment (M7) — instead of waiting for the merchant's answer to itself. It is the merchant's
+    ``approve``, through the transition table, and its event cites E7 besides the approval's rules."""
+    mark = len(order.pending_events)
+    case = act(order, case_id, Action.APPROVE, Actor.MERCHANT, now, policy)
+    approval = order.pending_events[mark]  # the action's own event comes first (_cause_first)
+    assert approval.kind == str(Action.APPROVE) and approval.case_id == case_id
+    order.pending_events[mark] = replace(approval, rules=("E7", *approval.rules),
+                                         data={**approval.data, "at_opening": True})
+    return case
+
+
+def pay_complaint_refund(order: Order, case_id: str, amount_fen: int, now: datetime, *, complaint_id: str) -> Refund:
+    """K2: the refund remedy of an upheld complaint, paid through the case open on the order rather than beside it.
+
+    The platform pays it (P2, recovered from the deposit) within what E10 leaves on the case — its goods, and the
+    shipping fee only where the case includes it; more is refused, never reduced. The case moves to refund_pending
+    (a new stage: every pending automatic action of the old one is stale) and closes as refunded on settlement (F1).
+    """
+    case = order.case(case_id)
+    if case.status is CaseStatus.REFUND_PENDING or case.is_closed:
+        raise StateConflict("K2", N_("Case {case_id} is {status}: a refund remedy cannot be paid through it now."),
+                            case_id=case.id, status=str(case.status))
+    amount = require_fen(amount_fen, "amount_fen")
+    require_within(amount, case.max_refund_fen(order))
+    before = case.status
+    mark = len(order.pending_events)
+    case.offer = None
+    refund = _issue_refund(case, order, Actor.PLATFORM, now, "K2", amount, payer=Payer.PLATFORM, kind=RefundKind.COMPLAINT)
+    case.version += 1
+    order.version += 1
+    _event(order, case, "complaint_refund", Actor.PLATFORM, now, ("K2", "E10", "F1"), before,
+           complaint_id=complaint_id, refund_fen=amount)
+    _cause_first(order, mark)
+    return refund
 
 
 def _cause_first(order: Order, mark: int) -> None:

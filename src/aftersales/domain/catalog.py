@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
+
+from .errors import InvalidInput
+from .messages import N_
 
 
 class CaseType(StrEnum):
@@ -117,3 +121,21 @@ class Category:
 def default_category(code: str) -> Category:
     """The terms used for a category nobody has configured: returnable, policy windows."""
     return Category(code=code, name=code)
+
+
+#: E4: how many known category codes a refusal lists (sorted; the rest are counted).
+LISTED_CATEGORIES = 20
+
+
+def require_known_category(sku: str, code: str, known: Collection[str]) -> None:
+    """E4: an order item's category must have been created (``PUT /v1/categories/{code}``): an unknown code would
+    silently take the default terms and lose a statutory exclusion to a typo. The refusal lists the known codes."""
+    if code in known:
+        return
+    codes = sorted(known)
+    listed = ", ".join(codes[:LISTED_CATEGORIES])
+    if len(codes) > LISTED_CATEGORIES:
+        listed += f", … ({len(codes)} in all)"
+    raise InvalidInput("E4", N_("Item {sku} has the category {category}, which has not been created, so its terms "
+                                "(E4 exclusions, E5/E6 windows) are unknown; known categories: {known}."),
+                       sku=sku, category=code, known=listed or None)

@@ -22,10 +22,12 @@ from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
+from .cases import pay_complaint_refund, require_within
 from .errors import DomainError, InvalidInput, NotPermitted, RuleViolation, StateConflict
 from .events import Actor
 from .messages import N_
-from .money import require_fen
+from .money import require_fen, split_proportionally
+from .orders import Order, OrderStatus, Payer, Refund, RefundKind
 from .policy import Policy
 from .timeutil import after_hours, zone
 
@@ -452,3 +454,30 @@ def file_complaint(*, id: str, subject: Subject, channel: Channel, category: Cat
         "to_status": str(S.SUBMITTED), "channel": str(channel), "category": str(category),
         "accept_due_at": c.due_at.isoformat() if c.due_at else None}))
     return c
+
+
+def refund_remedy(order: Order, *, complaint_id: str, key: str, amount_fen: int, now: datetime) -> Refund:
+    """K2: the refund remedy of an upheld complaint is a refund under E10, paid by the platform (P2) and recovered
+    from the deposit.
+
+    With a case open on the order it is paid through that case (:func:`~aftersales.domain.cases.pay_complaint_refund`:
+    the case's E10 limit, and the case closes as refunded). Otherwise it is spread over what is left of the goods, and
+    of the shipping fee only before delivery (E2/E3) — a complaint is not a return of every item. Above what E10
+    allows it is refused, never reduced (T1)."""
+    amount = require_fen(amount_fen, "amount_fen")
+    if order.status is OrderStatus.GROUP_PENDING:
+        raise RuleViolation("E1", N_("The group has not formed yet: if it fails, the whole order is refunded "
+                                     "automatically (G4), so no refund can be granted on it now."))
+    case = order.open_case()
+    if case is not None:
+        return pay_complaint_refund(order, case.id, amount, now, complaint_id=complaint_id)
+    skus = [i.sku for i in order.items]
+    weights = [order.remaining_goods(s) for s in skus]
+    if order.before_delivery:
+        weights.append(order.remaining_shipping_fen)
+    require_within(amount, sum(weights))
+    shares = split_proportionally(amount, weights)
+    return order.issue_refund(key=key, kind=RefundKind.COMPLAINT, payer=Payer.PLATFORM,
+                              rule="K2", now=now, actor=Actor.PLATFORM,
+                              goods=dict(zip(skus, shares[:len(skus)], strict=True)),
+                              shipping_fen=sum(shares[len(skus):]))

@@ -5,7 +5,7 @@ Pure and fast: it is asked on every order page and before every case is opened (
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from functools import lru_cache
@@ -169,6 +169,26 @@ def _statutory_exclusion(title: str, exclusion: StatutoryExclusion) -> Msg:
 def _shop_exclusion(title: str) -> Msg:
     """E4: the shop excludes this product and the buyer confirmed it at purchase."""
     return Msg(N_("{title} is not returnable without a reason, as the shop stated and you confirmed at purchase."), {"title": title})
+
+
+#: S4: how many excluded lines an explanation names one by one (the rest are counted).
+NAMED_EXCLUSIONS = 5
+
+
+def exclusions_msg(exclusions: Sequence[Msg]) -> Msg:
+    """S4 + E4: one explanation naming each excluded line and its exclusion (statutory, with its label, or the shop's
+    own confirmed one); past :data:`NAMED_EXCLUSIONS` lines, the others are counted."""
+    if len(exclusions) > NAMED_EXCLUSIONS:
+        more = Msg(N_("{count} more items are excluded as well."), {"count": len(exclusions) - NAMED_EXCLUSIONS})
+        return _join_msgs([*exclusions[:NAMED_EXCLUSIONS], more])
+    return _join_msgs(list(exclusions))
+
+
+def _join_msgs(msgs: list[Msg]) -> Msg:
+    out = msgs[-1]
+    for msg in reversed(msgs[:-1]):
+        out = Msg(N_("{first} {then}"), {"first": msg, "then": out})
+    return out
 
 
 def _no(case_type: CaseType, rule: str, text: str, **params: object) -> Option:
@@ -356,14 +376,14 @@ def _delivered_options(
     in_window: list[_Terms] = []
     in_warranty: list[_Terms] = []
     in_no_reason: list[_Terms] = []
-    first_excluded: Msg | None = None  # the first line's E4 exclusion, whatever is left of it
+    excluded_lines: list[Msg] = []  # every line's E4 exclusion (S4: each is named), whatever is left of it
     window_end_at: datetime | None = None  # the latest E5 window end among the lines still in it
     window_goods = 0
     warranty_after_window = False
     for t in terms:
         item, exclusion, as_end, w_end = t
-        if exclusion is not None and first_excluded is None:
-            first_excluded = exclusion
+        if exclusion is not None:
+            excluded_lines.append(exclusion)
         left = remaining[item.sku]
         if left <= 0:
             continue
@@ -379,6 +399,7 @@ def _delivered_options(
         if in_no_reason_period and exclusion is None:
             in_no_reason.append(t)
 
+    first_excluded = exclusions_msg(excluded_lines) if excluded_lines else None
     if window_end_at is None and not in_warranty and not in_no_reason:
         if actor is _MERCHANT:
             return _merchant_on_behalf(terms, remaining)

@@ -155,6 +155,11 @@ class Order:
     def remaining_fen(self) -> int:
         return self.paid_fen - self.refunded_fen
 
+    @property
+    def before_delivery(self) -> bool:
+        """E2/E3: paid and not delivered yet (the group formed): the stage where E10 refunds the shipping fee."""
+        return self.status in (OrderStatus.AWAITING_SHIPMENT, OrderStatus.SHIPPED)
+
     def open_case(self) -> Case | None:
         """E9: the order's open case, if any."""
         for case in self.cases:

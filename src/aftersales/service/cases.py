@@ -74,6 +74,7 @@ def open_case(ctx: Context, who: Principal, data: dict[str, Any], *, lang: str) 
             refund_fen=data.get("refund_fen"), description=data.get("description"),
             buyer_consent=bool(data.get("buyer_consent")),
         )
+        settle_new_refunds(order, ctx.gateway, uow.now)  # E7: a merchant-opened refund_only is refunded at once
         return _case_dict(ctx, uow, who, order, case, lang)
 
     return run(ctx, cmd)

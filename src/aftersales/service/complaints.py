@@ -8,7 +8,8 @@ went nowhere nor learn of it. To the merchant an unaccepted complaint is exactly
 
 The complaint is stored as columns (no JSON state): every field is something a list filters on, the dispute record
 exports, or a person reads. Its events go to ``complaint_events``; its K2 limits are ``timers`` rows (subject
-``complaint``, stage = the complaint's stage) written in the same transaction as the status that starts them.
+``complaint``, stage = the complaint's stage) written in the same transaction as the status that starts them. Every
+query is in the repository ``aftersales.store.complaints``.
 """
 
 from __future__ import annotations
@@ -18,14 +19,12 @@ import time
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection
 
 from aftersales.domain import complaints as dc
-from aftersales.domain.events import Actor
 from aftersales.domain.policy import Policy
+from aftersales.store import complaints as store
 from aftersales.store import repositories as repo
-from aftersales.store import tables as t
-from aftersales.store.timers import arm_timers
 
 from .cases import decode_cursor, decode_id_cursor, encode_cursor
 from .context import Context, Principal, UnitOfWork, read, run
@@ -71,56 +70,6 @@ def channels(ctx: Context) -> dict[str, Any]:
     return read(ctx, q)
 
 
-# --- rows <-> aggregate -----------------------------------------------------------------------------------
-def _from_row(row: Any) -> dc.Complaint:
-    return dc.Complaint(
-        id=row.id, buyer_id=row.buyer_id, merchant_id=row.merchant_id, order_id=row.order_id, case_id=row.case_id,
-        channel=dc.Channel(row.channel), category=dc.Category(row.category), description=row.description,
-        filed_by=Actor(row.filed_by.split(":", 1)[0]), created_at=row.created_at, status=dc.ComplaintStatus(row.status),
-        stage=row.stage, version=row.version, due_at=row.due_at, accepted_at=row.accepted_at,
-        answered_at=row.answered_at, closed_at=row.closed_at, response=row.response,
-        outcome=dc.Outcome(row.outcome) if row.outcome else None, rationale=row.rationale,
-        remedies=[dc.Remedy(dc.RemedyType(r["type"]), int(r["amount_fen"])) for r in row.remedies],
-        flags=[dc.Flag(f["rule"], f["kind"], datetime.fromisoformat(f["at"])) for f in row.flags])
-
-
-def _values(c: dc.Complaint) -> dict[str, Any]:
-    return {"status": c.status.value, "outcome": c.outcome.value if c.outcome else None, "rationale": c.rationale,
-            "response": c.response, "remedies": [{"type": r.type.value, "amount_fen": r.amount_fen} for r in c.remedies],
-            "flags": [{"rule": f.rule, "kind": f.kind, "at": f.at.isoformat()} for f in c.flags],
-            "flagged": c.flagged, "stage": c.stage, "due_at": c.due_at, "accepted_at": c.accepted_at,
-            "answered_at": c.answered_at, "closed_at": c.closed_at, "version": c.version}
-
-
-def _save(conn: Connection, c: dc.Complaint, *, seen: int | None, stage_seen: int | None, filed_by: str = "") -> None:
-    """Write the complaint (optimistically: the version loaded must still be there), its events and its timer."""
-    if seen is None:
-        conn.execute(insert(t.complaints).values(
-            id=c.id, merchant_id=c.merchant_id, buyer_id=c.buyer_id, order_id=c.order_id, case_id=c.case_id,
-            channel=c.channel.value, category=c.category.value, description=c.description, filed_by=filed_by,
-            created_at=c.created_at, **_values(c)))
-    else:
-        res = conn.execute(update(t.complaints).where(t.complaints.c.id == c.id, t.complaints.c.version == seen)
-                           .values(**_values(c)))
-        if res.rowcount != 1:
-            raise repo.ConcurrentUpdate(c.id)
-    if c.pending_events:
-        conn.execute(insert(t.complaint_events), [
-            {"complaint_id": c.id, "kind": e.kind, "actor": e.actor.value, "at": e.at, "rules": list(e.rules),
-             "data": e.data} for e in c.pending_events])
-        c.pending_events.clear()
-    if c.stage != stage_seen:  # a new stage: its limit (older rows stay behind and are dropped as stale)
-        arm_timers(conn, [{"subject": "complaint", "subject_id": c.id, "order_id": None, "action": x.action,
-                           "stage": x.stage, "rule": x.rule, "due_at": x.due_at} for x in c.timers()])
-
-
-def _select(complaint_id: str, *, lock: bool, conn: Connection) -> Any:
-    stmt = select(t.complaints).where(t.complaints.c.id == complaint_id)
-    if lock and conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return conn.execute(stmt).first()
-
-
 def may_see(who: Principal, row: Any) -> bool:
     """T2 for complaints (see the module docstring)."""
     if who.role == "platform":
@@ -132,7 +81,7 @@ def may_see(who: Principal, row: Any) -> bool:
 
 def load_visible(uow: UnitOfWork, who: Principal, complaint_id: str, *, lock: bool = False) -> Any:
     """The complaint row if ``who`` may see it, else :class:`NotFound` (the same as an unknown id)."""
-    row = _select(complaint_id, lock=lock, conn=uow.conn)
+    row = store.get(uow.conn, complaint_id, lock=lock)
     if row is None or not may_see(who, row):
         raise NotFound("complaint", complaint_id)
     return row
@@ -140,9 +89,7 @@ def load_visible(uow: UnitOfWork, who: Principal, complaint_id: str, *, lock: bo
 
 def count_open(conn: Connection, merchant_id: str) -> int:
     """Complaints about the merchant not yet resolved or rejected (D1: a withdrawal needs none)."""
-    c = t.complaints.c
-    return int(conn.execute(select(func.count()).select_from(t.complaints)
-                            .where(c.merchant_id == merchant_id, c.status.in_(OPEN))).scalar_one())
+    return store.count_in(conn, merchant_id, OPEN)
 
 
 # --- views ------------------------------------------------------------------------------------------------
@@ -170,14 +117,17 @@ def view(c: dc.Complaint, who: Principal, now: datetime, filed_by: str, policy: 
 
 def row_view(row: Any, who: Principal, now: datetime, policy: Policy) -> dict[str, Any]:
     """The API view of a ``complaints`` row as ``who`` sees it (the dispute record uses it too)."""
-    return view(_from_row(row), who, now, row.filed_by, policy)
+    return view(store.from_row(row), who, now, row.filed_by, policy)
 
 
 
 
 # --- commands ---------------------------------------------------------------------------------------------
-def _subject(uow: UnitOfWork, who: Principal, data: dict[str, Any], buyer_id: str) -> dc.Subject:
-    """Look up what the complaint names; what ``who`` may not see is unknown (404)."""
+def _subject(uow: UnitOfWork, who: Principal, data: dict[str, Any], buyer_id: str | None) -> dc.Subject:
+    """Look up what the complaint names; what ``who`` may not see is unknown (404).
+
+    K1: an agent recording a complaint for a buyer names the buyer only when no order or case does (``buyer_id``
+    None: the named order's buyer); a buyer that contradicts the order's is refused by :meth:`dc.Subject.resolve`."""
     order_id, case_id, merchant_id = data.get("order_id"), data.get("case_id"), data.get("merchant_id")
     case_order_id = None
     if case_id is not None:
@@ -191,14 +141,18 @@ def _subject(uow: UnitOfWork, who: Principal, data: dict[str, Any], buyer_id: st
         raise NotFound("order", lookup)
     if merchant_id is not None and order is None and repo.merchant(uow.conn, merchant_id) is None:
         raise NotFound("merchant", merchant_id)
+    if buyer_id is None:
+        if order is None:
+            raise Invalid("buyer_id: a complaint an agent records about a shop, with no order or case, names the buyer")
+        buyer_id = order.buyer_id
     return dc.Subject(buyer_id=buyer_id, merchant_id=merchant_id, order_id=order_id,
                       order_merchant_id=order.merchant_id if order else None,
                       order_buyer_id=order.buyer_id if order else None, case_id=case_id, case_order_id=case_order_id)
 
 
 def file(ctx: Context, who: Principal, data: dict[str, Any]) -> dict[str, Any]:
-    """K1/K2: a buyer files through the chat, the order button or WeChat; an agent records a phone complaint for a
-    buyer (``buyer_id``) during the phone hours."""
+    """K1/K2: a buyer files through the chat, the order button or WeChat; an agent records a phone complaint during
+    the phone hours for the buyer of the order or case it names (or for ``buyer_id`` when it names neither)."""
     who.require("buyer", "platform")
     channel = dc.Channel(data["channel"])
 
@@ -209,14 +163,11 @@ def file(ctx: Context, who: Principal, data: dict[str, Any]) -> dict[str, Any]:
                 raise Invalid("buyer_id is only for a phone complaint an agent records for a buyer")
             buyer_id = who.subject_id
         else:
-            buyer_id = data.get("buyer_id")
-            if not buyer_id:
-                raise Invalid("buyer_id: an agent recording a phone complaint names the buyer")
-        assert buyer_id is not None
+            buyer_id = data.get("buyer_id") or None
         c = dc.file_complaint(id=new_complaint_id(), subject=_subject(uow, who, data, buyer_id), channel=channel,
                               category=dc.Category(data["category"]), description=data["description"],
                               actor=who.actor, now=uow.now, policy=ctx.policy)
-        _save(uow.conn, c, seen=None, stage_seen=None, filed_by=who.key)
+        store.save(uow.conn, c, seen=None, stage_seen=None, filed_by=who.key)
         return view(c, who, uow.now, who.key, ctx.policy)
 
     return run(ctx, cmd)
@@ -232,7 +183,7 @@ def act(ctx: Context, who: Principal, complaint_id: str, verb: str, params: dict
         row = load_visible(uow, who, complaint_id, lock=True)
         if if_match is not None and if_match != row.version:
             raise Conflict(f"the complaint is at version {row.version}, not {if_match} (If-Match): reload it and try again")
-        c = _from_row(row)
+        c = store.from_row(row)
         if v is dc.Verb.ACCEPT:
             c.accept(who.actor, uow.now, ctx.policy)
         elif v is dc.Verb.REJECT:
@@ -244,7 +195,7 @@ def act(ctx: Context, who: Principal, complaint_id: str, verb: str, params: dict
             c.resolve(who.actor, uow.now, ctx.policy, outcome=dc.Outcome(params["outcome"]),
                       rationale=params["rationale"], remedies=remedies)
             _pay_remedies(ctx, uow, c)
-        _save(uow.conn, c, seen=row.version, stage_seen=row.stage)
+        store.save(uow.conn, c, seen=row.version, stage_seen=row.stage)
         return view(c, who, uow.now, row.filed_by, ctx.policy)
 
     return run(ctx, cmd)
@@ -261,13 +212,13 @@ def _pay_remedies(ctx: Context, uow: UnitOfWork, c: dc.Complaint) -> None:
 
 def apply_timer(ctx: Context, uow: UnitOfWork, row: Any, now: datetime) -> int:
     """The deadline worker: a K2 limit ran out — flag it on the complaint (1), or drop a stale row (0)."""
-    found = _select(row.subject_id, lock=True, conn=uow.conn)
+    found = store.get(uow.conn, row.subject_id, lock=True)
     if found is None:
         return 0
-    c = _from_row(found)
+    c = store.from_row(found)
     if not c.flag_overdue(row.action, row.stage, row.due_at):
         return 0
-    _save(uow.conn, c, seen=found.version, stage_seen=found.stage)
+    store.save(uow.conn, c, seen=found.version, stage_seen=found.stage)
     return 1
 
 
@@ -279,28 +230,23 @@ def get(ctx: Context, who: Principal, complaint_id: str) -> dict[str, Any]:
 def list_complaints(ctx: Context, who: Principal, *, status: str | None, merchant_id: str | None,
                     order_id: str | None, flagged: bool | None, cursor: str | None, limit: int) -> dict[str, Any]:
     """The complaints ``who`` may see, in filing order, filtered (``flagged``: with a missed K2 limit or not)."""
-    c = t.complaints.c
-    where: list[Any] = []
+    scope: dict[str, Any] = {}
     if who.role == "buyer":
-        where.append(c.buyer_id == who.subject_id)
+        scope["buyer_id"] = who.subject_id
     elif who.role == "merchant":
-        where += [c.merchant_id == who.subject_id, c.status.in_(MERCHANT_VISIBLE)]
+        scope.update(merchant_id=who.subject_id, statuses=MERCHANT_VISIBLE)
     elif who.role != "platform":
-        where.append(c.id.is_(None))
-    if status:
-        where.append(c.status == status)
+        scope["nobody"] = True
     if merchant_id:
-        where.append(c.merchant_id == merchant_id)
-    if order_id:
-        where.append(c.order_id == order_id)
-    if flagged is not None:
-        where.append(c.flagged == flagged)
+        if scope.get("merchant_id") not in (None, merchant_id):
+            scope["nobody"] = True  # a merchant asking for another shop's complaints: none
+        else:
+            scope["merchant_id"] = merchant_id
     after = decode_cursor(cursor)
-    if after is not None:
-        where.append(c.id > after)
 
     def q(uow: UnitOfWork) -> dict[str, Any]:
-        rows = uow.conn.execute(select(t.complaints).where(*where).order_by(c.id).limit(limit + 1)).all()
+        rows = store.rows(uow.conn, **scope, status=status, order_id=order_id, flagged=flagged, after=after,
+                          limit=limit + 1)
         nxt = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
         return {"items": [row_view(r, who, uow.now, ctx.policy) for r in rows[:limit]], "next_cursor": nxt}
 
@@ -312,11 +258,7 @@ def events(ctx: Context, who: Principal, complaint_id: str, *, cursor: str | Non
 
     def q(uow: UnitOfWork) -> dict[str, Any]:
         load_visible(uow, who, complaint_id)
-        e = t.complaint_events.c
-        stmt = select(t.complaint_events).where(e.complaint_id == complaint_id)
-        if after is not None:
-            stmt = stmt.where(e.id > after)
-        rows = uow.conn.execute(stmt.order_by(e.id).limit(limit + 1)).all()
+        rows = store.event_rows(uow.conn, complaint_id, after=after, limit=limit + 1)
         nxt = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
         return {"items": [{"id": r.id, "complaint_id": r.complaint_id, "kind": r.kind, "actor": r.actor,
                            "at": r.at.isoformat(), "rules": list(r.rules), "data": r.data} for r in rows[:limit]],

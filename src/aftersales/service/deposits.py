@@ -19,11 +19,12 @@ from typing import Any
 
 from aftersales.domain import deposits as d
 from aftersales.domain.cases import Action
+from aftersales.domain.complaints import refund_remedy
 from aftersales.domain.errors import RuleViolation
 from aftersales.domain.events import Actor
 from aftersales.domain.messages import N_
-from aftersales.domain.money import require_fen, split_proportionally
-from aftersales.domain.orders import Payer, RefundKind
+from aftersales.domain.money import require_fen
+from aftersales.domain.timeutil import window_end
 from aftersales.store import deposits as store
 from aftersales.store import ledger as ledger_store
 from aftersales.store import repositories as repo
@@ -113,7 +114,8 @@ def _withdrawal_view(row: Any, who: Principal) -> dict[str, Any]:
 
 
 def request_withdrawal(ctx: Context, who: Principal, merchant_id: str, amount_fen: int) -> dict[str, Any]:
-    """D1: ask to take money out of the deposit; it is paid ``deposit_withdrawal_hold_days`` later, if still allowed."""
+    """D1: ask to take money out of the deposit; it is paid at the end of the ``deposit_withdrawal_hold_days``-th
+    local day after the request (T0), if still allowed."""
     who.require("platform", "merchant")
     _visible(who, merchant_id)
 
@@ -123,7 +125,8 @@ def request_withdrawal(ctx: Context, who: Principal, merchant_id: str, amount_fe
         amount = d.check_withdrawal(amount_fen, state(uow, ctx, merchant_id), open_cases=cases,
                                     open_complaints=complaints, leaving=bool(row.closed))
         wid = _new_id("wd")
-        due = uow.now + timedelta(days=ctx.policy.deposit_withdrawal_hold_days)
+        # T0: a hold of N days after a request on local day D ends at the end of local day D+N (platform time zone).
+        due = window_end(uow.now, ctx.policy.deposit_withdrawal_hold_days, ctx.policy.timezone)
         values = {"id": wid, "merchant_id": merchant_id, "amount_fen": amount, "status": "pending", "reason": None,
                   "requested_by": who.key, "requested_at": uow.now, "due_at": due, "completed_at": None, "version": 1}
         added = store.add_withdrawal(uow.conn, values)
@@ -236,8 +239,10 @@ def complaint_remedy(ctx: Context, uow: UnitOfWork, *, complaint_id: str, mercha
                      order_id: str | None, kind: str, amount_fen: int, at: datetime, index: int = 0) -> None:
     """K2: move the money of one remedy of an upheld complaint, inside the resolving command's transaction.
 
-    * ``refund`` — paid back on the order at once by the platform (P2) and recovered from the deposit; it counts
-      against what is left to refund on the order (E10: an excessive amount is refused, never capped);
+    * ``refund`` — a refund under E10, paid back on the order at once by the platform (P2) and recovered from the
+      deposit: through the case open on the order if there is one (which closes as refunded), else beside it, with
+      the shipping fee only where E10 allows it (:func:`aftersales.domain.complaints.refund_remedy`); an excessive
+      amount is refused, never capped;
     * ``compensation`` — paid to the buyer beyond any refund, by the platform's fund, recovered from the deposit;
     * ``penalty`` — taken from the deposit (beyond it: the merchant's debt) for the platform."""
     amount = require_fen(amount_fen, "amount_fen")
@@ -248,14 +253,7 @@ def complaint_remedy(ctx: Context, uow: UnitOfWork, *, complaint_id: str, mercha
         order = uow.tracker.get_order(order_id, lock=True)
         if order is None:
             raise NotFound("order", order_id)
-        if amount > order.remaining_fen:
-            raise RuleViolation("E10", N_("A refund of {amount_fen} exceeds the {left_fen} left to refund on this order."),
-                                amount_fen=amount, left_fen=order.remaining_fen)
-        skus = [i.sku for i in order.items]
-        weights = [order.remaining_goods(s) for s in skus] + [order.remaining_shipping_fen]
-        shares = split_proportionally(amount, weights)
-        order.issue_refund(key=key, kind=RefundKind.COMPLAINT, payer=Payer.PLATFORM, rule="K2", now=at,
-                           actor=Actor.PLATFORM, goods=dict(zip(skus, shares[:-1], strict=True)), shipping_fen=shares[-1])
+        refund_remedy(order, complaint_id=complaint_id, key=key, amount_fen=amount, now=at)
         settle_new_refunds(order, ctx.gateway, at)
         return
     _merchant(uow, merchant_id, lock=True)

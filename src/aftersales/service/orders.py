@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from aftersales.domain.catalog import require_known_category
 from aftersales.domain.eligibility import Eligibility, evaluate
 from aftersales.domain.errors import InvalidInput
 from aftersales.domain.events import Actor
@@ -62,6 +63,9 @@ def create_order(ctx: Context, who: Principal, data: dict[str, Any]) -> dict[str
         g = data.get("group")
         items = [OrderItem(i["sku"], i["title"], i["category"], i["quantity"], i["unit_price_fen"], bool(i.get("exclusion_confirmed")))
                  for i in data["items"]]
+        known = repo.categories(uow.conn)
+        for item in items:
+            require_known_category(item.sku, item.category, known)
         paid_at: datetime = data["paid_at"]
         if paid_at > uow.now:
             raise InvalidInput("T0", N_("{field} cannot be in the future."), field="paid_at")

@@ -144,3 +144,8 @@ def existing(conn: Connection, column: Any, ids: list[str]) -> set[str]:
         chunk = ids[start:start + 500]
         found.update(conn.execute(select(column).where(column.in_(chunk))).scalars())
     return found
+
+
+def category_codes(conn: Connection) -> frozenset[str]:
+    """Every category created with PUT /v1/categories (E4: an order may name only these)."""
+    return frozenset(conn.execute(select(t.categories.c.code)).scalars())
