@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -34,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from aftersales import i18n
 from aftersales.api.schemas import OrderIn
 from aftersales.domain import ledger
-from aftersales.domain.catalog import require_known_category
+from aftersales.domain.catalog import Category, require_known_category
 from aftersales.domain.errors import DomainError
 from aftersales.domain.events import Event
 from aftersales.domain.groups import Group, GroupStatus, open_group
@@ -44,6 +45,7 @@ from aftersales.domain.orders import Order, OrderItem, new_order
 from aftersales.service.context import Context, UnitOfWork
 from aftersales.store import ledger as ledger_store
 from aftersales.store import tables as t
+from aftersales.store import terms as terms_store
 from aftersales.store.bulk import SQLITE_CACHE_KIB, ImportWriter, category_codes, existing
 from aftersales.store.codec import _field_names, encode
 from aftersales.store.repositories import Tracker
@@ -442,6 +444,14 @@ class _Builder:
         self.held: dict[str, list[Order]] = {}
         #: groups the file opened (G1)
         self.opened = 0
+        #: E4–E6/T0: every category's terms versions, to fix each order's terms as in force at its paid_at, and the
+        #: policy version in force (stored once, in the import's transaction)
+        try:
+            self.terms = terms_store.terms_book(side)
+        finally:
+            side.rollback()
+        with lock:
+            self.policy_version = terms_store.ensure_policy_version(uow.conn, ctx.policy, uow.now)
 
     def _known_merchants(self, ids: set[str]) -> None:
         unknown = sorted(ids - self.merchants - self.unknown_merchants)
@@ -520,7 +530,9 @@ class _Builder:
                                   shipping_fee_fen=m.shipping_fee_fen, return_shipping_insured=m.return_shipping_insured,
                                   items=[OrderItem(i.sku, i.title, i.category, i.quantity, i.unit_price_fen, i.exclusion_confirmed)
                                          for i in m.items],
-                                  group_id=m.group.id if m.group else None)
+                                  group_id=m.group.id if m.group else None,
+                                  terms=self.terms.for_items({i.category for i in m.items}, m.paid_at),
+                                  policy_version=self.policy_version)
             except DomainError as exc:
                 rejections.append(Rejection(p.line, str(exc.msg.params.get("field", "items")), _domain_error(exc, self.tz)))
                 continue
@@ -596,7 +608,7 @@ class _TrackerSink:
 
 _ORDER_FIELDS = ("id", "merchant_id", "buyer_id", "paid_at", "shipping_fee_fen", "items", "return_shipping_insured", "group_id",
                  "status", "shipped_at", "delivered_at", "carrier", "tracking_no", "cancelled_at", "buyer_cancellations",
-                 "refunds", "version")
+                 "refunds", "terms", "policy_version", "version")
 _ITEM_FIELDS = ("sku", "title", "category", "quantity", "unit_price_fen", "exclusion_confirmed")
 #: The state of a freshly paid order is encoded directly (the codec walks the type hints of every value); only while
 #: the dataclasses have exactly these fields — otherwise the codec does it (tests compare both on every kind of order).
@@ -614,7 +626,14 @@ def _order_state(order: Order) -> Any:
                        "unit_price_fen": i.unit_price_fen, "exclusion_confirmed": i.exclusion_confirmed} for i in order.items],
             "return_shipping_insured": order.return_shipping_insured, "group_id": order.group_id, "status": order.status.value,
             "shipped_at": None, "delivered_at": None, "carrier": None, "tracking_no": None, "cancelled_at": None,
-            "buyer_cancellations": 0, "refunds": [], "version": order.version}
+            "buyer_cancellations": 0, "refunds": [], "terms": {code: _terms_state(cat) for code, cat in order.terms.items()},
+            "policy_version": order.policy_version, "version": order.version}
+
+
+@cache
+def _terms_state(cat: Category) -> Any:
+    """``encode(cat)``, once per terms version (shared by every order of the file paid under it)."""
+    return encode(cat)
 
 
 _ORDER_COLS = ("id", "merchant_id", "buyer_id", "group_id", "status", "paid_fen", "refunded_fen", "paid_at", "version", "state")

@@ -79,6 +79,11 @@ class World:
         assert r.status_code == status, f"set-up step failed: {r.status_code} {r.text}"
         return dict(r.json())
 
+    def category(self) -> str:
+        code = self.uid("cat")
+        self.ok(self.api.put(f"/v1/categories/{code}", {"name": "Cat", "no_reason_return": True}), 201)
+        return code
+
     def order(self, *, state: str = "delivered", group: str | None = None) -> str:
         oid = self.uid("ordA")
         body: dict[str, Any] = {
@@ -264,6 +269,7 @@ MATRIX: dict[tuple[str, str], Op] = {
     ("PUT", "/v1/categories/{code}"): Op(PLATFORM_ONLY, lambda w, s: Call("PUT", f"/v1/categories/{w.uid('cat')}",
                                                                           {"name": "Cat", "no_reason_return": True}), True),
     ("GET", "/v1/categories"): Op(ANY_KEY, lambda w, s: Call("GET", "/v1/categories")),
+    ("GET", "/v1/categories/{code}/versions"): Op(ANY_KEY, lambda w, s: Call("GET", f"/v1/categories/{w.category()}/versions")),
     ("GET", "/v1/policy"): Op(ANY_KEY, lambda w, s: Call("GET", "/v1/policy")),
     # orders and groups
     ("POST", "/v1/orders"): Op(expect(403, platform=201, merchant_a=201, merchant_b=404), _new_order_call, True),

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Body, Path, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from aftersales.service import cases as case_service
-from aftersales.service import deadlines, orders, setup
+from aftersales.service import deadlines, orders, setup, terms
 from aftersales.service.context import read
 from aftersales.service.errors import NotFound
 
@@ -59,9 +59,16 @@ def list_categories(ctx: CtxDep, who: Who) -> Any:
     return setup.list_categories(ctx)
 
 
+@router.get("/v1/categories/{code}/versions", response_model=list[s.CategoryVersion], tags=["set-up"], responses=ERRORS)
+def category_versions(code: PathId, ctx: CtxDep, who: Who) -> Any:
+    """E4–E6: every version of the category's terms, oldest first; each order keeps the one in force when it was paid."""
+    return terms.category_versions(ctx, who, code)
+
+
 @router.get("/v1/policy", response_model=s.PolicyOut, tags=["set-up"], responses=ERRORS)
 def get_policy(ctx: CtxDep, who: Who) -> Any:
-    return ctx.policy.as_dict()
+    """The platform policy in force, with its version id and the instant it first took effect (T0)."""
+    return terms.policy_in_force(ctx, who)
 
 
 # --- orders and groups ------------------------------------------------------------------------------------

@@ -218,6 +218,20 @@ class Category(BaseModel):
     statutory_exclusion: str | None
     after_sales_days: int | None
     warranty_days: int | None
+    #: E4–E6: the number of the terms version in force (answer to PUT only).
+    version: int | None = None
+
+
+class CategoryVersion(BaseModel):
+    """One version of a category's terms: kept for ever; orders paid while it was in force are judged by it."""
+
+    code: str
+    version: int
+    no_reason_return: bool
+    statutory_exclusion: str | None
+    after_sales_days: int | None
+    warranty_days: int | None
+    effective_at: str
 
 
 class GroupOut(BaseModel):
@@ -300,6 +314,10 @@ class OptionOut(BaseModel):
 class OptionsOut(BaseModel):
     options: list[OptionOut]
     cancellations_left: int
+    #: T0: the platform policy version that judged the order (None for an order recorded before versions existed).
+    policy_version: str | None = None
+    #: E4–E6: per category of the order, the terms version in force when it was paid (None: never configured).
+    terms_versions: dict[str, int | None] = {}
 
 
 class DeadlineOut(BaseModel):
@@ -403,3 +421,6 @@ class ClockAdvanceOut(BaseModel):
 class PolicyOut(BaseModel):
     model_config = ConfigDict(extra="allow")
     timezone: str
+    #: T0: the id of the policy version in force (a hash of its parameters) and when it first took effect.
+    version: str | None = None
+    effective_at: str | None = None

@@ -108,6 +108,8 @@ class Category:
     ``no_reason_return=False`` is the shop's (or platform's) own exclusion: it binds the buyer only when the
     order item carries ``exclusion_confirmed`` (E4). A ``statutory_exclusion`` always binds.
     ``after_sales_days``/``warranty_days`` of ``None`` fall back to the policy.
+    ``version`` numbers the category's terms (1, 2, … each change of terms by the platform); an order keeps the
+    version in force when it was paid (E4–E6 terms fixed at purchase). ``None``: the category was never configured.
     """
 
     code: str
@@ -116,6 +118,12 @@ class Category:
     statutory_exclusion: StatutoryExclusion | None = None
     after_sales_days: int | None = None
     warranty_days: int | None = None
+    version: int | None = None
+
+    def same_terms(self, other: Category) -> bool:
+        """True when ``other`` grants the same E4–E6 terms (the name is not a term)."""
+        return (self.no_reason_return, self.statutory_exclusion, self.after_sales_days, self.warranty_days) == (
+            other.no_reason_return, other.statutory_exclusion, other.after_sales_days, other.warranty_days)
 
 
 def default_category(code: str) -> Category:

@@ -140,9 +140,10 @@ def _item_terms(order: Order, categories: Mapping[str, Category], policy: Policy
     """:func:`item_terms` as plain tuples; ``day`` is the local day of delivery (T0)."""
     tz = policy.timezone
     get = categories.get
+    fixed = order.terms.get  # E4–E6: the terms in force when the order was paid, never the category as it is now
     terms: list[_Terms] = []
     for item in order.items:
-        cat = get(item.category) or _default_category(item.category)
+        cat = fixed(item.category) or get(item.category) or _default_category(item.category)
         exclusion: Msg | None = None
         if cat.statutory_exclusion is not None:
             exclusion = _statutory_exclusion(item.title, cat.statutory_exclusion)

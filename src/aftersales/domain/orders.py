@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from .catalog import Category
 from .errors import DomainError, InvalidInput, NotPermitted, RuleViolation, StateConflict
 from .events import Actor, Event
 from .messages import N_
@@ -114,6 +115,13 @@ class Order:
     buyer_cancellations: int = 0
     refunds: list[Refund] = field(default_factory=list)
     cases: list[Case] = field(default_factory=list)
+    #: E4–E6 terms fixed at purchase: the terms (with their version) of each category of the order, as in force at
+    #: ``paid_at``. Eligibility reads these, never the category as it is now. Empty only for an order built outside
+    #: the service (unit tests), which then follows the categories it is given.
+    terms: dict[str, Category] = field(default_factory=dict)
+    #: The platform policy version (:func:`aftersales.domain.policy.version_id`) in force when the order was recorded;
+    #: its parameters judge the order's windows, deadlines and automatic actions for ever.
+    policy_version: str | None = None
     version: int = 1
     pending_events: list[Event] = field(default_factory=list)
 
@@ -370,6 +378,8 @@ def new_order(
     items: list[OrderItem],
     return_shipping_insured: bool = False,
     group_id: str | None = None,
+    terms: dict[str, Category] | None = None,
+    policy_version: str | None = None,
 ) -> Order:
     """Validate and create a paid order (T0, T1). Group orders start pending; the group decides (G1–G3)."""
     paid_at = require_aware(paid_at, "paid_at")
@@ -394,6 +404,8 @@ def new_order(
         return_shipping_insured=return_shipping_insured,
         group_id=group_id,
         status=OrderStatus.GROUP_PENDING if group_id else OrderStatus.AWAITING_SHIPMENT,
+        terms={i.category: terms[i.category] for i in items if i.category in terms} if terms else {},
+        policy_version=policy_version,
     )
     require_fen(order.paid_fen, "paid_fen")
     order.record("order_paid", Actor.BUYER, paid_at, ("G1",) if group_id else ("E2",), paid_fen=order.paid_fen)

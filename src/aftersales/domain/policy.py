@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from datetime import time
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -160,3 +163,18 @@ def load(path: str | Path | None = None) -> Policy:
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError([f"not valid TOML: {exc}"]) from exc
     return validate(raw)
+
+
+@lru_cache(maxsize=64)
+def version_id(policy: Policy) -> str:
+    """The id of a policy version: a hash of its parameters in canonical JSON (sorted keys, no spaces).
+
+    The same parameters always give the same id, whatever the file's comments, order or spelling of defaults; an order
+    records the id of the policy in force when it was paid, and its windows follow those parameters for ever."""
+    canonical = json.dumps(policy.as_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return "p-" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def from_parameters(raw: dict[str, Any]) -> Policy:
+    """A stored policy version's parameters (``as_dict`` form) back into a :class:`Policy`, checked like a file."""
+    return validate(dict(raw))

@@ -22,6 +22,7 @@ from .context import Context, Principal, UnitOfWork, read, run
 from .errors import Conflict, Invalid, NotFound
 from .orders import load_order
 from .payments import settle_new_refunds
+from .terms import order_policy
 
 PERSON_ACTIONS = frozenset(a.value for a in Action)
 
@@ -35,7 +36,7 @@ def _case_dict(ctx: Context, uow: UnitOfWork, who: Principal, order: Any, case: 
     view = views.case_view(case, order, case.refunded_fen(order), actor=who.actor, policy=ctx.policy, lang=lang,
                            tz=ctx.policy.timezone)
     # E8: every answer on a case (a cancellation above all) states how many cancellations the buyer has left.
-    view["cancellations_left"] = max(0, ctx.policy.max_buyer_cancellations - order.buyer_cancellations)
+    view["cancellations_left"] = max(0, order_policy(ctx, uow.conn, order).max_buyer_cancellations - order.buyer_cancellations)
     return view
 
 
@@ -70,7 +71,7 @@ def open_case(ctx: Context, who: Principal, data: dict[str, Any], *, lang: str) 
             raise Invalid("each sku may appear once in items")
         case = domain_open_case(
             order, case_id=new_case_id(), actor=who.actor, case_type=data["type"], reason=data["reason"], now=uow.now,
-            policy=ctx.policy, categories=repo.categories(uow.conn), group=group, items=items,
+            policy=order_policy(ctx, uow.conn, order), categories=repo.categories(uow.conn), group=group, items=items,
             refund_fen=data.get("refund_fen"), description=data.get("description"),
             buyer_consent=bool(data.get("buyer_consent")),
         )
@@ -90,11 +91,12 @@ def act(ctx: Context, who: Principal, case_id: str, action: str, params: dict[st
         order, case = _load_case(uow, who, case_id, lock=True)
         if if_match is not None and if_match != case.version:
             raise Conflict(f"the case is at version {case.version}, not {if_match} (If-Match): reload it and try again")
-        dcases.act(order, case_id, Action(action), who.actor, uow.now, ctx.policy, **params)
+        policy = order_policy(ctx, uow.conn, order)  # T0: the policy version the order was paid under
+        dcases.act(order, case_id, Action(action), who.actor, uow.now, policy, **params)
         if (action == Action.RULE and case.ruling is not None and case.ruling.outcome == "refund"
                 and _shop_closed(uow, order.merchant_id)):
             # P2: a closed shop will not pay the ruling — the platform pays it at once.
-            dcases.act(order, case_id, Action.ADVANCE_COMPENSATE, who.actor, uow.now, ctx.policy, reason="shop_closed")
+            dcases.act(order, case_id, Action.ADVANCE_COMPENSATE, who.actor, uow.now, policy, reason="shop_closed")
         settle_new_refunds(order, ctx.gateway, uow.now)
         return _case_dict(ctx, uow, who, order, case, lang)
 

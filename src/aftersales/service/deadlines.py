@@ -43,6 +43,7 @@ from .context import Context, Principal, UnitOfWork, _retryable, read, run
 from .errors import NotFound
 from .orders import group_orders
 from .payments import settle_new_refunds
+from .terms import order_policy
 
 BATCH = 200
 
@@ -68,13 +69,14 @@ def _apply_case(ctx: Context, uow: UnitOfWork, row: Any, now: datetime) -> int:
     if order is None:
         return 0
     case = order.case(row.subject_id)
+    policy = order_policy(ctx, uow.conn, order)  # T0: the policy version the order was paid under
     fired = 0
     while True:
         due = [d for d in case.timers() if d.due_at <= row.due_at and d.due_at <= now]
         if not due:
             return fired
         timer = min(due, key=lambda d: (d.due_at, d.action != dcases.Auto.REMIND_MERCHANT))
-        if not dcases.fire(order, case.id, timer.action, timer.stage, now, ctx.policy, due_at=timer.due_at):
+        if not dcases.fire(order, case.id, timer.action, timer.stage, now, policy, due_at=timer.due_at):
             return fired
         settle_new_refunds(order, ctx.gateway, timer.due_at)
         fired += 1

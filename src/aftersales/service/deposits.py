@@ -32,6 +32,7 @@ from aftersales.store import repositories as repo
 from .context import Context, Principal, UnitOfWork, read, run
 from .errors import Invalid, NotFound
 from .payments import settle_new_refunds
+from .terms import order_policy
 
 #: A withdrawal that falls due while a case or complaint is open waits this long before it is looked at again.
 RECHECK = timedelta(hours=24)
@@ -208,7 +209,8 @@ def advance_unpaid_rulings(ctx: Context, uow: UnitOfWork, merchant_id: str, reas
     for r in ids:
         order = uow.tracker.get_order(r.order_id)
         assert order is not None
-        dcases.act(order, r.id, Action.ADVANCE_COMPENSATE, Actor.PLATFORM, uow.now, ctx.policy, reason=reason)
+        dcases.act(order, r.id, Action.ADVANCE_COMPENSATE, Actor.PLATFORM, uow.now, order_policy(ctx, uow.conn, order),
+                   reason=reason)
         settle_new_refunds(order, ctx.gateway, uow.now)
     return len(ids)
 

@@ -15,7 +15,7 @@ from aftersales.domain.messages import N_
 from aftersales.domain.orders import Order, OrderItem, new_order
 from aftersales.store import repositories as repo
 
-from . import views
+from . import terms, views
 from .context import Context, Principal, UnitOfWork, read, run
 from .errors import Conflict, NotFound
 
@@ -69,10 +69,11 @@ def create_order(ctx: Context, who: Principal, data: dict[str, Any]) -> dict[str
         paid_at: datetime = data["paid_at"]
         if paid_at > uow.now:
             raise InvalidInput("T0", N_("{field} cannot be in the future."), field="paid_at")
+        fixed, policy_version = terms.stamp(ctx, uow.conn, uow.now, (i.category for i in items), paid_at)
         order = new_order(id=data["id"], merchant_id=data["merchant_id"], buyer_id=data["buyer_id"], paid_at=paid_at,
                           shipping_fee_fen=data["shipping_fee_fen"], items=items,
                           return_shipping_insured=bool(data.get("return_shipping_insured")),
-                          group_id=g["id"] if g else None)
+                          group_id=g["id"] if g else None, terms=fixed, policy_version=policy_version)
         group = None
         if g:
             group = uow.tracker.get_group(g["id"], lock=True)
@@ -168,13 +169,17 @@ def get_group(ctx: Context, who: Principal, group_id: str) -> dict[str, Any]:
 def eligibility(ctx: Context, uow: UnitOfWork, who: Principal, order: Order) -> Eligibility:
     group = uow.tracker.get_group(order.group_id) if order.group_id else None
     actor = who.actor if who.role != "platform" else Actor.BUYER
-    return evaluate(order, actor=actor, now=uow.now, policy=ctx.policy, categories=repo.categories(uow.conn), group=group)
+    return evaluate(order, actor=actor, now=uow.now, policy=terms.order_policy(ctx, uow.conn, order),
+                    categories=repo.categories(uow.conn), group=group)
 
 
 def options(ctx: Context, who: Principal, order_id: str, *, lang: str) -> dict[str, Any]:
-    """E1–E10: what may be opened on the order now, explained in ``lang``."""
+    """E1–E10: what may be opened on the order now, explained in ``lang``, with the versions of the law judging it."""
     def q(uow: UnitOfWork) -> dict[str, Any]:
         order = load_order(uow, who, order_id)
-        return views.eligibility_view(eligibility(ctx, uow, who, order), lang=lang, tz=ctx.policy.timezone)
+        view = views.eligibility_view(eligibility(ctx, uow, who, order), lang=lang, tz=ctx.policy.timezone)
+        view["policy_version"] = order.policy_version
+        view["terms_versions"] = terms.terms_versions(order)
+        return view
 
     return read(ctx, q)

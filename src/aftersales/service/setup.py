@@ -12,6 +12,7 @@ from aftersales.domain.ids import require_id
 from aftersales.store import credentials
 from aftersales.store import repositories as repo
 from aftersales.store import setup as store
+from aftersales.store import terms as terms_store
 
 from .context import Context, Principal, UnitOfWork, read, run
 from .errors import Conflict, Invalid, NotFound, Unauthorized
@@ -58,11 +59,13 @@ def put_category(ctx: Context, who: Principal, *, code: str, name: str, no_reaso
     values = {"name": name, "no_reason_return": no_reason_return, "statutory_exclusion": statutory_exclusion,
               "after_sales_days": after_sales_days, "warranty_days": warranty_days}
 
-    def cmd(uow: UnitOfWork) -> bool:
-        return store.put_category(uow.conn, code, values)
+    def cmd(uow: UnitOfWork) -> tuple[bool, int]:
+        created = store.put_category(uow.conn, code, values)
+        # E4–E6: a change of terms is a new version, effective now; orders already paid keep the version they had.
+        return created, terms_store.add_category_version(uow.conn, code, values, uow.now)
 
-    created = run(ctx, cmd)
-    return {"code": code, **values}, created
+    created, version = run(ctx, cmd)
+    return {"code": code, **values, "version": version}, created
 
 
 def list_categories(ctx: Context) -> list[dict[str, Any]]:

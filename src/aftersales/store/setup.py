@@ -16,7 +16,8 @@ def add_merchant(conn: Connection, *, id: str, name: str, return_address: str | 
 
 def put_category(conn: Connection, code: str, values: dict[str, Any]) -> bool:
     """Create or replace the category; True when it was created."""
-    exists = conn.execute(select(t.categories.c.code).where(t.categories.c.code == code)).first() is not None
+    # Locks the row (PostgreSQL): two changes of the same category's terms number their versions one after the other.
+    exists = conn.execute(select(t.categories.c.code).where(t.categories.c.code == code).with_for_update()).first() is not None
     if exists:
         conn.execute(update(t.categories).where(t.categories.c.code == code).values(**values))
     else:

@@ -56,6 +56,28 @@ categories = Table(
     Column("warranty_days", Integer),
 )
 
+#: E4–E6 terms fixed at purchase: every version of a category's terms, kept for ever (never updated); an order
+#: records the version in force when it was paid (migration 0017).
+category_versions = Table(
+    "category_versions", metadata,
+    Column("code", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("no_reason_return", Boolean, nullable=False),
+    Column("statutory_exclusion", String(32)),
+    Column("after_sales_days", Integer),
+    Column("warranty_days", Integer),
+    Column("effective_at", UtcDateTime, nullable=False),
+)
+
+#: The parameters of every platform policy version ever in force, by id (a hash of the parameters), so that an order
+#: keeps its policy's windows and deadlines when the service restarts with another policy file (migration 0017).
+policy_versions = Table(
+    "policy_versions", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("parameters", JSON, nullable=False),
+    Column("effective_at", UtcDateTime, nullable=False),
+)
+
 api_keys = Table(
     "api_keys", metadata,
     Column("id", String(32), primary_key=True),

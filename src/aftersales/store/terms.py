@@ -1,0 +1,122 @@
+"""Versions of the law an order is judged by: category terms (E4–E6) and platform policy versions (T0).
+
+A version row is inserted once and never updated. ``categories`` keeps the current terms (what the set-up API lists);
+``category_versions`` keeps every terms version with the instant it took effect; ``policy_versions`` the parameters of
+every policy version the service ran with.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from aftersales.domain.catalog import Category, StatutoryExclusion, default_category
+from aftersales.domain.policy import Policy, from_parameters, version_id
+
+from . import tables as t
+
+_V = t.category_versions
+
+
+def _category(code: str, name: str, r: Any) -> Category:
+    return Category(code, name, r.no_reason_return, StatutoryExclusion(r.statutory_exclusion) if r.statutory_exclusion else None,
+                    r.after_sales_days, r.warranty_days, r.version)
+
+
+def latest_version(conn: Connection, code: str) -> Any:
+    """The newest version row of ``code`` (None if it has none)."""
+    return conn.execute(select(_V).where(_V.c.code == code).order_by(_V.c.version.desc()).limit(1)).first()
+
+
+def add_category_version(conn: Connection, code: str, values: dict[str, Any], now: datetime) -> int:
+    """Record the terms of ``values`` as a new version of ``code`` when they differ from its newest; its number."""
+    last = latest_version(conn, code)
+    new = Category(code, "", values["no_reason_return"],
+                   StatutoryExclusion(values["statutory_exclusion"]) if values["statutory_exclusion"] else None,
+                   values["after_sales_days"], values["warranty_days"])
+    if last is not None and _category(code, "", last).same_terms(new):
+        return int(last.version)
+    number = 1 if last is None else int(last.version) + 1
+    conn.execute(insert(_V).values(code=code, version=number, no_reason_return=values["no_reason_return"],
+                                   statutory_exclusion=values["statutory_exclusion"],
+                                   after_sales_days=values["after_sales_days"], warranty_days=values["warranty_days"],
+                                   effective_at=now))
+    return number
+
+
+def category_versions(conn: Connection, code: str) -> list[dict[str, Any]]:
+    """Every terms version of ``code``, oldest first."""
+    rows = conn.execute(select(_V).where(_V.c.code == code).order_by(_V.c.version)).all()
+    return [{"code": code, "version": r.version, "no_reason_return": r.no_reason_return,
+             "statutory_exclusion": r.statutory_exclusion, "after_sales_days": r.after_sales_days,
+             "warranty_days": r.warranty_days, "effective_at": r.effective_at} for r in rows]
+
+
+@dataclass
+class TermsBook:
+    """The terms versions of some categories, to find the one in force at an instant without a query per order."""
+
+    names: dict[str, str]
+    versions: dict[str, list[tuple[datetime, Category]]] = field(default_factory=dict)
+
+    def at(self, code: str, instant: datetime) -> Category:
+        """The terms of ``code`` in force at ``instant``: the newest version that took effect at or before it.
+
+        An instant before the category's first version takes the first version (the terms the platform first
+        recorded for it); a category never configured has the default terms (policy windows, returnable), version None.
+        """
+        versions = self.versions.get(code)
+        if not versions:
+            return default_category(code)
+        i = bisect.bisect_right([at for at, _ in versions], instant)
+        return versions[i - 1][1] if i else versions[0][1]
+
+    def for_items(self, codes: Iterable[str], instant: datetime) -> dict[str, Category]:
+        return {code: self.at(code, instant) for code in codes}
+
+
+def terms_book(conn: Connection, codes: Iterable[str] | None = None) -> TermsBook:
+    """Every version of the categories ``codes`` (all categories when None)."""
+    cats = select(t.categories.c.code, t.categories.c.name)
+    vers = select(_V).order_by(_V.c.code, _V.c.version)
+    if codes is not None:
+        wanted = sorted(set(codes))
+        cats = cats.where(t.categories.c.code.in_(wanted))
+        vers = vers.where(_V.c.code.in_(wanted))
+    names = {r.code: r.name for r in conn.execute(cats).all()}
+    book = TermsBook(names)
+    for r in conn.execute(vers).all():
+        book.versions.setdefault(r.code, []).append((r.effective_at, _category(r.code, names.get(r.code, r.code), r)))
+    return book
+
+
+# --- platform policy versions ------------------------------------------------------------------------------------
+def ensure_policy_version(conn: Connection, policy: Policy, now: datetime) -> str:
+    """Store ``policy``'s parameters under its version id, once (a concurrent insert of the same id is no error)."""
+    vid = version_id(policy)
+    values = {"id": vid, "parameters": policy.as_dict(), "effective_at": now}
+    if conn.dialect.name == "postgresql":
+        conn.execute(postgresql.insert(t.policy_versions).values(**values).on_conflict_do_nothing(index_elements=["id"]))
+    else:
+        conn.execute(sqlite.insert(t.policy_versions).values(**values).on_conflict_do_nothing(index_elements=["id"]))
+    return vid
+
+
+def policy_version_row(conn: Connection, vid: str) -> Any:
+    return conn.execute(select(t.policy_versions).where(t.policy_versions.c.id == vid)).first()
+
+
+def load_policy_version(conn: Connection, vid: str) -> Policy | None:
+    """The parameters stored for version ``vid`` (None if it was never stored)."""
+    row = policy_version_row(conn, vid)
+    return None if row is None else from_parameters(row.parameters)
+
+
+def policy_version_count(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(t.policy_versions)).scalar_one())
