@@ -1,0 +1,153 @@
+"""The merchant's workbench for a day of work: complaints about the shop (K2), the deposit (D1), the search (S1)
+and the confirm step before money moves (F1, M8). Every state change goes through the service, read back by the API."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from test_merchant_pages import PNG, agent, case, order
+from webhelpers import csrf_of
+
+
+def complaint(api: Any, oid: str, *, accept: bool = True) -> str:
+    r = api.post("/v1/complaints", {"order_id": oid, "channel": "in_app_chat", "category": "unfair_refusal",
+                                    "description": "The shop refused <b>without</b> looking."}, who="buyer_x")
+    assert r.status_code == 201, r.text
+    cpid = str(r.json()["id"])
+    if accept:
+        assert api.post(f"/v1/complaints/{cpid}/accept", {}).status_code == 200
+    return cpid
+
+
+# --- K2: complaints about the shop -------------------------------------------------------------------------------
+def test_K2_the_inbox_lists_accepted_complaints_nearest_limit_first_with_the_nav_count(api: Any) -> None:
+    order(api, "o1")
+    order(api, "o2")
+    order(api, "o3")
+    first = complaint(api, "o1")
+    api.advance(3600)
+    second = complaint(api, "o2")
+    hidden = complaint(api, "o3", accept=False)  # not accepted: the shop does not see it (T2)
+    web = agent(api)
+    page = web.get("/app/shop/complaints")
+    assert page.status_code == 200
+    ids = re.findall(r'class="complaint-link" href="/app/shop/complaints/([^"]+)"', page.text)
+    assert ids == [first, second]
+    assert hidden not in page.text
+    due = api.get(f"/v1/complaints/{first}").json()["deadline"]["due_at"]
+    assert f'data-countdown="{due}"' in page.text
+    # the nav on every merchant page counts what waits for the shop
+    queue = web.get("/app/queue").text
+    assert re.search(r'href="/app/shop/complaints"[^>]*>Complaints <span class="badge warn"[^>]*>2</span>', queue)
+    assert web.get(f"/app/shop/complaints/{hidden}").status_code == 404
+
+
+def test_K2_the_shop_answers_a_complaint_with_evidence_and_the_form_goes_away(api: Any) -> None:
+    order(api, "o1")
+    cpid = complaint(api, "o1")
+    web = agent(api)
+    page = web.get(f"/app/shop/complaints/{cpid}")
+    assert page.status_code == 200
+    assert "&lt;b&gt;without&lt;/b&gt;" in page.text  # the buyer's words are inert
+    assert f'action="/app/shop/complaints/{cpid}/respond"' in page.text
+    token = csrf_of(page.text)
+    r = web.post(f"/app/shop/complaints/{cpid}/evidence", data={"csrf_token": token, "note": "chat log"},
+                 files={"file": ("chat.png", PNG, "image/png")}, follow_redirects=False)
+    assert r.status_code == 303
+    r = web.post(f"/app/shop/complaints/{cpid}/respond", data={"csrf_token": token, "answer": "  "}, follow_redirects=False)
+    assert r.status_code == 422 and "Write something first." in r.text
+    assert api.get(f"/v1/complaints/{cpid}").json()["status"] == "accepted"
+    r = web.post(f"/app/shop/complaints/{cpid}/respond", data={"csrf_token": token, "answer": "We refunded it.",
+                                                               "version": "999"}, follow_redirects=False)
+    assert r.status_code == 409  # a stale page changes nothing
+    r = web.post(f"/app/shop/complaints/{cpid}/respond", data={"csrf_token": token, "answer": "We refunded it."},
+                 follow_redirects=False)
+    assert r.status_code == 303
+    c = api.get(f"/v1/complaints/{cpid}").json()
+    assert c["status"] == "answered" and c["response"] == "We refunded it."
+    ev = api.get(f"/v1/complaints/{cpid}/evidence").json()["items"]
+    assert [e["filename"] for e in ev] == ["chat.png"]
+    page = web.get(f"/app/shop/complaints/{cpid}").text
+    assert f'action="/app/shop/complaints/{cpid}/respond"' not in page  # answered: nothing left for the shop
+    assert "Nothing for the shop to do on this complaint right now." in page
+    download = web.get(f"/app/shop/complaints/{cpid}/evidence/{ev[0]['id']}")
+    assert download.status_code == 200 and download.content == PNG
+    # answering twice is refused by the complaint's rules, not by the page
+    r = web.post(f"/app/shop/complaints/{cpid}/respond", data={"csrf_token": token, "answer": "Again"}, follow_redirects=False)
+    assert r.status_code == 409 and "[K2]" in r.text
+    assert not re.search(r'href="/app/shop/complaints"[^>]*>Complaints <span', page)
+
+
+def test_K2_T2_another_shops_complaint_is_not_found_and_posts_need_csrf(api: Any) -> None:
+    order(api, "o1")
+    cpid = complaint(api, "o1")
+    other = agent(api, "bob", merchant="mB")
+    assert other.get(f"/app/shop/complaints/{cpid}").status_code == 404
+    page = other.get("/app/shop/complaints").text
+    assert cpid not in page
+    r = other.post(f"/app/shop/complaints/{cpid}/respond", data={"csrf_token": csrf_of(page), "answer": "x"},
+                   follow_redirects=False)
+    assert r.status_code == 404
+    web = agent(api)
+    r = web.post(f"/app/shop/complaints/{cpid}/respond", data={"answer": "x"}, follow_redirects=False)
+    assert r.status_code == 403
+    assert api.get(f"/v1/complaints/{cpid}").json()["status"] == "accepted"
+
+
+# --- D1: the deposit ----------------------------------------------------------------------------------------------
+def test_D1_a_restricted_shop_sees_its_shortfall_on_the_deposit_page_and_a_banner_on_its_queue(api: Any) -> None:
+    web = agent(api)
+    page = web.get("/app/shop/deposit")
+    assert page.status_code == 200
+    assert "Restricted" in page.text and "1,000.00" in page.text  # required 100000 fen, nothing paid in
+    assert "cannot withdraw" in page.text
+    assert 'class="error restricted"' in web.get("/app/queue").text
+    r = web.post("/app/shop/deposit/withdrawals", data={"csrf_token": csrf_of(page.text), "amount": "10"},
+                 follow_redirects=False)
+    assert r.status_code == 422 and "[D1]" in r.text
+    assert api.get("/v1/merchants/mA/deposit/withdrawals", who="merchant_a").json()["items"] == []
+
+
+def test_D1_a_shop_in_good_standing_asks_to_withdraw_and_cancels(api: Any) -> None:
+    assert api.post("/v1/merchants/mA/deposit/top-ups", {"amount_fen": 150000}).status_code == 201
+    web = agent(api)
+    page = web.get("/app/shop/deposit")
+    assert "In good standing" in page.text and 'class="error restricted"' not in web.get("/app/queue").text
+    token = csrf_of(page.text)
+    r = web.post("/app/shop/deposit/withdrawals", data={"csrf_token": token, "amount": "abc"}, follow_redirects=False)
+    assert r.status_code == 422 and "Give the amount in yuan" in r.text
+    r = web.post("/app/shop/deposit/withdrawals", data={"csrf_token": token, "amount": "200.50"}, follow_redirects=False)
+    assert r.status_code == 303
+    items = api.get("/v1/merchants/mA/deposit/withdrawals", who="merchant_a").json()["items"]
+    assert [(w["amount_fen"], w["status"]) for w in items] == [(20050, "pending")]
+    page = web.get("/app/shop/deposit").text
+    assert "200.50" in page
+    r = web.post(f"/app/shop/deposit/withdrawals/{items[0]['id']}/cancel", data={"csrf_token": token},
+                 follow_redirects=False)
+    assert r.status_code == 303
+    assert api.get("/v1/merchants/mA/deposit/withdrawals", who="merchant_a").json()["items"][0]["status"] == "cancelled"
+
+
+def test_D1_T2_the_deposit_pages_are_the_signed_in_shops_only(api: Any) -> None:
+    assert api.post("/v1/merchants/mA/deposit/top-ups", {"amount_fen": 150000}).status_code == 201
+    api_wd = api.post("/v1/merchants/mA/deposit/withdrawals", {"amount_fen": 100}, who="merchant_a")
+    assert api_wd.status_code == 201, api_wd.text
+    other = agent(api, "bob", merchant="mB")
+    page = other.get("/app/shop/deposit").text
+    assert api_wd.json()["id"] not in page
+    r = other.post(f"/app/shop/deposit/withdrawals/{api_wd.json()['id']}/cancel", data={"csrf_token": csrf_of(page)},
+                   follow_redirects=False)
+    assert r.status_code == 404
+    assert api.get("/v1/merchants/mA/deposit/withdrawals", who="merchant_a").json()["items"][0]["status"] == "pending"
+
+
+def test_K2_a_case_link_on_the_complaint_page_points_at_the_case_desk(api: Any) -> None:
+    order(api, "o1")
+    c = case(api, "o1", "return_refund", "no_reason")
+    r = api.post("/v1/complaints", {"case_id": c["id"], "channel": "in_app_chat", "category": "after_sales_not_handled",
+                                    "description": "no answer"}, who="buyer_x")
+    assert r.status_code == 201, r.text
+    assert api.post(f"/v1/complaints/{r.json()['id']}/accept", {}).status_code == 200
+    web = agent(api)
+    assert f'href="/app/cases/{c["id"]}"' in web.get(f"/app/shop/complaints/{r.json()['id']}").text
