@@ -151,3 +151,52 @@ def test_K2_a_case_link_on_the_complaint_page_points_at_the_case_desk(api: Any) 
     assert api.post(f"/v1/complaints/{r.json()['id']}/accept", {}).status_code == 200
     web = agent(api)
     assert f'href="/app/cases/{c["id"]}"' in web.get(f"/app/shop/complaints/{r.json()['id']}").text
+
+
+# --- S1: needs my action, and the search -------------------------------------------------------------------------
+def search_ids(web: Any, q: str = "") -> list[str]:
+    page = web.get("/app/search", params={"q": q} if q else None)
+    assert page.status_code == 200, page.text
+    return re.findall(r'class="case-link" href="/app/cases/([^"]+)"', page.text)
+
+
+def test_S1_needs_my_action_lists_only_cases_whose_next_step_is_the_shops(api: Any) -> None:
+    order(api, "o1")
+    order(api, "o2")
+    waiting = case(api, "o1", "return_refund", "no_reason")
+    buyers_turn = case(api, "o2", "return_refund", "no_reason")
+    assert api.post(f"/v1/cases/{buyers_turn['id']}/approve", {}, who="merchant_a").status_code == 200
+    web = agent(api)
+    assert search_ids(web) == [waiting["id"]]  # the approved return waits for the buyer's parcel
+    page = web.get("/app/search").text
+    assert "Teapot o1" in page and "bX" in page  # buyer and product on the row
+
+
+def test_S1_search_finds_open_and_closed_cases_by_prefix_case_insensitively(api: Any) -> None:
+    order(api, "ord-100")
+    order(api, "ord-200", buyer="bY")
+    order(api, "zz-300", state="paid")
+    a = case(api, "ord-100", "return_refund", "no_reason")
+    b = case(api, "ord-200", "return_refund", "no_reason", buyer="buyer_y")
+    closed = case(api, "zz-300", "refund_only", "other")
+    assert api.post(f"/v1/cases/{closed['id']}/approve", {}, who="merchant_a").status_code == 200
+    assert get_status(api, closed["id"]) == "closed"
+    other_shop = "o-b"
+    order(api, other_shop, merchant="mB")
+    case(api, other_shop, "return_refund", "no_reason")
+    web = agent(api)
+    assert set(search_ids(web, "ORD-")) == {a["id"], b["id"]}  # order id prefix, any case
+    assert search_ids(web, "ord-2") == [b["id"]]
+    assert search_ids(web, "by") == [b["id"]]  # buyer id
+    assert search_ids(web, "zz") == [closed["id"]]  # a closed case is found too
+    assert search_ids(web, "teapot ord-1") == [a["id"]]  # the title's prefix
+    assert search_ids(web, "sford-100") == [a["id"]]  # the tracking number
+    assert search_ids(web, "S1") == [closed["id"], b["id"], a["id"]]  # the SKU, newest first
+    assert search_ids(web, "eapot") == []  # a prefix, not a substring
+    assert search_ids(web, "o-b") == []  # another shop's case is never found (T2)
+    assert search_ids(web, "%") == [] and search_ids(web, "_") == []  # LIKE wildcards are literal
+    assert search_ids(web, a["id"].upper()) == [a["id"]]
+
+
+def get_status(api: Any, cid: str) -> str:
+    return str(api.get(f"/v1/cases/{cid}").json()["status"])

@@ -21,7 +21,7 @@ from aftersales.domain.cases import Auto, CaseStatus
 from aftersales.domain.catalog import CaseType, Reason
 from aftersales.domain.errors import DomainError
 from aftersales.domain.messages import N_
-from aftersales.service import case_desk, deposits, evidence, messages
+from aftersales.service import case_desk, deposits, evidence, messages, shop_desk
 from aftersales.service import cases as case_service
 from aftersales.service import complaints as complaint_service
 from aftersales.service.errors import Invalid, NotFound, ServiceError
@@ -451,3 +451,20 @@ def shop_withdraw_cancel(request: Request, user: MerchantStaff,
     except (DomainError, ServiceError) as exc:
         return _deposit_page(request, user, status_code=exc.status, error=explain(request, exc))
     return see_other("/app/shop/deposit", flash=i18n.translate("Withdrawal request cancelled.", lang_of(request)))
+
+
+# --- S1: needs my action, and the search ----------------------------------------------------------------------------
+@router.get("/search", response_class=HTMLResponse)
+def search(request: Request, user: MerchantStaff, q: Annotated[str, Query(max_length=64)] = "") -> Response:
+    """Without ``q``: the cases whose next step is the shop's. With it: open and closed cases by order id, case id,
+    buyer id, SKU, title or tracking number (prefix, case-insensitive)."""
+    ctx, lang = ctx_of(request), lang_of(request)
+    term, error = q.strip(), None
+    try:
+        rows = (shop_desk.search(ctx, user.principal, term, lang=lang) if term
+                else shop_desk.needs_action(ctx, user.principal, lang=lang))
+    except (DomainError, ServiceError) as exc:
+        rows, error = [], explain(request, exc)
+    now = ctx.now()
+    return render(request, "merchant/search.html", status_code=422 if error else 200, error=error, q=term,
+                  rows=[{**c, "urgency": _urgency(c, now)} for c in rows], due_actions=DUE_ACTIONS)
