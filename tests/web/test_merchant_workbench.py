@@ -200,3 +200,50 @@ def test_S1_search_finds_open_and_closed_cases_by_prefix_case_insensitively(api:
 
 def get_status(api: Any, cid: str) -> str:
     return str(api.get(f"/v1/cases/{cid}").json()["status"])
+
+
+# --- F1, M8: a confirm step before money moves -------------------------------------------------------------------
+def confirm_form(html: str) -> dict[str, str]:
+    """The hidden fields of the confirmation page's form."""
+    form = re.search(r'<form method="post" action="[^"]+/act/[a-z_]+">(.*?)</form>', html, re.S)
+    assert form, "no confirmation form"
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form.group(1)))
+
+
+def test_F1_approving_a_refund_asks_for_confirmation_with_the_amount_before_refunding(api: Any) -> None:
+    from test_merchant_pages import post_action
+
+    order(api, "o1", state="paid")
+    c = case(api, "o1", "refund_only", "other")
+    web = agent(api)
+    first = post_action(web, c["id"], "approve")
+    assert first.status_code == 200 and "108.00" in first.text and "refunded" in first.text
+    assert api.get(f"/v1/cases/{c['id']}").json()["status"] == "awaiting_merchant"  # nothing moved yet
+    fields = confirm_form(first.text)
+    assert fields["confirmed"] == "1" and "version" in fields
+    r = web.post(f"/app/cases/{c['id']}/act/approve", data=fields, follow_redirects=False)
+    assert r.status_code == 303
+    assert api.get(f"/v1/cases/{c['id']}").json()["refunded_fen"] == 10800
+
+
+def test_M8_a_partial_refund_offer_states_the_offered_amount_before_it_is_made(api: Any) -> None:
+    from test_merchant_pages import post_action
+
+    order(api, "o1")
+    c = case(api, "o1", "return_refund", "quality_problem")
+    web = agent(api)
+    first = post_action(web, c["id"], "offer_partial_refund", refund_fen="30")
+    assert first.status_code == 200 and "30.00" in first.text and "keeps the goods" in first.text
+    assert api.get(f"/v1/cases/{c['id']}").json()["offer"] is None
+    fields = confirm_form(first.text)
+    assert fields["refund_fen"] == "30"
+    assert web.post(f"/app/cases/{c['id']}/act/offer_partial_refund", data=fields, follow_redirects=False).status_code == 303
+    assert api.get(f"/v1/cases/{c['id']}").json()["offer"]["refund_fen"] == 3000
+
+
+def test_M1_an_action_that_moves_no_money_needs_no_confirmation(api: Any) -> None:
+    from test_merchant_pages import post_action
+
+    order(api, "o1")
+    c = case(api, "o1", "return_refund", "no_reason")
+    assert post_action(agent(api), c["id"], "approve").status_code == 303  # a return starts: no money yet

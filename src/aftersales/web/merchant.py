@@ -123,7 +123,7 @@ def queue(request: Request, user: MerchantStaff,
     except (DomainError, ServiceError) as exc:  # a tampered cursor: show the first page's filters with the refusal
         page, error = {"items": [], "next_cursor": None}, explain(request, exc)
     counts = case_service.count_by_status(ctx, user.principal)
-    deposit = deposits.get_deposit(ctx, user.principal, user.principal.subject_id)  # D1: a restricted shop is told
+    deposit = deposits.get_deposit(ctx, user.principal, _shop(user))  # D1: a restricted shop is told
     rows = [{**c, "urgency": _urgency(c, now)} for c in page["items"]]
     active = {k: v for k, v in filters.items() if v}
     next_url = f"/app/queue?{urlencode({**active, 'cursor': page['next_cursor']})}" if page["next_cursor"] else None
@@ -183,6 +183,10 @@ async def case_action(request: Request, user: Staff, case_id: CaseId,
     try:
         version = _version(values.get("version"))
         params = _params(action, values)
+        if values.get("confirmed") != "1":
+            confirm = _confirmation(request, user, case_id, action, params, values)
+            if confirm is not None:
+                return confirm
         case_service.act(ctx_of(request), user.principal, case_id, action, params, if_match=version,
                          lang=lang_of(request))
     except NotFound as exc:
@@ -193,6 +197,40 @@ async def case_action(request: Request, user: Staff, case_id: CaseId,
     done = i18n.translate("Done: {action}.", lang_of(request)).format(
         action=i18n.translate(i18n.LABELS["action"].get(action, action), lang_of(request)))
     return see_other(f"/app/cases/{case_id}", flash=done)
+
+
+#: F1/M8: what happens once the shop confirms an action that moves money (the amount is stated with it).
+MONEY_NEXT = {
+    "approve": N_("The buyer is refunded {amount} now, and the case closes."),
+    "offer_partial_refund": N_("The buyer is offered {amount} and keeps the goods; if they accept, {amount} is refunded "
+                               "at once. If they decline or do not answer, the request goes on as before."),
+    "confirm_return": N_("You confirm the returned goods arrived as expected; the buyer is refunded {amount} now, "
+                         "and the case closes."),
+}
+
+
+def _moves_money(action: str, case: dict[str, Any]) -> bool:
+    """Which actions ask for a confirmation: approving a refund without return, a partial refund offer, and
+    confirming the receipt of a return that is refunded."""
+    if action == "approve":
+        return bool(case["type"] == CaseType.REFUND_ONLY.value)
+    if action == "confirm_return":
+        return bool(case["type"] == CaseType.RETURN_REFUND.value)
+    return action == "offer_partial_refund"
+
+
+def _confirmation(request: Request, user: Any, case_id: str, action: str, params: dict[str, Any],
+                  values: dict[str, str]) -> Response | None:
+    """The confirm step before money moves (None: the action does not move money, go on)."""
+    ctx, lang = ctx_of(request), lang_of(request)
+    desk = case_desk.case_page(ctx, user.principal, case_id, lang=lang)  # NotFound → 404 by the caller
+    c = desk["case"]
+    if action not in c["allowed_actions"] or not _moves_money(action, c):
+        return None  # not allowed: the service refuses it with its rule; no money: nothing to confirm
+    amount = params.get("refund_fen") if action == "offer_partial_refund" else c.get("refund_fen")
+    hidden = {k: v for k, v in values.items() if k not in ("csrf_token", "confirmed")}
+    return render(request, "merchant/confirm.html", c=c, action=action, amount=amount, hidden=hidden,
+                  next_text=MONEY_NEXT[action])
 
 
 @router.post("/cases/{case_id}/messages", dependencies=[Csrf])
@@ -408,10 +446,18 @@ def shop_complaint_evidence_file(request: Request, user: MerchantStaff, complain
     return evidence_response(meta, data)
 
 
+def _shop(user: Any) -> str:
+    """The signed-in merchant staff's shop (a merchant principal always names one)."""
+    merchant_id = user.principal.subject_id
+    if not merchant_id:
+        raise NotFound("merchant", "")
+    return str(merchant_id)
+
+
 # --- the deposit (D1) ---------------------------------------------------------------------------------------------
 def _deposit_page(request: Request, user: Any, *, status_code: int = 200, error: str | None = None,
                   form: dict[str, Any] | None = None) -> Response:
-    ctx, merchant_id = ctx_of(request), user.principal.subject_id
+    ctx, merchant_id = ctx_of(request), _shop(user)
     try:
         dep = deposits.get_deposit(ctx, user.principal, merchant_id)
         withdrawals = deposits.list_withdrawals(ctx, user.principal, merchant_id)["items"]
@@ -432,7 +478,7 @@ def shop_deposit(request: Request, user: MerchantStaff) -> Response:
 def shop_withdraw(request: Request, user: MerchantStaff, amount: Annotated[str, Form(max_length=20)] = "") -> Response:
     """D1: ask to withdraw; the deposit service refuses it while restricted or with a case or complaint open."""
     try:
-        deposits.request_withdrawal(ctx_of(request), user.principal, user.principal.subject_id, fen_of(amount))
+        deposits.request_withdrawal(ctx_of(request), user.principal, _shop(user), fen_of(amount))
     except NotFound as exc:
         return not_found_page(request, exc)
     except (DomainError, ServiceError) as exc:
@@ -445,7 +491,7 @@ def shop_withdraw_cancel(request: Request, user: MerchantStaff,
                          withdrawal_id: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]) -> Response:
     """D1: withdraw a pending request; nothing moves."""
     try:
-        deposits.cancel_withdrawal(ctx_of(request), user.principal, user.principal.subject_id, withdrawal_id)
+        deposits.cancel_withdrawal(ctx_of(request), user.principal, _shop(user), withdrawal_id)
     except NotFound as exc:
         return not_found_page(request, exc)
     except (DomainError, ServiceError) as exc:
