@@ -180,7 +180,7 @@ def test_F1_approving_a_refund_only_case_refunds_it(api: Any) -> None:
     c = case(api, "o1", "refund_only", "other")
     web = agent(api)
     assert "Who pays the return shipping?" not in web.get(f"/app/cases/{c['id']}").text
-    assert post_action(web, c["id"], "approve").status_code == 303
+    assert post_action(web, c["id"], "approve", confirmed="1").status_code == 303
     after = get_case(api, c["id"])
     assert after["status"] == "closed" and after["close_reason"] == "refunded" and after["refunded_fen"] == 10800
 
@@ -202,7 +202,7 @@ def test_M8_a_partial_refund_is_typed_in_yuan_and_kept_in_fen(api: Any) -> None:
     order(api, "o1")
     c = case(api, "o1", "return_refund", "quality_problem")
     web = agent(api)
-    assert post_action(web, c["id"], "offer_partial_refund", refund_fen="12.5").status_code == 303
+    assert post_action(web, c["id"], "offer_partial_refund", refund_fen="12.5", confirmed="1").status_code == 303
     assert get_case(api, c["id"])["offer"]["refund_fen"] == 1250
     order(api, "o2")
     c2 = case(api, "o2", "return_refund", "quality_problem")

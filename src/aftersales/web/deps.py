@@ -153,7 +153,13 @@ def helpers(request: Request) -> dict[str, Any]:
         token = user.csrf_token if user is not None else request.cookies.get(LOGIN_CSRF_COOKIE, "")
         return Markup('<input type="hidden" name="csrf_token" value="{}">').format(token)
 
-    return {"server_now": ctx_of(request).now().isoformat(), "_": _, "fen": fen, "when": when, "csrf_field": csrf_field,
+    def shop_complaints() -> int:
+        """K2: the complaints waiting for the signed-in shop's answer (the merchant's nav shows the count)."""
+        from aftersales.service import shop_desk
+
+        return shop_desk.complaints_awaiting(ctx_of(request), user.principal) if user is not None else 0
+
+    return {"server_now": ctx_of(request).now().isoformat(), "_": _, "shop_complaints": shop_complaints, "fen": fen, "when": when, "csrf_field": csrf_field,
             "user": user, "lang": lang, "langs": LANGS,
             "tz": tz, "request": request, "path": request.url.path, "quote": quote,
             "label": lambda kind, code: i18n.translate(i18n.LABELS[kind].get(code, code), lang) if code else "—"}

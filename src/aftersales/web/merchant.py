@@ -16,13 +16,14 @@ from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
 from aftersales import i18n
-from aftersales.api.downloads import evidence_store
+from aftersales.api.downloads import evidence_response, evidence_store
 from aftersales.domain.cases import Auto, CaseStatus
 from aftersales.domain.catalog import CaseType, Reason
 from aftersales.domain.errors import DomainError
 from aftersales.domain.messages import N_
-from aftersales.service import case_desk, evidence, messages
+from aftersales.service import case_desk, deposits, evidence, messages, shop_desk
 from aftersales.service import cases as case_service
+from aftersales.service import complaints as complaint_service
 from aftersales.service.errors import Invalid, NotFound, ServiceError
 
 from .app import evidence_file, not_found_page
@@ -122,6 +123,7 @@ def queue(request: Request, user: MerchantStaff,
     except (DomainError, ServiceError) as exc:  # a tampered cursor: show the first page's filters with the refusal
         page, error = {"items": [], "next_cursor": None}, explain(request, exc)
     counts = case_service.count_by_status(ctx, user.principal)
+    deposit = deposits.get_deposit(ctx, user.principal, _shop(user))  # D1: a restricted shop is told
     rows = [{**c, "urgency": _urgency(c, now)} for c in page["items"]]
     active = {k: v for k, v in filters.items() if v}
     next_url = f"/app/queue?{urlencode({**active, 'cursor': page['next_cursor']})}" if page["next_cursor"] else None
@@ -129,7 +131,7 @@ def queue(request: Request, user: MerchantStaff,
                   filters=filters, counts=counts, open_total=sum(n for s, n in counts.items() if s != "closed"),
                   statuses=_STATUSES, types=_TYPES, reasons=_REASONS, next_url=next_url,
                   first_url=f"/app/queue?{urlencode(active)}" if cursor else None,
-                  due_actions=DUE_ACTIONS, filtered=bool(active))
+                  due_actions=DUE_ACTIONS, filtered=bool(active), deposit=deposit)
 
 
 _STATUSES = tuple(s.value for s in CaseStatus)
@@ -181,6 +183,10 @@ async def case_action(request: Request, user: Staff, case_id: CaseId,
     try:
         version = _version(values.get("version"))
         params = _params(action, values)
+        if values.get("confirmed") != "1":
+            confirm = _confirmation(request, user, case_id, action, params, values)
+            if confirm is not None:
+                return confirm
         case_service.act(ctx_of(request), user.principal, case_id, action, params, if_match=version,
                          lang=lang_of(request))
     except NotFound as exc:
@@ -191,6 +197,40 @@ async def case_action(request: Request, user: Staff, case_id: CaseId,
     done = i18n.translate("Done: {action}.", lang_of(request)).format(
         action=i18n.translate(i18n.LABELS["action"].get(action, action), lang_of(request)))
     return see_other(f"/app/cases/{case_id}", flash=done)
+
+
+#: F1/M8: what happens once the shop confirms an action that moves money (the amount is stated with it).
+MONEY_NEXT = {
+    "approve": N_("The buyer is refunded {amount} now, and the case closes."),
+    "offer_partial_refund": N_("The buyer is offered {amount} and keeps the goods; if they accept, {amount} is refunded "
+                               "at once. If they decline or do not answer, the request goes on as before."),
+    "confirm_return": N_("You confirm the returned goods arrived as expected; the buyer is refunded {amount} now, "
+                         "and the case closes."),
+}
+
+
+def _moves_money(action: str, case: dict[str, Any]) -> bool:
+    """Which actions ask for a confirmation: approving a refund without return, a partial refund offer, and
+    confirming the receipt of a return that is refunded."""
+    if action == "approve":
+        return bool(case["type"] == CaseType.REFUND_ONLY.value)
+    if action == "confirm_return":
+        return bool(case["type"] == CaseType.RETURN_REFUND.value)
+    return action == "offer_partial_refund"
+
+
+def _confirmation(request: Request, user: Any, case_id: str, action: str, params: dict[str, Any],
+                  values: dict[str, str]) -> Response | None:
+    """The confirm step before money moves (None: the action does not move money, go on)."""
+    ctx, lang = ctx_of(request), lang_of(request)
+    desk = case_desk.case_page(ctx, user.principal, case_id, lang=lang)  # NotFound → 404 by the caller
+    c = desk["case"]
+    if action not in c["allowed_actions"] or not _moves_money(action, c):
+        return None  # not allowed: the service refuses it with its rule; no money: nothing to confirm
+    amount = params.get("refund_fen") if action == "offer_partial_refund" else c.get("refund_fen")
+    hidden = {k: v for k, v in values.items() if k not in ("csrf_token", "confirmed")}
+    return render(request, "merchant/confirm.html", c=c, action=action, amount=amount, hidden=hidden,
+                  next_text=MONEY_NEXT[action])
 
 
 @router.post("/cases/{case_id}/messages", dependencies=[Csrf])
@@ -281,3 +321,196 @@ def _params(action: str, values: dict[str, str]) -> dict[str, Any]:
             raise Invalid(f"{name}: at most {MAX_TEXT} characters")
         params[name] = fen_of(raw) if kind == "yuan" else raw
     return params
+
+
+# --- complaints about the shop (K2) -------------------------------------------------------------------------------
+ComplaintId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+#: The shop sees a complaint from its acceptance on; "accepted" is the one waiting for its answer.
+SHOP_COMPLAINT_STATUSES = ("accepted", "answered", "resolved")
+MAX_ANSWER = 2000
+
+
+def _complaint_labels() -> dict[str, Any]:
+    from . import platform as labels  # the platform console's labels of complaints: one wording for both sides
+
+    return {"statuses": labels.COMPLAINT_STATUS, "categories": labels.COMPLAINT_CATEGORY, "channels": labels.CHANNELS,
+            "actions": labels.COMPLAINT_ACTIONS, "due_labels": labels.COMPLAINT_DUE, "outcomes": labels.OUTCOMES,
+            "remedies": labels.REMEDIES}
+
+
+@router.get("/shop/complaints", response_class=HTMLResponse)
+def shop_complaints(request: Request, user: MerchantStaff,
+                    status: Annotated[str, Query(max_length=16)] = "",
+                    cursor: Annotated[str | None, Query(max_length=200)] = None) -> Response:
+    """K2: the complaints about the shop — those awaiting its answer first, nearest limit first; then the others."""
+    ctx = ctx_of(request)
+    status = status if status in SHOP_COMPLAINT_STATUSES[1:] else ""
+    error = None
+    waiting = complaint_service.list_complaints(ctx, user.principal, status="accepted", merchant_id=None, order_id=None,
+                                                flagged=None, cursor=None, limit=200)["items"]
+    waiting.sort(key=lambda c: ((c.get("deadline") or {}).get("due_at") or "~", c["id"]))
+    try:
+        others = complaint_service.list_complaints(ctx, user.principal, status=status or None, merchant_id=None,
+                                                   order_id=None, flagged=None, cursor=cursor, limit=PAGE_SIZE)
+    except (DomainError, ServiceError) as exc:
+        others, error = {"items": [], "next_cursor": None}, explain(request, exc)
+    rest = [c for c in others["items"] if c["status"] != "accepted"]
+    next_url = (f"/app/shop/complaints?{urlencode({**({'status': status} if status else {}), 'cursor': others['next_cursor']})}"
+                if others["next_cursor"] else None)
+    return render(request, "merchant/complaints.html", status_code=422 if error else 200, error=error,
+                  waiting=waiting, rest=rest, status=status, next_url=next_url, now=ctx.now().isoformat(),
+                  **_complaint_labels())
+
+
+def _shop_complaint(request: Request, user: Any, complaint_id: str, *, status_code: int = 200,
+                    error: str | None = None, form: dict[str, Any] | None = None) -> Response:
+    ctx = ctx_of(request)
+    try:
+        c = complaint_service.get(ctx, user.principal, complaint_id)
+        events = complaint_service.events(ctx, user.principal, complaint_id, cursor=None, limit=200)["items"]
+        notes = messages.list_messages(ctx, user.principal, "complaint", complaint_id, cursor=None, limit=200)["items"]
+        files = evidence.list_evidence(ctx, user.principal, "complaint", complaint_id, cursor=None, limit=100)["items"]
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    return render(request, "merchant/complaint.html", status_code=status_code, error=error, c=c, events=events,
+                  notes=notes, files=files, form=form or {}, rule_titles=RULE_TITLES, **_complaint_labels())
+
+
+@router.get("/shop/complaints/{complaint_id}", response_class=HTMLResponse)
+def shop_complaint(request: Request, user: MerchantStaff, complaint_id: ComplaintId) -> Response:
+    """K2: one complaint about the shop: what the buyer says, its limit, the messages and evidence, the answer form."""
+    return _shop_complaint(request, user, complaint_id)
+
+
+@router.post("/shop/complaints/{complaint_id}/respond", dependencies=[Csrf])
+def shop_complaint_respond(request: Request, user: MerchantStaff, complaint_id: ComplaintId,
+                           answer: Annotated[str, Form(max_length=4000)] = "",
+                           version: Annotated[str, Form(max_length=12)] = "") -> Response:
+    """K2: the shop's answer, through the complaint service (which refuses it when the complaint does not allow it)."""
+    try:
+        complaint_service.act(ctx_of(request), user.principal, complaint_id, "respond",
+                              {"answer": _text(answer, MAX_ANSWER)}, if_match=_version(version))
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except (DomainError, ServiceError) as exc:
+        return _shop_complaint(request, user, complaint_id, status_code=exc.status, error=explain(request, exc),
+                               form={"answer": answer})
+    return see_other(f"/app/shop/complaints/{complaint_id}",
+                     flash=i18n.translate("Your answer was sent to the platform.", lang_of(request)))
+
+
+@router.post("/shop/complaints/{complaint_id}/messages", dependencies=[Csrf])
+def shop_complaint_message(request: Request, user: MerchantStaff, complaint_id: ComplaintId,
+                           body: Annotated[str, Form(max_length=4000)] = "",
+                           internal: Annotated[str | None, Form(max_length=8)] = None) -> Response:
+    """A message on the complaint (the buyer and the platform read it), or an internal note of the shop."""
+    try:
+        messages.post(ctx_of(request), user.principal, "complaint", complaint_id, body=_text(body, 4000),
+                      internal=internal is not None)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except ServiceError as exc:
+        return _shop_complaint(request, user, complaint_id, status_code=exc.status, error=explain(request, exc),
+                               form={"body": body})
+    note = "Note saved." if internal is not None else "Message sent."
+    return see_other(f"/app/shop/complaints/{complaint_id}#messages", flash=i18n.translate(note, lang_of(request)))
+
+
+@router.post("/shop/complaints/{complaint_id}/evidence", dependencies=[Csrf])
+def shop_complaint_evidence(request: Request, user: MerchantStaff, complaint_id: ComplaintId,
+                            file: Annotated[UploadFile, File()],
+                            note: Annotated[str, Form(max_length=MAX_TEXT)] = "") -> Response:
+    """K2/D3: the shop's evidence (order, screenshots, chat) attached to the complaint, recognised by its content."""
+    limit = settings_of(request).max_evidence_bytes
+    try:
+        evidence.attach(ctx_of(request), evidence_store(request), user.principal, "complaint", complaint_id,
+                        data=file.file.read(limit + 1), filename=file.filename, note=note.strip() or None,
+                        max_bytes=limit)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except ServiceError as exc:
+        return _shop_complaint(request, user, complaint_id, status_code=exc.status, error=explain(request, exc))
+    return see_other(f"/app/shop/complaints/{complaint_id}#evidence",
+                     flash=i18n.translate("Evidence attached.", lang_of(request)))
+
+
+@router.get("/shop/complaints/{complaint_id}/evidence/{evidence_id}")
+def shop_complaint_evidence_file(request: Request, user: MerchantStaff, complaint_id: ComplaintId,
+                                 evidence_id: Annotated[str, Path(max_length=40, pattern=r"^[A-Za-z0-9_.:-]+$")]) -> Response:
+    """One evidence file of the complaint, as a download."""
+    try:
+        meta, data = evidence.download(ctx_of(request), evidence_store(request), user.principal, "complaint",
+                                       complaint_id, evidence_id)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    return evidence_response(meta, data)
+
+
+def _shop(user: Any) -> str:
+    """The signed-in merchant staff's shop (a merchant principal always names one)."""
+    merchant_id = user.principal.subject_id
+    if not merchant_id:
+        raise NotFound("merchant", "")
+    return str(merchant_id)
+
+
+# --- the deposit (D1) ---------------------------------------------------------------------------------------------
+def _deposit_page(request: Request, user: Any, *, status_code: int = 200, error: str | None = None,
+                  form: dict[str, Any] | None = None) -> Response:
+    ctx, merchant_id = ctx_of(request), _shop(user)
+    try:
+        dep = deposits.get_deposit(ctx, user.principal, merchant_id)
+        withdrawals = deposits.list_withdrawals(ctx, user.principal, merchant_id)["items"]
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    return render(request, "merchant/deposit.html", status_code=status_code, error=error, dep=dep,
+                  withdrawals=withdrawals, form=form or {}, hold_days=ctx.policy.deposit_withdrawal_hold_days,
+                  rule_titles=RULE_TITLES)
+
+
+@router.get("/shop/deposit", response_class=HTMLResponse)
+def shop_deposit(request: Request, user: MerchantStaff) -> Response:
+    """D1: balance, required, debt, restriction, how to top up, the withdrawals and the withdrawal form."""
+    return _deposit_page(request, user)
+
+
+@router.post("/shop/deposit/withdrawals", dependencies=[Csrf])
+def shop_withdraw(request: Request, user: MerchantStaff, amount: Annotated[str, Form(max_length=20)] = "") -> Response:
+    """D1: ask to withdraw; the deposit service refuses it while restricted or with a case or complaint open."""
+    try:
+        deposits.request_withdrawal(ctx_of(request), user.principal, _shop(user), fen_of(amount))
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except (DomainError, ServiceError) as exc:
+        return _deposit_page(request, user, status_code=exc.status, error=explain(request, exc), form={"amount": amount})
+    return see_other("/app/shop/deposit", flash=i18n.translate("Withdrawal requested.", lang_of(request)))
+
+
+@router.post("/shop/deposit/withdrawals/{withdrawal_id}/cancel", dependencies=[Csrf])
+def shop_withdraw_cancel(request: Request, user: MerchantStaff,
+                         withdrawal_id: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]) -> Response:
+    """D1: withdraw a pending request; nothing moves."""
+    try:
+        deposits.cancel_withdrawal(ctx_of(request), user.principal, _shop(user), withdrawal_id)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except (DomainError, ServiceError) as exc:
+        return _deposit_page(request, user, status_code=exc.status, error=explain(request, exc))
+    return see_other("/app/shop/deposit", flash=i18n.translate("Withdrawal request cancelled.", lang_of(request)))
+
+
+# --- S1: needs my action, and the search ----------------------------------------------------------------------------
+@router.get("/search", response_class=HTMLResponse)
+def search(request: Request, user: MerchantStaff, q: Annotated[str, Query(max_length=64)] = "") -> Response:
+    """Without ``q``: the cases whose next step is the shop's. With it: open and closed cases by order id, case id,
+    buyer id, SKU, title or tracking number (prefix, case-insensitive)."""
+    ctx, lang = ctx_of(request), lang_of(request)
+    term, error = q.strip(), None
+    try:
+        rows = (shop_desk.search(ctx, user.principal, term, lang=lang) if term
+                else shop_desk.needs_action(ctx, user.principal, lang=lang))
+    except (DomainError, ServiceError) as exc:
+        rows, error = [], explain(request, exc)
+    now = ctx.now()
+    return render(request, "merchant/search.html", status_code=422 if error else 200, error=error, q=term,
+                  rows=[{**c, "urgency": _urgency(c, now)} for c in rows], due_actions=DUE_ACTIONS)

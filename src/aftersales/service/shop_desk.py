@@ -1,0 +1,76 @@
+"""What the merchant's workbench reads beyond the queue and the case desk: how many complaints wait for the shop (K2).
+
+Reads only; every change goes through :mod:`complaints`, :mod:`deposits` and :mod:`cases`, which decide the rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aftersales.domain import cases as dcases
+from aftersales.store import shop_desk as store
+from aftersales.store.codec import from_dict
+
+from . import views
+from .context import Context, Principal, UnitOfWork, read
+from .errors import Invalid
+
+
+def complaints_awaiting(ctx: Context, who: Principal) -> int:
+    """K2: complaints the platform accepted about ``who``'s shop that still wait for its answer (0 for anyone else)."""
+    if who.role != "merchant" or not who.subject_id:
+        return 0
+    merchant_id = who.subject_id
+    return read(ctx, lambda uow: store.complaints_awaiting(uow.conn, merchant_id))
+
+
+# --- S1: what needs the shop, and finding a case -------------------------------------------------------------------
+SEARCH_SCAN = 500
+
+
+def _row(r: Any, who: Principal, ctx: Context, lang: str) -> dict[str, Any]:
+    """A case as the workbench lists it, with its buyer and product (the first item's title)."""
+    view = views.case_view(from_dict(dcases.Case, r.state), None, r.refunded_fen, actor=who.actor, lang=lang,
+                           tz=ctx.policy.timezone)
+    items = (r.order_state or {}).get("items") or []
+    return {**view, "buyer_id": r.buyer_id, "product": items[0].get("title") if items else None,
+            "tracking_no": (r.order_state or {}).get("tracking_no")}
+
+
+def needs_action(ctx: Context, who: Principal, *, lang: str, limit: int = 200) -> list[dict[str, Any]]:
+    """S1: the shop's cases whose next step is the shop's, nearest deadline first."""
+    who.require("merchant")
+    merchant_id = who.subject_id
+    assert merchant_id is not None
+    return read(ctx, lambda uow: [_row(r, who, ctx, lang)
+                                  for r in store.needs_action_rows(uow.conn, merchant_id, limit=limit)])
+
+
+def _matches(r: Any, term: str) -> bool:
+    """Prefix, case-insensitive: an id, a SKU, a word of a title, or a tracking number starts with ``term``."""
+    order, case = r.order_state or {}, r.state or {}
+    values = [r.id, r.order_id, r.buyer_id, order.get("tracking_no"), case.get("return_tracking_no"),
+              case.get("replacement_tracking_no")]
+    for item in order.get("items") or []:
+        values.append(item.get("sku"))
+        title = str(item.get("title") or "")
+        values += [title, *title.split()]
+    return any(isinstance(v, str) and v.lower().startswith(term) for v in values)
+
+
+def search(ctx: Context, who: Principal, term: str, *, lang: str, limit: int = 50) -> list[dict[str, Any]]:
+    """S1: the shop's open and closed cases by order id, case id, buyer id, SKU, title or tracking number (prefix,
+    case-insensitive), newest first."""
+    who.require("merchant")
+    merchant_id = who.subject_id
+    assert merchant_id is not None
+    text = term.strip()
+    if not text or len(text) > 64 or "\x00" in text:
+        raise Invalid("Search for 1 to 64 characters.")
+    low = text.lower()
+
+    def q(uow: UnitOfWork) -> list[dict[str, Any]]:
+        rows = store.search_rows(uow.conn, merchant_id, text, limit=SEARCH_SCAN)
+        return [_row(r, who, ctx, lang) for r in rows if _matches(r, low)][:limit]
+
+    return read(ctx, q)
