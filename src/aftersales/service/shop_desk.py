@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aftersales.domain import cases as dcases
 from aftersales.store import shop_desk as store
-from aftersales.store.codec import from_dict
 
 from . import views
 from .context import Context, Principal, UnitOfWork, read
@@ -28,9 +26,11 @@ def complaints_awaiting(ctx: Context, who: Principal) -> int:
 SEARCH_SCAN = 500
 
 
-def _row(r: Any, who: Principal, ctx: Context, lang: str) -> dict[str, Any]:
+def _row(uow: UnitOfWork, r: Any, who: Principal, ctx: Context, lang: str) -> dict[str, Any]:
     """A case as the workbench lists it, with its buyer and product (the first item's title)."""
-    view = views.case_view(from_dict(dcases.Case, r.state), None, r.refunded_fen, actor=who.actor, lang=lang,
+    order = uow.tracker.get_order(r.order_id)
+    assert order is not None  # a case row always has its order
+    view = views.case_view(order.case(r.id), order, r.refunded_fen, actor=who.actor, policy=ctx.policy, lang=lang,
                            tz=ctx.policy.timezone)
     items = (r.order_state or {}).get("items") or []
     return {**view, "buyer_id": r.buyer_id, "product": items[0].get("title") if items else None,
@@ -42,7 +42,7 @@ def needs_action(ctx: Context, who: Principal, *, lang: str, limit: int = 200) -
     who.require("merchant")
     merchant_id = who.subject_id
     assert merchant_id is not None
-    return read(ctx, lambda uow: [_row(r, who, ctx, lang)
+    return read(ctx, lambda uow: [_row(uow, r, who, ctx, lang)
                                   for r in store.needs_action_rows(uow.conn, merchant_id, limit=limit)])
 
 
@@ -71,6 +71,6 @@ def search(ctx: Context, who: Principal, term: str, *, lang: str, limit: int = 5
 
     def q(uow: UnitOfWork) -> list[dict[str, Any]]:
         rows = store.search_rows(uow.conn, merchant_id, text, limit=SEARCH_SCAN)
-        return [_row(r, who, ctx, lang) for r in rows if _matches(r, low)][:limit]
+        return [_row(uow, r, who, ctx, lang) for r in rows if _matches(r, low)][:limit]
 
     return read(ctx, q)
