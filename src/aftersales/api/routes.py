@@ -70,6 +70,24 @@ def create_order(body: s.OrderIn, ctx: CtxDep, who: Who, idempotency_key: Idempo
     return orders.create_order(ctx, who, body.model_dump())
 
 
+@router.get("/v1/orders", response_model=s.OrderPage, tags=["orders"], responses=ERRORS, summary="List orders")
+def list_orders(
+    ctx: CtxDep, who: Who,
+    merchant_id: Annotated[str | None, Query(max_length=64, pattern=s.ID_PATTERN)] = None,
+    buyer_id: Annotated[str | None, Query(max_length=64, pattern=s.ID_PATTERN)] = None,
+    status: Annotated[s.OrderStatusName | None, Query()] = None,
+    paid_after: Annotated[s.Instant | None, Query(description="Inclusive; RFC 3339 with a UTC offset.")] = None,
+    paid_before: Annotated[s.Instant | None, Query(description="Exclusive; RFC 3339 with a UTC offset.")] = None,
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Any:
+    """The orders the caller may see (T2): a merchant its own, a buyer theirs, the platform all — a filter naming
+    another tenant matches nothing. Newest paid first (`paid_at`, then `id`, descending); each item as
+    `GET /v1/orders/{id}` shows it; `next_cursor` is opaque."""
+    return orders.list_orders(ctx, who, merchant_id=merchant_id, buyer_id=buyer_id, status=status,
+                              paid_after=paid_after, paid_before=paid_before, cursor=cursor, limit=limit)
+
+
 @router.get("/v1/orders/{order_id}", response_model=s.OrderOut, tags=["orders"], responses=ERRORS)
 def get_order(order_id: PathId, ctx: CtxDep, who: Who) -> Any:
     return orders.get_order(ctx, who, order_id)

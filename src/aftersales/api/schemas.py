@@ -41,6 +41,7 @@ Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_in
 Fen = Annotated[int, Field(strict=True, gt=0, le=MAX_FEN)]
 FenOrZero = Annotated[int, Field(strict=True, ge=0, le=MAX_FEN)]
 CaseTypeName = Literal["refund_only", "return_refund", "exchange", "reship", "repair"]
+OrderStatusName = Literal["group_pending", "awaiting_shipment", "shipped", "delivered", "cancelled"]
 ReasonName = Literal["no_reason", "quality_problem", "not_as_described", "wrong_item", "missing_parts", "counterfeit",
                      "damaged_in_transit", "not_received", "late_delivery", "service_attitude", "other"]
 
@@ -258,7 +259,7 @@ class OrderOut(BaseModel):
     id: str
     merchant_id: str
     buyer_id: str
-    status: Literal["group_pending", "awaiting_shipment", "shipped", "delivered", "cancelled"]
+    status: OrderStatusName
     paid_at: str
     shipping_fee_fen: int
     paid_fen: int
@@ -335,6 +336,11 @@ class CaseOut(BaseModel):
     #: E8: cancellations the buyer has left on the order (absent from list pages).
     cancellations_left: int | None = None
     version: int
+
+
+class OrderPage(BaseModel):
+    items: list[OrderOut]
+    next_cursor: str | None
 
 
 class CasePage(BaseModel):
