@@ -8,8 +8,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
 
+from aftersales.domain.cases import CaseStatus, CloseReason
+from aftersales.domain.catalog import StatutoryExclusion
+from aftersales.domain.events import Actor
 from aftersales.domain.ids import ID_PATTERN as ID_PATTERN  # T2: the documented alphabet of ids; ``:`` is not in it
 from aftersales.domain.money import MAX_FEN
+from aftersales.domain.orders import Payer, RefundKind
 
 #: Free text may hold anything but NUL, which PostgreSQL cannot store in a text column.
 NO_NUL = r"^[^\x00]*$"
@@ -204,7 +208,7 @@ class Merchant(BaseModel):
 class ApiKey(BaseModel):
     id: str
     key: str
-    role: str
+    role: Literal["merchant", "buyer", "platform"]
     subject_id: str | None
     created_at: str
 
@@ -213,7 +217,7 @@ class Category(BaseModel):
     code: str
     name: str
     no_reason_return: bool
-    statutory_exclusion: str | None
+    statutory_exclusion: StatutoryExclusion | None
     after_sales_days: int | None
     warranty_days: int | None
 
@@ -232,8 +236,8 @@ class GroupOut(BaseModel):
 
 class RefundOut(BaseModel):
     key: str
-    kind: str
-    payer: str
+    kind: RefundKind
+    payer: Payer
     rule: str
     status: Literal["pending", "settled"]
     amount_fen: int
@@ -309,8 +313,8 @@ class CaseOut(BaseModel):
     buyer_id: str
     type: CaseTypeName
     reason: ReasonName
-    status: str
-    close_reason: str | None
+    status: CaseStatus
+    close_reason: CloseReason | None
     refund_fen: int | None
     refunded_fen: int
     return_shipping_payer: Literal["buyer", "merchant", "insurer"] | None
@@ -320,7 +324,7 @@ class CaseOut(BaseModel):
     deadline: DeadlineOut | None
     items: list[CaseItemIn]
     description: str
-    opened_by: str
+    opened_by: Actor
     opened_at: str
     closed_at: str | None
     first_response_at: str | None
