@@ -258,6 +258,8 @@ def _new_staff_session(w: World) -> str:
 MATRIX: dict[tuple[str, str], Op] = {
     # public
     ("GET", "/healthz"): Op(PUBLIC, lambda w, s: Call("GET", "/healthz")),
+    # The root leads to the workbench (an API key is no session: the redirect ends on the sign-in page).
+    ("GET", "/"): Op(PUBLIC, lambda w, s: Call("GET", "/")),
     ("GET", "/openapi.json"): Op(PUBLIC, lambda w, s: Call("GET", "/openapi.json")),
     ("GET", "/docs"): Op(PUBLIC, lambda w, s: Call("GET", "/docs")),
     ("GET", "/redoc"): Op(PUBLIC, lambda w, s: Call("GET", "/redoc")),
@@ -273,6 +275,9 @@ MATRIX: dict[tuple[str, str], Op] = {
     ("GET", "/v1/policy"): Op(ANY_KEY, lambda w, s: Call("GET", "/v1/policy")),
     # orders and groups
     ("POST", "/v1/orders"): Op(expect(403, platform=201, merchant_a=201, merchant_b=404), _new_order_call, True),
+    # T2: a filter naming another tenant is an empty page for outsiders, never their data nor a 403/404.
+    ("GET", "/v1/orders"): Op(ANY_KEY, lambda w, s: Call("GET", "/v1/orders", params={
+        "merchant_id": "mA", "buyer_id": "bX", "limit": "200"}, shows=(s.order_id, TITLE_MARK))),
     ("GET", "/v1/orders/{order_id}"): Op(TENANT_READ, lambda w, s: Call("GET", f"/v1/orders/{s.order_id}", shows=(s.order_id, TITLE_MARK))),
     ("POST", "/v1/orders/{order_id}/ship"): Op(ORDER_WRITE, lambda w, s: secret_order(
         w, lambda oid: Call("POST", f"/v1/orders/{oid}/ship", {"carrier": "SF", "tracking_no": "T9"}), state="paid"), True),
@@ -556,6 +561,12 @@ def test_authorisation_matrix(api: Any, ctx: Any) -> None:
                 ids = [c["id"] for c in items]
                 if ids != ([shared.case_id] if who in INSIDERS else []):
                     failures.append(f"GET /v1/cases?order_id as {who}: {ids}")
+        if (method, template) == ("GET", "/v1/orders"):
+            # Unfiltered, each outsider's list holds none of A's orders (they are all mA/bX's).
+            for who in OUTSIDERS:
+                listed = api.get("/v1/orders", who=who, params={"limit": "200"}).json()["items"]
+                if listed:
+                    failures.append(f"GET /v1/orders as {who}: {[o['id'] for o in listed]}")
     assert not failures, f"{len(failures)} cell(s) wrong:\n" + "\n".join(failures)
 
 

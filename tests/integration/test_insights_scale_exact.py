@@ -99,6 +99,8 @@ def _reference(ctx: Context, shop: str | None, weeks: int) -> dict[str, Any]:
     with ctx.engine.connect() as conn:
         cases = [r.state for r in conn.execute(select(t.cases.c.state))]
         orders = [r.state for r in conn.execute(select(t.orders.c.state))]
+        by_person = {r.case_id for r in conn.execute(select(t.events.c.case_id).where(
+            t.events.c.actor.in_(("merchant", "platform"))))}
     at = datetime.fromisoformat
     mine = [c for c in cases if shop in (None, c["merchant_id"])]
     inside = [c for c in mine if w.start <= at(c["opened_at"]) <= w.until]
@@ -107,7 +109,10 @@ def _reference(ctx: Context, shop: str | None, weeks: int) -> dict[str, Any]:
     for r in Reason:
         cats[reason_category(r).value] = cats.get(reason_category(r).value, 0) + per_reason[r.value]
     first = [int((at(c["first_response_at"]) - at(c["opened_at"])).total_seconds()) for c in inside if c["first_response_at"]]
-    done = [int((at(c["closed_at"]) - at(c["opened_at"])).total_seconds()) for c in inside if c["closed_at"]]
+    # S1: resolution counts only what a person resolved — not withdrawn, not closed with its order, acted on by the
+    # merchant or the platform.
+    done = [int((at(c["closed_at"]) - at(c["opened_at"])).total_seconds()) for c in inside if c["closed_at"]
+            and c["close_reason"] not in ("cancelled", "order_cancelled") and c["id"] in by_person]
     bounds = [*w.starts[1:], w.until]
 
     def week(instant: str | None) -> int | None:

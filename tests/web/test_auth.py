@@ -20,6 +20,16 @@ def test_a_merchant_agent_signs_in_and_lands_on_the_queue(api: Any) -> None:
     assert web.get("/app", follow_redirects=False).headers["location"] == "/app/queue"
 
 
+def test_the_root_leads_to_the_workbench(api: Any) -> None:
+    web = browser(api)
+    r = web.get("/", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/app"
+    assert web.get("/").url.path == "/app/login"  # signed out: on to the sign-in page
+    make_user(api, "alice")
+    sign_in(web, "alice")
+    assert web.get("/").url.path == "/app/queue"  # signed in: the user's home
+
+
 def test_the_password_is_stored_as_an_argon2id_hash(api: Any, ctx: Any) -> None:
     from sqlalchemy import select
 

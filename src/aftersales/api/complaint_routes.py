@@ -186,18 +186,31 @@ def list_complaints(
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Any:
+    """The complaints the caller may see (T2), filtered and paged."""
     return service.list_complaints(ctx, who, status=status.value if status else None, merchant_id=merchant_id,
                                    order_id=order_id, flagged=flagged, cursor=cursor, limit=limit)
 
 
 @router.get("/v1/complaints/{complaint_id}", response_model=ComplaintOut, responses=ERRORS)
 def get_complaint(complaint_id: PathId, ctx: CtxDep, who: Who) -> Any:
+    """A complaint with its status and handling deadlines (K2)."""
     return service.get(ctx, who, complaint_id)
 
 
 @router.get("/v1/complaints/{complaint_id}/events", response_model=ComplaintEventPage, responses=ERRORS)
 def complaint_events(complaint_id: PathId, ctx: CtxDep, who: Who, cursor: Cursor = None, limit: Limit = 200) -> Any:
+    """The events of a complaint in order, paged by an opaque cursor."""
     return service.events(ctx, who, complaint_id, cursor=cursor, limit=limit)
+
+
+#: What each complaint verb does (K2), the description of its operation.
+VERB_DOCS = {
+    "accept": "Platform: take the complaint up; the merchant's limit to answer starts now (K2).",
+    "reject": "Platform: decline the complaint, with its reason (shown to the buyer) (K2).",
+    "respond": "Merchant: answer an accepted complaint (a late answer is taken, and marked late) (K2).",
+    "resolve": "Platform: decide — `upheld` with at least one remedy, or `not_upheld` — with a rationale shown to both "
+               "sides; an unanswered complaint only once the merchant's limit has passed (K2).",
+}
 
 
 def _verb_route(verb: dc.Verb, model: type[Strict]) -> None:
@@ -210,7 +223,7 @@ def _verb_route(verb: dc.Verb, model: type[Strict]) -> None:
     handler.__name__ = f"complaint_{verb.value}"
     router.add_api_route(f"/v1/complaints/{{complaint_id}}/{verb.value}", handler, methods=["POST"],
                          response_model=ComplaintOut, responses=ERRORS, name=f"complaint_{verb.value}",
-                         summary=f"{verb.value.capitalize()} a complaint (K2)")
+                         summary=f"{verb.value.capitalize()} a complaint (K2)", description=VERB_DOCS[verb.value])
 
 
 for _verb, _model in BODIES.items():

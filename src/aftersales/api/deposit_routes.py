@@ -98,6 +98,7 @@ def request_withdrawal(merchant_id: PathId, body: AmountIn, ctx: CtxDep, who: Wh
 
 @router.get("/v1/merchants/{merchant_id}/deposit/withdrawals", response_model=WithdrawalPage, responses=ERRORS)
 def list_withdrawals(merchant_id: PathId, ctx: CtxDep, who: Who) -> Any:
+    """The merchant's deposit withdrawals with their status."""
     return deposits.list_withdrawals(ctx, who, merchant_id)
 
 
@@ -105,6 +106,7 @@ def list_withdrawals(merchant_id: PathId, ctx: CtxDep, who: Who) -> Any:
              responses=ERRORS)
 def cancel_withdrawal(merchant_id: PathId, withdrawal_id: PathId, ctx: CtxDep, who: Who,
                       idempotency_key: IdempotencyKey = None) -> Any:
+    """Cancel a pending withdrawal before it is paid out."""
     return deposits.cancel_withdrawal(ctx, who, merchant_id, withdrawal_id)
 
 

@@ -179,23 +179,32 @@ def _routes(plural: str, kind: str, param: str) -> None:
     upload_errors = {**ERRORS, 413: P}
     add = router.add_api_route
     add(f"{base}/evidence", upload_evidence, methods=["POST"], status_code=201, response_model=EvidenceOut, tags=tags,
-        responses=upload_errors, name=f"{kind}_upload_evidence", summary=f"Attach an evidence file to a {kind} (D3, K2)")
+        responses=upload_errors, name=f"{kind}_upload_evidence", summary=f"Attach an evidence file to a {kind} (D3, K2)",
+        description=f"Upload a photo, video or document to the {kind} (multipart); its type is checked and its SHA-256 kept in the record (D3).")
     add(f"{base}/evidence", list_evidence, methods=["GET"], response_model=EvidencePage, tags=tags, responses=ERRORS,
-        name=f"{kind}_list_evidence", summary=f"The evidence of a {kind}")
+        name=f"{kind}_list_evidence", summary=f"The evidence of a {kind}",
+        description=f"The evidence files of the {kind}: who attached what, when, with each file's hash.")
     add(f"{base}/evidence/{{evidence_id}}", download_evidence, methods=["GET"], response_class=Response, tags=tags,
-        responses={**ERRORS, **_FILE}, name=f"{kind}_download_evidence", summary="Download one evidence file")
+        responses={**ERRORS, **_FILE}, name=f"{kind}_download_evidence", summary="Download one evidence file",
+        description=f"One evidence file of the {kind}, as a download (never rendered inline).")
     add(f"{base}/messages", post_message, methods=["POST"], status_code=201, response_model=MessageOut, tags=tags,
-        responses=ERRORS, name=f"{kind}_post_message", summary=f"Post a message or an internal note on a {kind} (S5)")
+        responses=ERRORS, name=f"{kind}_post_message", summary=f"Post a message or an internal note on a {kind} (S5)",
+        description=f"A message to the other parties of the {kind}, or an internal note its author's side alone reads (S5).")
     add(f"{base}/messages", list_messages, methods=["GET"], response_model=MessagePage, tags=tags, responses=ERRORS,
-        name=f"{kind}_list_messages", summary=f"The messages of a {kind} the caller may read")
+        name=f"{kind}_list_messages", summary=f"The messages of a {kind} the caller may read",
+        description=f"The messages of the {kind}, oldest first, without the other sides' internal notes (S5).")
     add(f"{base}/dispute-paths", start_dispute_path, methods=["POST"], status_code=201, response_model=DisputePathOut,
-        tags=tags, responses=ERRORS, name=f"{kind}_start_dispute_path", summary="Record a dispute path taken (D3)")
+        tags=tags, responses=ERRORS, name=f"{kind}_start_dispute_path", summary="Record a dispute path taken (D3)",
+        description=f"Record that a dispute path (mediation, arbitration, court …) was taken on the {kind} (D3).")
     add(f"{base}/dispute-paths/{{path_id}}/outcome", dispute_outcome, methods=["POST"], response_model=DisputePathOut,
-        tags=tags, responses=ERRORS, name=f"{kind}_dispute_outcome", summary="Record the end and outcome of a dispute path (D3)")
+        tags=tags, responses=ERRORS, name=f"{kind}_dispute_outcome", summary="Record the end and outcome of a dispute path (D3)",
+        description=f"Record when a dispute path of the {kind} ended and with what outcome (D3).")
     add(f"{base}/dispute-paths", list_dispute_paths, methods=["GET"], response_model=DisputePathPage, tags=tags,
-        responses=ERRORS, name=f"{kind}_list_dispute_paths", summary=f"The dispute paths of a {kind}")
+        responses=ERRORS, name=f"{kind}_list_dispute_paths", summary=f"The dispute paths of a {kind}",
+        description=f"The dispute paths taken on the {kind}, with their outcomes.")
     add(f"{base}/record", export_record, methods=["GET"], response_class=Response, tags=tags, responses={**ERRORS, **_RECORD},
-        name=f"{kind}_record", summary=f"Export the tamper-evident record of a {kind} (D3)")
+        name=f"{kind}_record", summary=f"Export the tamper-evident record of a {kind} (D3)",
+        description=f"The exportable record of the {kind}: its events, messages, evidence hashes and dispute paths, signed so that any change shows (D3).")
 
 
 _routes("cases", "case", "case_id")

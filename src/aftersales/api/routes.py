@@ -24,6 +24,7 @@ Cursor = Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_-]*$"
 
 @router.get("/healthz", tags=["ops"], responses={500: P})
 async def healthz(ctx: CtxDep) -> dict[str, str]:
+    """Liveness: `ok` when the service answers (and, with the manual clock, its database too). No key needed."""
     if ctx.clock.manual:  # the manual clock lives in the database: read it (a database that answers), off the loop
         await run_in_threadpool(ctx.now)
     return {"status": "ok"}
@@ -32,21 +33,25 @@ async def healthz(ctx: CtxDep) -> dict[str, str]:
 # --- set-up -----------------------------------------------------------------------------------------------
 @router.post("/v1/merchants", status_code=201, response_model=s.Merchant, tags=["set-up"], responses=ERRORS)
 def create_merchant(body: s.MerchantIn, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
+    """Platform: register a merchant (shop) with its return address."""
     return setup.create_merchant(ctx, who, id=body.id, name=body.name, return_address=body.return_address)
 
 
 @router.get("/v1/merchants/{merchant_id}", response_model=s.Merchant, tags=["set-up"], responses=ERRORS)
 def get_merchant(merchant_id: PathId, ctx: CtxDep, who: Who) -> Any:
+    """A merchant's record: the platform, or that merchant itself (T2)."""
     return setup.get_merchant(ctx, who, merchant_id)
 
 
 @router.post("/v1/api-keys", status_code=201, response_model=s.ApiKey, tags=["set-up"], responses=ERRORS)
 def create_api_key(body: s.ApiKeyIn, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
+    """Platform: issue an API key for a role (`platform`, `merchant`, `buyer`) and its subject; the key is shown once."""
     return setup.create_api_key(ctx, who, role=body.role, subject_id=body.subject_id, label=body.label)
 
 
 @router.put("/v1/categories/{code}", response_model=s.Category, tags=["set-up"], responses={**ERRORS, 201: {"model": s.Category}})
 def put_category(code: PathId, body: s.CategoryIn, ctx: CtxDep, who: Who, response: Response) -> Any:
+    """Platform: create (201) or replace (200) a product category with its E4 statutory exclusion, no-reason-return flag and E6 windows."""
     category, created = setup.put_category(ctx, who, code=code, name=body.name, no_reason_return=body.no_reason_return,
                                            statutory_exclusion=body.statutory_exclusion,
                                            after_sales_days=body.after_sales_days, warranty_days=body.warranty_days)
@@ -56,6 +61,7 @@ def put_category(code: PathId, body: s.CategoryIn, ctx: CtxDep, who: Who, respon
 
 @router.get("/v1/categories", response_model=list[s.Category], tags=["set-up"], responses=ERRORS)
 def list_categories(ctx: CtxDep, who: Who) -> Any:
+    """Every product category, with its E4 exclusion and after-sales windows."""
     return setup.list_categories(ctx)
 
 
@@ -74,43 +80,69 @@ def get_policy(ctx: CtxDep, who: Who) -> Any:
 # --- orders and groups ------------------------------------------------------------------------------------
 @router.post("/v1/orders", status_code=201, response_model=s.OrderOut, tags=["orders"], responses=ERRORS)
 def create_order(body: s.OrderIn, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
+    """Record a paid order (platform or its merchant); a group order opens its group or joins it (G1, G3). Unknown categories are refused (E4)."""
     return orders.create_order(ctx, who, body.model_dump())
+
+
+@router.get("/v1/orders", response_model=s.OrderPage, tags=["orders"], responses=ERRORS, summary="List orders")
+def list_orders(
+    ctx: CtxDep, who: Who,
+    merchant_id: Annotated[str | None, Query(max_length=64, pattern=s.ID_PATTERN)] = None,
+    buyer_id: Annotated[str | None, Query(max_length=64, pattern=s.ID_PATTERN)] = None,
+    status: Annotated[s.OrderStatusName | None, Query()] = None,
+    paid_after: Annotated[s.Instant | None, Query(description="Inclusive; RFC 3339 with a UTC offset.")] = None,
+    paid_before: Annotated[s.Instant | None, Query(description="Exclusive; RFC 3339 with a UTC offset.")] = None,
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Any:
+    """The orders the caller may see (T2): a merchant its own, a buyer theirs, the platform all — a filter naming
+    another tenant matches nothing. Newest paid first (`paid_at`, then `id`, descending); each item as
+    `GET /v1/orders/{id}` shows it; `next_cursor` is opaque."""
+    return orders.list_orders(ctx, who, merchant_id=merchant_id, buyer_id=buyer_id, status=status,
+                              paid_after=paid_after, paid_before=paid_before, cursor=cursor, limit=limit)
 
 
 @router.get("/v1/orders/{order_id}", response_model=s.OrderOut, tags=["orders"], responses=ERRORS)
 def get_order(order_id: PathId, ctx: CtxDep, who: Who) -> Any:
+    """An order with its items, status, group, refunds and case ids (T2: the platform, its merchant, its buyer)."""
     return orders.get_order(ctx, who, order_id)
 
 
 @router.post("/v1/orders/{order_id}/ship", response_model=s.OrderOut, tags=["orders"], responses=ERRORS)
 def ship_order(order_id: PathId, body: s.ShipIn, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
+    """The merchant ships the order (carrier and tracking number)."""
     return orders.ship_order(ctx, who, order_id, body.carrier, body.tracking_no)
 
 
 @router.post("/v1/orders/{order_id}/deliver", response_model=s.OrderOut, tags=["orders"], responses=ERRORS)
 def deliver_order(order_id: PathId, ctx: CtxDep, who: Who, body: Annotated[s.DeliverIn | None, Body()] = None,
                   idempotency_key: IdempotencyKey = None) -> Any:
+    """Record the delivery of a shipped order (at `at`, or now); after-sales windows start from it (E1)."""
     return orders.deliver_order(ctx, who, order_id, body.at if body else None)
 
 
 @router.get("/v1/orders/{order_id}/after-sales-options", response_model=s.OptionsOut, tags=["orders"], responses=ERRORS)
 def after_sales_options(order_id: PathId, ctx: CtxDep, who: Who, lang: Lang) -> Any:
+    """E1–E10: which after-sales types the caller may open on the order now, with the rule, the reasons, the deadline and the largest refund."""
     return orders.options(ctx, who, order_id, lang=lang)
 
 
 @router.post("/v1/groups/{group_id}/complete", response_model=s.GroupOut, tags=["orders"], responses=ERRORS)
 def complete_group(group_id: PathId, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
+    """G5: complete a pending group early where the group allows automatic completion."""
     return orders.complete_group(ctx, who, group_id)
 
 
 @router.get("/v1/groups/{group_id}", response_model=s.GroupOut, tags=["orders"], responses=ERRORS)
 def get_group(group_id: PathId, ctx: CtxDep, who: Who) -> Any:
+    """A group with its size, members, status and expiry (G1–G5); the platform or the group's merchant."""
     return orders.get_group(ctx, who, group_id)
 
 
 # --- cases --------------------------------------------------------------------------------------------------
 @router.post("/v1/cases", status_code=201, response_model=s.CaseOut, tags=["cases"], responses=ERRORS)
 def open_case(body: s.CaseIn, ctx: CtxDep, who: Who, lang: Lang, idempotency_key: IdempotencyKey = None) -> Any:
+    """Open an after-sales case: the buyer, or the merchant on the buyer's behalf with consent (E7). 422 with `rule` when not eligible."""
     return case_service.open_case(ctx, who, body.model_dump(), lang=lang)
 
 
@@ -127,19 +159,49 @@ def list_cases(
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Any:
+    """The cases the caller may see (T2), filtered by status, order, merchant or deadline, paged by an opaque cursor;
+    `sort=deadline` is the work queue (P1, S1)."""
     return case_service.list_cases(ctx, who, status=status, order_id=order_id, merchant_id=merchant_id,
                                    due_before=due_before, cursor=cursor, limit=limit, lang=lang, sort=sort)
 
 
 @router.get("/v1/cases/{case_id}", response_model=s.CaseOut, tags=["cases"], responses=ERRORS)
 def get_case(case_id: PathId, ctx: CtxDep, who: Who, lang: Lang) -> Any:
+    """A case with its status, deadline, refund and version (T2: the platform, its merchant, its buyer)."""
     return case_service.get_case(ctx, who, case_id, lang=lang)
 
 
 @router.get("/v1/cases/{case_id}/events", response_model=s.EventPage, tags=["cases"], responses=ERRORS)
 def case_events(case_id: PathId, ctx: CtxDep, who: Who, cursor: Cursor = None,
                 limit: Annotated[int, Query(ge=1, le=200)] = 200) -> Any:
+    """The events of a case in order (the audit trail), paged by an opaque cursor."""
     return case_service.case_events(ctx, who, case_id, cursor=cursor, limit=limit)
+
+
+#: What each case action does and who takes it (API.md "Cases"), the description of its operation.
+ACTION_DOCS = {
+    "approve": "Merchant: approve the request (refund now, or ask for the goods back; `return_shipping_payer` per M3).",
+    "reject": "Merchant: reject the request with a reason; the buyer may resubmit, accept or escalate.",
+    "offer_exchange": "Merchant: offer an exchange instead of a refund; the buyer accepts or declines.",
+    "offer_partial_refund": "Merchant: offer a partial refund of `refund_fen`; the buyer accepts or declines.",
+    "accept_offer": "Buyer: accept the merchant's offer.",
+    "decline_offer": "Buyer: decline the merchant's offer.",
+    "ship_return": "Buyer: send the goods back (carrier, tracking number, what the shipping cost, reimbursed up to M3's cap "
+                   "when the merchant pays).",
+    "mark_return_delivered": "Merchant or platform: the returned parcel has arrived.",
+    "confirm_return": "Merchant: the returned goods are in order; the refund is paid (F1).",
+    "reject_return": "Merchant: refuse the returned goods with a reason.",
+    "ship_replacement": "Merchant: ship the replacement (carrier and tracking number).",
+    "mark_replacement_delivered": "Merchant or platform: the replacement has arrived.",
+    "confirm_received": "Buyer: the replacement or repaired goods were received; the case closes.",
+    "resubmit": "Buyer: resubmit a rejected request, possibly with a new reason, amount or description.",
+    "accept_rejection": "Buyer: accept the merchant's rejection; the case closes.",
+    "cancel": "Buyer: withdraw the request (E8 counts the cancellations).",
+    "escalate": "Buyer: ask the platform to decide (P1), with a reason.",
+    "rule": "Platform: decide an escalated case (`refund` with an amount, or `reject`) with a rationale.",
+    "pay_ruling": "Merchant: pay a refund ruling within P1's limit; otherwise the platform advances it (P2).",
+    "advance_compensate": "Platform: pay the buyer in advance on the merchant's behalf (P2).",
+}
 
 
 def _action_route(action: str, model: type[s.Strict]) -> None:
@@ -152,7 +214,9 @@ def _action_route(action: str, model: type[s.Strict]) -> None:
     handler.__name__ = f"case_{action}"
     router.add_api_route(f"/v1/cases/{{case_id}}/{action}", handler, methods=["POST"], response_model=s.CaseOut,
                          tags=["case actions"], responses=ERRORS, name=f"case_{action}",
-                         summary=action.replace("_", " ").capitalize())
+                         summary=action.replace("_", " ").capitalize(),
+                         description=ACTION_DOCS.get(action, "") + " Send `If-Match: <version>` to act only on the case as "
+                                     "you last read it (409 otherwise).")
 
 
 for _action, _model in s.ACTION_BODIES.items():
@@ -167,12 +231,14 @@ def _manual(ctx: Any, who: Any) -> None:
 
 @router.get("/v1/clock", response_model=s.ClockOut, tags=["clock"], responses=ERRORS)
 def get_clock(ctx: CtxDep, who: Who) -> Any:
+    """Platform, test deployments with the manual clock only: the current instant."""
     _manual(ctx, who)
     return {"now": read(ctx, lambda uow: uow.now).isoformat()}
 
 
 @router.post("/v1/clock/advance", response_model=s.ClockAdvanceOut, tags=["clock"], responses=ERRORS)
 def advance_clock(body: s.ClockAdvanceIn, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
+    """Platform, manual clock only: move time forward and apply every automatic action that falls due (F2)."""
     _manual(ctx, who)
     now, done = deadlines.advance_clock(ctx, body.seconds)
     return {"now": now.isoformat(), "fired": done.fired, "failed": [f.view() for f in done.failed]}

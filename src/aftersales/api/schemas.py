@@ -8,8 +8,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
 
+from aftersales.domain.cases import CaseStatus, CloseReason
+from aftersales.domain.catalog import StatutoryExclusion
+from aftersales.domain.events import Actor
 from aftersales.domain.ids import ID_PATTERN as ID_PATTERN  # T2: the documented alphabet of ids; ``:`` is not in it
 from aftersales.domain.money import MAX_FEN
+from aftersales.domain.orders import Payer, RefundKind
 
 #: Free text may hold anything but NUL, which PostgreSQL cannot store in a text column.
 NO_NUL = r"^[^\x00]*$"
@@ -41,6 +45,7 @@ Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_in
 Fen = Annotated[int, Field(strict=True, gt=0, le=MAX_FEN)]
 FenOrZero = Annotated[int, Field(strict=True, ge=0, le=MAX_FEN)]
 CaseTypeName = Literal["refund_only", "return_refund", "exchange", "reship", "repair"]
+OrderStatusName = Literal["group_pending", "awaiting_shipment", "shipped", "delivered", "cancelled"]
 ReasonName = Literal["no_reason", "quality_problem", "not_as_described", "wrong_item", "missing_parts", "counterfeit",
                      "damaged_in_transit", "not_received", "late_delivery", "service_attitude", "other"]
 
@@ -205,7 +210,7 @@ class ApiKey(BaseModel):
     #: The key, shown once. Null only in an Idempotency-Key replay (``Idempotent-Replayed: true``), which carries
     #: ``redacted`` instead: the key's SHA-256 and a note (secrets are never stored in clear).
     key: str | None
-    role: str
+    role: Literal["merchant", "buyer", "platform"]
     subject_id: str | None
     label: str | None = None
     created_at: str
@@ -215,7 +220,7 @@ class Category(BaseModel):
     code: str
     name: str
     no_reason_return: bool
-    statutory_exclusion: str | None
+    statutory_exclusion: StatutoryExclusion | None
     after_sales_days: int | None
     warranty_days: int | None
     #: E4–E6: the number of the terms version in force (answer to PUT only).
@@ -250,8 +255,8 @@ class GroupOut(BaseModel):
 
 class RefundOut(BaseModel):
     key: str
-    kind: str
-    payer: str
+    kind: RefundKind
+    payer: Payer
     rule: str
     status: Literal["pending", "settled"]
     amount_fen: int
@@ -277,7 +282,7 @@ class OrderOut(BaseModel):
     id: str
     merchant_id: str
     buyer_id: str
-    status: Literal["group_pending", "awaiting_shipment", "shipped", "delivered", "cancelled"]
+    status: OrderStatusName
     paid_at: str
     shipping_fee_fen: int
     paid_fen: int
@@ -333,8 +338,8 @@ class CaseOut(BaseModel):
     buyer_id: str
     type: CaseTypeName
     reason: ReasonName
-    status: str
-    close_reason: str | None
+    status: CaseStatus
+    close_reason: CloseReason | None
     refund_fen: int | None
     refunded_fen: int
     return_shipping_payer: Literal["buyer", "merchant", "insurer"] | None
@@ -348,7 +353,7 @@ class CaseOut(BaseModel):
     deadline: DeadlineOut | None
     items: list[CaseItemIn]
     description: str
-    opened_by: str
+    opened_by: Actor
     opened_at: str
     closed_at: str | None
     first_response_at: str | None
@@ -364,6 +369,11 @@ class CaseOut(BaseModel):
     #: E8: cancellations the buyer has left on the order (absent from list pages).
     cancellations_left: int | None = None
     version: int
+
+
+class OrderPage(BaseModel):
+    items: list[OrderOut]
+    next_cursor: str | None
 
 
 class CasePage(BaseModel):

@@ -105,6 +105,7 @@ def webhook_event_types(who: Who) -> Any:
 
 @router.get("/v1/webhooks/{webhook_id}", response_model=WebhookView, responses=ERRORS)
 def get_webhook(webhook_id: WebhookId, ctx: CtxDep, who: Who) -> Any:
+    """One webhook subscription and its state."""
     return webhooks.get_subscription(ctx, who, webhook_id)
 
 

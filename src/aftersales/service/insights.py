@@ -39,6 +39,8 @@ WEEKS = (4, 12, 26, 52)
 CATEGORY_ORDER = (ReasonCategory.PRODUCT, ReasonCategory.LOGISTICS, ReasonCategory.SERVICE, ReasonCategory.BUYER,
                   ReasonCategory.OTHER)
 NOT_SOLD = ("cancelled", "group_pending")
+#: S5: a return rate over fewer units sold than this says nothing: it is withheld (None), its counts still shown.
+MIN_SAMPLE_UNITS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +146,8 @@ def _int(value: Any) -> int | None:
 
 
 def returns(uow: UnitOfWork, merchant_id: str | None, w: Window) -> dict[str, Any]:
-    """Return rate per product: return cases naming the sku ÷ units of it sold, in tenths of a percent."""
+    """Return rate per product: return cases naming the sku ÷ units of it sold, in tenths of a percent — only over
+    at least :data:`MIN_SAMPLE_UNITS` units sold (the sample size, ``units_sold``, is always shown)."""
     returned, sold = store.returns_and_sales(uow.conn, merchant_id, w.start, w.until,
                                              return_types=sorted(str(x) for x in RETURN_TYPES), not_sold=NOT_SOLD)
     items = []
@@ -152,7 +155,7 @@ def returns(uow: UnitOfWork, merchant_id: str | None, w: Window) -> dict[str, An
         title, units = sold.get(sku, (None, 0))
         n = returned.get(sku, 0)
         items.append({"sku": sku, "title": title, "units_sold": units, "return_cases": n,
-                      "rate_permille": _share(n, units) if units else None})
+                      "rate_permille": _share(n, units) if units >= MIN_SAMPLE_UNITS else None})
     items.sort(key=lambda i: (-(i["rate_permille"] or 0), -i["return_cases"], i["sku"]))
     return {"items": items}
 
@@ -192,4 +195,4 @@ def insights(ctx: Context, who: Principal, *, merchant_id: str | None, weeks: in
     return read(ctx, q)
 
 
-__all__ = ["FIGURES", "WEEKS", "Window", "insights", "shop_scope", "shops", "window"]
+__all__ = ["FIGURES", "MIN_SAMPLE_UNITS", "WEEKS", "Window", "insights", "shop_scope", "shops", "window"]

@@ -12,12 +12,13 @@ from aftersales.domain.events import Actor
 from aftersales.domain.groups import Group, open_group
 from aftersales.domain.ids import require_id
 from aftersales.domain.messages import N_
-from aftersales.domain.orders import Order, OrderItem, new_order
+from aftersales.domain.orders import Order, OrderItem, OrderStatus, new_order
+from aftersales.store import orders as order_store
 from aftersales.store import repositories as repo
 
 from . import terms, views
 from .context import Context, Principal, UnitOfWork, read, run
-from .errors import Conflict, NotFound
+from .errors import Conflict, Invalid, NotFound
 
 
 def can_see(who: Principal, order: Order) -> bool:
@@ -114,6 +115,75 @@ def list_buyer_orders(ctx: Context, who: Principal, *, limit: int = 100) -> list
             group = uow.tracker.get_group(order.group_id) if order.group_id else None
             out.append(views.order_view(order, group, actor=who.actor, now=uow.now))
         return out
+
+    return read(ctx, q)
+
+
+#: The statuses ``GET /v1/orders?status=`` accepts (API.md), in the order they are listed in a refusal.
+ORDER_STATUSES = tuple(s.value for s in OrderStatus)
+
+
+def _order_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    """The (paid_at, id) a page continues after, from a cursor this server issued; a crafted one is refused (422)."""
+    from .cases import CURSOR_DEADLINE, decode_cursor  # the one cursor codec of the lists
+
+    raw = decode_cursor(cursor, shape=CURSOR_DEADLINE)
+    if raw is None:
+        return None
+    paid, _, oid = raw.partition("|")
+    try:
+        paid_at = datetime.fromisoformat(paid)
+    except ValueError:
+        raise Invalid("cursor is not one this server issued") from None
+    if paid_at.tzinfo is None:
+        raise Invalid("cursor is not one this server issued")
+    return paid_at, oid
+
+
+def list_orders(ctx: Context, who: Principal, *, merchant_id: str | None = None, buyer_id: str | None = None,
+                status: str | None = None, paid_after: datetime | None = None, paid_before: datetime | None = None,
+                cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+    """``GET /v1/orders``: the orders the caller may see (T2), newest paid first (``paid_at``, then ``id``, both
+    descending), as ``GET /v1/orders/{id}`` shows them. A merchant sees only its own orders and a buyer only theirs:
+    a filter naming another tenant matches nothing (an empty page, never a 403 or 404 that would tell it exists).
+    ``paid_after`` is inclusive, ``paid_before`` exclusive; both must carry a UTC offset."""
+    from .cases import encode_cursor
+
+    if status is not None and status not in ORDER_STATUSES:
+        raise Invalid(f"status must be one of: {', '.join(ORDER_STATUSES)}")
+    for name, value in (("paid_after", paid_after), ("paid_before", paid_before)):
+        if value is not None and value.tzinfo is None:
+            raise Invalid(f"{name} must be an RFC 3339 instant with a UTC offset")
+    if not 1 <= limit <= 200:
+        raise Invalid("limit must be between 1 and 200")
+    after = _order_cursor(cursor)
+    empty: dict[str, Any] = {"items": [], "next_cursor": None}
+    if who.role == "merchant":
+        if merchant_id is not None and merchant_id != who.subject_id:
+            return empty
+        merchant_id = who.subject_id
+    elif who.role == "buyer":
+        if buyer_id is not None and buyer_id != who.subject_id:
+            return empty
+        buyer_id = who.subject_id
+    elif who.role != "platform":
+        return empty
+
+    def q(uow: UnitOfWork) -> dict[str, Any]:
+        rows = order_store.order_page(uow.conn, merchant_id=merchant_id, buyer_id=buyer_id, status=status,
+                                      paid_after=paid_after, paid_before=paid_before, after=after, limit=limit)
+        page = rows[:limit]
+        uow.tracker.load_orders([r.id for r in page])
+        items = []
+        for r in page:
+            order = load_order(uow, who, r.id)  # T2 once more, on the loaded order
+            group = uow.tracker.get_group(order.group_id) if order.group_id else None
+            items.append(views.order_view(order, group))
+        nxt = None
+        if len(rows) > limit:
+            last = page[-1]
+            nxt = encode_cursor(f"{last.paid_at.isoformat()}|{last.id}")
+        return {"items": items, "next_cursor": nxt}
 
     return read(ctx, q)
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, and_, bindparam, case, func, select, text
+from sqlalchemy import BigInteger, Connection, and_, bindparam, case, exists, func, select, text
 from sqlalchemy.dialects.postgresql import array
 
 from . import tables as t
@@ -44,6 +44,20 @@ def reason_counts(conn: Connection, merchant_id: str | None, start: datetime, un
         select(c.reason, func.count()).where(*_cases_in(merchant_id, start, until)).group_by(c.reason)).all()}
 
 
+#: Close reasons that are no one's resolution: the buyer withdrew (``cancelled``), the order itself was cancelled.
+NOT_RESOLVED = ("cancelled", "order_cancelled")
+
+
+def resolved_by_a_person() -> Any:
+    """S1: a case counts in the resolution time only when a person resolved it — closed, neither withdrawn by the
+    buyer nor closed with its cancelled order, and acted on by the merchant or the platform. A case only the system
+    handled (an instant E2 refund before shipment, an approval because the merchant's deadline ran out) is left out.
+    (The ``closed`` event itself is often the system's: it closes a case once its refund settles.)"""
+    c, e = t.cases.c, t.events.c
+    return and_(c.closed_at.is_not(None), c.close_reason.not_in(NOT_RESOLVED),
+                exists().where(e.case_id == c.id, e.actor.in_(("merchant", "platform"))))
+
+
 def _seconds(interval: Any) -> Any:
     """Whole seconds of a PostgreSQL interval, truncated as ``int(timedelta.total_seconds())``."""
     return func.trunc(func.extract("epoch", interval)).cast(BigInteger)
@@ -58,18 +72,21 @@ def time_percentiles(conn: Connection, merchant_id: str | None, start: datetime,
     two picked are turned into seconds: truncating is monotone, so the k-th smallest of the truncated values is the
     truncation of the k-th smallest interval."""
     c = t.cases.c
+    resolved = case((resolved_by_a_person(), c.closed_at))  # NULL otherwise: left out of count and percentiles
     picked = [func.percentile_disc(q).within_group(col - c.opened_at).label(f"{name}{q}")
-              for col, name in ((c.first_response_at, "f"), (c.closed_at, "r")) for q in (0.5, 0.9)]
+              for col, name in ((c.first_response_at, "f"), (resolved, "r")) for q in (0.5, 0.9)]
     inner = select(func.count().label("n"), func.count(c.first_response_at).label("nf"),
-                   func.count(c.closed_at).label("nr"), *picked).where(*_cases_in(merchant_id, start, until)).subquery()
+                   func.count(resolved).label("nr"), *picked).where(*_cases_in(merchant_id, start, until)).subquery()
     row = conn.execute(select(inner.c.n, inner.c.nf, inner.c.nr, *[_seconds(inner.c[p.name]) for p in picked])).one()
     return int(row[0]), (int(row[1]), int(row[2])), ((row[3], row[4]), (row[5], row[6]))
 
 
 def case_instants(conn: Connection, merchant_id: str | None, start: datetime, until: datetime) -> list[Any]:
-    """(opened_at, first_response_at, closed_at) of every case opened in the window."""
+    """(opened_at, first_response_at, closed_at) of every case opened in the window; ``closed_at`` only of the cases
+    a person resolved (:func:`resolved_by_a_person`), else None."""
     c = t.cases.c
-    return list(conn.execute(select(c.opened_at, c.first_response_at, c.closed_at).where(*_cases_in(merchant_id, start, until))).all())
+    resolved = case((resolved_by_a_person(), c.closed_at)).label("closed_at")
+    return list(conn.execute(select(c.opened_at, c.first_response_at, resolved).where(*_cases_in(merchant_id, start, until))).all())
 
 
 _RETURNS_SQL = {

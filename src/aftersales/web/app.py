@@ -34,6 +34,12 @@ def install(app: FastAPI) -> None:
 
     app.mount("/app/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(auth.router)
+
+    @app.get("/", include_in_schema=False)
+    def _root() -> Response:
+        """The server's root leads to the workbench (which sends each user to their home, or to sign in)."""
+        return RedirectResponse("/app", status_code=303)
+
     for module in _page_modules():
         app.include_router(module.router)
 
