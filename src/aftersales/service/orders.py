@@ -178,7 +178,7 @@ def list_orders(ctx: Context, who: Principal, *, merchant_id: str | None = None,
         for r in page:
             order = load_order(uow, who, r.id)  # T2 once more, on the loaded order
             group = uow.tracker.get_group(order.group_id) if order.group_id else None
-            items.append(views.order_view(order, group))
+            items.append(views.order_view(order, group, actor=who.actor, now=uow.now))
         nxt = None
         if len(rows) > limit:
             last = page[-1]
