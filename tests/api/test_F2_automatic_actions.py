@@ -3,7 +3,7 @@
 An action that fails is reported by ``POST /v1/clock/advance`` in ``failed`` while every other one applies (200);
 it is kept with its tries and retried with a growing wait, then parked for the platform
 (``GET /v1/automatic-actions/stuck``), which may send it back (``POST /v1/automatic-actions/{id}/retry``).
-Automatic refunds take what is left to refund when they fire: less when a complaint's refund remedy (K2) paid part
+Automatic refunds take what is left to refund when they fire: less when money was refunded beside the case (K2 now pays through it) paid part
 meanwhile, nothing — and the case closes, citing E10 — when it paid everything.
 """
 
@@ -36,6 +36,11 @@ from sqlalchemy import select
 
 from aftersales.domain import cases as dcases
 from aftersales.domain.errors import RuleViolation
+from aftersales.domain.events import Actor
+from aftersales.domain.money import split_proportionally
+from aftersales.domain.orders import Payer, RefundKind
+from aftersales.service.context import UnitOfWork, run
+from aftersales.service.payments import settle_new_refunds
 from aftersales.store import tables as t
 from aftersales.store.timers import BACKOFF, MAX_ATTEMPTS
 
@@ -174,16 +179,24 @@ def test_F2_a_parked_action_of_a_case_that_moved_on_is_no_longer_listed(api: Any
 
 # --- F2 + E10: amounts at fire time -------------------------------------------------------------------------
 def _complaint_refund(api: Any, order_id: str, amount_fen: int) -> None:
-    """K2: an upheld complaint about the order whose remedy refunds ``amount_fen`` beside the open case."""
-    r = api.post("/v1/complaints", {"channel": "in_app_chat", "category": "after_sales_not_handled",
-                                    "description": "The shop ignores me.", "order_id": order_id}, who="buyer_x")
-    assert r.status_code == 201, r.text
-    cid = r.json()["id"]
-    for verb, body, who in (("accept", None, "platform"), ("respond", {"answer": "No."}, "merchant_a"),
-                            ("resolve", {"outcome": "upheld", "rationale": "Ignored.",
-                                         "remedies": [{"type": "refund", "amount_fen": amount_fen}]}, "platform")):
-        r = api.post(f"/v1/complaints/{cid}/{verb}", body, who=who)
-        assert r.status_code == 200, r.text
+    """Money refunded on the order beside its open case, spread over goods and shipping.
+
+    Since K2 remedies are paid through the open case (test_K2_refund_remedy_pays_through_open_case_…), no API route
+    refunds beside a case any more: this writes such a refund as an order stored before that fix would carry it (the
+    order's own ``issue_refund``, settled, through one unit of work), so that F2's fire-time amounts stay proven."""
+    ctx = api.client.app.state.ctx
+
+    def cmd(uow: UnitOfWork) -> None:
+        order = uow.tracker.get_order(order_id, lock=True)
+        skus = [i.sku for i in order.items]
+        weights = [order.remaining_goods(sku) for sku in skus] + [order.remaining_shipping_fen]
+        shares = split_proportionally(amount_fen, weights)
+        order.issue_refund(key=f"test:{order_id}:beside", kind=RefundKind.COMPLAINT, payer=Payer.PLATFORM, rule="K2",
+                           now=uow.now, actor=Actor.PLATFORM, goods=dict(zip(skus, shares[:-1], strict=True)),
+                           shipping_fen=shares[-1])
+        settle_new_refunds(order, ctx.gateway, uow.now)
+
+    run(ctx, cmd)
 
 
 def test_F2_E10_automatic_refund_takes_what_is_left(api: Any) -> None:

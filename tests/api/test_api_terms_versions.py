@@ -86,5 +86,5 @@ def test_T0_policy_in_force_has_a_version_and_orders_name_it(api):
     assert policy["after_sales_days"] == 15  # the parameters are still all there
     create_order(api, "o1")
     assert options(api, "o1")["policy_version"] == policy["version"]
-    assert options(api, "o1")["terms_versions"] == {"apparel": None}  # never configured: the default terms
+    assert options(api, "o1")["terms_versions"] == {"apparel": 1}  # the version in force when it was paid (E4: created first)
     assert api.get("/v1/policy").json() == policy  # asking again changes nothing

@@ -32,7 +32,7 @@ from sqlalchemy import and_, func, or_, select
 from aftersales.domain import cases as dcases
 from aftersales.domain.errors import DomainError
 from aftersales.service import cases as case_service
-from aftersales.service import complaints, deadlines, orders
+from aftersales.service import complaints, deadlines, orders, setup
 from aftersales.service.context import PLATFORM, Context, Principal, UnitOfWork
 from aftersales.service.errors import ServiceError
 from aftersales.service.ledger import audit
@@ -234,6 +234,8 @@ def test_F2_stateful_deadlines_never_jam(ctx: Context, monkeypatch: pytest.Monke
     for action in (dcases.Auto.AUTO_APPROVE, dcases.Auto.ADVANCE_COMPENSATION, dcases.Auto.RETURN_TIMEOUT):
         monkeypatch.setitem(dcases._AUTO_HANDLERS, action, _breakable(action))
     ensure_merchant(ctx, MERCHANT, ctx.now())
+    setup.put_category(ctx, PLATFORM, code="general", name="General", no_reason_return=True, statutory_exclusion=None,
+                       after_sales_days=None, warranty_days=None)  # E4: an order names only created categories
     Deadlines.ctx = ctx
     run_state_machine_as_test(Deadlines, settings=settings(
         max_examples=MAX_EXAMPLES, stateful_step_count=STEPS, deadline=None, derandomize=True,

@@ -76,7 +76,7 @@ def test_sessions_list_and_revoke(env):
     assert invoke("sessions", "revoke", sid).exit_code == 1
 
 
-PROD = {"env": "production", "secret_key": "s" * 40, "record_secret": "r" * 40}
+PROD = {"env": "production", "secret_key": "Q7v!pX2r#Lm9Tz4wKc8Yb1Nh6Fd3Gs0Ej5", "record_secret": "uR4$kW9mZ2qT7xN1pL6vB3cY8hF0jD5sG"}
 
 
 def test_the_bootstrap_key_is_refused_in_production_unless_allowed():
@@ -90,8 +90,8 @@ def test_the_bootstrap_key_is_refused_in_production_unless_allowed():
 
 def test_the_cli_refuses_to_start_in_production_with_a_bootstrap_key(env, monkeypatch):
     monkeypatch.setenv("AFTERSALES_ENV", "production")
-    monkeypatch.setenv("AFTERSALES_SECRET_KEY", "s" * 40)
-    monkeypatch.setenv("AFTERSALES_RECORD_SECRET", "r" * 40)
+    monkeypatch.setenv("AFTERSALES_SECRET_KEY", PROD["secret_key"])
+    monkeypatch.setenv("AFTERSALES_RECORD_SECRET", PROD["record_secret"])
     monkeypatch.setenv("AFTERSALES_BOOTSTRAP_PLATFORM_KEY", "b" * 30)
     result = invoke("keys", "list")
     assert result.exit_code == 2 and "AFTERSALES_BOOTSTRAP_PLATFORM_KEY is refused in production" in result.output

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from alembic import command
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from aftersales.domain import policy as policy_mod
 from aftersales.service import orders, setup
@@ -30,6 +30,9 @@ def test_E5_migration_0017_stamps_existing_orders_with_the_terms_in_force(ctx: C
     ensure_merchant(ctx, "mA", ctx.now())
     setup.put_category(ctx, PLATFORM, code="kettles", name="Kettles", no_reason_return=True, statutory_exclusion=None,
                        after_sales_days=30, warranty_days=None)
+    # mugs: a category of an order stored before E4 refused unknown ones; removed from the catalog below
+    setup.put_category(ctx, PLATFORM, code="mugs", name="Mugs", no_reason_return=True, statutory_exclusion=None,
+                       after_sales_days=None, warranty_days=None)
     orders.create_order(ctx, PLATFORM, {
         "id": "legacy", "merchant_id": "mA", "buyer_id": "bX", "paid_at": ctx.now() - timedelta(hours=1),
         "shipping_fee_fen": 0,
@@ -40,8 +43,9 @@ def test_E5_migration_0017_stamps_existing_orders_with_the_terms_in_force(ctx: C
     deadline_before, _ = _refund_deadline(ctx, "legacy")
     engine = make_engine(database.url, schema=database.schema)
     try:
-        command.downgrade(alembic_config(engine), "20261206_0012")  # the revision before 0017
+        command.downgrade(alembic_config(engine), "20261206_0011")  # the revision before 0017
         with engine.begin() as conn:  # the order as stored before 0017: no terms, no policy version
+            conn.execute(delete(t.categories).where(t.categories.c.code == "mugs"))
             state = conn.execute(select(t.orders.c.state).where(t.orders.c.id == "legacy")).scalar_one()
             state = {k: v for k, v in state.items() if k not in ("terms", "policy_version")}
             conn.execute(update(t.orders).where(t.orders.c.id == "legacy").values(state=state))

@@ -14,7 +14,7 @@ from typing import Any
 from aftersales.domain import policy as policy_mod
 from aftersales.domain.catalog import CaseType, Reason
 from aftersales.service import cases as case_service
-from aftersales.service import orders
+from aftersales.service import orders, setup
 from aftersales.service.context import PLATFORM, Context, Principal
 from aftersales.testing import ensure_merchant
 
@@ -39,6 +39,8 @@ def _option(ctx: Context, oid: str, case_type: str) -> dict[str, Any]:
 def test_T0_restart_with_new_policy_file_keeps_old_orders_windows(ctx: Context, tmp_path: Path) -> None:
     now = ctx.now()
     ensure_merchant(ctx, "mA", now)
+    setup.put_category(ctx, PLATFORM, code="kettles", name="Kettles", no_reason_return=True, statutory_exclusion=None,
+                       after_sales_days=None, warranty_days=None)  # E4: an order names only created categories
     _order(ctx, "old", now - timedelta(hours=1))
     old_before = _option(ctx, "old", "refund_only")
     assert old_before["_view"]["policy_version"] == policy_mod.version_id(ctx.policy)
