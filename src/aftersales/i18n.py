@@ -207,6 +207,16 @@ _ACTION_LABELS = {
     "advance_compensate": N_("pay the ruling in advance (platform)"),
 }
 
+#: K2: the events of a complaint's timeline (``complaint_<status>``, and a missed limit).
+_COMPLAINT_EVENT_LABELS = {
+    "complaint_submitted": N_("submitted"),
+    "complaint_accepted": N_("accepted, awaiting the shop"),
+    "complaint_rejected": N_("rejected"),
+    "complaint_answered": N_("answered by the shop"),
+    "complaint_resolved": N_("resolved"),
+    "complaint_flagged": N_("a limit was missed (flagged)"),
+}
+
 #: Placeholder name → {code: English label msgid}. ``reasons`` is a comma-separated list of reason codes.
 LABELS: Mapping[str, Mapping[str, str]] = {
     "status": _STATUS_LABELS,
@@ -216,6 +226,7 @@ LABELS: Mapping[str, Mapping[str, str]] = {
     "exclusion": _EXCLUSION_LABELS,
     "actor": _ACTOR_LABELS,
     "action": _ACTION_LABELS,
+    "complaint_event": _COMPLAINT_EVENT_LABELS,
 }
 _LIST_SEPARATOR = {"zh_CN": "、", "es": ", ", "en": ", "}
 
