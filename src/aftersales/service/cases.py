@@ -19,7 +19,7 @@ from aftersales.store import tables as t
 
 from . import views
 from .context import Context, Principal, UnitOfWork, read, run
-from .errors import Conflict, Invalid, NotFound
+from .errors import Invalid, NotFound, require_version
 from .orders import load_order
 from .payments import settle_new_refunds
 from .terms import order_policy
@@ -89,8 +89,7 @@ def act(ctx: Context, who: Principal, case_id: str, action: str, params: dict[st
 
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
         order, case = _load_case(uow, who, case_id, lock=True)
-        if if_match is not None and if_match != case.version:
-            raise Conflict(f"the case is at version {case.version}, not {if_match} (If-Match): reload it and try again")
+        require_version("case", case.version, if_match)
         policy = order_policy(ctx, uow.conn, order)  # T0: the policy version the order was paid under
         dcases.act(order, case_id, Action(action), who.actor, uow.now, policy, **params)
         if (action == Action.RULE and case.ruling is not None and case.ruling.outcome == "refund"

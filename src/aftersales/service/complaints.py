@@ -28,7 +28,7 @@ from aftersales.store import repositories as repo
 
 from .cases import decode_cursor, decode_id_cursor, encode_cursor
 from .context import Context, Principal, UnitOfWork, read, run
-from .errors import Conflict, Invalid, NotFound
+from .errors import Invalid, NotFound, require_version
 from .orders import can_see
 
 #: Statuses in which the merchant sees a complaint about its shop.
@@ -181,8 +181,7 @@ def act(ctx: Context, who: Principal, complaint_id: str, verb: str, params: dict
 
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
         row = load_visible(uow, who, complaint_id, lock=True)
-        if if_match is not None and if_match != row.version:
-            raise Conflict(f"the complaint is at version {row.version}, not {if_match} (If-Match): reload it and try again")
+        require_version("complaint", row.version, if_match)
         c = store.from_row(row)
         if v is dc.Verb.ACCEPT:
             c.accept(who.actor, uow.now, ctx.policy)

@@ -14,7 +14,7 @@ from aftersales.store import disputes as store
 
 from . import subjects
 from .context import Context, Principal, UnitOfWork, read, run
-from .errors import Conflict, NotFound
+from .errors import Conflict, NotFound, require_version
 
 
 def view(row: Any) -> dict[str, Any]:
@@ -61,8 +61,7 @@ def finish(ctx: Context, who: Principal, kind: str, subject_id: str, path_id: st
         row = _one(uow, path_id)
         if row is None or row.subject != subject.kind or row.subject_id != subject.id:
             raise NotFound("dispute path", path_id)
-        if if_match is not None and if_match != row.version:
-            raise Conflict(f"the dispute path is at version {row.version}, not {if_match} (If-Match): reload it and try again")
+        require_version("dispute path", row.version, if_match)
         ddisputes.check_end(row.started_at, ended_at, uow.now, has_outcome=row.outcome is not None)
         actor, actor_id = subjects.party(who)
         if not store.finish(uow.conn, path_id, row.version, {

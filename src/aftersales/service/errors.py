@@ -43,3 +43,10 @@ class Conflict(ServiceError):
 class Invalid(ServiceError):
     status = 422
     title = "Invalid request"
+
+
+def require_version(what: str, current: int, if_match: int | None) -> None:
+    """API.md: an action sent with ``If-Match: <version>`` applies only to that version of the resource; a stale one
+    is 409. The one place this is decided (cases, complaints, dispute paths)."""
+    if if_match is not None and if_match != current:
+        raise Conflict(f"the {what} is at version {current}, not {if_match} (If-Match): reload it and try again")
