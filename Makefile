@@ -35,6 +35,11 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \
 		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) || \
 		(sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
+	@# A CJK font, so that zh-CN pages render (and their screenshots show) Chinese, not boxes.
+	@test -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc || \
+		(DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-wqy-microhei || \
+		 (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-wqy-microhei)) || \
+		echo "warning: fonts-wqy-microhei not installed: zh-CN screenshots will show boxes"
 
 lint: install
 	$(BIN)/ruff check src tests bench

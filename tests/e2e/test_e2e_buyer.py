@@ -76,3 +76,35 @@ def test_G2_a_buyer_of_a_pending_group_sees_the_explanation_and_the_expiry(live:
     assert "overdue" not in (countdown.get_attribute("class") or "")
     assert phone.get_by_role("button", name="Send the request").count() == 0
     screenshot(phone, "buyer-order-pending")
+
+
+def test_M2_C1_E8_a_buyer_on_a_zh_phone_sees_action_needed_and_confirms_a_cancellation(live: Live, chromium: Any) -> None:
+    _order(live, "o-3001")
+    case = live.call("POST", "/v1/cases", {"order_id": "o-3001", "type": "return_refund", "reason": "quality_problem"},
+                     who="buyer_x", status=201)
+    live.call("POST", f"/v1/cases/{case['id']}/reject", {"reason": "Used"}, who="merchant_a", status=200)
+    context = chromium.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN", is_mobile=True, has_touch=True)
+    phone = context.new_page()
+    phone.set_default_timeout(15_000)
+    try:
+        phone.goto(live.buyer_link("bX"))
+        assert phone.get_by_role("status").inner_text() == "等待您回复的订单：1"
+        screenshot(phone, "buyer-orders-action-needed-zh")
+        phone.get_by_role("link", name="请在").click()
+        phone.get_by_role("button", name="撤销").first.click()
+        phone.wait_for_load_state("networkidle")
+        assert "本次撤销后，此订单剩余可撤销次数：2" in phone.locator("h1 + p + p").inner_text()
+        screenshot(phone, "buyer-cancel-confirm-zh")
+        assert live.call("GET", f"/v1/cases/{case['id']}", who="buyer_x")["status"] != "closed"  # nothing yet
+        phone.get_by_role("button", name="是的，撤销申请").click()
+        phone.wait_for_load_state("networkidle")
+        assert live.call("GET", f"/v1/cases/{case['id']}", who="buyer_x")["close_reason"] == "cancelled"
+    finally:
+        context.close()
+
+
+def test_a_bad_link_shows_the_way_back(live: Live, page: Any) -> None:
+    page.goto(live.buyer_link("bX").replace("token=", "token=x"))
+    assert page.get_by_role("heading", name="This link does not open your orders").is_visible()
+    assert page.get_by_role("heading", name="How to get a new link").is_visible()
+    screenshot(page, "buyer-bad-link")

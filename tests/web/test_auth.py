@@ -112,6 +112,22 @@ def test_a_buyer_link_expires(api: Any) -> None:
     assert browser(api).get(link["path"], follow_redirects=False).status_code == 401
 
 
+def test_a_bad_buyer_link_says_why_and_how_to_get_a_new_one_in_the_readers_language(api: Any) -> None:
+    link = api.post("/v1/buyer-links", {"buyer_id": "bX"}).json()
+    api.advance(8 * 86400)
+    zh = browser(api).get(link["path"], headers={"Accept-Language": "zh-CN"}, follow_redirects=False)
+    assert zh.status_code == 401
+    assert "This link" not in zh.text and "链接" in zh.text  # the reason and the way back, in Chinese
+    en = browser(api).get(link["path"].replace("token=", "token=x"), headers={"Accept-Language": "en"})
+    assert "This link is not valid." in en.text and "How to get a new link" in en.text
+    assert "Go to my orders" not in en.text  # no buyer session in this browser
+    web = browser(api)
+    fresh = api.post("/v1/buyer-links", {"buyer_id": "bX"}).json()
+    assert web.get(fresh["path"], follow_redirects=False).status_code == 303
+    again = web.get(link["path"], headers={"Accept-Language": "en"})
+    assert again.status_code == 401 and 'href="/app/orders"' in again.text  # still signed in: straight back
+
+
 def test_pages_carry_strict_security_headers(api: Any) -> None:
     r = browser(api).get("/app/login")
     assert "script-src 'self'" in r.headers["content-security-policy"]

@@ -172,10 +172,44 @@ def test_C1_E8_cancelling_says_it_counts_and_how_many_are_left(api: Any) -> None
     web = buyer(api)
     page = web.get(f"/app/buyer/cases/{c['id']}")
     assert f"you have {c['cancellations_left']} cancellations left" in page.text
-    assert act(web, c["id"], "cancel").status_code == 303
+    confirm = act(web, c["id"], "cancel")  # C1/E8: a confirmation first, nothing changed yet
+    assert confirm.status_code == 200
+    assert f"Cancellations left on this order after this one: {c['cancellations_left'] - 1}" in confirm.text
+    assert get_case(api, c["id"])["status"] == "awaiting_merchant"
+    fields = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)"', confirm.text))
+    assert fields["confirmed"] == "1"
+    done = web.post(f"/app/buyer/cases/{c['id']}/act/cancel", data=fields, follow_redirects=False)
+    assert done.status_code == 303
     assert get_case(api, c["id"])["close_reason"] == "cancelled"
     options = web.get("/app/orders/o1")
     assert f"Cancellations left on this order: {c['cancellations_left'] - 1}" in options.text
+
+
+def test_E8_the_last_cancellation_is_called_the_last(api: Any) -> None:
+    order(api, "o1")
+    web = buyer(api)
+    for _ in range(2):  # E8: max_buyer_cancellations = 3 by default; spend two through the API
+        c = case(api, "o1", "refund_only", "other")
+        assert api.post(f"/v1/cases/{c['id']}/cancel", {}, who="buyer_x").status_code == 200
+    c = case(api, "o1", "refund_only", "other")
+    confirm = act(web, c["id"], "cancel")
+    assert "Cancellations left on this order after this one: 0" in confirm.text
+    assert "This is your last cancellation" in confirm.text
+    assert get_case(api, c["id"])["status"] != "closed"
+
+
+def test_M2_an_order_whose_case_awaits_the_buyer_is_marked_action_needed(api: Any) -> None:
+    order(api, "o1")
+    order(api, "o2")
+    waiting = case(api, "o1", "return_refund", "quality_problem")
+    case(api, "o2", "return_refund", "quality_problem")  # awaits the shop (M1): no mark
+    web = buyer(api)
+    assert "Action needed" not in web.get("/app/orders").text
+    assert api.post(f"/v1/cases/{waiting['id']}/reject", {"reason": "Used"}, who="merchant_a").status_code == 200
+    page = web.get("/app/orders").text
+    assert page.count("Action needed") == 1 and "Orders waiting for your answer: 1" in page
+    marked = page.split("Action needed")[1].split("</li>")[0]
+    assert f"/app/buyer/cases/{waiting['id']}" in marked
 
 
 def test_M8_a_buyer_accepts_a_partial_refund_offer(api: Any) -> None:

@@ -189,6 +189,24 @@ AUTO_RULES: dict[Auto, str] = {
     Auto.ADVANCE_COMPENSATION: "P2",
 }
 
+#: Whose silence each deadline answers: the party that must act before it passes, or the system acts for them
+#: (M1, M6, M7: the shop; M2, M4/M8, M5, M7's receipt: the buyer; P1, P2: the platform). The buyer's pages mark
+#: an order "action needed" when its open case awaits the buyer.
+AWAITS: dict[Auto, Actor] = {
+    Auto.REMIND_MERCHANT: Actor.MERCHANT,
+    Auto.AUTO_APPROVE: Actor.MERCHANT,
+    Auto.CLOSE_UNANSWERED: Actor.BUYER,
+    Auto.LAPSE_OFFER: Actor.BUYER,
+    Auto.CLOSE_BUYER_OVERDUE: Actor.BUYER,
+    Auto.RETURN_TIMEOUT: Actor.MERCHANT,
+    Auto.SHIP_TIMEOUT: Actor.MERCHANT,
+    Auto.AUTO_CONFIRM_RECEIVED: Actor.BUYER,
+    Auto.FLAG_PLATFORM_OVERDUE: Actor.PLATFORM,
+    Auto.ADVANCE_COMPENSATION: Actor.PLATFORM,
+}
+if set(AWAITS) != set(Auto):  # pragma: no cover - import-time check: every automatic action says whom it awaits
+    raise AssertionError("AWAITS must name the awaited party of every automatic action")
+
 RETURN_TYPES = frozenset({CaseType.RETURN_REFUND, CaseType.EXCHANGE, CaseType.REPAIR})
 REFUND_TYPES = frozenset({CaseType.REFUND_ONLY, CaseType.RETURN_REFUND})
 
@@ -292,6 +310,10 @@ class Case:
         if self.due_action is Auto.LAPSE_OFFER and self.offer is not None and self.offer.kind == "exchange":
             rule = "M4"
         return Deadline(self.due_action, self.due_at, rule, self.stage)
+
+    def awaiting(self) -> Actor | None:
+        """Whose move it is: the party the running deadline waits for (``AWAITS``); None when no deadline runs."""
+        return AWAITS[self.due_action] if self.due_action is not None and self.due_at is not None else None
 
     def timers(self) -> list[Deadline]:
         """Every automatic action still to come in this stage: M1 reminders, then the deadline."""

@@ -113,7 +113,12 @@ def list_buyer_orders(ctx: Context, who: Principal, *, limit: int = 100) -> list
         for oid in ids:
             order = load_order(uow, who, oid)
             group = uow.tracker.get_group(order.group_id) if order.group_id else None
-            out.append(views.order_view(order, group, actor=who.actor, now=uow.now))
+            view = views.order_view(order, group, actor=who.actor, now=uow.now)
+            case = order.open_case()
+            # The buyer's move (M2, M4/M8, M5, M7): the order is marked "action needed", with the deadline.
+            view["action_needed"] = (views.iso(case.due_at) if case is not None and case.awaiting() is Actor.BUYER
+                                     else None)
+            out.append(view)
         return out
 
     return read(ctx, q)

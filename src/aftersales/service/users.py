@@ -27,6 +27,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from aftersales.domain.messages import N_
 from aftersales.store import repositories as repo
 from aftersales.store import users as store
 
@@ -220,13 +221,13 @@ def buyer_login(ctx: Context, secret: str, token: str) -> str:
         buyer_id, expires = payload.rsplit("|", 1)
         expires_at = int(expires)
     except (ValueError, UnicodeDecodeError):
-        raise Unauthorized("This link is not valid.") from None
+        raise Unauthorized(N_("This link is not valid.")) from None
     if not hmac.compare_digest(mac, _sign(secret, payload)) or not buyer_id:
-        raise Unauthorized("This link is not valid.")
+        raise Unauthorized(N_("This link is not valid."))
 
     def cmd(uow: UnitOfWork) -> str:
         if uow.now.timestamp() > expires_at:
-            raise Unauthorized("This link has expired; ask for a new one.")
+            raise Unauthorized(N_("This link has expired; ask for a new one."))
         return _new_session(uow, user_id=None, buyer_id=buyer_id)
 
     return run(ctx, cmd)

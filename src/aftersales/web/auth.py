@@ -90,8 +90,11 @@ def buyer_enter(request: Request, token: Annotated[str, Query(max_length=500)]) 
     try:
         session = users.buyer_login(ctx_of(request), settings_of(request).secret_key, token)
     except Unauthorized as exc:
-        return render(request, "message.html", status_code=401, title=i18n.translate("Sign in", lang_of(request)),
-                      message=i18n.translate(exc.detail, lang_of(request)))
+        # A way back from a bad link, in the reader's language: why, how to get a new one, and their orders if a
+        # buyer session is still open in this browser.
+        user = current_user(request)
+        return render(request, "buyer/bad_link.html", status_code=401, reason=exc.detail,
+                      days=users.BUYER_LINK_TTL.days, signed_in=user is not None and user.role == "buyer")
     response = RedirectResponse("/app/orders", status_code=303)
     _session_cookie(request, response, session)
     return response

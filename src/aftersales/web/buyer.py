@@ -191,6 +191,10 @@ async def case_action(request: Request, user: Buyer, case_id: Id,
         version = values.get("version", "")
         if version and (not version.isdigit() or len(version) > 9):
             raise Invalid("the page's version is not a number: reload the page")
+        if action == "cancel" and values.get("confirmed") != "1":
+            confirm = _confirm_cancel(request, user, case_id, values)
+            if confirm is not None:
+                return confirm
         case_service.act(ctx_of(request), user.principal, case_id, action, params,
                          if_match=int(version) if version else None, lang=lang)
     except NotFound as exc:
@@ -201,6 +205,17 @@ async def case_action(request: Request, user: Buyer, case_id: Id,
     done = i18n.translate("Done: {action}.", lang).format(
         action=i18n.translate(i18n.LABELS["action"].get(action, action), lang))
     return see_other(f"/app/buyer/cases/{case_id}", flash=done)
+
+
+def _confirm_cancel(request: Request, user: Any, case_id: str, values: dict[str, str]) -> Response | None:
+    """C1/E8: cancelling spends one of the order's few cancellations, so the buyer confirms it first, told how many
+    are left after this one and what that means (None: cancelling is not allowed now; the service refuses it)."""
+    case = case_service.get_case(ctx_of(request), user.principal, case_id, lang=lang_of(request))
+    if "cancel" not in case["allowed_actions"]:
+        return None
+    hidden = {k: v for k, v in values.items() if k not in ("csrf_token", "confirmed")}
+    return render(request, "buyer/confirm_cancel.html", c=case, hidden=hidden,
+                  left_after=max(0, case["cancellations_left"] - 1))
 
 
 @router.post("/buyer/cases/{case_id}/messages", dependencies=[Csrf])
