@@ -108,3 +108,23 @@ def test_a_bad_link_shows_the_way_back(live: Live, page: Any) -> None:
     assert page.get_by_role("heading", name="This link does not open your orders").is_visible()
     assert page.get_by_role("heading", name="How to get a new link").is_visible()
     screenshot(page, "buyer-bad-link")
+
+
+def test_K2_a_buyer_follows_a_complaint_and_writes_to_the_shop(live: Live, phone: Any) -> None:
+    _order(live, "o-4001")
+    kid = live.call("POST", "/v1/complaints", {"channel": "order_button", "category": "product_quality",
+                                               "order_id": "o-4001", "description": "The lid arrived cracked."},
+                    who="buyer_x", status=201)["id"]
+    live.call("POST", f"/v1/complaints/{kid}/accept", None, status=200)
+    live.call("POST", f"/v1/complaints/{kid}/respond", {"answer": "A new lid is on its way."}, who="merchant_a", status=200)
+    phone.goto(live.buyer_link("bX"))
+    phone.goto(live.url + "/app/complaints")
+    phone.get_by_role("link", name="Messages, evidence and timeline").click()
+    assert "A new lid is on its way." in phone.get_by_role("region", name="Your complaint").inner_text()
+    phone.get_by_label("Write a message").fill("Thank you, I will wait.")
+    phone.get_by_role("button", name="Send").click()
+    phone.wait_for_load_state("networkidle")
+    assert phone.get_by_role("status").inner_text() == "Message sent."
+    assert "Thank you, I will wait." in phone.get_by_role("region", name="Messages with the shop and the platform").inner_text()
+    phone.evaluate("window.scrollTo(0, 0)")  # the sticky header at the top of the full-page shot
+    screenshot(phone, "buyer-complaint")

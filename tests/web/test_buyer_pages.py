@@ -316,6 +316,49 @@ def test_K2_a_buyer_complains_through_a_published_channel_and_sees_its_status(ap
     assert "received, being screened" in listing.text and "No answer" in listing.text
 
 
+def test_K2_a_buyer_follows_a_complaint_on_its_page_with_messages_and_evidence(api: Any) -> None:
+    order(api, "o1")
+    filed = api.post("/v1/complaints", {"channel": "order_button", "category": "product_quality", "order_id": "o1",
+                                        "description": "Cracked lid"}, who="buyer_x")
+    assert filed.status_code == 201, filed.text
+    kid = filed.json()["id"]
+    assert api.post(f"/v1/complaints/{kid}/accept", None).status_code == 200
+    assert api.post(f"/v1/complaints/{kid}/respond", {"answer": "We will send a new lid."},
+                    who="merchant_a").status_code == 200
+    web = buyer(api)
+    assert f'href="/app/complaints/{kid}"' in web.get("/app/complaints").text
+    page = web.get(f"/app/complaints/{kid}")
+    assert page.status_code == 200
+    assert "Cracked lid" in page.text and "We will send a new lid." in page.text and "answered by the shop" in page.text
+    token = csrf_of(page.text)
+    sent = web.post(f"/app/complaints/{kid}/messages", data={"csrf_token": token, "body": "Thanks, waiting."},
+                    follow_redirects=False)
+    assert sent.status_code == 303
+    attached = web.post(f"/app/complaints/{kid}/evidence", data={"csrf_token": token},
+                        files={"evidence": ("lid.png", PNG, "image/png")}, follow_redirects=False)
+    assert attached.status_code == 303, attached.text
+    files = api.get(f"/v1/complaints/{kid}/evidence", who="platform").json()["items"]
+    assert [f["filename"] for f in files] == ["lid.png"]
+    again = web.get(f"/app/complaints/{kid}").text
+    assert "Thanks, waiting." in again and f'<img src="/app/complaints/{kid}/evidence/{files[0]["id"]}"' in again
+    download = web.get(f"/app/complaints/{kid}/evidence/{files[0]['id']}")
+    assert download.status_code == 200 and download.content == PNG
+    shop_sees = api.get(f"/v1/complaints/{kid}/messages", who="merchant_a").json()["items"]
+    assert [m["body"] for m in shop_sees] == ["Thanks, waiting."]
+
+
+def test_T2_another_buyers_complaint_page_is_a_404(api: Any) -> None:
+    order(api, "o1")
+    kid = api.post("/v1/complaints", {"channel": "order_button", "category": "other", "order_id": "o1",
+                                      "description": "x"}, who="buyer_x").json()["id"]
+    intruder = buyer(api, "bY")
+    token = csrf_of(intruder.get("/app/complaints").text)
+    assert intruder.get(f"/app/complaints/{kid}").status_code == 404
+    r = intruder.post(f"/app/complaints/{kid}/messages", data={"csrf_token": token, "body": "x"}, follow_redirects=False)
+    assert r.status_code == 404
+    assert count(api, t.messages) == 0
+
+
 def test_K2_a_complaint_about_another_buyers_order_is_refused_like_an_unknown_one(api: Any) -> None:
     order(api, "oy", buyer="bY")
     web = buyer(api)

@@ -101,10 +101,12 @@ def not_found_page(request: Request, exc: NotFound) -> Response:
     return _not_found(request)
 
 
-def evidence_file(request: Request, principal: Principal, case_id: str, evidence_id: str) -> Response:
-    """An evidence file of a case the signed-in user may see, as a download (the API's response); else the 404 page."""
+def evidence_file(request: Request, principal: Principal, subject_id: str, evidence_id: str, *,
+                  kind: str = "case") -> Response:
+    """An evidence file of a case (or complaint) the signed-in user may see, as a download (the API's response); else
+    the 404 page."""
     try:
-        meta, data = evidence.download(ctx_of(request), evidence_store(request), principal, "case", case_id, evidence_id)
+        meta, data = evidence.download(ctx_of(request), evidence_store(request), principal, kind, subject_id, evidence_id)
     except NotFound as exc:
         return not_found_page(request, exc)
     return evidence_response(meta, data)

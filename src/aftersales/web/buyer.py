@@ -10,6 +10,7 @@ complaint answers 404 exactly like an unknown id (T2).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Query, Request
@@ -234,19 +235,24 @@ def case_message(request: Request, user: Buyer, case_id: Id, body: Annotated[str
 @router.post("/buyer/cases/{case_id}/evidence", dependencies=[Csrf])
 async def case_evidence(request: Request, user: Buyer, case_id: Id) -> Response:
     """D3: add a photo or PDF to the case (recognised by its content, not its name)."""
+    return await _evidence_form(request, user, "case", case_id, _case_page, f"/app/buyer/cases/{case_id}#evidence")
+
+
+async def _evidence_form(request: Request, user: Any, kind: str, subject_id: str, page: Callable[..., Response],
+                         back: str) -> Response:
+    """The buyer's evidence form of a case or complaint: attach, then back to ``back``; a refusal re-shows ``page``."""
     form = await request.form()
-    upload = form.get("evidence")
-    note = form.get("evidence_note")
+    upload, note = form.get("evidence"), form.get("evidence_note")
     if not isinstance(upload, UploadFile) or not upload.filename:
         problem: str | None = i18n.translate("Choose a file first.", lang_of(request))
     else:
         try:
-            problem = await _attach(request, user, case_id, upload, note if isinstance(note, str) else "")
+            problem = await _attach(request, user, subject_id, upload, note if isinstance(note, str) else "", kind=kind)
         except NotFound as exc:
             return not_found_page(request, exc)
     if problem:
-        return _case_page(request, user, case_id, status_code=422, error=problem)
-    return see_other(f"/app/buyer/cases/{case_id}#evidence", flash=i18n.translate("Evidence attached.", lang_of(request)))
+        return page(request, user, subject_id, status_code=422, error=problem)
+    return see_other(back, flash=i18n.translate("Evidence attached.", lang_of(request)))
 
 
 @router.get("/buyer/cases/{case_id}/evidence/{evidence_id}")
@@ -262,8 +268,10 @@ def _complaints_page(request: Request, user: Any, *, status_code: int = 200, err
     mine = complaints.list_complaints(ctx, user.principal, status=None, merchant_id=None, order_id=None, flagged=None,
                                       cursor=None, limit=100)["items"]
     published = complaints.channels(ctx)
+    from .platform import REMEDIES  # one wording of the remedies for every side
+
     return render(request, "buyer/complaints.html", status_code=status_code, error=error, mine=list(reversed(mine)),
-                  channels=published["channels"], form=form or {}, categories=COMPLAINT_CATEGORIES,
+                  channels=published["channels"], form=form or {}, categories=COMPLAINT_CATEGORIES, remedies=REMEDIES,
                   statuses=COMPLAINT_STATUSES, channel_names=CHANNEL_NAMES,
                   my_orders=orders.list_buyer_orders(ctx, user.principal))
 
@@ -298,6 +306,57 @@ def file_complaint(request: Request, user: Buyer, channel: Annotated[str, Form(m
 CHANNEL_CODES = frozenset(c.value for c, _, _ in complaints.CHANNELS)
 
 
+def _complaint_page(request: Request, user: Any, complaint_id: str, *, status_code: int = 200,
+                    error: str | None = None, form: dict[str, Any] | None = None) -> Response:
+    ctx = ctx_of(request)
+    try:
+        k = complaints.get(ctx, user.principal, complaint_id)
+        events = complaints.events(ctx, user.principal, complaint_id, cursor=None, limit=200)["items"]
+        talk = messages.list_messages(ctx, user.principal, "complaint", complaint_id, cursor=None, limit=500)["items"]
+        files = evidence.list_evidence(ctx, user.principal, "complaint", complaint_id, cursor=None, limit=200)["items"]
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    from .platform import REMEDIES  # one wording of the remedies for every side
+
+    return render(request, "buyer/complaint.html", status_code=status_code, error=error, k=k, events=events,
+                  talk=talk, files=files, form=form or {}, categories=COMPLAINT_CATEGORIES,
+                  statuses=COMPLAINT_STATUSES, channel_names=CHANNEL_NAMES, remedies=REMEDIES)
+
+
+@router.get("/complaints/{complaint_id}", response_class=HTMLResponse)
+def complaint_page(request: Request, user: Buyer, complaint_id: Id) -> Response:
+    """K2: one of the buyer's complaints — status, the next step and its limit, the shop's answer and the platform's
+    decision, the timeline, messages with the shop and the platform, and the buyer's evidence."""
+    return _complaint_page(request, user, complaint_id)
+
+
+@router.post("/complaints/{complaint_id}/messages", dependencies=[Csrf])
+def complaint_message(request: Request, user: Buyer, complaint_id: Id,
+                      body: Annotated[str, Form(max_length=4000)] = "") -> Response:
+    """A message on the complaint (the shop and the platform read it)."""
+    try:
+        messages.post(ctx_of(request), user.principal, "complaint", complaint_id, body=_text(body), internal=False)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except ServiceError as exc:
+        return _complaint_page(request, user, complaint_id, status_code=exc.status, error=explain(request, exc),
+                               form={"message": body})
+    return see_other(f"/app/complaints/{complaint_id}#messages", flash=i18n.translate("Message sent.", lang_of(request)))
+
+
+@router.post("/complaints/{complaint_id}/evidence", dependencies=[Csrf])
+async def complaint_evidence(request: Request, user: Buyer, complaint_id: Id) -> Response:
+    """K2/D3: a photo or PDF backing the complaint, recognised by its content."""
+    return await _evidence_form(request, user, "complaint", complaint_id, _complaint_page,
+                                f"/app/complaints/{complaint_id}#evidence")
+
+
+@router.get("/complaints/{complaint_id}/evidence/{evidence_id}")
+def complaint_evidence_file(request: Request, user: Buyer, complaint_id: Id, evidence_id: Id) -> Response:
+    """One evidence file of the complaint, downloaded."""
+    return evidence_file(request, user.principal, complaint_id, evidence_id, kind="complaint")
+
+
 # --- form values ----------------------------------------------------------------------------------------------
 def fen_of(value: str) -> int:
     """An amount typed in yuan ("12", "12.5", "12.50") as integer fen; no floats (T1)."""
@@ -328,13 +387,14 @@ def _items(skus: list[Any], quantities: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
-async def _attach(request: Request, user: Any, case_id: str, upload: UploadFile, note: str) -> str | None:
-    """Attach an uploaded file to the case; the refusal's explanation, or None when attached."""
+async def _attach(request: Request, user: Any, subject_id: str, upload: UploadFile, note: str, *,
+                  kind: str = "case") -> str | None:
+    """Attach an uploaded file to the case (or complaint); the refusal's explanation, or None when attached."""
 
     limit = settings_of(request).max_evidence_bytes
     data = await upload.read(limit + 1)
     try:
-        evidence.attach(ctx_of(request), evidence_store(request), user.principal, "case", case_id, data=data,
+        evidence.attach(ctx_of(request), evidence_store(request), user.principal, kind, subject_id, data=data,
                         filename=upload.filename, note=note.strip()[:MAX_TEXT] or None, max_bytes=limit)
     except ServiceError as exc:
         if isinstance(exc, NotFound):

@@ -16,7 +16,7 @@ from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
 from aftersales import i18n
-from aftersales.api.downloads import evidence_response, evidence_store
+from aftersales.api.downloads import evidence_store
 from aftersales.domain.cases import Auto, CaseStatus
 from aftersales.domain.catalog import CaseType, Reason
 from aftersales.domain.errors import DomainError
@@ -438,12 +438,7 @@ def shop_complaint_evidence(request: Request, user: MerchantStaff, complaint_id:
 def shop_complaint_evidence_file(request: Request, user: MerchantStaff, complaint_id: ComplaintId,
                                  evidence_id: Annotated[str, Path(max_length=40, pattern=r"^[A-Za-z0-9_.:-]+$")]) -> Response:
     """One evidence file of the complaint, as a download."""
-    try:
-        meta, data = evidence.download(ctx_of(request), evidence_store(request), user.principal, "complaint",
-                                       complaint_id, evidence_id)
-    except NotFound as exc:
-        return not_found_page(request, exc)
-    return evidence_response(meta, data)
+    return evidence_file(request, user.principal, complaint_id, evidence_id, kind="complaint")
 
 
 def _shop(user: Any) -> str:
