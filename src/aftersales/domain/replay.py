@@ -79,6 +79,8 @@ class RefusedOpening:
     buyer_consent: bool
     rule: str
     at: datetime
+    #: How many of the order's events were stored before the refusal: its place among the inputs.
+    events_before: int
 
     @property
     def case_id(self) -> str:
@@ -170,12 +172,14 @@ def _params(action: Action, data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def inputs(history: History) -> list[Input]:
-    """The inputs of ``history`` in the order they happened (refused openings after what was recorded at or before
-    their instant)."""
+    """The inputs of ``history`` in the order they happened (a refused opening after the events stored before it)."""
     stored = history.order
     described = {c.id: c.description for c in stored.cases}
     out: list[Input] = []
-    for e in history.events:
+    refused = sorted(history.refused, key=lambda r: (r.events_before, r.id))
+    for index, e in enumerate(history.events):
+        while refused and refused[0].events_before <= index:
+            out.append(_refused_input(refused.pop(0)))
         actor = Actor(e.actor)
         if e.kind in _RESULTS:
             continue
@@ -203,13 +207,14 @@ def inputs(history: History) -> list[Input]:
             out.append(Input(e.at, "act", actor, e.case_id, {"action": action, **_params(action, e.data)}))
         else:
             raise Unreplayable(f"order {stored.id}: no replay for a recorded {e.kind!r} by {e.actor}")
-    for r in sorted(history.refused, key=lambda r: (r.at, r.id)):
-        opening = Input(r.at, "open", Actor(r.actor), r.case_id, {
-            "case_type": r.case_type, "reason": r.reason, "items": r.items, "refund_fen": r.refund_fen,
-            "buyer_consent": r.buyer_consent, "description": ""}, refused_rule=r.rule)
-        i = next((i for i, x in enumerate(out) if x.at > r.at), len(out))
-        out.insert(i, opening)
+    out += [_refused_input(r) for r in refused]
     return out
+
+
+def _refused_input(r: RefusedOpening) -> Input:
+    return Input(r.at, "open", Actor(r.actor), r.case_id, {
+        "case_type": r.case_type, "reason": r.reason, "items": r.items, "refund_fen": r.refund_fen,
+        "buyer_consent": r.buyer_consent, "description": ""}, refused_rule=r.rule)
 
 
 def _settlements(history: History) -> dict[str, datetime | None]:

@@ -96,7 +96,7 @@ def _recorded(r: Any) -> dreplay.Recorded:
 
 def _refused(r: Any) -> dreplay.RefusedOpening:
     return dreplay.RefusedOpening(r.id, r.actor, r.case_type, r.reason, dict(r.items) if r.items else None, r.refund_fen,
-                                  bool(r.buyer_consent), r.rule, r.at)
+                                  bool(r.buyer_consent), r.rule, r.at, r.events_before)
 
 
 def run_replay(ctx: Context, policy: Policy | None, start: datetime, end: datetime, *, identity: bool = False,

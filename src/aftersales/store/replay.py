@@ -21,9 +21,11 @@ _R = t.refused_openings
 def record_refused_opening(conn: Connection, *, order_id: str, merchant_id: str, actor: str, case_type: str, reason: str,
                            items: dict[str, int] | None, refund_fen: int | None, buyer_consent: bool, rule: str,
                            at: datetime) -> None:
+    """Record a refused opening, placed after the order's events stored so far (its place in the history)."""
+    before = conn.execute(select(func.count()).select_from(t.events).where(t.events.c.order_id == order_id)).scalar_one()
     conn.execute(insert(_R).values(order_id=order_id, merchant_id=merchant_id, actor=actor, case_type=case_type,
                                    reason=reason, items=items, refund_fen=refund_fen, buyer_consent=buyer_consent,
-                                   rule=rule, at=at))
+                                   rule=rule, at=at, events_before=before))
 
 
 def order_ids_in_window(conn: Connection, start: datetime, end: datetime) -> list[str]:

@@ -194,6 +194,8 @@ refused_openings = Table(
     Column("buyer_consent", Boolean, nullable=False, default=False),
     Column("rule", String(8), nullable=False),
     Column("at", UtcDateTime, nullable=False),
+    # Where the refusal falls in the order's history: how many of its events were stored before it.
+    Column("events_before", Integer, nullable=False),
     Index("ix_refused_openings_at", "at"),
 )
 

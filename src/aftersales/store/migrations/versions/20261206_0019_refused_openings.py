@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column('buyer_consent', sa.Boolean(), nullable=False),
         sa.Column('rule', sa.String(length=8), nullable=False),
         sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('events_before', sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint('id'),
     )
     op.create_index('ix_refused_openings_order_id', 'refused_openings', ['order_id'])
