@@ -26,22 +26,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from sqlalchemy import text  # noqa: E402
+from sqlalchemy import text
 
-from aftersales.domain import cases as dcases  # noqa: E402
-from aftersales.domain.catalog import CaseType, Reason  # noqa: E402
-from aftersales.domain.errors import DomainError  # noqa: E402
-from aftersales.domain.events import Actor  # noqa: E402
-from aftersales.domain.opening import open_case  # noqa: E402
-from aftersales.domain.orders import Order, OrderItem, RefundStatus, new_order  # noqa: E402
-from aftersales.domain.policy import Policy, load, version_id  # noqa: E402
-from aftersales.service.context import Clock, Context, UnitOfWork, run  # noqa: E402
-from aftersales.service.replay import run_replay  # noqa: E402
-from aftersales.service.terms import stamp  # noqa: E402
-from aftersales.store import replay as replay_store  # noqa: E402
-from aftersales.store.db import make_engine  # noqa: E402
-from aftersales.store.migrate import upgrade  # noqa: E402
-from aftersales.testing import ensure_merchant  # noqa: E402
+from aftersales.domain import cases as dcases
+from aftersales.domain.catalog import CaseType, Reason
+from aftersales.domain.errors import DomainError
+from aftersales.domain.events import Actor
+from aftersales.domain.opening import open_case
+from aftersales.domain.orders import Order, OrderItem, RefundStatus, new_order
+from aftersales.domain.policy import Policy, load, version_id
+from aftersales.service.context import Clock, Context, UnitOfWork, run
+from aftersales.service.replay import run_replay
+from aftersales.service.terms import stamp
+from aftersales.store import replay as replay_store
+from aftersales.store.db import make_engine
+from aftersales.store.migrate import upgrade
+from aftersales.testing import ensure_merchant
 
 NOW = datetime(2026, 12, 1, 4, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -139,13 +139,17 @@ def generate(ctx: Context, n: int, chunk: int = 1000) -> None:
     for start in range(0, n, chunk):
         refused: list[dict] = []
 
-        def cmd(uow: UnitOfWork, start: int = start) -> None:
+        def cmd(uow: UnitOfWork, start: int = start, refused: list[dict] = refused) -> None:
             for i in range(start, min(n, start + chunk)):
                 uow.tracker.add_order(_story(i, ctx.policy, terms, vid, refused))
 
+        def refusals(uow: UnitOfWork, refused: list[dict] = refused) -> None:
+            for r in refused:
+                replay_store.record_refused_opening(uow.conn, **r)
+
         run(ctx, cmd)
         if refused:  # after the orders' events: a refusal's place in its order's history (events before it)
-            run(ctx, lambda uow: [replay_store.record_refused_opening(uow.conn, **r) for r in refused])  # type: ignore[func-returns-value]
+            run(ctx, refusals)
 
 
 def main() -> None:

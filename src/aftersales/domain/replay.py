@@ -21,6 +21,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from . import cases as dcases
@@ -160,11 +161,14 @@ class Mismatch:
 
 
 # --- reading the history --------------------------------------------------------------------------------
+@cache
+def _parameter_names(action: Action) -> tuple[str, ...]:
+    return tuple(inspect.signature(dcases._HANDLERS[action]).parameters)[_HANDLER_FIXED:]
+
+
 def _params(action: Action, data: Mapping[str, Any]) -> dict[str, Any]:
     """The parameters a person gave an action: the event's data keys that are parameters of its handler."""
-    handler = dcases._HANDLERS[action]
-    names = list(inspect.signature(handler).parameters)[_HANDLER_FIXED:]
-    out = {k: data[k] for k in names if k in data}
+    out = {k: data[k] for k in _parameter_names(action) if k in data}
     for k in ("at",):  # instants are stored as text
         if isinstance(out.get(k), str):
             out[k] = datetime.fromisoformat(out[k])
