@@ -27,9 +27,10 @@ from typing import Any
 from . import cases as dcases
 from .cases import AUTO_RULES, Action, Auto
 from .catalog import Category
-from .errors import DomainError, RuleViolation
+from .errors import DomainError, StateConflict
 from .events import Actor, Event
 from .groups import Group
+from .messages import N_
 from .opening import open_case
 from .orders import Order, OrderItem, OrderStatus, RefundStatus, new_order
 from .policy import Policy
@@ -298,7 +299,8 @@ class _Replayer:
             o.deliver(inp.actor, p["delivered_at"], inp.at)
         elif inp.kind == "group_formed":
             if o.status is not OrderStatus.GROUP_PENDING:
-                raise RuleViolation("G3", "The order's group is no longer pending.")
+                raise StateConflict("G3", N_("Group {group_id} is {status} and takes no more members."),
+                                    group_id=o.group_id, status=str(o.status))
             o.status = OrderStatus.AWAITING_SHIPMENT
             o.version += 1
             o.record("group_formed", inp.actor, inp.at, tuple(p["rules"]))
