@@ -23,6 +23,7 @@ from aftersales.service.replay import run_replay
 from aftersales.store import replay as replay_store
 from aftersales.store import tables as t
 from aftersales.testing import ensure_merchant
+from tests.api.helpers import delivered_order, problem, try_open
 
 MERCHANT = Principal("merchant", "mA")
 BUYER = Principal("buyer", "bX")
@@ -177,3 +178,19 @@ def test_T0_cli_identity_and_draft_csv(ctx: Context, database: Any, tmp_path: An
 
     bad = runner.invoke(cli.app, ["policy", "replay", "--from", "2026-01-01", "--to", "2027-01-01", "--set", "no_reason_days=3"])
     assert bad.exit_code == 1 and "no_reason_days (E4)" in bad.output
+
+
+def test_E4_a_refused_opening_is_recorded_and_answered_exactly_as_before(api: Any, ctx: Context) -> None:
+    delivered_order(api, "o1")
+    api.advance(9 * 24 * 3600)
+    first = try_open(api, "o1", "return_refund", "no_reason")
+    body = problem(first, 422, "E4")
+    rows = read(ctx, lambda uow: replay_store.refused_openings(uow.conn, ["o1"]))["o1"]
+    assert [(r.actor, r.case_type, r.reason, r.rule, r.at) for r in rows] == [
+        ("buyer", "return_refund", "no_reason", "E4", api.now())]
+    # The same refusal again, word for word: recording it changes nothing the caller sees.
+    again = try_open(api, "o1", "return_refund", "no_reason")
+    assert problem(again, 422, "E4") == body
+    # An input error (E5: an unknown type) is no eligibility refusal: not recorded.
+    assert try_open(api, "o1", "teleport", "no_reason").status_code == 422
+    assert read(ctx, lambda uow: replay_store.refused_opening_count(uow.conn)) == 2
