@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
+from tests.api.helpers import delivered_order, problem, try_open
 from typer.testing import CliRunner
 
 from aftersales import cli, demo
@@ -23,7 +24,6 @@ from aftersales.service.replay import run_replay
 from aftersales.store import replay as replay_store
 from aftersales.store import tables as t
 from aftersales.testing import ensure_merchant
-from tests.api.helpers import delivered_order, problem, try_open
 
 MERCHANT = Principal("merchant", "mA")
 BUYER = Principal("buyer", "bX")
