@@ -93,6 +93,122 @@ def policy_diff(file: Path = typer.Argument(..., exists=True, dir_okay=False, re
     raise typer.Exit(3)
 
 
+def _instant(value: str, tz: str, option: str) -> datetime:
+    """A date (local midnight in the platform time zone, T0) or an RFC 3339 instant."""
+    from datetime import date, time
+
+    from aftersales.domain.timeutil import zone
+
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(0), zone(tz)).astimezone(UTC)
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is neither a date (2026-12-01) nor an RFC 3339 instant", param_hint=option) from None
+    if at.tzinfo is None:
+        raise typer.BadParameter(f"{value!r} needs a time-zone offset (T0)", param_hint=option)
+    return at.astimezone(UTC)
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    """``name=value`` with a TOML value (``no_reason_days=15``, ``merchant_reminder_hours=[12, 2]``, bare text)."""
+    import tomllib
+
+    name, sep, raw = text.partition("=")
+    if not sep or not name.strip():
+        raise typer.BadParameter(f"{text!r} is not name=value", param_hint="--set")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return name.strip(), value
+
+
+@policy_app.command("replay")
+def policy_replay(
+    start: str = typer.Option(..., "--from", help="Start (a date, local midnight in the platform zone, or an instant)."),
+    end: str = typer.Option(..., "--to", help="End, exclusive (a date or an instant)."),
+    file: Path | None = typer.Option(None, "--policy", exists=True, dir_okay=False, readable=True,
+                                     help="The draft policy (default: the policy in force)."),
+    sets: list[str] = typer.Option([], "--set", help="Change one parameter of the draft: name=value (repeatable)."),
+    csv_out: Path | None = typer.Option(None, "--csv", help="Write one line per difference to this CSV file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    identity: bool = typer.Option(False, "--identity", help="Replay under the version in force only; exit 1 unless "
+                                  "every event and every amount matches the stored history."),
+    sample: int = typer.Option(20, "--sample", min=0, help="How many differing cases to keep with both timelines."),
+) -> None:
+    """What-if replay (issue 15): every order with something in [--from, --to) replayed under the policy version it was
+    paid under and under a draft; differences by kind, shop, category and rule id. Reads a snapshot, writes nothing.
+
+    The replay applies the recorded actions of people: it cannot see how they would have acted under the draft."""
+    import csv
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from aftersales.service.replay import CSV_COLUMNS, run_replay
+
+    settings = _settings()
+    ctx = _context(settings)
+    try:
+        draft = policy_mod.load(file) if file is not None else ctx.policy
+        changes = dict(_setting(s) for s in sets)
+        if changes:
+            draft = policy_mod.override(draft, changes)
+    except PolicyError as exc:
+        err.print(str(exc))
+        raise typer.Exit(1) from None
+    begin, finish = _instant(start, ctx.policy.timezone, "--from"), _instant(end, ctx.policy.timezone, "--to")
+    if finish <= begin:
+        raise typer.BadParameter("--to must come after --from", param_hint="--to")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=err, disable=as_json) as bar:
+            task = bar.add_task("replaying orders", total=None)
+            report = run_replay(ctx, None if identity else draft, begin, finish, identity=identity, sample=sample,
+                                progress=lambda done, total: bar.update(task, completed=done, total=total))
+    finally:
+        ctx.engine.dispose()
+    if csv_out is not None:
+        with csv_out.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            writer.writerows(report.rows)
+    if as_json:
+        console.print_json(json.dumps(report.as_dict()))
+    else:
+        _print_replay(report)
+    if report.mismatches or report.unreplayable:
+        raise typer.Exit(1)
+
+
+def _print_replay(report: Any) -> None:
+    console.print(f"replayed {report.orders} orders, {report.cases} cases, {report.refused_openings} refused openings, "
+                  f"{report.events} stored events in {report.seconds:.1f} s (clock: {report.until.isoformat()})")
+    colour = "green" if not report.mismatches else "red"
+    console.print(f"[{colour}]identity: {report.mismatches} mismatch(es) in {report.mismatched_orders} order(s) "
+                  f"against the stored history[/{colour}]")
+    for s in report.mismatch_samples[:5]:
+        for m in s["mismatches"][:3]:
+            console.print(f"  {s['order_id']} #{m['index']}: expected {m['expected']}\n      got {m['got']}")
+    for u in report.unreplayable[:10]:
+        console.print(f"[red]not replayable:[/red] {u}")
+    if report.identity:
+        return
+    console.print(f"draft {report.candidate_version}: {report.differing_cases} case(s) differ")
+    for title, counts in (("kind", report.by_kind), ("rule", report.by_rule), ("shop", report.by_shop),
+                          ("category", report.by_category)):
+        if counts:
+            table = Table(title=f"Differences by {title}", title_justify="left", box=box.SIMPLE)
+            table.add_column(title)
+            table.add_column("differences", justify="right")
+            for key, n in sorted(counts.items()):
+                table.add_row(key, str(n))
+            console.print(table)
+    for s in report.samples[:5]:
+        console.print(f"[bold]{s.case_id}[/bold] (order {s.order_id}, {s.merchant_id}): "
+                      + "; ".join(f"{d.kind} [{','.join(d.rules)}] {d.before} → {d.after}" for d in s.differences))
+
+
 def _settings() -> Settings:
     try:
         return Settings()

@@ -175,6 +175,11 @@ def version_id(policy: Policy) -> str:
     return "p-" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def override(policy: Policy, changes: dict[str, Any]) -> Policy:
+    """``policy`` with some parameters changed (a draft for the what-if replay), checked like a file."""
+    return validate({**policy.as_dict(), **changes})
+
+
 def from_parameters(raw: dict[str, Any]) -> Policy:
     """A stored policy version's parameters (``as_dict`` form) back into a :class:`Policy`, checked like a file."""
     return validate(dict(raw))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import secrets
 import time
@@ -13,7 +14,9 @@ from sqlalchemy import or_
 
 from aftersales.domain import cases as dcases
 from aftersales.domain.cases import Action
+from aftersales.domain.errors import DomainError, InvalidInput
 from aftersales.domain.opening import open_case as domain_open_case
+from aftersales.store import replay as replay_store
 from aftersales.store import repositories as repo
 from aftersales.store import tables as t
 
@@ -23,6 +26,8 @@ from .errors import Invalid, NotFound, require_version
 from .orders import load_order
 from .payments import settle_new_refunds
 from .terms import order_policy
+
+log = logging.getLogger(__name__)
 
 PERSON_ACTIONS = frozenset(a.value for a in Action)
 
@@ -63,22 +68,51 @@ def open_case(ctx: Context, who: Principal, data: dict[str, Any], *, lang: str) 
     """Open a case: the buyer, or the merchant on the buyer's behalf (E7)."""
     who.require("buyer", "merchant")
 
+    refused: dict[str, Any] = {}
+
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
+        refused.clear()
         order = load_order(uow, who, data["order_id"], lock=True)
         group = uow.tracker.get_group(order.group_id) if order.group_id else None
         items = {i["sku"]: i["quantity"] for i in data["items"]} if data.get("items") else None
         if data.get("items") and len(items or {}) != len(data["items"]):
             raise Invalid("each sku may appear once in items")
-        case = domain_open_case(
-            order, case_id=new_case_id(), actor=who.actor, case_type=data["type"], reason=data["reason"], now=uow.now,
-            policy=order_policy(ctx, uow.conn, order), categories=repo.categories(uow.conn), group=group, items=items,
-            refund_fen=data.get("refund_fen"), description=data.get("description"),
-            buyer_consent=bool(data.get("buyer_consent")),
-        )
+        try:
+            case = domain_open_case(
+                order, case_id=new_case_id(), actor=who.actor, case_type=data["type"], reason=data["reason"],
+                now=uow.now, policy=order_policy(ctx, uow.conn, order), categories=repo.categories(uow.conn),
+                group=group, items=items, refund_fen=data.get("refund_fen"), description=data.get("description"),
+                buyer_consent=bool(data.get("buyer_consent")),
+            )
+        except DomainError as exc:
+            if REFUSAL_RULE.fullmatch(exc.rule) and not isinstance(exc, InvalidInput):
+                refused.update(order_id=order.id, merchant_id=order.merchant_id, actor=str(who.actor),
+                               case_type=str(data["type"]), reason=str(data["reason"]), items=items,
+                               refund_fen=data.get("refund_fen"), buyer_consent=bool(data.get("buyer_consent")),
+                               rule=exc.rule, at=uow.now)
+            raise
         settle_new_refunds(order, ctx.gateway, uow.now)  # E7: a merchant-opened refund_only is refunded at once
         return _case_dict(ctx, uow, who, order, case, lang)
 
-    return run(ctx, cmd)
+    try:
+        return run(ctx, cmd)
+    except DomainError:
+        if refused:
+            _record_refusal(ctx, dict(refused))
+        raise
+
+
+#: Refusals of eligibility (E1–E9) are kept for the what-if replay (issue 15); E10 (an amount) and input errors are not.
+REFUSAL_RULE = re.compile(r"E[1-9]")
+
+
+def _record_refusal(ctx: Context, values: dict[str, Any]) -> None:
+    """Record a refused opening in a transaction of its own: the refusal the caller gets is the same whether or not
+    this succeeds (a failure here is logged, never answered)."""
+    try:
+        run(ctx, lambda uow: replay_store.record_refused_opening(uow.conn, **values))
+    except Exception:  # the refusal is the answer; its record is best effort
+        log.exception("could not record the refused opening of order %s", values.get("order_id"))
 
 
 def act(ctx: Context, who: Principal, case_id: str, action: str, params: dict[str, Any], *,

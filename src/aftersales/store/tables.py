@@ -179,6 +179,26 @@ events = Table(
     Column("recorded_at", UtcDateTime, nullable=False),
 )
 
+#: Buyers' (and shops') case openings refused by eligibility (E1–E9), kept for the what-if replay (issue 15): a draft
+#: policy that would have allowed one shows it. Written in a transaction of its own; the refusal itself is unchanged.
+refused_openings = Table(
+    "refused_openings", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("order_id", String(64), nullable=False, index=True),
+    Column("merchant_id", String(64), nullable=False),
+    Column("actor", String(16), nullable=False),
+    Column("case_type", String(16), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("items", JSON),
+    Column("refund_fen", BigInteger),
+    Column("buyer_consent", Boolean, nullable=False, default=False),
+    Column("rule", String(8), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    # Where the refusal falls in the order's history: how many of its events were stored before it.
+    Column("events_before", Integer, nullable=False),
+    Index("ix_refused_openings_at", "at"),
+)
+
 # Durable deadlines (M1–M7, P1, P2, G4): one row per pending automatic action, written with the state.
 timers = Table(
     "timers", metadata,

@@ -1,0 +1,86 @@
+"""What the what-if replay reads (issue 15) and the refused openings it needs (E1–E9).
+
+Reads only: the replay never writes a live table. :func:`record_refused_opening` is written by the service that opens
+cases, in its own transaction, when eligibility refuses an opening.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select, union
+
+from . import tables as t
+
+_R = t.refused_openings
+
+
+def record_refused_opening(conn: Connection, *, order_id: str, merchant_id: str, actor: str, case_type: str, reason: str,
+                           items: dict[str, int] | None, refund_fen: int | None, buyer_consent: bool, rule: str,
+                           at: datetime) -> None:
+    """Record a refused opening, placed after the order's events stored so far (its place in the history)."""
+    before = conn.execute(select(func.count()).select_from(t.events).where(t.events.c.order_id == order_id)).scalar_one()
+    conn.execute(insert(_R).values(order_id=order_id, merchant_id=merchant_id, actor=actor, case_type=case_type,
+                                   reason=reason, items=items, refund_fen=refund_fen, buyer_consent=buyer_consent,
+                                   rule=rule, at=at, events_before=before))
+
+
+def order_ids_in_window(conn: Connection, start: datetime, end: datetime) -> list[str]:
+    """Orders with something to replay in [start, end): paid, a case opened, or an opening refused in the window."""
+    q = union(
+        select(t.orders.c.id.label("id")).where(t.orders.c.paid_at >= start, t.orders.c.paid_at < end),
+        select(t.cases.c.order_id.label("id")).where(t.cases.c.opened_at >= start, t.cases.c.opened_at < end),
+        select(_R.c.order_id.label("id")).where(_R.c.at >= start, _R.c.at < end),
+    ).subquery()
+    return [r[0] for r in conn.execute(select(q.c.id).order_by(q.c.id)).all()]
+
+
+def order_events(conn: Connection, order_ids: Sequence[str]) -> dict[str, list[Any]]:
+    """Every event of the orders, in the order they were recorded."""
+    out: dict[str, list[Any]] = {oid: [] for oid in order_ids}
+    rows = conn.execute(select(t.events).where(t.events.c.order_id.in_(list(order_ids))).order_by(t.events.c.id)).all()
+    for r in rows:
+        out[r.order_id].append(r)
+    return out
+
+
+def group_events(conn: Connection, group_ids: Iterable[str]) -> dict[str, list[Any]]:
+    """Every event of the groups recorded on the group alone (formation, failure), in recorded order."""
+    ids = sorted(set(group_ids))
+    out: dict[str, list[Any]] = {gid: [] for gid in ids}
+    if not ids:
+        return out
+    rows = conn.execute(select(t.events).where(t.events.c.group_id.in_(ids), t.events.c.order_id.is_(None))
+                        .order_by(t.events.c.id)).all()
+    for r in rows:
+        out[r.group_id].append(r)
+    return out
+
+
+def refused_openings(conn: Connection, order_ids: Sequence[str]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {oid: [] for oid in order_ids}
+    rows = conn.execute(select(_R).where(_R.c.order_id.in_(list(order_ids))).order_by(_R.c.id)).all()
+    for r in rows:
+        out[r.order_id].append(r)
+    return out
+
+
+def refused_opening_count(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(_R)).scalar_one())
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """One read-only transaction seeing one state of the database throughout (PostgreSQL: REPEATABLE READ READ ONLY;
+    SQLite: a read transaction keeps its snapshot). Rolled back at the end: nothing is ever written."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        with conn.begin() as tx:
+            try:
+                yield conn
+            finally:
+                tx.rollback()
