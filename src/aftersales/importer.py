@@ -44,6 +44,7 @@ from aftersales.domain.money import MAX_FEN
 from aftersales.domain.orders import Order, OrderItem, new_order
 from aftersales.service.context import Context, UnitOfWork
 from aftersales.store import ledger as ledger_store
+from aftersales.store import search
 from aftersales.store import tables as t
 from aftersales.store import terms as terms_store
 from aftersales.store.bulk import SQLITE_CACHE_KIB, ImportWriter, category_codes, existing
@@ -651,6 +652,7 @@ class _Job:
     postings: list[ledger.Transaction]
     events: list[tuple[Event, str]]
     event_rows: list[tuple[Any, ...]]
+    search_rows: list[tuple[Any, ...]]
 
 
 class _BulkSink:
@@ -707,7 +709,9 @@ class _BulkSink:
             g.pending_events.clear()
         rows = []
         postings = []
+        search_rows = []
         for o in released.orders:
+            search_rows += [(o.merchant_id, term, o.id) for term in sorted(search.order_terms(o))]  # S1, as the Tracker
             tx = ledger.payment_transaction(o)  # D2: the money the refunds come from
             postings.append(tx)
             rows.append((o.id, o.merchant_id, o.buyer_id, o.group_id, o.status.value, tx.entries[0].debit_fen,
@@ -717,7 +721,7 @@ class _BulkSink:
         now = dt(self.now)
         event_rows = [(e.order_id, e.case_id, e.group_id, e.kind, e.actor.value, dt(e.at), js(list(e.rules)), e.from_status,
                        e.to_status, js(encode(e.data)), now) for e, _ in events]
-        return _Job(groups, timers, rows, postings, events, event_rows)
+        return _Job(groups, timers, rows, postings, events, event_rows, search_rows)
 
     # --- the writer thread ---
     def _run(self) -> None:
@@ -733,6 +737,7 @@ class _BulkSink:
     def _flush(self, job: _Job) -> None:
         self.writer.groups(job.groups, job.timers)
         self.writer.rows("orders", _ORDER_COLS, job.orders)
+        self.writer.rows("search_terms", ("merchant_id", "term", "order_id"), job.search_rows)
         postings = job.postings
         if postings:  # as Tracker.flush: with what they call for (P2), through the one ledger writer
             ledger_store.write(self.conn, postings + ledger_store.with_recoveries(self.conn, postings))

@@ -34,7 +34,7 @@ CLOCK_START = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)  # as conftest
 PAID = datetime(2026, 3, 1, 1, 0, tzinfo=UTC)
 #: Every table an import writes to, with the columns to order its rows by.
 TABLES = {"groups": "id", "orders": "id", "timers": "id", "ledger_transactions": "id", "ledger_entries": "id", "events": "id",
-          "webhook_outbox": "id"}
+          "webhook_outbox": "id", "search_terms": "order_id,term"}
 
 
 def _fresh(database: Any, tmp_path: Path) -> Iterator[Context]:
@@ -117,7 +117,8 @@ def snapshot(ctx: Context) -> dict[str, list[dict[str, Any]]]:
     with ctx.engine.connect() as conn:
         for name, key in TABLES.items():
             table = t.metadata.tables[name]
-            out[name] = [dict(r) for r in conn.execute(select(table).order_by(table.c[key])).mappings()]
+            order = [table.c[k] for k in key.split(",")]
+            out[name] = [dict(r) for r in conn.execute(select(table).order_by(*order)).mappings()]
     return out
 
 
@@ -135,6 +136,7 @@ def test_bulk_writes_exactly_the_rows_the_tracker_writes(ctx, twin, tmp_path, mo
     for name in TABLES:
         assert got[name] == want[name], name
     assert len(got["orders"]) == 13 and len(got["ledger_transactions"]) == 13 and len(got["webhook_outbox"]) > 12
+    assert len(got["search_terms"]) > 13 * 4  # S1: ids, buyer, SKUs, titles and their words of every order
     assert [(r["subject_id"], r["rule"]) for r in got["timers"]] == [("gA", "G4"), ("g3", "G4")]  # gA: the API's
     assert orders.get_group(twin, PLATFORM, "gA")["status"] == "formed"
     assert orders.get_group(twin, PLATFORM, "g2")["status"] == "formed"

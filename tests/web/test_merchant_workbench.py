@@ -198,6 +198,23 @@ def test_S1_search_finds_open_and_closed_cases_by_prefix_case_insensitively(api:
     assert search_ids(web, a["id"].upper()) == [a["id"]]
 
 
+def test_S1_search_finds_a_chinese_title_by_a_word_inside_it_and_a_return_parcel_by_its_tracking_number(api: Any) -> None:
+    body = {"id": "cn-1", "merchant_id": "mA", "buyer_id": "bX", "paid_at": "2026-03-01T02:00:00+00:00",
+            "shipping_fee_fen": 0, "items": [{"sku": "tea-9", "title": "景德镇青瓷茶壶", "category": "apparel",
+                                              "quantity": 1, "unit_price_fen": 9900}]}
+    assert api.post("/v1/orders", body).status_code == 201
+    assert api.post("/v1/orders/cn-1/ship", {"carrier": "SF", "tracking_no": "SF0001"}, who="merchant_a").status_code == 200
+    assert api.post("/v1/orders/cn-1/deliver", {}, who="merchant_a").status_code == 200
+    c = case(api, "cn-1", "return_refund", "no_reason")
+    web = agent(api)
+    assert search_ids(web, "茶壶") == [c["id"]] and search_ids(web, "景德镇") == [c["id"]]
+    assert search_ids(web, "yt77") == []
+    assert api.post(f"/v1/cases/{c['id']}/approve", {}, who="merchant_a").status_code == 200
+    shipped = api.post(f"/v1/cases/{c['id']}/ship_return", {"carrier": "YTO", "tracking_no": "YT7788"}, who="buyer_x")
+    assert shipped.status_code == 200, shipped.text
+    assert search_ids(web, "yt77") == [c["id"]]  # the return parcel's number, findable from that commit on
+
+
 def get_status(api: Any, cid: str) -> str:
     return str(api.get(f"/v1/cases/{cid}").json()["status"])
 

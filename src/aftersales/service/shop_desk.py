@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aftersales.store import search as search_index
 from aftersales.store import shop_desk as store
 
 from . import views
@@ -47,15 +48,9 @@ def needs_action(ctx: Context, who: Principal, *, lang: str, limit: int = 200) -
 
 
 def _matches(r: Any, term: str) -> bool:
-    """Prefix, case-insensitive: an id, a SKU, a word of a title, or a tracking number starts with ``term``."""
-    order, case = r.order_state or {}, r.state or {}
-    values = [r.id, r.order_id, r.buyer_id, order.get("tracking_no"), case.get("return_tracking_no"),
-              case.get("replacement_tracking_no")]
-    for item in order.get("items") or []:
-        values.append(item.get("sku"))
-        title = str(item.get("title") or "")
-        values += [title, *title.split()]
-    return any(isinstance(v, str) and v.lower().startswith(term) for v in values)
+    """Prefix, case-insensitive: one of the case's search terms as it is now (its order's and its own: ids, SKU, a
+    title or a word of it, tracking numbers — :func:`aftersales.store.search.terms`) starts with ``term``."""
+    return any(v.startswith(term) for v in search_index.state_terms(r.order_id, r.order_state or {}, [r.state or {}]))
 
 
 def search(ctx: Context, who: Principal, term: str, *, lang: str, limit: int = 50) -> list[dict[str, Any]]:
@@ -70,7 +65,7 @@ def search(ctx: Context, who: Principal, term: str, *, lang: str, limit: int = 5
     low = text.lower()
 
     def q(uow: UnitOfWork) -> list[dict[str, Any]]:
-        rows = store.search_rows(uow.conn, merchant_id, text, limit=SEARCH_SCAN)
+        rows = store.search_rows(uow.conn, merchant_id, low, limit=SEARCH_SCAN)
         return [_row(uow, r, who, ctx, lang) for r in rows if _matches(r, low)][:limit]
 
     return read(ctx, q)

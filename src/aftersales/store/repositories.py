@@ -20,6 +20,7 @@ from aftersales.domain.groups import Group, GroupStatus
 from aftersales.domain.orders import Order, RefundStatus
 
 from . import ledger as ledger_store
+from . import search
 from . import tables as t
 from .bulk import new_ids
 from .codec import encode, from_dict
@@ -63,6 +64,8 @@ class Tracker:
     refund_status: dict[str, dict[str, RefundStatus]] = field(default_factory=dict)
     #: Ledger transactions the domain returned (deposits, remedies), posted at the next flush with the orders' own.
     postings: list[ledger.Transaction] = field(default_factory=list)
+    #: order id → its search terms as stored (S1): a flush writes only the terms an order gained.
+    search_terms: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def post(self, *transactions: ledger.Transaction) -> None:
         """D2: collect what a domain operation returned; :meth:`flush` writes it (the store's one ledger writer)."""
@@ -97,10 +100,12 @@ class Tracker:
             order.version = row.version
             self.orders[row.id] = (order, order.version, {c.id: (c.version, c.stage) for c in order.cases})
             self.refund_status[row.id] = {r.key: r.status for r in order.refunds}
+            self.search_terms[row.id] = search.order_terms(order)
 
     def add_order(self, order: Order) -> None:
         self.orders[order.id] = (order, None, {})
         self.refund_status[order.id] = {}
+        self.search_terms[order.id] = frozenset()
 
     def order_exists(self, order_id: str) -> bool:
         return self.conn.execute(select(t.orders.c.id).where(t.orders.c.id == order_id)).first() is not None
@@ -132,6 +137,7 @@ class Tracker:
         for oid in order_ids:
             self.orders.pop(oid, None)
             self.refund_status.pop(oid, None)
+            self.search_terms.pop(oid, None)
         for gid in group_ids:
             self.groups.pop(gid, None)
 
@@ -230,6 +236,11 @@ class Tracker:
             if refund.key in known and known[refund.key] is not refund.status:
                 batch.settled_refunds.append({"b_key": refund.key, "v_status": refund.status.value, "v_settled_at": refund.settled_at})
             known[refund.key] = refund.status
+        terms = search.order_terms(order)
+        known_terms = self.search_terms.get(order.id, frozenset())
+        if not terms <= known_terms:  # S1: a new order or case, a tracking number: findable from this commit on
+            batch.search_terms += search.rows(order.merchant_id, order.id, terms - known_terms)
+            self.search_terms[order.id] = terms | known_terms
         self.orders[order.id] = (order, order.version, case_versions)
 
     def _append_events(self, events: list[tuple[Event, str]]) -> None:
@@ -271,6 +282,7 @@ class _Batch:
     settled_refunds: list[dict[str, Any]] = field(default_factory=list)
     payment_jobs: list[dict[str, Any]] = field(default_factory=list)
     postings: list[ledger.Transaction] = field(default_factory=list)
+    search_terms: list[dict[str, Any]] = field(default_factory=list)
 
     def write(self, conn: Connection) -> None:
         if self.new_orders:
@@ -296,6 +308,7 @@ class _Batch:
         if self.payment_jobs:
             conn.execute(insert(t.payment_jobs), self.payment_jobs)
         ledger_store.write(conn, self.postings)
+        search.add(conn, self.search_terms)
 
 
 # --- read-side queries ------------------------------------------------------------------------------------

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from sqlalchemy import Connection, Text, and_, cast, func, or_, select
+from sqlalchemy import Connection, and_, func, or_, select
 
+from aftersales.store import search
 from aftersales.store import tables as t
 
 
@@ -35,27 +35,16 @@ def needs_action_rows(conn: Connection, merchant_id: str, *, limit: int) -> list
     return list(conn.execute(stmt).all())
 
 
-def _like_prefix(term: str) -> str:
-    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 def search_rows(conn: Connection, merchant_id: str, term: str, *, limit: int) -> list[Any]:
-    """Open and closed cases of the shop whose case id, order id or buyer id starts with ``term`` (any case), or whose
-    order or case mentions it (SKU, title, tracking number: narrowed here, matched by prefix by the caller).
-
-    The scan is bounded by the shop (``ix_cases_merchant_status_due`` leads with ``merchant_id``); the JSON texts are
-    matched as their serialised form, so ``term`` is compared in its JSON-escaped, lower-cased spelling."""
+    """Open and closed cases of the shop on orders with a search term starting with ``term`` (lower-case): an order
+    id, case id, buyer id, SKU, title or a word of it, or a tracking number (:mod:`aftersales.store.search`). One range
+    scan of the index gives at most ``limit`` orders, then their cases by ``ix_cases_order_id``, newest first."""
+    ids = search.order_ids(conn, merchant_id, term, limit=limit)
+    if not ids:
+        return []
     c, o = t.cases.c, t.orders.c
-    low = term.lower()
-    escaped = json.dumps(low)[1:-1]
-    inside = "%" + _like_prefix(escaped)
     stmt = (select(c.id, c.state, c.refunded_fen, c.order_id, c.buyer_id, o.state.label("order_state"))
             .join(t.orders, o.id == c.order_id)
-            .where(c.merchant_id == merchant_id,
-                   or_(func.lower(c.id).like(_like_prefix(low), escape="\\"),
-                       func.lower(c.order_id).like(_like_prefix(low), escape="\\"),
-                       func.lower(c.buyer_id).like(_like_prefix(low), escape="\\"),
-                       func.lower(cast(o.state, Text)).like(inside, escape="\\"),
-                       func.lower(cast(c.state, Text)).like(inside, escape="\\")))
-            .order_by(c.opened_at.desc(), c.id.desc()).limit(limit))
+            .where(c.merchant_id == merchant_id, c.order_id.in_(ids))
+            .order_by(c.opened_at.desc(), c.id.desc()))
     return list(conn.execute(stmt).all())

@@ -147,6 +147,15 @@ cases = Table(
     Index("ix_cases_merchant_closed", "merchant_id", "closed_at"),
 )
 
+#: The case search index (S1, store/search.py): an order's findable terms, lower-cased, under its merchant. A prefix
+#: search is a range scan of the primary key; the term compares by code point ("C" collation on PostgreSQL).
+search_terms = Table(
+    "search_terms", metadata,
+    Column("merchant_id", String(64), primary_key=True),
+    Column("term", String(64).with_variant(String(64, collation="C"), "postgresql"), primary_key=True),
+    Column("order_id", String(64), primary_key=True),
+)
+
 refunds = Table(
     "refunds", metadata,
     Column("key", String(160), primary_key=True),
