@@ -6,7 +6,7 @@ definition the unit of work and the import write with. The term column compares 
 PostgreSQL) so that a prefix search is a range scan of the primary key.
 
 Revision ID: 20261206_0022
-Revises: 20261206_0017
+Revises: 20261206_0019
 Create Date: 2026-12-06 20:20:00
 """
 from typing import Any
@@ -17,7 +17,7 @@ from alembic import op
 from aftersales.store.search import state_terms
 
 revision = '20261206_0022'
-down_revision = '20261206_0017'
+down_revision = '20261206_0019'
 branch_labels = None
 depends_on = None
 
