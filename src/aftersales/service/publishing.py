@@ -114,7 +114,7 @@ def create_draft(ctx: Context, who: Principal, parameters: dict[str, Any], *, re
     return run(ctx, cmd)
 
 
-def list_drafts(ctx: Context, who: Principal, status: str | None = None) -> dict[str, Any]:
+def list_drafts(ctx: Context, who: Principal, status: str | None = None, *, by: str | None = None) -> dict[str, Any]:
     who.require("platform")
     return read(ctx, lambda uow: {"items": [_view(ctx, uow, r) for r in store.policy_drafts(uow.conn, status)]})
 
