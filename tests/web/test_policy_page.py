@@ -81,3 +81,14 @@ def test_T0_an_invalid_draft_is_refused_naming_the_parameter_and_keeps_what_was_
 def test_T0_the_page_is_for_platform_agents_only(api: Any) -> None:
     web = agent(api, "mia", role="merchant_agent", merchant="mA")
     assert web.get("/app/platform/policy").status_code == 404
+
+
+def test_T0_the_page_speaks_the_readers_language(api: Any) -> None:
+    web = agent(api)
+    token = csrf_of(web.get("/app/platform/policy").text)
+    assert web.post("/app/platform/policy/drafts", data=form_of(api, token, after_sales_days="20"),
+                    follow_redirects=False).status_code == 303
+    zh = web.get("/app/platform/policy", headers={"Accept-Language": "zh-CN"}).text
+    assert "现行版本" in zh and "与现行版本的差异" in zh and "排期" in zh
+    es = web.get("/app/platform/policy", headers={"Accept-Language": "es-ES"}).text
+    assert "Versión en vigor" in html.unescape(es) and "Programar" in es
