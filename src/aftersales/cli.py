@@ -207,6 +207,103 @@ def _print_replay(report: Any) -> None:
     for s in report.samples[:5]:
         console.print(f"[bold]{s.case_id}[/bold] (order {s.order_id}, {s.merchant_id}): "
                       + "; ".join(f"{d.kind} [{','.join(d.rules)}] {d.before} → {d.after}" for d in s.differences))
+def _publishing_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a publishing command (issue 15) as the platform, recorded (D3) as done from the command line."""
+    import getpass
+
+    from aftersales.service.context import PLATFORM
+    from aftersales.service.errors import ServiceError
+
+    ctx = _context(_settings())
+    upgrade(ctx.engine)
+    try:
+        return fn(ctx, PLATFORM, *args, by=f"cli:{getpass.getuser()}", **kwargs)
+    except ServiceError as exc:
+        err.print(f"[red]{exc.detail}[/red]")
+        for e in getattr(exc, "errors", None) or []:
+            err.print(f"  - {e['message']}")
+        raise typer.Exit(1) from None
+
+
+def _print_draft(d: dict[str, Any]) -> None:
+    console.print(f"draft [bold]{d['id']}[/bold]: {d['status']}, version {d['version']}, effective at {d['effective_at']}"
+                  f" (in force: {d['in_force_version']})")
+    if not d["difference"]:
+        console.print("no parameter differs from the version in force")
+        return
+    table = Table(title="Difference from the version in force")
+    table.add_column("parameter")
+    table.add_column("in force", justify="right")
+    table.add_column("draft", justify="right")
+    for row in d["difference"]:
+        table.add_row(row["name"], str(row["in_force"]), str(row["draft"]))
+    console.print(table)
+
+
+@policy_app.command("draft")
+def policy_draft(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
+    reason: str = typer.Option(..., "--reason", help="Why the policy changes (kept in the record, D3)."),
+    effective_at: str | None = typer.Option(None, "--effective-at", help="RFC 3339 instant with an offset (default: now)."),
+) -> None:
+    """T0: draft a new policy version from FILE (checked like `policy check`) and print its difference from the version
+    in force. Nothing changes until `policy schedule ID`."""
+    from aftersales.service import publishing
+
+    try:
+        policy = policy_mod.load(file)
+    except PolicyError as exc:
+        err.print(f"[red]{file}: invalid policy[/red]")
+        for problem in exc.problems:
+            err.print(f"  - {problem}")
+        raise typer.Exit(1) from None
+    at = None
+    if effective_at is not None:
+        try:
+            at = datetime.fromisoformat(effective_at)
+        except ValueError:
+            at = None
+        if at is None or at.tzinfo is None:
+            err.print(f"[red]--effective-at {effective_at!r}: give an RFC 3339 instant with an offset[/red]")
+            raise typer.Exit(2)
+    _print_draft(_publishing_call(publishing.create_draft, policy.as_dict(), reason=reason, effective_at=at))
+
+
+@policy_app.command("drafts")
+def policy_drafts(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """The policy drafts, newest first: status, when each takes effect, why, and how many parameters change."""
+    from aftersales.service import publishing
+
+    items = _publishing_call(publishing.list_drafts)["items"]
+    if as_json:
+        console.print_json(json.dumps(items))
+        return
+    table = Table(title="Policy drafts", box=box.SIMPLE)
+    for col in ("id", "status", "version", "effective at", "changes", "reason"):
+        table.add_column(col)
+    for d in items:
+        table.add_row(d["id"], d["status"], d["version"], d["effective_at"],
+                      ", ".join(f"{x['name']}: {x['in_force']} → {x['draft']}" for x in d["difference"]) or "none",
+                      d["reason"])
+    console.print(table)
+
+
+@policy_app.command("schedule")
+def policy_schedule(draft_id: str = typer.Argument(..., help="The draft's id (from `policy drafts`)."),
+                    reason: str | None = typer.Option(None, "--reason", help="Why now (default: the draft's reason).")) -> None:
+    """T0: make the draft the version in force from its effective instant (now if past), for orders paid from then on."""
+    from aftersales.service import publishing
+
+    _print_draft(_publishing_call(publishing.schedule, draft_id, reason=reason))
+
+
+@policy_app.command("withdraw")
+def policy_withdraw(draft_id: str = typer.Argument(..., help="The draft's id (from `policy drafts`)."),
+                    reason: str | None = typer.Option(None, "--reason", help="Why (default: the draft's reason).")) -> None:
+    """Withdraw a draft, or a scheduled version before it takes effect (a version in force never changes)."""
+    from aftersales.service import publishing
+
+    _print_draft(_publishing_call(publishing.withdraw, draft_id, reason=reason))
 
 
 def _settings() -> Settings:

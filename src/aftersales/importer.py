@@ -42,6 +42,7 @@ from aftersales.domain.groups import Group, GroupStatus, open_group
 from aftersales.domain.ids import ID_PATTERN
 from aftersales.domain.money import MAX_FEN
 from aftersales.domain.orders import Order, OrderItem, new_order
+from aftersales.domain.policy import version_id
 from aftersales.service.context import Context, UnitOfWork
 from aftersales.store import ledger as ledger_store
 from aftersales.store import search
@@ -451,8 +452,15 @@ class _Builder:
             self.terms = terms_store.terms_book(side)
         finally:
             side.rollback()
-        with lock:
-            self.policy_version = terms_store.ensure_policy_version(uow.conn, ctx.policy, uow.now)
+        with lock:  # T0: each order gets the version in force at its paid_at (a published one, issue 15)
+            self.schedule = ctx.schedule(uow.conn)
+            assert ctx.file_policy is not None
+            self.file_policy = ctx.file_policy
+            for policy in {ctx.file_policy, *(p for at, _, _, p in self.schedule.entries if at <= uow.now)}:
+                terms_store.ensure_policy_version(uow.conn, policy, uow.now)
+
+    def _policy_version(self, paid_at: datetime) -> str:
+        return version_id(self.schedule.at(self.file_policy, paid_at)[0])
 
     def _known_merchants(self, ids: set[str]) -> None:
         unknown = sorted(ids - self.merchants - self.unknown_merchants)
@@ -533,7 +541,7 @@ class _Builder:
                                          for i in m.items],
                                   group_id=m.group.id if m.group else None,
                                   terms=self.terms.for_items({i.category for i in m.items}, m.paid_at),
-                                  policy_version=self.policy_version)
+                                  policy_version=self._policy_version(m.paid_at))
             except DomainError as exc:
                 rejections.append(Rejection(p.line, str(exc.msg.params.get("field", "items")), _domain_error(exc, self.tz)))
                 continue

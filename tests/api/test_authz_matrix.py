@@ -255,6 +255,17 @@ def _new_staff_session(w: World) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _policy_draft_body(w: World) -> dict[str, Any]:
+    """Issue 15: a draft of the policy in force itself, effective years ahead (scheduling it changes no answer)."""
+    current = w.ok(w.api.get("/v1/policy"))
+    body = {k: v for k, v in current.items() if k not in ("version", "effective_at", "draft_id")}
+    return {**body, "reason": "matrix", "effective_at": "2036-01-01T00:00:00+00:00"}
+
+
+def _policy_draft(w: World) -> str:
+    return str(w.ok(w.api.put("/v1/policy", _policy_draft_body(w)), 201)["id"])
+
+
 MATRIX: dict[tuple[str, str], Op] = {
     # public
     ("GET", "/healthz"): Op(PUBLIC, lambda w, s: Call("GET", "/healthz")),
@@ -273,6 +284,14 @@ MATRIX: dict[tuple[str, str], Op] = {
     ("GET", "/v1/categories"): Op(ANY_KEY, lambda w, s: Call("GET", "/v1/categories")),
     ("GET", "/v1/categories/{code}/versions"): Op(ANY_KEY, lambda w, s: Call("GET", f"/v1/categories/{w.category()}/versions")),
     ("GET", "/v1/policy"): Op(ANY_KEY, lambda w, s: Call("GET", "/v1/policy")),
+    ("PUT", "/v1/policy"): Op(PLATFORM_ONLY, lambda w, s: Call("PUT", "/v1/policy", _policy_draft_body(w)), True),
+    ("GET", "/v1/policy/drafts"): Op(PLATFORM_ONLY_200, lambda w, s: (lambda d: Call("GET", "/v1/policy/drafts"))(_policy_draft(w))),
+    ("GET", "/v1/policy/drafts/{draft_id}"): Op(PLATFORM_ONLY_200, lambda w, s: Call("GET", f"/v1/policy/drafts/{_policy_draft(w)}")),
+    ("POST", "/v1/policy/drafts/{draft_id}/schedule"): Op(PLATFORM_ONLY_200, lambda w, s: Call(
+        "POST", f"/v1/policy/drafts/{_policy_draft(w)}/schedule"), True),
+    ("POST", "/v1/policy/drafts/{draft_id}/withdraw"): Op(PLATFORM_ONLY_200, lambda w, s: Call(
+        "POST", f"/v1/policy/drafts/{_policy_draft(w)}/withdraw"), True),
+    ("GET", "/v1/policy/record"): Op(PLATFORM_ONLY_200, lambda w, s: Call("GET", "/v1/policy/record")),
     # orders and groups
     ("POST", "/v1/orders"): Op(expect(403, platform=201, merchant_a=201, merchant_b=404), _new_order_call, True),
     # T2: a filter naming another tenant is an empty page for outsiders, never their data nor a 403/404.

@@ -3,16 +3,17 @@
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path, Query, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from aftersales.service import cases as case_service
-from aftersales.service import deadlines, orders, setup, terms
+from aftersales.service import deadlines, orders, publishing, setup, terms
 from aftersales.service.context import read
 from aftersales.service.errors import NotFound
 
 from . import schemas as s
 from .app import CtxDep, IdempotencyKey, IfMatch, Lang, Who
+from .downloads import record_response
 
 router = APIRouter()
 
@@ -75,6 +76,57 @@ def category_versions(code: PathId, ctx: CtxDep, who: Who) -> Any:
 def get_policy(ctx: CtxDep, who: Who) -> Any:
     """The platform policy in force, with its version id and the instant it first took effect (T0)."""
     return terms.policy_in_force(ctx, who)
+
+
+DraftId = Annotated[str, Path(min_length=1, max_length=40, pattern=s.ID_PATTERN)]
+_RECORD: dict[int | str, dict[str, Any]] = {200: {
+    "description": "The record file (format aftersales-record 1; check it with `aftersales verify FILE`).",
+    "content": {"application/json": {"schema": {"type": "object"}}}}}
+
+
+@router.put("/v1/policy", status_code=201, response_model=s.PolicyDraftOut, tags=["set-up"], responses=ERRORS)
+def put_policy(body: s.PolicyDraftIn, ctx: CtxDep, who: Who) -> Any:
+    """Platform: draft a new policy version (every parameter, `reason`, `effective_at` — default now). Nothing changes
+    until it is scheduled; the answer lists, per parameter that differs, its value in force and in the draft (T0).
+    An invalid parameter is 422 naming it (the checks of `aftersales policy check`)."""
+    return publishing.create_draft(ctx, who, dict(body.model_extra or {}), reason=body.reason,
+                                   effective_at=body.effective_at)
+
+
+@router.get("/v1/policy/drafts", response_model=s.PolicyDraftPage, tags=["set-up"], responses=ERRORS)
+def list_policy_drafts(ctx: CtxDep, who: Who,
+                       status: Literal["draft", "scheduled", "withdrawn"] | None = None) -> Any:
+    """Platform: the policy drafts, newest first, each with its difference from the version in force."""
+    return publishing.list_drafts(ctx, who, status)
+
+
+@router.get("/v1/policy/drafts/{draft_id}", response_model=s.PolicyDraftOut, tags=["set-up"], responses=ERRORS)
+def get_policy_draft(draft_id: DraftId, ctx: CtxDep, who: Who) -> Any:
+    """Platform: one policy draft with its difference from the version in force."""
+    return publishing.get_draft(ctx, who, draft_id)
+
+
+@router.post("/v1/policy/drafts/{draft_id}/schedule", response_model=s.PolicyDraftOut, tags=["set-up"], responses=ERRORS)
+def schedule_policy_draft(draft_id: DraftId, ctx: CtxDep, who: Who,
+                          body: Annotated[s.PolicyActionIn | None, Body()] = None,
+                          idempotency_key: IdempotencyKey = None) -> Any:
+    """Platform: make the draft the version in force from its `effective_at` (now if past) for orders paid from
+    then on; orders paid before keep theirs (T0). It never changes once in force."""
+    return publishing.schedule(ctx, who, draft_id, reason=body.reason if body else None)
+
+
+@router.post("/v1/policy/drafts/{draft_id}/withdraw", response_model=s.PolicyDraftOut, tags=["set-up"], responses=ERRORS)
+def withdraw_policy_draft(draft_id: DraftId, ctx: CtxDep, who: Who,
+                          body: Annotated[s.PolicyActionIn | None, Body()] = None,
+                          idempotency_key: IdempotencyKey = None) -> Any:
+    """Platform: withdraw a draft, or a scheduled version before it takes effect (409 once in force)."""
+    return publishing.withdraw(ctx, who, draft_id, reason=body.reason if body else None)
+
+
+@router.get("/v1/policy/record", response_class=Response, tags=["set-up"], responses={**ERRORS, **_RECORD})
+def policy_record(ctx: CtxDep, who: Who, request: Request) -> Response:
+    """Platform: the tamper-evident record (D3) of every policy draft, schedule and withdrawal, with who and why."""
+    return record_response(*publishing.record(ctx, who, secret=request.app.state.settings.record_secret))
 
 
 # --- orders and groups ------------------------------------------------------------------------------------

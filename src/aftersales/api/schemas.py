@@ -434,3 +434,47 @@ class PolicyOut(BaseModel):
     #: T0: the id of the policy version in force (a hash of its parameters) and when it first took effect.
     version: str | None = None
     effective_at: str | None = None
+    #: Issue 15: the draft a published version in force came from (None: the policy file's version).
+    draft_id: str | None = None
+
+
+class PolicyDraftIn(BaseModel):
+    """A draft of a new policy version: every parameter of the ``GET /v1/policy`` shape (its ``version``,
+    ``effective_at`` of the version in force and ``draft_id`` aside), why, and when it should take effect."""
+
+    model_config = ConfigDict(extra="allow")
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NO_NUL)]
+    #: When the version takes effect once scheduled (default: now; an instant already past means now).
+    effective_at: Instant | None = None
+
+
+class PolicyActionIn(Strict):
+    #: Why (kept in the record, D3); the draft's reason when absent.
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NO_NUL)] | None = None
+
+
+class PolicyDifference(BaseModel):
+    name: str
+    in_force: Any
+    draft: Any
+
+
+class PolicyDraftOut(BaseModel):
+    id: str
+    #: draft, scheduled (not in force yet), in_force, superseded, withdrawn
+    status: str
+    version: str
+    reason: str
+    effective_at: str
+    created_at: str
+    created_by: str
+    scheduled_at: str | None
+    withdrawn_at: str | None
+    parameters: dict[str, Any]
+    in_force_version: str
+    difference: list[PolicyDifference]
+    allowed_actions: list[str]
+
+
+class PolicyDraftPage(BaseModel):
+    items: list[PolicyDraftOut]

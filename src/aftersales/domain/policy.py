@@ -183,3 +183,25 @@ def override(policy: Policy, changes: dict[str, Any]) -> Policy:
 def from_parameters(raw: dict[str, Any]) -> Policy:
     """A stored policy version's parameters (``as_dict`` form) back into a :class:`Policy`, checked like a file."""
     return validate(dict(raw))
+
+
+def difference(in_force: Policy, other: Policy) -> list[dict[str, Any]]:
+    """T0: the parameters whose value differs, each as ``{name, in_force, draft}`` (in the parameters' order)."""
+    a, b = in_force.as_dict(), other.as_dict()
+    return [{"name": k, "in_force": a[k], "draft": b[k]} for k in a if a[k] != b[k]]
+
+
+def problem_parameter(problem: str) -> str | None:
+    """The parameter a problem of :func:`validate` is about (each names it first), None for a file-level one."""
+    if problem.startswith("unknown parameter "):
+        return problem[len("unknown parameter "):].strip("'\"")
+    head = problem.split(" ", 1)[0]
+    return head if head in {f.name for f in fields(Policy)} else None
+
+
+def problem_rule(problem: str) -> str | None:
+    """The RULEBOOK id a problem cites (``name (E4) ...``), if any."""
+    if " (" in problem and ")" in problem:
+        rule = problem.split(" (", 1)[1].split(")", 1)[0]
+        return rule if rule.isalnum() and len(rule) <= 3 else None
+    return None

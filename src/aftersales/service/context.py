@@ -14,9 +14,10 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from aftersales.domain.events import Actor
-from aftersales.domain.policy import Policy
+from aftersales.domain.policy import Policy, from_parameters, version_id
 from aftersales.store import idempotency as idempotency_store
 from aftersales.store import repositories as repo
+from aftersales.store import terms as terms_store
 from aftersales.store.repositories import ConcurrentUpdate, Tracker
 
 from .egress import Egress
@@ -102,6 +103,33 @@ class Clock:
         repo.kv_set(conn, "clock_now", now.astimezone(UTC).isoformat())
 
 
+#: Another process's publication reaches this one within this many seconds (this process's own at once).
+SCHEDULE_TTL_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySchedule:
+    """The scheduled policy versions (T0, issue 15): (effective_at, draft id, the file's version when it was
+    scheduled, policy), in the order they take effect.
+
+    The version in force at an instant is the newest scheduled version effective at or before it (none: the file's).
+    A policy file replaced after that version was scheduled is the operator's newer word: the file's version is in
+    force again (as before publishing existed, a changed file applies from the restart)."""
+
+    loaded: float
+    entries: list[tuple[datetime, str, str | None, Policy]]
+
+    def at(self, file: Policy, instant: datetime) -> tuple[Policy, datetime | None, str | None]:
+        best = None
+        for entry in self.entries:
+            if entry[0] > instant:
+                break
+            best = entry
+        if best is None or best[2] != version_id(file):
+            return file, None, None
+        return best[3], best[0], best[1]
+
+
 @dataclass
 class Context:
     engine: Engine
@@ -115,10 +143,36 @@ class Context:
     writer_lock: threading.RLock | None = field(default=None, repr=False, compare=False)
     #: SEC1/SEC2: where webhooks may go and how many a merchant keeps (safe by default; see service/egress.py).
     egress: Egress = field(default_factory=Egress)
+    #: T0: the policy of the file (``AFTERSALES_POLICY_FILE`` or the shipped one). ``policy`` is the version in force
+    #: now: each unit of work sets it from the published schedule (:meth:`policy_at`), the file's when none applies.
+    file_policy: Policy | None = None
+    _schedule: PolicySchedule | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.writer_lock is None and self.engine.dialect.name == "sqlite":
             self.writer_lock = threading.RLock()
+        if self.file_policy is None:
+            self.file_policy = self.policy
+
+    def schedule(self, conn: Connection) -> PolicySchedule:
+        """The published policy versions (reloaded every few seconds, at once after a change in this process)."""
+        sched = self._schedule
+        if sched is None or time.monotonic() - sched.loaded > SCHEDULE_TTL_SECONDS:
+            sched = PolicySchedule(time.monotonic(), [(at, did, fv, from_parameters(p))
+                                                      for at, did, fv, p in terms_store.scheduled_policies(conn)])
+            self._schedule = sched
+        return sched
+
+    def forget_schedule(self) -> None:
+        self._schedule = None
+
+    def policy_in_force(self, conn: Connection, instant: datetime) -> tuple[Policy, datetime | None, str | None]:
+        """T0: the policy in force at ``instant``, the instant it took effect and its draft (None, None: the file's)."""
+        assert self.file_policy is not None
+        return self.schedule(conn).at(self.file_policy, instant)
+
+    def policy_at(self, conn: Connection, instant: datetime) -> Policy:
+        return self.policy_in_force(conn, instant)[0]
 
     def now(self) -> datetime:
         if not self.clock.manual:
@@ -149,6 +203,7 @@ class UnitOfWork:
             raise
         try:
             self.now = self.ctx.clock.now(self.conn)
+            self.ctx.policy = self.ctx.policy_at(self.conn, self.now)  # T0: the version in force now
         except BaseException:
             self.__exit__()
             raise

@@ -29,8 +29,10 @@ _POLICIES_LOCK = threading.Lock()
 
 def stamp(ctx: Context, conn: Connection, now: datetime, codes: Iterable[str], paid_at: datetime,
           book: store.TermsBook | None = None) -> tuple[dict[str, Category], str]:
-    """The terms of the categories ``codes`` in force at ``paid_at`` and the policy version in force (stored)."""
-    vid = store.ensure_policy_version(conn, ctx.policy, now)
+    """The terms of the categories ``codes`` and the policy version in force at ``paid_at`` (stored).
+
+    A published version (service/publishing.py) applies to the orders paid from its ``effective_at`` on."""
+    vid = store.ensure_policy_version(conn, ctx.policy_at(conn, paid_at), now)
     codes = set(codes)
     book = book if book is not None else store.terms_book(conn, codes)
     return book.for_items(codes, paid_at), vid
@@ -59,16 +61,21 @@ def terms_versions(order: Order) -> dict[str, int | None]:
 
 
 def policy_in_force(ctx: Context, who: Principal) -> dict[str, Any]:
-    """The policy in force, with its version id and the instant it first took effect."""
-    vid = version_id(ctx.policy)
-    row = read(ctx, lambda uow: store.policy_version_row(uow.conn, vid))
+    """The policy in force, with its version id and the instant it took effect (a published version's
+    ``effective_at``; for the file's version, when it was first in force) and, when published, its draft's id."""
+    def q(uow: UnitOfWork) -> tuple[Policy, datetime | None, str | None, Any]:
+        policy, at, draft = ctx.policy_in_force(uow.conn, uow.now)
+        return policy, at, draft, store.policy_version_row(uow.conn, version_id(policy))
+
+    policy, at, draft, row = read(ctx, q)
     if row is None:  # the first question since this version took effect: record it (once, whoever asks first)
         def cmd(uow: UnitOfWork) -> Any:
-            store.ensure_policy_version(uow.conn, ctx.policy, uow.now)
-            return store.policy_version_row(uow.conn, vid)
+            store.ensure_policy_version(uow.conn, policy, uow.now)
+            return store.policy_version_row(uow.conn, version_id(policy))
 
         row = run(ctx, cmd)
-    return {**ctx.policy.as_dict(), "version": vid, "effective_at": row.effective_at.isoformat()}
+    return {**policy.as_dict(), "version": version_id(policy),
+            "effective_at": (at or row.effective_at).isoformat(), "draft_id": draft}
 
 
 def category_versions(ctx: Context, who: Principal, code: str) -> list[dict[str, Any]]:

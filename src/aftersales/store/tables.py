@@ -78,6 +78,38 @@ policy_versions = Table(
     Column("effective_at", UtcDateTime, nullable=False),
 )
 
+#: T0, issue 15: drafts of a new platform policy version. A draft is ``draft`` until it is ``scheduled`` (a version
+#: effective at ``effective_at``, never changed once in force) or ``withdrawn``; the row keeps its parameters.
+policy_drafts = Table(
+    "policy_drafts", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("parameters", JSON, nullable=False),
+    Column("version_id", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("effective_at", UtcDateTime, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(80), nullable=False),
+    Column("scheduled_at", UtcDateTime),
+    Column("withdrawn_at", UtcDateTime),
+    #: The policy file's version when the draft was scheduled (a file replaced since then is in force again).
+    Column("file_version", String(32)),
+    Index("ix_policy_drafts_status_effective_at", "status", "effective_at"),
+)
+
+#: D3: every draft, schedule and withdrawal of a policy version, with who and why (append-only; exported hash-chained).
+policy_events = Table(
+    "policy_events", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("draft_id", String(40), ForeignKey("policy_drafts.id"), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("actor", String(16), nullable=False),
+    Column("actor_id", String(80)),
+    Column("at", UtcDateTime, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("data", JSON, nullable=False),
+)
+
 api_keys = Table(
     "api_keys", metadata,
     Column("id", String(32), primary_key=True),

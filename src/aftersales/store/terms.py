@@ -120,3 +120,46 @@ def load_policy_version(conn: Connection, vid: str) -> Policy | None:
 
 def policy_version_count(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(t.policy_versions)).scalar_one())
+
+
+# --- publishing a policy version (issue 15): drafts, schedule, the D3 record -------------------------------------
+_D = t.policy_drafts
+_E = t.policy_events
+
+
+def insert_policy_draft(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(insert(_D).values(**values))
+
+
+def policy_draft(conn: Connection, draft_id: str, *, lock: bool = False) -> Any:
+    q = select(_D).where(_D.c.id == draft_id)
+    return conn.execute(q.with_for_update() if lock else q).first()
+
+
+def policy_drafts(conn: Connection, status: str | None = None) -> list[Any]:
+    """Drafts newest first (``status`` filters)."""
+    q = select(_D).order_by(_D.c.created_at.desc(), _D.c.id.desc())
+    if status is not None:
+        q = q.where(_D.c.status == status)
+    return list(conn.execute(q).all())
+
+
+def set_policy_draft_status(conn: Connection, draft_id: str, old: str, new: str, values: dict[str, Any]) -> bool:
+    """Move a draft from ``old`` to ``new`` (False when it was not ``old`` any more: a concurrent change)."""
+    r = conn.execute(_D.update().where(_D.c.id == draft_id, _D.c.status == old).values(status=new, **values))
+    return bool(r.rowcount == 1)
+
+
+def scheduled_policies(conn: Connection) -> list[tuple[datetime, str, str | None, dict[str, Any]]]:
+    """Every scheduled version: (effective_at, draft id, the file's version then, parameters), in effect order."""
+    rows = conn.execute(select(_D.c.effective_at, _D.c.id, _D.c.file_version, _D.c.parameters)
+                        .where(_D.c.status == "scheduled").order_by(_D.c.effective_at, _D.c.scheduled_at, _D.c.id)).all()
+    return [(r.effective_at, r.id, r.file_version, r.parameters) for r in rows]
+
+
+def add_policy_event(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(insert(_E).values(**values))
+
+
+def policy_events(conn: Connection) -> list[Any]:
+    return list(conn.execute(select(_E).order_by(_E.c.id)).all())

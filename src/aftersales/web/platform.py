@@ -8,17 +8,20 @@ refusal is shown with its rule id and explanation (S4).
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from aftersales import i18n
 from aftersales.api.downloads import record_response
 from aftersales.domain.errors import DomainError
 from aftersales.domain.messages import N_
-from aftersales.service import case_desk, console, credentials, deadlines, ledger, messages, records
+from aftersales.domain.timeutil import zone
+from aftersales.service import case_desk, console, credentials, deadlines, ledger, messages, publishing, records, terms
 from aftersales.service import cases as case_service
 from aftersales.service import complaints as complaint_service
 from aftersales.service.errors import Invalid, NotFound, ServiceError
@@ -368,3 +371,96 @@ def session_revoke(request: Request, user: PlatformStaff, session_id: SessionId)
     except ServiceError as exc:
         return _credentials(request, user, status_code=exc.status, error=explain(request, exc))
     return see_other("/app/platform/credentials", flash=_t(request, N_("Session signed out.")))
+
+
+# --- publishing a policy change (T0, D3; issue 15) ---------------------------------------------------------------
+DraftId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
+POLICY_STATUSES = {"draft": N_("draft"), "scheduled": N_("scheduled"), "in_force": N_("in force"),
+                   "superseded": N_("superseded"), "withdrawn": N_("withdrawn")}
+POLICY_VERBS = {"schedule": N_("Schedule"), "withdraw": N_("Withdraw")}
+
+
+def _policy_page(request: Request, user: Any, *, status_code: int = 200, error: str | None = None,
+                 form: dict[str, str] | None = None, confirm: tuple[str, str] | None = None) -> Response:
+    ctx = ctx_of(request)
+    current = terms.policy_in_force(ctx, user.principal)
+    drafts = publishing.list_drafts(ctx, user.principal)["items"]
+    parameters = {k: current[k] for k in publishing.PARAMETERS}
+    if form is None:
+        form = {k: ", ".join(map(str, v)) if isinstance(v, list) else str(v) for k, v in parameters.items()}
+    pending = None
+    if confirm is not None:
+        pending = next((d for d in drafts if d["id"] == confirm[1] and confirm[0] in d["allowed_actions"]), None)
+        if pending is None:
+            error = error or _t(request, N_("This draft cannot be scheduled or withdrawn any more: reload the page."))
+    return render(request, "platform/policy.html", status_code=status_code, error=error, current=current,
+                  parameters=parameters, drafts=drafts, form=form, statuses=POLICY_STATUSES, verbs=POLICY_VERBS,
+                  confirm_verb=confirm[0] if confirm and pending else None, pending=pending)
+
+
+@router.get("/platform/policy", response_class=HTMLResponse)
+def policy_page(request: Request, user: PlatformStaff,
+                confirm: Annotated[str | None, Query(pattern=r"^(schedule|withdraw)$")] = None,
+                draft: Annotated[str | None, Query(max_length=40, pattern=r"^[A-Za-z0-9_-]+$")] = None) -> Response:
+    """T0: the version in force, the drafts with their difference, a form for a new draft; a schedule or withdrawal
+    is asked for confirmation first (``?confirm=schedule&draft=ID``)."""
+    return _policy_page(request, user, confirm=(confirm, draft) if confirm and draft else None)
+
+
+def _form_value(default: Any, raw: str) -> Any:
+    """A form field as the parameter's type when it reads as one; otherwise as typed (the checks name it)."""
+    text = raw.strip()
+    if isinstance(default, list):
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        return [int(p) if re.fullmatch(r"-?\d{1,9}", p) else p for p in parts]
+    if isinstance(default, int) and re.fullmatch(r"-?\d{1,12}", text):
+        return int(text)
+    return text
+
+
+@router.post("/platform/policy/drafts", dependencies=[Csrf])
+async def policy_draft(request: Request, user: PlatformStaff) -> Response:
+    """Create a draft from the form: every parameter, the reason and the local date and time it takes effect."""
+    data = await request.form()
+    form = {k: str(data.get(k, ""))[:200] for k in (*publishing.PARAMETERS, "reason", "effective_at")}
+    ctx = ctx_of(request)
+    defaults = ctx.policy.as_dict()
+    try:
+        effective = None
+        if form["effective_at"]:
+            try:
+                naive = datetime.fromisoformat(form["effective_at"])
+            except ValueError:
+                raise Invalid("effective_at: give a date and time") from None
+            effective = naive.replace(tzinfo=zone(ctx.policy.timezone)) if naive.tzinfo is None else naive
+        params = {k: _form_value(defaults[k], form[k]) for k in publishing.PARAMETERS}
+        d = await run_in_threadpool(publishing.create_draft, ctx, user.principal, params,
+                                    reason=_text(str(data.get("reason", "")), "reason"), effective_at=effective,
+                                    by=f"user:{user.name}")
+    except ServiceError as exc:
+        detail = explain(request, exc)
+        return await run_in_threadpool(_policy_page, request, user, status_code=exc.status, error=detail, form=form)
+    return see_other("/app/platform/policy", flash=_t(request, N_("Draft {id} saved: nothing changes until it is scheduled."),
+                                                      id=d["id"]))
+
+
+@router.post("/platform/policy/drafts/{draft_id}/{verb}", dependencies=[Csrf])
+def policy_draft_action(request: Request, user: PlatformStaff, draft_id: DraftId,
+                        verb: Annotated[str, Path(pattern=r"^(schedule|withdraw)$")],
+                        reason: Annotated[str, Form(max_length=MAX_TEXT)] = "") -> Response:
+    """Schedule or withdraw a draft (after the page's confirmation)."""
+    fn = publishing.schedule if verb == "schedule" else publishing.withdraw
+    try:
+        fn(ctx_of(request), user.principal, draft_id, reason=_text(reason, "reason") or None, by=f"user:{user.name}")
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except ServiceError as exc:
+        return _policy_page(request, user, status_code=exc.status, error=explain(request, exc))
+    done = N_("Draft {id} scheduled.") if verb == "schedule" else N_("Draft {id} withdrawn.")
+    return see_other("/app/platform/policy", flash=_t(request, done, id=draft_id))
+
+
+@router.get("/platform/policy/record")
+def policy_record(request: Request, user: PlatformStaff) -> Response:
+    """D3: the policy's record (every draft, schedule and withdrawal), as the API exports it."""
+    return record_response(*publishing.record(ctx_of(request), user.principal, secret=settings_of(request).record_secret))
