@@ -140,9 +140,10 @@ def main() -> None:
                 print(f"  {name:32} {q!r:16} {hits:4} orders  p50 {statistics.median(lat):7.3f} ms  max {max(lat):7.3f} ms",
                       flush=True)
             if pg:
-                plan = conn.execute(text("EXPLAIN SELECT DISTINCT order_id FROM search_terms WHERE merchant_id = :m "
-                                         "AND term >= :q AND term < :top LIMIT 500"),
-                                    {"m": BIG, "q": "celad", "top": "celad" + search.TOP}).scalars().all()
+                plan = conn.execute(text("EXPLAIN SELECT order_id FROM search_terms WHERE merchant_id = :m "
+                                         "AND term >= :q AND term < :top ORDER BY term, order_id LIMIT :n"),
+                                    {"m": BIG, "q": "celad", "top": "celad" + search.TOP,
+                                     "n": 500 * search.ROWS_PER_ORDER}).scalars().all()
                 result["plan"] = list(plan)
                 print("\n".join(plan), flush=True)
     finally:

@@ -25,6 +25,8 @@ from . import tables as t
 MAX_TERM = 64
 #: At most this many suffixes of a title word without spaces (a long Chinese title).
 MAX_SUFFIXES = 32
+#: Index rows read per order wanted: an order may match a prefix by a few of its terms (a title and its first word).
+ROWS_PER_ORDER = 4
 #: The last code point: every string with a given prefix sorts before ``prefix + TOP``.
 TOP = "\U0010ffff"
 
@@ -84,6 +86,8 @@ def add(conn: Connection, batch: list[dict[str, Any]]) -> None:
 def order_ids(conn: Connection, merchant_id: str, prefix: str, *, limit: int) -> list[str]:
     """The shop's orders with a term starting with ``prefix`` (lower-case), at most ``limit`` of them."""
     s = t.search_terms.c
+    # In index order, so that the scan stops after the rows it needs (a DISTINCT would read the whole range first:
+    # 0.7 s for a title word of 44,000 orders at 5 million cases); an order matching by several terms is kept once.
     stmt = (select(s.order_id).where(s.merchant_id == merchant_id, s.term >= prefix, s.term < prefix + TOP)
-            .distinct().limit(limit))
-    return [r.order_id for r in conn.execute(stmt).all()]
+            .order_by(s.term, s.order_id).limit(limit * ROWS_PER_ORDER))
+    return list(dict.fromkeys(r.order_id for r in conn.execute(stmt).all()))[:limit]
