@@ -7,6 +7,8 @@ refusal is shown with its rule id and explanation (S4).
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -18,13 +20,14 @@ from aftersales import i18n
 from aftersales.api.downloads import record_response
 from aftersales.domain.errors import DomainError
 from aftersales.domain.messages import N_
-from aftersales.service import case_desk, console, credentials, deadlines, ledger, messages, records
+from aftersales.service import case_desk, console, credentials, deadlines, ledger, messages, records, users
 from aftersales.service import cases as case_service
 from aftersales.service import complaints as complaint_service
 from aftersales.service.errors import Invalid, NotFound, ServiceError
 
 from .app import evidence_file, not_found_page
 from .deps import Csrf, PlatformStaff, ctx_of, explain, lang_of, render, see_other, settings_of
+from .insights import csv_cell
 from .merchant import CLOSE_LABELS, DUE_ACTIONS, EVENT_LABELS, RULE_TITLES, fen_of
 
 router = APIRouter(prefix="/app", include_in_schema=False)
@@ -302,24 +305,66 @@ def deposits(request: Request, user: PlatformStaff) -> Response:
     return render(request, "platform/deposits.html", rows=console.deposits_overview(ctx_of(request), user.principal))
 
 
+def _ledger_query(request: Request, account: str, first_day: str, last_day: str) -> tuple[str, Any, Any]:
+    """The ledger's filters as the service takes them: an account (checked) and local days (T0) as instants."""
+    account = account.strip()
+    if account and not ACCOUNT.match(account):
+        raise Invalid("An account looks like merchant:<id>:deposit or platform::compensation_fund.")
+    at_after, at_before = ledger.local_period(first_day, last_day, ctx_of(request).policy.timezone)
+    return account, at_after, at_before
+
+
 @router.get("/platform/ledger", response_class=HTMLResponse)
 def ledger_page(request: Request, user: PlatformStaff, account: Annotated[str, Query(max_length=120)] = "",
-                cursor: Annotated[str | None, Query(max_length=20)] = None) -> Response:
-    """D2: transactions newest first with their entries; filtered by an account, with its balance."""
+                cursor: Annotated[str | None, Query(max_length=20)] = None,
+                first_day: Annotated[str, Query(alias="from", max_length=10)] = "",
+                last_day: Annotated[str, Query(alias="to", max_length=10)] = "") -> Response:
+    """D2: transactions newest first with their entries; filtered by an account, with its balance, and by local
+    days (``from``/``to``, both included); the same filters export as CSV."""
     account = account.strip()
     error = None
     page: dict[str, Any] = {"items": [], "next_cursor": None}
     try:
-        if account and not ACCOUNT.match(account):
-            raise Invalid("An account looks like merchant:<id>:deposit or platform::compensation_fund.")
+        account, at_after, at_before = _ledger_query(request, account, first_day, last_day)
         page = ledger.transactions(ctx_of(request), user.principal, account=account or None, cursor=cursor,
-                                   limit=PAGE_SIZE)
+                                   limit=PAGE_SIZE, at_after=at_after, at_before=at_before)
     except (ServiceError, DomainError) as exc:
         error = explain(request, exc)
-    query = {"account": account} if account else {}
+    query = {k: v for k, v in {"account": account, "from": first_day.strip(), "to": last_day.strip()}.items() if v}
     next_url = f"/app/platform/ledger?{urlencode({**query, 'cursor': page['next_cursor']})}" if page["next_cursor"] else None
+    csv_url = f"/app/platform/ledger.csv?{urlencode(query)}" if not error else None
     return render(request, "platform/ledger.html", status_code=422 if error else 200, error=error, account=account,
-                  page=page, next_url=next_url)
+                  first_day=first_day.strip(), last_day=last_day.strip(), page=page, next_url=next_url, csv_url=csv_url)
+
+
+LEDGER_CSV_HEADER = ("transaction_id", "at", "kind", "rule", "order_id", "case_id", "key", "account", "debit_fen",
+                     "credit_fen")
+
+
+@router.get("/platform/ledger.csv")
+def ledger_csv(request: Request, user: PlatformStaff, account: Annotated[str, Query(max_length=120)] = "",
+               first_day: Annotated[str, Query(alias="from", max_length=10)] = "",
+               last_day: Annotated[str, Query(alias="to", max_length=10)] = "") -> Response:
+    """D2: the ledger's transactions of an account and/or local days as CSV, one line per entry, newest first (the
+    page's filters; every matching transaction, never a truncated file). Bad filters: 422 with the rule."""
+    try:
+        account, at_after, at_before = _ledger_query(request, account, first_day, last_day)
+        items = ledger.export_entries(ctx_of(request), user.principal, account=account or None, at_after=at_after,
+                                      at_before=at_before)
+    except (ServiceError, DomainError) as exc:
+        return Response(explain(request, exc) + "\n", status_code=422, media_type="text/plain; charset=utf-8")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(LEDGER_CSV_HEADER)
+    for tx in items:
+        for e in tx["entries"]:
+            writer.writerow([csv_cell(v) for v in (tx["id"], tx["at"], tx["kind"], tx["rule"] or "", tx["order_id"] or "",
+                                                   tx["case_id"] or "", tx["key"], e["account"], e["debit_fen"],
+                                                   e["credit_fen"])])
+    name = "-".join(p for p in ("ledger", re.sub(r"[^A-Za-z0-9_.-]", "_", account), first_day.strip(), last_day.strip()) if p)
+    return Response("\ufeff" + buf.getvalue(), media_type="text/csv; charset=utf-8", headers={
+        "content-disposition": f'attachment; filename="{name}.csv"', "x-content-type-options": "nosniff",
+        "cache-control": "no-store"})
 
 
 # --- credentials: API keys and staff sessions -------------------------------------------------------------------
@@ -368,3 +413,66 @@ def session_revoke(request: Request, user: PlatformStaff, session_id: SessionId)
     except ServiceError as exc:
         return _credentials(request, user, status_code=exc.status, error=explain(request, exc))
     return see_other("/app/platform/credentials", flash=_t(request, N_("Session signed out.")))
+
+
+# --- staff users ------------------------------------------------------------------------------------------------
+UserId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+ROLE_LABELS = {"merchant_agent": N_("merchant agent"), "merchant_admin": N_("merchant admin"),
+               "platform_agent": N_("platform agent")}
+
+
+def _users(request: Request, user: Any, *, cursor: str | None = None, status_code: int = 200, error: str | None = None,
+           form: dict[str, str] | None = None, password: dict[str, Any] | None = None) -> Response:
+    page = users.list_users(ctx_of(request), user.principal, cursor=cursor, limit=PAGE_SIZE)
+    next_url = f"/app/platform/users?{urlencode({'cursor': page['next_cursor']})}" if page["next_cursor"] else None
+    response = render(request, "platform/users.html", status_code=status_code, error=error, rows=page["items"],
+                      next_url=next_url, form=form or {}, password=password, roles=ROLE_LABELS,
+                      merchants=console.shops(ctx_of(request), user.principal))
+    if password is not None:  # a password on the page: never kept by a cache
+        response.headers["cache-control"] = "no-store"
+    return response
+
+
+@router.get("/platform/users", response_class=HTMLResponse)
+def users_page(request: Request, user: PlatformStaff,
+               cursor: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.@-]*$")] = None) -> Response:
+    """Staff users (role, shop, disabled) with create, disable/enable and password reset."""
+    return _users(request, user, cursor=cursor or None)
+
+
+@router.post("/platform/users", dependencies=[Csrf])
+def create_user(request: Request, user: PlatformStaff, username: Annotated[str, Form(max_length=64)] = "",
+                display_name: Annotated[str, Form(max_length=200)] = "", role: Annotated[str, Form(max_length=24)] = "",
+                merchant_id: Annotated[str, Form(max_length=64)] = "",
+                password: Annotated[str, Form(max_length=200)] = "") -> Response:
+    """A new staff user; without a password typed, one is drawn at random and shown once on this answer."""
+    form = {"username": username, "display_name": display_name, "role": role, "merchant_id": merchant_id}
+    chosen = password or users.new_password()
+    try:
+        created = users.create_user(ctx_of(request), user.principal, username=username.strip(), password=chosen,
+                                    role=role, merchant_id=(merchant_id.strip() or None) if role != "platform_agent" else None,
+                                    display_name=_text(display_name, "display_name") or None)
+    except NotFound as exc:
+        return _users(request, user, status_code=422, error=explain(request, exc), form=form)
+    except ServiceError as exc:
+        return _users(request, user, status_code=exc.status, error=explain(request, exc), form=form)
+    if password:
+        return see_other("/app/platform/users", flash=_t(request, N_("User {name} created."), name=created["username"]))
+    return _users(request, user, password={**created, "password": chosen})
+
+
+@router.post("/platform/users/{user_id}/{verb}", dependencies=[Csrf])
+def user_action(request: Request, user: PlatformStaff, user_id: UserId,
+                verb: Annotated[str, Path(pattern=r"^(disable|enable|reset-password)$")]) -> Response:
+    """Disable (signs them out everywhere), enable, or reset the password (the new one shown on this answer only)."""
+    ctx = ctx_of(request)
+    try:
+        if verb == "reset-password":
+            return _users(request, user, password=users.reset_password(ctx, user.principal, user_id))
+        done = users.set_disabled(ctx, user.principal, user_id, disabled=verb == "disable", acting_user_id=user.id)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except ServiceError as exc:
+        return _users(request, user, status_code=exc.status, error=explain(request, exc))
+    text = N_("User {name} disabled and signed out.") if verb == "disable" else N_("User {name} enabled.")
+    return see_other("/app/platform/users", flash=_t(request, text, name=done["username"]))
