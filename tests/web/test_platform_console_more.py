@@ -153,3 +153,117 @@ def test_T2_merchant_staff_cannot_manage_users(api: Any, ctx: Any) -> None:
     r = web.post(f"/app/platform/users/{user_id(ctx, 'mia')}/reset-password", data={"csrf_token": token})
     assert r.status_code == 404
     assert sign_in(browser(api), "mia").status_code == 303
+
+
+# --- D1 / P2: a shop's deposit, top-up and closing, each confirmed first ---------------------------------------------
+def order(api: Any, oid: str, *, merchant: str = "mA", price: int = 10000) -> None:
+    body = {"id": oid, "merchant_id": merchant, "buyer_id": "bX", "paid_at": PAID_AT, "shipping_fee_fen": 800,
+            "items": [{"sku": "s1", "title": "Teapot", "category": "apparel", "quantity": 1, "unit_price_fen": price}]}
+    assert api.post("/v1/orders", body).status_code == 201
+    who = {"mA": "merchant_a", "mB": "merchant_b"}[merchant]
+    assert api.post(f"/v1/orders/{oid}/ship", {"carrier": "SF", "tracking_no": f"SF{oid}"}, who=who).status_code == 200
+    assert api.post(f"/v1/orders/{oid}/deliver", {}, who=who).status_code == 200
+
+
+def escalated(api: Any, oid: str, *, merchant: str = "mA") -> str:
+    order(api, oid, merchant=merchant)
+    r = api.post("/v1/cases", {"order_id": oid, "type": "refund_only", "reason": "quality_problem"}, who="buyer_x")
+    assert r.status_code == 201, r.text
+    cid = str(r.json()["id"])
+    who = {"mA": "merchant_a", "mB": "merchant_b"}[merchant]
+    assert api.post(f"/v1/cases/{cid}/reject", {"reason": "no defect visible"}, who=who).status_code == 200
+    assert api.post(f"/v1/cases/{cid}/escalate", {"reason": "the spout leaks"}, who="buyer_x").status_code == 200
+    return cid
+
+
+def ruled(api: Any, oid: str, refund_fen: int, *, merchant: str = "mA") -> str:
+    """A refund ruling the shop has not paid yet (P2 pending)."""
+    cid = escalated(api, oid, merchant=merchant)
+    r = api.post(f"/v1/cases/{cid}/rule", {"outcome": "refund", "refund_fen": refund_fen, "rationale": "leak shown"})
+    assert r.status_code == 200, r.text
+    return cid
+
+
+def test_D1_top_up_from_the_shop_page_after_a_confirmation(api: Any, ctx: Any) -> None:
+    web = agent(api)
+    listing = web.get("/app/platform/deposits").text
+    assert 'href="/app/platform/deposits/mA"' in listing
+    page = web.get("/app/platform/deposits/mA")
+    assert page.status_code == 200 and 'action="/app/platform/deposits/mA/top-up"' in page.text
+    token = csrf_of(page.text)
+    before = ledger_rows(ctx)
+    confirm = web.post("/app/platform/deposits/mA/top-up", data={"csrf_token": token, "amount": "1500"})
+    assert confirm.status_code == 200
+    assert "1,500.00" in confirm.text and "goes into the deposit" in confirm.text
+    assert "The restriction is lifted." in confirm.text and 'name="confirmed" value="1"' in confirm.text
+    assert ledger_rows(ctx) == before  # nothing moved yet
+    assert api.get("/v1/merchants/mA/deposit").json()["balance_fen"] == 0
+    r = web.post("/app/platform/deposits/mA/top-up", data={"csrf_token": token, "amount": "1500", "confirmed": "1"},
+                 follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/app/platform/deposits/mA"
+    dep = api.get("/v1/merchants/mA/deposit").json()
+    assert dep["balance_fen"] == 150_000 and not dep["restricted"]
+    assert ledger_rows(ctx) == before + 1
+    assert "Top-up of" in web.get("/app/platform/deposits/mA").text
+
+
+def test_D1_a_top_up_confirmation_says_what_settles_the_debt(api: Any) -> None:
+    ruled(api, "o1", 10000)
+    web = agent(api)
+    token = csrf_of(web.get("/app/platform/deposits/mA").text)
+    # the platform pays the ruling (P2) and recovers it: the empty deposit leaves a 100.00 debt
+    assert web.post("/app/platform/deposits/mA/close", data={"csrf_token": token, "reason": "merchant_unreachable",
+                                                              "confirmed": "1"}, follow_redirects=False).status_code == 303
+    assert api.get("/v1/merchants/mA/deposit").json()["debt_fen"] == 10000
+    confirm = web.post("/app/platform/deposits/mA/top-up", data={"csrf_token": token, "amount": "30"})
+    assert "30.00 settles the shop&#39;s debt." in confirm.text
+    assert "goes into the deposit" not in confirm.text and "stays restricted" in confirm.text
+
+
+def test_D1_a_bad_top_up_amount_is_refused_and_moves_nothing(api: Any, ctx: Any) -> None:
+    web = agent(api)
+    token = csrf_of(web.get("/app/platform/deposits/mA").text)
+    before = ledger_rows(ctx)
+    for amount in ("", "0", "-5", "12.345", "abc"):
+        for confirmed in ("", "1"):
+            r = web.post("/app/platform/deposits/mA/top-up", data={"csrf_token": token, "amount": amount,
+                                                                    "confirmed": confirmed})
+            assert r.status_code == 422, (amount, confirmed)
+    assert ledger_rows(ctx) == before
+    assert web.post("/app/platform/deposits/mA/top-up", data={"amount": "10", "confirmed": "1"}).status_code == 403
+    assert web.post("/app/platform/deposits/m_nope/top-up", data={"csrf_token": token, "amount": "10"}).status_code == 404
+    assert web.get("/app/platform/deposits/m_nope").status_code == 404
+    assert ledger_rows(ctx) == before
+
+
+def test_P2_closing_a_shop_states_the_rulings_paid_and_the_recovery_then_pays_them(api: Any) -> None:
+    cid = ruled(api, "o1", 6000)
+    assert api.post("/v1/merchants/mA/deposit/top-ups", {"amount_fen": 2500}).status_code == 201
+    web = agent(api)
+    page = web.get("/app/platform/deposits/mA").text
+    assert 'action="/app/platform/deposits/mA/close"' in page
+    token = csrf_of(page)
+    confirm = web.post("/app/platform/deposits/mA/close", data={"csrf_token": token, "reason": "shop_closed"})
+    assert confirm.status_code == 200
+    assert f'href="/app/platform/cases/{cid}"' in confirm.text and "60.00" in confirm.text
+    assert "Recovered from the deposit: CN¥25.00; beyond it, the shop&#39;s debt: CN¥35.00." in confirm.text
+    assert api.get("/v1/merchants/mA/deposit").json()["shop_closed"] is False  # nothing done yet
+    assert api.get(f"/v1/cases/{cid}").json()["ruling"]["paid_by"] is None
+    r = web.post("/app/platform/deposits/mA/close", data={"csrf_token": token, "reason": "shop_closed", "confirmed": "1"},
+                 follow_redirects=False)
+    assert r.status_code == 303
+    dep = api.get("/v1/merchants/mA/deposit").json()
+    assert dep["shop_closed"] and dep["balance_fen"] == 0 and dep["debt_fen"] == 3500
+    assert api.get(f"/v1/cases/{cid}").json()["ruling"]["paid_by"] == "platform"
+    after = web.get("/app/platform/deposits/mA").text
+    assert "1 ruling(s) paid by the platform" in after and 'action="/app/platform/deposits/mA/close"' not in after
+    bad = web.post("/app/platform/deposits/mB/close", data={"csrf_token": token, "reason": "bored", "confirmed": "1"})
+    assert bad.status_code == 422 and api.get("/v1/merchants/mB/deposit").json()["shop_closed"] is False
+
+
+def test_T2_merchants_cannot_open_a_shops_deposit_in_the_console(api: Any) -> None:
+    web = agent(api, "mia", role="merchant_admin", merchant="mA")
+    assert web.get("/app/platform/deposits/mA").status_code == 404
+    token = csrf_of(web.get("/app/queue").text)
+    r = web.post("/app/platform/deposits/mA/top-up", data={"csrf_token": token, "amount": "10", "confirmed": "1"})
+    assert r.status_code == 404 and api.get("/v1/merchants/mA/deposit").json()["balance_fen"] == 0

@@ -20,7 +20,7 @@ from aftersales import i18n
 from aftersales.api.downloads import record_response
 from aftersales.domain.errors import DomainError
 from aftersales.domain.messages import N_
-from aftersales.service import case_desk, console, credentials, deadlines, ledger, messages, records, users
+from aftersales.service import case_desk, console, credentials, deadlines, deposits, ledger, messages, records, users
 from aftersales.service import cases as case_service
 from aftersales.service import complaints as complaint_service
 from aftersales.service.errors import Invalid, NotFound, ServiceError
@@ -300,9 +300,72 @@ def retry_stuck_action(request: Request, user: PlatformStaff,
 
 # --- deposits (D1) and the ledger (D2) --------------------------------------------------------------------------
 @router.get("/platform/deposits", response_class=HTMLResponse)
-def deposits(request: Request, user: PlatformStaff) -> Response:
+def deposits_page(request: Request, user: PlatformStaff) -> Response:
     """D1: every merchant's deposit, restricted ones first."""
     return render(request, "platform/deposits.html", rows=console.deposits_overview(ctx_of(request), user.principal))
+
+
+def _shop_deposit(request: Request, user: Any, merchant_id: str, *, status_code: int = 200, error: str | None = None,
+                  form: dict[str, str] | None = None) -> Response:
+    ctx = ctx_of(request)
+    try:
+        dep = deposits.get_deposit(ctx, user.principal, merchant_id)
+        withdrawals = deposits.list_withdrawals(ctx, user.principal, merchant_id)["items"]
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    return render(request, "platform/shop_deposit.html", status_code=status_code, error=error, dep=dep,
+                  withdrawals=withdrawals, form=form or {}, advance_reasons=ADVANCE_REASONS,
+                  name=dict(console.shops(ctx, user.principal)).get(merchant_id, merchant_id))
+
+
+@router.get("/platform/deposits/{merchant_id}", response_class=HTMLResponse)
+def shop_deposit(request: Request, user: PlatformStaff, merchant_id: Id) -> Response:
+    """D1: one shop's deposit and withdrawals, with a top-up and the closing of the shop (P2), each confirmed first."""
+    return _shop_deposit(request, user, merchant_id)
+
+
+@router.post("/platform/deposits/{merchant_id}/top-up", dependencies=[Csrf])
+def shop_top_up(request: Request, user: PlatformStaff, merchant_id: Id, amount: Annotated[str, Form(max_length=20)] = "",
+                confirmed: Annotated[str, Form(max_length=2)] = "") -> Response:
+    """D1: first the confirmation page (the amount, what settles the debt, what fills the deposit, the deposit
+    afterwards); then, confirmed, the top-up itself — the service's one posting."""
+    ctx = ctx_of(request)
+    try:
+        amount_fen = fen_of(amount)
+        if confirmed != "1":
+            preview = deposits.top_up_preview(ctx, user.principal, merchant_id, amount_fen)
+            return render(request, "platform/confirm_deposit.html", action="top_up", merchant_id=merchant_id,
+                          p=preview, hidden={"amount": amount})
+        deposits.top_up(ctx, user.principal, merchant_id, amount_fen)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except (DomainError, ServiceError) as exc:
+        return _shop_deposit(request, user, merchant_id, status_code=exc.status, error=explain(request, exc),
+                             form={"amount": amount})
+    return see_other(f"/app/platform/deposits/{merchant_id}",
+                     flash=_t(request, N_("Top-up of {amount} recorded."), amount=i18n.format_fen(amount_fen, lang_of(request))))
+
+
+@router.post("/platform/deposits/{merchant_id}/close", dependencies=[Csrf])
+def shop_close(request: Request, user: PlatformStaff, merchant_id: Id, reason: Annotated[str, Form(max_length=40)] = "",
+               confirmed: Annotated[str, Form(max_length=2)] = "") -> Response:
+    """P2: first the confirmation page (the rulings the platform pays at once, their total, what the deposit covers
+    and what becomes debt); then, confirmed, the closure — the service's own."""
+    ctx = ctx_of(request)
+    try:
+        if reason not in ADVANCE_REASONS:
+            raise Invalid(N_("Choose why the shop is closed."))
+        if confirmed != "1":
+            preview = deposits.close_shop_preview(ctx, user.principal, merchant_id)
+            return render(request, "platform/confirm_deposit.html", action="close", merchant_id=merchant_id,
+                          p=preview, reason=reason, advance_reasons=ADVANCE_REASONS, hidden={"reason": reason})
+        done = deposits.close_shop(ctx, user.principal, merchant_id, reason)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except (DomainError, ServiceError) as exc:
+        return _shop_deposit(request, user, merchant_id, status_code=exc.status, error=explain(request, exc))
+    return see_other(f"/app/platform/deposits/{merchant_id}",
+                     flash=_t(request, N_("Shop closed; {n} ruling(s) paid by the platform."), n=done["rulings_advanced"]))
 
 
 def _ledger_query(request: Request, account: str, first_day: str, last_day: str) -> tuple[str, Any, Any]:
