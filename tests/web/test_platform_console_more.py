@@ -267,3 +267,79 @@ def test_T2_merchants_cannot_open_a_shops_deposit_in_the_console(api: Any) -> No
     token = csrf_of(web.get("/app/queue").text)
     r = web.post("/app/platform/deposits/mA/top-up", data={"csrf_token": token, "amount": "10", "confirmed": "1"})
     assert r.status_code == 404 and api.get("/v1/merchants/mA/deposit").json()["balance_fen"] == 0
+
+
+# --- P1: the intervention queue's search and filters -----------------------------------------------------------------
+def queue_rows(web: Any, **params: str) -> list[str]:
+    r = web.get("/app/platform", params=params)
+    assert r.status_code == 200, r.text
+    return re.findall(r'class="case-link" href="/app/platform/cases/([^"]+)"', r.text)
+
+
+def test_P1_queue_search_by_id_prefix_shop_status_and_rule(api: Any) -> None:
+    a = escalated(api, "ord-apple")
+    b = ruled(api, "ord-banana", 5000, merchant="mB")
+    order(api, "x-cherry")
+    c = api.post("/v1/cases", {"order_id": "x-cherry", "type": "refund_only", "reason": "quality_problem"},
+                 who="buyer_x").json()["id"]  # awaiting the shop: not the platform's by default
+    web = agent(api)
+    assert sorted(queue_rows(web)) == sorted([a, b])
+    assert queue_rows(web, q="ORD-APP") == [a]  # order id prefix, any case
+    assert queue_rows(web, q=a[:-3]) == [a]  # case id prefix
+    assert queue_rows(web, q="ord-%") == [] and queue_rows(web, q="ord_") == []  # wildcards are literal
+    assert queue_rows(web, merchant="mB") == [b]
+    assert queue_rows(web, rule="P2") == [b]  # a refund ruling awaiting the shop's payment
+    assert queue_rows(web, rule="P1") == [a]  # awaiting the platform's ruling
+    assert queue_rows(web, status="awaiting_merchant") == [c]
+    assert queue_rows(web, status="any", q="x-") == [c]
+    assert queue_rows(web, status="any", rule="M1") == [c]
+    assert queue_rows(web, merchant="mA", rule="P2") == []
+    assert "No case matches these filters." in web.get("/app/platform", params={"merchant": "mA", "rule": "P2"}).text
+    for bad in ({"status": "sleeping"}, {"rule": "Z9"}):
+        r = web.get("/app/platform", params=bad)
+        assert r.status_code == 422 and "case-link" not in r.text, bad
+    # the filters are kept on the next page
+    for n in range(3):
+        escalated(api, f"ord-more{n}")
+    page = web.get("/app/platform", params={"q": "ord-", "rule": "P1"})
+    assert page.status_code == 200 and len(queue_rows(web, q="ord-", rule="P1")) == 4
+
+
+def test_P1_queue_pages_keep_the_filters(api: Any, monkeypatch: Any) -> None:
+    from aftersales.web import platform
+
+    monkeypatch.setattr(platform, "PAGE_SIZE", 1)
+    first, second = escalated(api, "ord-1"), escalated(api, "ord-2")
+    escalated(api, "zzz-3")
+    web = agent(api)
+    page = web.get("/app/platform", params={"q": "ord-", "merchant": "mA"}).text
+    nxt = re.search(r'href="(/app/platform\?[^"]*cursor=[^"]+)"', page)
+    assert nxt and "q=ord-" in nxt.group(1) and "merchant=mA" in nxt.group(1)
+    rows = re.findall(r'class="case-link" href="/app/platform/cases/([^"]+)"', page)
+    more = web.get(nxt.group(1).replace("&amp;", "&")).text
+    rows += re.findall(r'class="case-link" href="/app/platform/cases/([^"]+)"', more)
+    assert sorted(rows) == sorted([first, second])
+
+
+# --- K2: complaint ↔ order/case links, and the order page -------------------------------------------------------------
+def test_K2_the_complaint_links_to_its_order_and_case_and_the_order_page_lists_both(api: Any) -> None:
+    cid = escalated(api, "o1")
+    r = api.post("/v1/complaints", {"order_id": "o1", "case_id": cid, "channel": "in_app_chat",
+                                    "category": "unfair_refusal", "description": "Refused without looking."}, who="buyer_x")
+    assert r.status_code == 201, r.text
+    cpid = r.json()["id"]
+    order(api, "o2")
+    web = agent(api)
+    page = web.get(f"/app/platform/complaints/{cpid}").text
+    assert 'href="/app/platform/orders/o1"' in page and f'href="/app/platform/cases/{cid}"' in page
+    o = web.get("/app/platform/orders/o1")
+    assert o.status_code == 200
+    assert f'href="/app/platform/cases/{cid}"' in o.text and f'href="/app/platform/complaints/{cpid}"' in o.text
+    assert "Teapot" in o.text and "108.00" in o.text  # the item and what was paid (100.00 + 8.00 shipping)
+    assert "unfair refusal" in o.text
+    bare = web.get("/app/platform/orders/o2").text
+    assert "No case on this order." in bare and "No complaint about this order." in bare
+    assert 'href="/app/platform/orders/o1"' in web.get("/app/platform").text  # the queue links the order too
+    assert web.get("/app/platform/orders/o_nope").status_code == 404
+    shop = agent(api, "mia", role="merchant_agent", merchant="mA")
+    assert shop.get("/app/platform/orders/o1").status_code == 404

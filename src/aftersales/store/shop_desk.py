@@ -39,6 +39,12 @@ def _like_prefix(term: str) -> str:
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def case_or_order_prefix(term: str) -> Any:
+    """A condition on ``cases``: the case id or its order's id starts with ``term`` (any case, ``%``/``_`` literal)."""
+    c, like = t.cases.c, _like_prefix(term.lower())
+    return or_(func.lower(c.id).like(like, escape="\\"), func.lower(c.order_id).like(like, escape="\\"))
+
+
 def search_rows(conn: Connection, merchant_id: str, term: str, *, limit: int) -> list[Any]:
     """Open and closed cases of the shop whose case id, order id or buyer id starts with ``term`` (any case), or whose
     order or case mentions it (SKU, title, tracking number: narrowed here, matched by prefix by the caller).

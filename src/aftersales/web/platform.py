@@ -18,11 +18,13 @@ from fastapi.responses import HTMLResponse, Response
 
 from aftersales import i18n
 from aftersales.api.downloads import record_response
+from aftersales.domain.cases import AUTO_RULES, CaseStatus
 from aftersales.domain.errors import DomainError
 from aftersales.domain.messages import N_
 from aftersales.service import case_desk, console, credentials, deadlines, deposits, ledger, messages, records, users
 from aftersales.service import cases as case_service
 from aftersales.service import complaints as complaint_service
+from aftersales.service import orders as order_service
 from aftersales.service.errors import Invalid, NotFound, ServiceError
 
 from .app import evidence_file, not_found_page
@@ -34,6 +36,8 @@ router = APIRouter(prefix="/app", include_in_schema=False)
 
 Id = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 PAGE_SIZE = 50
+#: An order's cases and complaints shown on its page (the API pages through more).
+MAX_LINKED = 200
 MAX_TEXT = 2000
 ACCOUNT = re.compile(r"^(merchant|buyer|platform):[A-Za-z0-9_.-]*:[a-z_]+$")
 
@@ -77,22 +81,44 @@ def _version(value: str) -> int | None:
 
 
 # --- interventions (P1) -----------------------------------------------------------------------------------------
+#: The queue's status filter: every case status, the platform's own first (default), or any.
+QUEUE_STATUSES = ("platform_review", *(st.value for st in CaseStatus if st is not CaseStatus.PLATFORM_REVIEW), "any")
+#: The rules of the automatic actions a case can wait for (its next deadline): P1, P2, M1 …
+DUE_RULES = tuple(sorted(set(AUTO_RULES.values()), key=lambda r: (r[0] != "P", r)))
+Term = Annotated[str, Query(max_length=64)]
+
+
 @router.get("/platform", response_class=HTMLResponse)
 def interventions(request: Request, user: PlatformStaff,
-                  cursor: Annotated[str | None, Query(max_length=200)] = None) -> Response:
-    """P1: cases under platform review, flagged overdue first, then by nearest deadline."""
+                  cursor: Annotated[str | None, Query(max_length=200)] = None, q: Term = "", merchant: Term = "",
+                  status: Annotated[str, Query(max_length=40)] = "platform_review",
+                  rule: Annotated[str, Query(max_length=4)] = "") -> Response:
+    """P1: cases under platform review, flagged overdue first, then by nearest deadline. Search by a prefix of the
+    case or order id; filter by shop, status (any status, to find any case) and the rule of the next deadline."""
     ctx, lang = ctx_of(request), lang_of(request)
+    q, merchant = q.strip(), merchant.strip()
     error = None
     try:
-        page = case_service.list_cases(ctx, user.principal, status="platform_review", order_id=None, merchant_id=None,
-                                       due_before=None, cursor=cursor, limit=PAGE_SIZE, lang=lang, sort="deadline")
-    except (DomainError, ServiceError) as exc:  # a tampered cursor
+        if status not in QUEUE_STATUSES:
+            raise Invalid(N_("Choose a status from the list."))
+        if rule and rule not in DUE_RULES:
+            raise Invalid(N_("Choose a rule from the list."))
+        page = case_service.list_cases(ctx, user.principal, status=None if status == "any" else status, order_id=None,
+                                       merchant_id=merchant or None, due_before=None, cursor=cursor, limit=PAGE_SIZE,
+                                       lang=lang, sort="deadline", id_prefix=q or None, due_rule=rule or None)
+    except (DomainError, ServiceError) as exc:  # a filter off the lists, a tampered cursor
         page, error = {"items": [], "next_cursor": None}, explain(request, exc)
     counts = case_service.count_by_status(ctx, user.principal)
-    next_url = f"/app/platform?{urlencode({'cursor': page['next_cursor']})}" if page["next_cursor"] else None
+    filters = {k: v for k, v in {"q": q, "merchant": merchant, "rule": rule}.items() if v}
+    if status != "platform_review":
+        filters["status"] = status
+    next_url = f"/app/platform?{urlencode({**filters, 'cursor': page['next_cursor']})}" if page["next_cursor"] else None
     return render(request, "platform/queue.html", status_code=422 if error else 200, error=error, rows=page["items"],
                   in_review=counts.get("platform_review", 0), next_url=next_url, first=cursor is None,
-                  due_actions=DUE_ACTIONS)
+                  due_actions=DUE_ACTIONS, q=q, merchant=merchant, status=status, rule=rule, filtered=bool(filters),
+                  statuses=QUEUE_STATUSES, rules=DUE_RULES, shops=console.shops(ctx, user.principal),
+                  first_url=f"/app/platform?{urlencode(filters)}" if filters else "/app/platform",
+                  rule_titles=RULE_TITLES)
 
 
 def _case(request: Request, user: Any, case_id: str, *, status_code: int = 200, error: str | None = None,
@@ -206,6 +232,25 @@ def record(request: Request, user: PlatformStaff, kind: Annotated[str, Path(patt
     except NotFound as exc:
         return not_found_page(request, exc)
     return record_response(data, name)
+
+
+# --- orders: the order with its cases and complaints -----------------------------------------------------------
+@router.get("/platform/orders/{order_id}", response_class=HTMLResponse)
+def platform_order(request: Request, user: PlatformStaff, order_id: Id) -> Response:
+    """An order as the platform sees it — items, money, shipment, group, refunds — with its cases and the complaints
+    about it (K2), each linked to its page."""
+    ctx, lang = ctx_of(request), lang_of(request)
+    try:
+        o = order_service.get_order(ctx, user.principal, order_id)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    cases = case_service.list_cases(ctx, user.principal, status=None, order_id=order_id, merchant_id=None,
+                                    due_before=None, cursor=None, limit=MAX_LINKED, lang=lang)["items"]
+    found = complaint_service.list_complaints(ctx, user.principal, status=None, merchant_id=None, order_id=order_id,
+                                             flagged=None, cursor=None, limit=MAX_LINKED)
+    return render(request, "platform/order.html", o=o, cases=cases, complaints=found["items"],
+                  more_complaints=found["next_cursor"] is not None, statuses=COMPLAINT_STATUS,
+                  categories=COMPLAINT_CATEGORY, close_labels=CLOSE_LABELS, due_actions=DUE_ACTIONS)
 
 
 # --- complaints (K2) --------------------------------------------------------------------------------------------
