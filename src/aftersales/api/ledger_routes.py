@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from aftersales.service import ledger
 
 from .app import CtxDep, Who
-from .schemas import Problem
+from .schemas import Instant, Problem
 
 router = APIRouter(tags=["ledger"])
 P = {"model": Problem}
@@ -46,6 +46,11 @@ def ledger_transactions(
     account: Annotated[str | None, Query(min_length=3, max_length=120, pattern=r"^(merchant|buyer|platform):[A-Za-z0-9_.-]*:[a-z_]+$")] = None,
     cursor: Annotated[str | None, Query(max_length=20, pattern=r"^[0-9]+$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    at_after: Annotated[Instant | None, Query(description="Inclusive; RFC 3339 with a UTC offset.")] = None,
+    at_before: Annotated[Instant | None, Query(description="Exclusive; RFC 3339 with a UTC offset; after `at_after`.")] = None,
 ) -> Any:
-    """Newest first. Merchants and buyers see the transactions that touch their own accounts."""
-    return ledger.transactions(ctx, who, account=account, cursor=cursor, limit=limit)
+    """Newest first. Merchants and buyers see the transactions that touch their own accounts. ``at_after`` /
+    ``at_before`` keep those booked in that period (a malformed instant, or a period that does not start before it
+    ends, is 422 — rule D2 for the latter)."""
+    return ledger.transactions(ctx, who, account=account, cursor=cursor, limit=limit, at_after=at_after,
+                               at_before=at_before)

@@ -18,7 +18,7 @@ Accounts (:class:`~aftersales.domain.ledger.Account` values; ``ledger`` module f
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -74,10 +74,29 @@ class DepositState:
         return max(0, self.balance_fen - self.pending_withdrawal_fen)
 
 
+def top_up_split(amount_fen: object, state: DepositState) -> tuple[int, int]:
+    """D1: how a top-up of ``amount_fen`` divides: (what settles the debt, what goes into the deposit)."""
+    amount = require_fen(amount_fen, "amount_fen")
+    to_debt = min(amount, state.debt_fen)
+    return to_debt, amount - to_debt
+
+
+def after_top_up(amount_fen: object, state: DepositState) -> DepositState:
+    """D1: the deposit as it will be once ``amount_fen`` is paid in (what a confirmation page shows)."""
+    to_debt, to_deposit = top_up_split(amount_fen, state)
+    return replace(state, balance_fen=state.balance_fen + to_deposit, debt_fen=state.debt_fen - to_debt)
+
+
+def recovery_split(amount_fen: int, state: DepositState) -> tuple[int, int]:
+    """D1/P2: how a recovery of ``amount_fen`` is taken: (from the deposit, as far as it goes; the rest as debt)."""
+    from_deposit = min(amount_fen, max(0, state.balance_fen))
+    return from_deposit, amount_fen - from_deposit
+
+
 def top_up(merchant_id: str, amount_fen: object, state: DepositState, key: str, at: datetime) -> Transaction:
     """D1: money paid in by the merchant settles its debt first; the rest tops the deposit up."""
     amount = require_fen(amount_fen, "amount_fen")
-    to_debt = min(amount, state.debt_fen)
+    to_debt, _ = top_up_split(amount, state)
     entries = [Entry(PLATFORM_CASH, debit_fen=amount)]
     if to_debt:
         entries.append(Entry(debt_account(merchant_id), credit_fen=to_debt))
@@ -88,7 +107,7 @@ def top_up(merchant_id: str, amount_fen: object, state: DepositState, key: str, 
 
 def _take_from_deposit(merchant_id: str, amount: int, state: DepositState) -> list[Entry]:
     """Debit the deposit as far as it goes, the rest to the merchant's debt (D1)."""
-    from_deposit = min(amount, max(0, state.balance_fen))
+    from_deposit, _ = recovery_split(amount, state)
     entries = []
     if from_deposit:
         entries.append(Entry(deposit_account(merchant_id), debit_fen=from_deposit))

@@ -18,6 +18,7 @@ from aftersales.domain.errors import DomainError, InvalidInput
 from aftersales.domain.opening import open_case as domain_open_case
 from aftersales.store import replay as replay_store
 from aftersales.store import repositories as repo
+from aftersales.store import shop_desk as shop_desk_store
 from aftersales.store import tables as t
 
 from . import views
@@ -192,11 +193,13 @@ def decode_id_cursor(cursor: str | None) -> int | None:
 def list_cases(ctx: Context, who: Principal, *, status: str | None, order_id: str | None, merchant_id: str | None,
                due_before: datetime | None, cursor: str | None, limit: int, lang: str,
                sort: str = "created", case_type: str | None = None, reason: str | None = None,
-               search: str | None = None, open_only: bool = False) -> dict[str, Any]:
+               search: str | None = None, open_only: bool = False, id_prefix: str | None = None,
+               due_rule: str | None = None) -> dict[str, Any]:
     """Cases the caller may see. ``sort="deadline"`` is the work queue (P1 agents, S1 merchants): cases without a
     pending automatic action first (flagged overdue, or waiting on a person with no clock), then by nearest deadline.
     The workbench's queue also filters by type and reason, finds a case by its id or its order's id (``search``) and
-    may leave closed cases out (``open_only``)."""
+    may leave closed cases out (``open_only``). The platform's queue finds cases by a prefix of their id or their
+    order's (``id_prefix``, any case) and by the rule of their next automatic action (``due_rule``, e.g. P1, P2)."""
     where = _tenant_where(who)
     if status:
         where.append(t.cases.c.status == status)
@@ -208,6 +211,13 @@ def list_cases(ctx: Context, who: Principal, *, status: str | None, order_id: st
         where.append(t.cases.c.reason == reason)
     if search:
         where.append(or_(t.cases.c.id == search, t.cases.c.order_id == search))
+    if id_prefix:
+        where.append(shop_desk_store.case_or_order_prefix(id_prefix))
+    if due_rule:
+        autos = sorted(a.value for a, r in dcases.AUTO_RULES.items() if r == due_rule)
+        if not autos:
+            raise Invalid(f"no automatic action follows rule {due_rule}")
+        where.append(t.cases.c.due_action.in_(autos))
     if order_id:
         where.append(t.cases.c.order_id == order_id)
     if merchant_id:

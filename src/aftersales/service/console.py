@@ -31,4 +31,10 @@ def deposits_overview(ctx: Context, who: Principal) -> list[dict[str, Any]]:
     return read(ctx, q)
 
 
-__all__ = ["deposits_overview"]
+def shops(ctx: Context, who: Principal) -> list[tuple[str, str]]:
+    """Every merchant as (id, name), by name: the console's choices of a shop (users, filters)."""
+    who.require("platform")
+    return read(ctx, lambda uow: [(r.id, r.name) for r in store.merchants_by_name(uow.conn)])
+
+
+__all__ = ["deposits_overview", "shops"]

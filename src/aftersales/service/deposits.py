@@ -99,6 +99,23 @@ def top_up(ctx: Context, who: Principal, merchant_id: str, amount_fen: int) -> d
     return run(ctx, cmd)
 
 
+def top_up_preview(ctx: Context, who: Principal, merchant_id: str, amount_fen: int) -> dict[str, Any]:
+    """D1, before a top-up is confirmed: what it would settle of the debt, what it would add to the deposit, and the
+    deposit afterwards (whether the shop stays restricted) — read, nothing posted; :func:`top_up` moves the money."""
+    who.require("platform", "merchant")
+    _visible(who, merchant_id)
+    amount = require_fen(amount_fen, "amount_fen")
+
+    def q(uow: UnitOfWork) -> dict[str, Any]:
+        row = _merchant(uow, merchant_id)
+        now = state(uow, ctx, merchant_id)
+        to_debt, to_deposit = d.top_up_split(amount, now)
+        return {"amount_fen": amount, "to_debt_fen": to_debt, "to_deposit_fen": to_deposit,
+                "before": _view(row, now), "after": _view(row, d.after_top_up(amount, now))}
+
+    return read(ctx, q)
+
+
 # --- withdrawals ----------------------------------------------------------------------------------------------
 def _open_counts(uow: UnitOfWork, merchant_id: str) -> tuple[int, int]:
     from .complaints import count_open
@@ -213,6 +230,32 @@ def advance_unpaid_rulings(ctx: Context, uow: UnitOfWork, merchant_id: str, reas
                    reason=reason)
         settle_new_refunds(order, ctx.gateway, uow.now)
     return len(ids)
+
+
+def close_shop_preview(ctx: Context, who: Principal, merchant_id: str) -> dict[str, Any]:
+    """P2, before a closure is confirmed: the refund rulings the platform would pay at once (each with its ruled
+    amount) and how their recovery would fall on the deposit and, beyond it, the shop's debt — read, nothing moves;
+    :func:`close_shop` does it (an advance pays what E10 leaves of the ruling when it is made)."""
+    who.require("platform")
+
+    def q(uow: UnitOfWork) -> dict[str, Any]:
+        row = _merchant(uow, merchant_id)
+        ids = store.rulings_awaiting_advance(uow.conn, merchant_id)
+        uow.tracker.load_orders(sorted({r.order_id for r in ids}))
+        rulings = []
+        for r in sorted(ids, key=lambda r: r.id):
+            order = uow.tracker.get_order(r.order_id)
+            assert order is not None
+            ruling = order.case(r.id).ruling
+            rulings.append({"case_id": r.id, "order_id": r.order_id,
+                            "refund_fen": (ruling.refund_fen or 0) if ruling is not None else 0})
+        s = state(uow, ctx, merchant_id)
+        total = sum(x["refund_fen"] for x in rulings)
+        from_deposit, to_debt = d.recovery_split(total, s)
+        return {"deposit": _view(row, s), "rulings": rulings, "total_fen": total, "from_deposit_fen": from_deposit,
+                "to_debt_fen": to_debt}
+
+    return read(ctx, q)
 
 
 def close_shop(ctx: Context, who: Principal, merchant_id: str, reason: str) -> dict[str, Any]:

@@ -5,9 +5,13 @@ columns equal to its role and id — never those whose account text merely looks
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Any
 
+from aftersales.domain.errors import InvalidInput
 from aftersales.domain.ledger import Account, OwnerKind
+from aftersales.domain.messages import N_
+from aftersales.domain.timeutil import day_window_end
 from aftersales.store import ledger as store
 
 from .cases import numeric_cursor
@@ -24,8 +28,59 @@ def _owner(who: Principal) -> tuple[OwnerKind, str] | None:
     return OwnerKind(who.role), who.subject_id
 
 
-def transactions(ctx: Context, who: Principal, *, account: str | None, cursor: str | None, limit: int) -> dict[str, Any]:
-    """Every money movement, newest first; a merchant or buyer sees only those touching its own accounts."""
+def check_period(at_after: datetime | None, at_before: datetime | None) -> None:
+    """D2: a period of the ledger is two instants with a UTC offset, ``at_after`` (inclusive) before ``at_before``
+    (exclusive); anything else is refused (422, rule D2) — never read as an empty or a whole ledger."""
+    for value in (at_after, at_before):
+        if value is not None and value.tzinfo is None:
+            raise InvalidInput("D2", N_("A period starts and ends at instants with a UTC offset."))
+    if at_after is not None and at_before is not None and at_after >= at_before:
+        raise InvalidInput("D2", N_("The period must start before it ends."))
+
+
+def local_period(first_day: str, last_day: str, tz: str) -> tuple[datetime | None, datetime | None]:
+    """Local days ``first_day``..``last_day`` (``YYYY-MM-DD``, both included, either may be empty) in the platform
+    time zone (T0) as the instants ``at_after`` (inclusive) and ``at_before`` (exclusive) of :func:`transactions`."""
+    def day(text: str, field: str) -> date | None:
+        if not text:
+            return None
+        try:
+            if len(text) != 10:
+                raise ValueError(text)
+            return date.fromisoformat(text)
+        except ValueError:
+            raise InvalidInput("D2", N_("{field} is not a date (YYYY-MM-DD)."), field=field) from None
+
+    first, last = day(first_day.strip(), "from"), day(last_day.strip(), "to")
+    at_after = day_window_end(first, -1, tz) if first is not None else None
+    at_before = day_window_end(last, 0, tz) if last is not None else None
+    check_period(at_after, at_before)
+    return at_after, at_before
+
+
+EXPORT_PAGE = 200
+
+
+def export_entries(ctx: Context, who: Principal, *, account: str | None, at_after: datetime | None,
+                   at_before: datetime | None) -> list[dict[str, Any]]:
+    """Every transaction of :func:`transactions` (all its pages, newest first) for an export, each one line per
+    entry: nothing is left out or capped."""
+    out: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        page = transactions(ctx, who, account=account, cursor=cursor, limit=EXPORT_PAGE, at_after=at_after,
+                            at_before=at_before)
+        out.extend(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return out
+
+
+def transactions(ctx: Context, who: Principal, *, account: str | None, cursor: str | None, limit: int,
+                 at_after: datetime | None = None, at_before: datetime | None = None) -> dict[str, Any]:
+    """Every money movement, newest first; a merchant or buyer sees only those touching its own accounts. With
+    ``at_after`` (inclusive) and/or ``at_before`` (exclusive): only those booked in that period."""
+    check_period(at_after, at_before)
     owner = _owner(who)
     wanted = Account.parse(account) if account is not None else None
     if wanted is not None and owner is not None and (wanted.owner_kind, wanted.owner_id) != owner:
@@ -33,7 +88,8 @@ def transactions(ctx: Context, who: Principal, *, account: str | None, cursor: s
     before = numeric_cursor(cursor)
 
     def q(uow: UnitOfWork) -> dict[str, Any]:
-        rows, entries = store.transactions_page(uow.conn, owner=owner, account=wanted, before=before, limit=limit)
+        rows, entries = store.transactions_page(uow.conn, owner=owner, account=wanted, before=before, limit=limit,
+                                               at_after=at_after, at_before=at_before)
         page = rows[:limit]
         out: dict[str, Any] = {
             "items": [{"id": r.id, "key": r.key, "kind": r.kind, "at": r.at.isoformat(), "order_id": r.order_id,

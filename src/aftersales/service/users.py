@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +35,8 @@ from aftersales.store import users as store
 from .context import Context, Principal, UnitOfWork, read, run
 from .errors import Conflict, Invalid, NotFound, Unauthorized
 
+#: The spelling of a username (the API's ``UserIn.username`` checks the same).
+USERNAME = re.compile(r"[A-Za-z0-9_.@-]{3,64}")
 ROLES = ("merchant_agent", "merchant_admin", "platform_agent")
 SESSION_TTL = timedelta(hours=12)
 BUYER_LINK_TTL = timedelta(days=7)
@@ -94,6 +97,8 @@ def create_user(ctx: Context, who: Principal | None, *, username: str, password:
     """Create a staff user (the CLI passes ``who=None``; through the API only the platform may)."""
     if who is not None:
         who.require("platform")
+    if not USERNAME.fullmatch(username):
+        raise Invalid(N_("A username has 3 to 64 letters, digits or _ . @ -."))
     if role not in ROLES:
         raise Invalid(f"role must be one of {', '.join(ROLES)}")
     if (role == "platform_agent") != (merchant_id is None):
@@ -110,10 +115,78 @@ def create_user(ctx: Context, who: Principal | None, *, username: str, password:
         uid = f"u_{secrets.token_hex(8)}"
         values = {"id": uid, "username": username, "display_name": display_name or username, "role": role,
                   "merchant_id": merchant_id, "password_hash": password_hash, "failed_logins": 0,
-                  "locked_until": None, "created_at": uow.now}
+                  "locked_until": None, "created_at": uow.now, "disabled_at": None}
         store.insert_user(uow.conn, values)
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in values.items()
-                if k not in ("password_hash", "failed_logins", "locked_until")}
+                if k not in ("password_hash", "failed_logins", "locked_until", "disabled_at")}
+
+    return run(ctx, cmd)
+
+
+def _user_view(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "username": row.username, "display_name": row.display_name, "role": row.role,
+            "merchant_id": row.merchant_id, "created_at": row.created_at.isoformat(),
+            "disabled_at": row.disabled_at.isoformat() if row.disabled_at else None}
+
+
+def list_users(ctx: Context, who: Principal, *, cursor: str | None, limit: int) -> dict[str, Any]:
+    """The platform's list of staff users by username (never their password hashes), with whether each is disabled."""
+    who.require("platform")
+
+    def q(uow: UnitOfWork) -> dict[str, Any]:
+        rows = store.users_page(uow.conn, after=cursor, limit=limit)
+        page = rows[:limit]
+        return {"items": [_user_view(r) for r in page],
+                "next_cursor": page[-1].username if len(rows) > limit else None}
+
+    return read(ctx, q)
+
+
+def _staff_user(uow: UnitOfWork, user_id: str) -> Any:
+    row = store.user_by_id(uow.conn, user_id)
+    if row is None:
+        raise NotFound("user", user_id)
+    return row
+
+
+def set_disabled(ctx: Context, who: Principal, user_id: str, *, disabled: bool,
+                 acting_user_id: str | None = None) -> dict[str, Any]:
+    """Disable a staff user (they cannot sign in, and every session of theirs is ended now) or enable them again.
+    Nobody disables their own account (nobody would be left to enable it)."""
+    who.require("platform")
+    if disabled and acting_user_id is not None and acting_user_id == user_id:
+        raise Invalid(N_("You cannot disable your own account."))
+
+    def cmd(uow: UnitOfWork) -> dict[str, Any]:
+        row = _staff_user(uow, user_id)
+        if disabled:
+            if row.disabled_at is None:
+                store.set_disabled(uow.conn, user_id, uow.now)
+            store.delete_user_sessions(uow.conn, user_id)
+        else:
+            store.set_disabled(uow.conn, user_id, None)
+        return _user_view(_staff_user(uow, user_id))
+
+    return run(ctx, cmd)
+
+
+def new_password() -> str:
+    """A random password for a staff user (20 characters, ~120 bits), to be shown once."""
+    return secrets.token_urlsafe(15)
+
+
+def reset_password(ctx: Context, who: Principal, user_id: str) -> dict[str, Any]:
+    """A new random password for a staff user, returned once (only its argon2id hash is kept); their sessions are
+    ended, so that whoever held the old password is signed out too."""
+    who.require("platform")
+    password = new_password()
+    password_hash = _hasher.hash(password)
+
+    def cmd(uow: UnitOfWork) -> dict[str, Any]:
+        row = _staff_user(uow, user_id)
+        store.set_password_hash(uow.conn, user_id, password_hash)
+        store.delete_user_sessions(uow.conn, user_id)
+        return {**_user_view(row), "password": password}
 
     return run(ctx, cmd)
 
@@ -141,6 +214,8 @@ def login(ctx: Context, username: str, password: str, address: str = "unknown",
     user = read(ctx, lambda uow: store.user_by_username(uow.conn, username))
     # Always one argon2 verification, whoever asks and whether or not they are being delayed: timing says nothing.
     right = _verify(user.password_hash if user is not None else _DUMMY_HASH, password) and user is not None
+    # A disabled user gets the answer of a wrong password, after the same work (the name's status is not told).
+    right = right and user is not None and user.disabled_at is None
     buckets = {th.bucket(address, username): th for th in throttles}
 
     def cmd(uow: UnitOfWork) -> str | None:
@@ -188,7 +263,7 @@ def session(ctx: Context, token: str | None) -> WebUser | None:
         if s.buyer_id is not None:
             return WebUser(None, s.buyer_id, "buyer", Principal("buyer", s.buyer_id), s.csrf_token)
         u = store.user_by_id(uow.conn, s.user_id)
-        if u is None:
+        if u is None or u.disabled_at is not None:
             return None
         return WebUser(u.id, u.display_name, u.role, principal_of(u.role, u.merchant_id), s.csrf_token)
 

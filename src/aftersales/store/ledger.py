@@ -10,6 +10,7 @@ id) in columns of its own: every listing filters on them by equality, never by m
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, func, insert, literal, select
@@ -91,9 +92,11 @@ def balance(conn: Connection, account: Account) -> int:
 
 
 def transactions_page(conn: Connection, *, owner: tuple[OwnerKind, str] | None, account: Account | None,
-                      before: int | None, limit: int) -> tuple[list[Any], dict[int, list[dict[str, Any]]]]:
+                      before: int | None, limit: int, at_after: datetime | None = None,
+                      at_before: datetime | None = None) -> tuple[list[Any], dict[int, list[dict[str, Any]]]]:
     """Up to ``limit + 1`` transactions, newest first, below id ``before``: those with an entry of ``owner``
-    (kind and id, by equality) and/or on ``account``; with the entries of the first ``limit``."""
+    (kind and id, by equality) and/or on ``account``, booked at or after ``at_after`` and before ``at_before``;
+    with the entries of the first ``limit``."""
     tx, en = t.ledger_transactions, t.ledger_entries
     stmt = select(tx)
     if account is not None or owner is not None:
@@ -106,6 +109,10 @@ def transactions_page(conn: Connection, *, owner: tuple[OwnerKind, str] | None, 
         stmt = stmt.where(tx.c.id.in_(touching))
     if before is not None:
         stmt = stmt.where(tx.c.id < before)
+    if at_after is not None:
+        stmt = stmt.where(tx.c.at >= at_after)
+    if at_before is not None:
+        stmt = stmt.where(tx.c.at < at_before)
     rows = list(conn.execute(stmt.order_by(tx.c.id.desc()).limit(limit + 1)).all())
     return rows, entries_of(conn, [r.id for r in rows[:limit]])
 

@@ -35,6 +35,16 @@ def needs_action_rows(conn: Connection, merchant_id: str, *, limit: int) -> list
     return list(conn.execute(stmt).all())
 
 
+def _like_prefix(term: str) -> str:
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def case_or_order_prefix(term: str) -> Any:
+    """A condition on ``cases``: the case id or its order's id starts with ``term`` (any case, ``%``/``_`` literal)."""
+    c, like = t.cases.c, _like_prefix(term.lower())
+    return or_(func.lower(c.id).like(like, escape="\\"), func.lower(c.order_id).like(like, escape="\\"))
+
+
 def search_rows(conn: Connection, merchant_id: str, term: str, *, limit: int) -> list[Any]:
     """Open and closed cases of the shop on orders with a search term starting with ``term`` (lower-case): an order
     id, case id, buyer id, SKU, title or a word of it, or a tracking number (:mod:`aftersales.store.search`). One range

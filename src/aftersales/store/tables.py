@@ -502,6 +502,7 @@ users = Table(
     Column("failed_logins", Integer, nullable=False, default=0),  # consecutive failures; each slows the next try
     Column("locked_until", UtcDateTime),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("disabled_at", UtcDateTime),  # set: the user cannot sign in and their sessions stop working (0021)
 )
 
 web_sessions = Table(

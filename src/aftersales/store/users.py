@@ -37,6 +37,19 @@ def set_password_hash(conn: Connection, user_id: str, password_hash: str) -> Non
     conn.execute(update(t.users).where(u.id == user_id).values(password_hash=password_hash))
 
 
+def users_page(conn: Connection, *, after: str | None, limit: int) -> list[Any]:
+    """Up to ``limit + 1`` staff users by username, after ``after`` (without their password hashes)."""
+    q = (select(u.id, u.username, u.display_name, u.role, u.merchant_id, u.created_at, u.disabled_at)
+         .order_by(u.username).limit(limit + 1))
+    if after is not None:
+        q = q.where(u.username > after)
+    return list(conn.execute(q).all())
+
+
+def set_disabled(conn: Connection, user_id: str, disabled_at: datetime | None) -> None:
+    conn.execute(update(t.users).where(u.id == user_id).values(disabled_at=disabled_at))
+
+
 # --- sessions -------------------------------------------------------------------------------------------------
 def insert_session(conn: Connection, *, token_hash: str, user_id: str | None, buyer_id: str | None, csrf_token: str,
                    created_at: datetime, expires_at: datetime) -> None:
@@ -50,6 +63,11 @@ def session_by_hash(conn: Connection, token_hash: str) -> Row[Any] | None:
 
 def delete_session(conn: Connection, token_hash: str) -> int:
     return int(conn.execute(delete(t.web_sessions).where(s.token_hash == token_hash)).rowcount or 0)
+
+
+def delete_user_sessions(conn: Connection, user_id: str) -> int:
+    """Sign a staff user out everywhere."""
+    return int(conn.execute(delete(t.web_sessions).where(s.user_id == user_id)).rowcount or 0)
 
 
 def staff_sessions(conn: Connection, now: datetime, *, after: str | None, limit: int,

@@ -7,6 +7,8 @@ refusal is shown with its rule id and explanation (S4).
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from datetime import datetime
 from typing import Annotated, Any
@@ -18,22 +20,27 @@ from starlette.concurrency import run_in_threadpool
 
 from aftersales import i18n
 from aftersales.api.downloads import record_response
+from aftersales.domain.cases import AUTO_RULES, CaseStatus
 from aftersales.domain.errors import DomainError
 from aftersales.domain.messages import N_
 from aftersales.domain.timeutil import zone
-from aftersales.service import case_desk, console, credentials, deadlines, ledger, messages, publishing, records, terms
+from aftersales.service import case_desk, console, credentials, deadlines, deposits, ledger, messages, publishing, records, terms, users
 from aftersales.service import cases as case_service
 from aftersales.service import complaints as complaint_service
+from aftersales.service import orders as order_service
 from aftersales.service.errors import Invalid, NotFound, ServiceError
 
 from .app import evidence_file, not_found_page
 from .deps import Csrf, PlatformStaff, ctx_of, explain, lang_of, render, see_other, settings_of
+from .insights import csv_cell
 from .merchant import CLOSE_LABELS, DUE_ACTIONS, EVENT_LABELS, RULE_TITLES, fen_of
 
 router = APIRouter(prefix="/app", include_in_schema=False)
 
 Id = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 PAGE_SIZE = 50
+#: An order's cases and complaints shown on its page (the API pages through more).
+MAX_LINKED = 200
 MAX_TEXT = 2000
 ACCOUNT = re.compile(r"^(merchant|buyer|platform):[A-Za-z0-9_.-]*:[a-z_]+$")
 
@@ -77,22 +84,44 @@ def _version(value: str) -> int | None:
 
 
 # --- interventions (P1) -----------------------------------------------------------------------------------------
+#: The queue's status filter: every case status, the platform's own first (default), or any.
+QUEUE_STATUSES = ("platform_review", *(st.value for st in CaseStatus if st is not CaseStatus.PLATFORM_REVIEW), "any")
+#: The rules of the automatic actions a case can wait for (its next deadline): P1, P2, M1 …
+DUE_RULES = tuple(sorted(set(AUTO_RULES.values()), key=lambda r: (r[0] != "P", r)))
+Term = Annotated[str, Query(max_length=64)]
+
+
 @router.get("/platform", response_class=HTMLResponse)
 def interventions(request: Request, user: PlatformStaff,
-                  cursor: Annotated[str | None, Query(max_length=200)] = None) -> Response:
-    """P1: cases under platform review, flagged overdue first, then by nearest deadline."""
+                  cursor: Annotated[str | None, Query(max_length=200)] = None, q: Term = "", merchant: Term = "",
+                  status: Annotated[str, Query(max_length=40)] = "platform_review",
+                  rule: Annotated[str, Query(max_length=4)] = "") -> Response:
+    """P1: cases under platform review, flagged overdue first, then by nearest deadline. Search by a prefix of the
+    case or order id; filter by shop, status (any status, to find any case) and the rule of the next deadline."""
     ctx, lang = ctx_of(request), lang_of(request)
+    q, merchant = q.strip(), merchant.strip()
     error = None
     try:
-        page = case_service.list_cases(ctx, user.principal, status="platform_review", order_id=None, merchant_id=None,
-                                       due_before=None, cursor=cursor, limit=PAGE_SIZE, lang=lang, sort="deadline")
-    except (DomainError, ServiceError) as exc:  # a tampered cursor
+        if status not in QUEUE_STATUSES:
+            raise Invalid(N_("Choose a status from the list."))
+        if rule and rule not in DUE_RULES:
+            raise Invalid(N_("Choose a rule from the list."))
+        page = case_service.list_cases(ctx, user.principal, status=None if status == "any" else status, order_id=None,
+                                       merchant_id=merchant or None, due_before=None, cursor=cursor, limit=PAGE_SIZE,
+                                       lang=lang, sort="deadline", id_prefix=q or None, due_rule=rule or None)
+    except (DomainError, ServiceError) as exc:  # a filter off the lists, a tampered cursor
         page, error = {"items": [], "next_cursor": None}, explain(request, exc)
     counts = case_service.count_by_status(ctx, user.principal)
-    next_url = f"/app/platform?{urlencode({'cursor': page['next_cursor']})}" if page["next_cursor"] else None
+    filters = {k: v for k, v in {"q": q, "merchant": merchant, "rule": rule}.items() if v}
+    if status != "platform_review":
+        filters["status"] = status
+    next_url = f"/app/platform?{urlencode({**filters, 'cursor': page['next_cursor']})}" if page["next_cursor"] else None
     return render(request, "platform/queue.html", status_code=422 if error else 200, error=error, rows=page["items"],
                   in_review=counts.get("platform_review", 0), next_url=next_url, first=cursor is None,
-                  due_actions=DUE_ACTIONS)
+                  due_actions=DUE_ACTIONS, q=q, merchant=merchant, status=status, rule=rule, filtered=bool(filters),
+                  statuses=QUEUE_STATUSES, rules=DUE_RULES, shops=console.shops(ctx, user.principal),
+                  first_url=f"/app/platform?{urlencode(filters)}" if filters else "/app/platform",
+                  rule_titles=RULE_TITLES)
 
 
 def _case(request: Request, user: Any, case_id: str, *, status_code: int = 200, error: str | None = None,
@@ -208,6 +237,25 @@ def record(request: Request, user: PlatformStaff, kind: Annotated[str, Path(patt
     return record_response(data, name)
 
 
+# --- orders: the order with its cases and complaints -----------------------------------------------------------
+@router.get("/platform/orders/{order_id}", response_class=HTMLResponse)
+def platform_order(request: Request, user: PlatformStaff, order_id: Id) -> Response:
+    """An order as the platform sees it — items, money, shipment, group, refunds — with its cases and the complaints
+    about it (K2), each linked to its page."""
+    ctx, lang = ctx_of(request), lang_of(request)
+    try:
+        o = order_service.get_order(ctx, user.principal, order_id)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    cases = case_service.list_cases(ctx, user.principal, status=None, order_id=order_id, merchant_id=None,
+                                    due_before=None, cursor=None, limit=MAX_LINKED, lang=lang)["items"]
+    found = complaint_service.list_complaints(ctx, user.principal, status=None, merchant_id=None, order_id=order_id,
+                                             flagged=None, cursor=None, limit=MAX_LINKED)
+    return render(request, "platform/order.html", o=o, cases=cases, complaints=found["items"],
+                  more_complaints=found["next_cursor"] is not None, statuses=COMPLAINT_STATUS,
+                  categories=COMPLAINT_CATEGORY, close_labels=CLOSE_LABELS, due_actions=DUE_ACTIONS)
+
+
 # --- complaints (K2) --------------------------------------------------------------------------------------------
 @router.get("/platform/complaints", response_class=HTMLResponse)
 def complaints(request: Request, user: PlatformStaff,
@@ -300,29 +348,134 @@ def retry_stuck_action(request: Request, user: PlatformStaff,
 
 # --- deposits (D1) and the ledger (D2) --------------------------------------------------------------------------
 @router.get("/platform/deposits", response_class=HTMLResponse)
-def deposits(request: Request, user: PlatformStaff) -> Response:
+def deposits_page(request: Request, user: PlatformStaff) -> Response:
     """D1: every merchant's deposit, restricted ones first."""
     return render(request, "platform/deposits.html", rows=console.deposits_overview(ctx_of(request), user.principal))
 
 
+def _shop_deposit(request: Request, user: Any, merchant_id: str, *, status_code: int = 200, error: str | None = None,
+                  form: dict[str, str] | None = None) -> Response:
+    ctx = ctx_of(request)
+    try:
+        dep = deposits.get_deposit(ctx, user.principal, merchant_id)
+        withdrawals = deposits.list_withdrawals(ctx, user.principal, merchant_id)["items"]
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    return render(request, "platform/shop_deposit.html", status_code=status_code, error=error, dep=dep,
+                  withdrawals=withdrawals, form=form or {}, advance_reasons=ADVANCE_REASONS,
+                  name=dict(console.shops(ctx, user.principal)).get(merchant_id, merchant_id))
+
+
+@router.get("/platform/deposits/{merchant_id}", response_class=HTMLResponse)
+def shop_deposit(request: Request, user: PlatformStaff, merchant_id: Id) -> Response:
+    """D1: one shop's deposit and withdrawals, with a top-up and the closing of the shop (P2), each confirmed first."""
+    return _shop_deposit(request, user, merchant_id)
+
+
+@router.post("/platform/deposits/{merchant_id}/top-up", dependencies=[Csrf])
+def shop_top_up(request: Request, user: PlatformStaff, merchant_id: Id, amount: Annotated[str, Form(max_length=20)] = "",
+                confirmed: Annotated[str, Form(max_length=2)] = "") -> Response:
+    """D1: first the confirmation page (the amount, what settles the debt, what fills the deposit, the deposit
+    afterwards); then, confirmed, the top-up itself — the service's one posting."""
+    ctx = ctx_of(request)
+    try:
+        amount_fen = fen_of(amount)
+        if confirmed != "1":
+            preview = deposits.top_up_preview(ctx, user.principal, merchant_id, amount_fen)
+            return render(request, "platform/confirm_deposit.html", action="top_up", merchant_id=merchant_id,
+                          p=preview, hidden={"amount": amount})
+        deposits.top_up(ctx, user.principal, merchant_id, amount_fen)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except (DomainError, ServiceError) as exc:
+        return _shop_deposit(request, user, merchant_id, status_code=exc.status, error=explain(request, exc),
+                             form={"amount": amount})
+    return see_other(f"/app/platform/deposits/{merchant_id}",
+                     flash=_t(request, N_("Top-up of {amount} recorded."), amount=i18n.format_fen(amount_fen, lang_of(request))))
+
+
+@router.post("/platform/deposits/{merchant_id}/close", dependencies=[Csrf])
+def shop_close(request: Request, user: PlatformStaff, merchant_id: Id, reason: Annotated[str, Form(max_length=40)] = "",
+               confirmed: Annotated[str, Form(max_length=2)] = "") -> Response:
+    """P2: first the confirmation page (the rulings the platform pays at once, their total, what the deposit covers
+    and what becomes debt); then, confirmed, the closure — the service's own."""
+    ctx = ctx_of(request)
+    try:
+        if reason not in ADVANCE_REASONS:
+            raise Invalid(N_("Choose why the shop is closed."))
+        if confirmed != "1":
+            preview = deposits.close_shop_preview(ctx, user.principal, merchant_id)
+            return render(request, "platform/confirm_deposit.html", action="close", merchant_id=merchant_id,
+                          p=preview, reason=reason, advance_reasons=ADVANCE_REASONS, hidden={"reason": reason})
+        done = deposits.close_shop(ctx, user.principal, merchant_id, reason)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except (DomainError, ServiceError) as exc:
+        return _shop_deposit(request, user, merchant_id, status_code=exc.status, error=explain(request, exc))
+    return see_other(f"/app/platform/deposits/{merchant_id}",
+                     flash=_t(request, N_("Shop closed; {n} ruling(s) paid by the platform."), n=done["rulings_advanced"]))
+
+
+def _ledger_query(request: Request, account: str, first_day: str, last_day: str) -> tuple[str, Any, Any]:
+    """The ledger's filters as the service takes them: an account (checked) and local days (T0) as instants."""
+    account = account.strip()
+    if account and not ACCOUNT.match(account):
+        raise Invalid("An account looks like merchant:<id>:deposit or platform::compensation_fund.")
+    at_after, at_before = ledger.local_period(first_day, last_day, ctx_of(request).policy.timezone)
+    return account, at_after, at_before
+
+
 @router.get("/platform/ledger", response_class=HTMLResponse)
 def ledger_page(request: Request, user: PlatformStaff, account: Annotated[str, Query(max_length=120)] = "",
-                cursor: Annotated[str | None, Query(max_length=20)] = None) -> Response:
-    """D2: transactions newest first with their entries; filtered by an account, with its balance."""
+                cursor: Annotated[str | None, Query(max_length=20)] = None,
+                first_day: Annotated[str, Query(alias="from", max_length=10)] = "",
+                last_day: Annotated[str, Query(alias="to", max_length=10)] = "") -> Response:
+    """D2: transactions newest first with their entries; filtered by an account, with its balance, and by local
+    days (``from``/``to``, both included); the same filters export as CSV."""
     account = account.strip()
     error = None
     page: dict[str, Any] = {"items": [], "next_cursor": None}
     try:
-        if account and not ACCOUNT.match(account):
-            raise Invalid("An account looks like merchant:<id>:deposit or platform::compensation_fund.")
+        account, at_after, at_before = _ledger_query(request, account, first_day, last_day)
         page = ledger.transactions(ctx_of(request), user.principal, account=account or None, cursor=cursor,
-                                   limit=PAGE_SIZE)
+                                   limit=PAGE_SIZE, at_after=at_after, at_before=at_before)
     except (ServiceError, DomainError) as exc:
         error = explain(request, exc)
-    query = {"account": account} if account else {}
+    query = {k: v for k, v in {"account": account, "from": first_day.strip(), "to": last_day.strip()}.items() if v}
     next_url = f"/app/platform/ledger?{urlencode({**query, 'cursor': page['next_cursor']})}" if page["next_cursor"] else None
+    csv_url = f"/app/platform/ledger.csv?{urlencode(query)}" if not error else None
     return render(request, "platform/ledger.html", status_code=422 if error else 200, error=error, account=account,
-                  page=page, next_url=next_url)
+                  first_day=first_day.strip(), last_day=last_day.strip(), page=page, next_url=next_url, csv_url=csv_url)
+
+
+LEDGER_CSV_HEADER = ("transaction_id", "at", "kind", "rule", "order_id", "case_id", "key", "account", "debit_fen",
+                     "credit_fen")
+
+
+@router.get("/platform/ledger.csv")
+def ledger_csv(request: Request, user: PlatformStaff, account: Annotated[str, Query(max_length=120)] = "",
+               first_day: Annotated[str, Query(alias="from", max_length=10)] = "",
+               last_day: Annotated[str, Query(alias="to", max_length=10)] = "") -> Response:
+    """D2: the ledger's transactions of an account and/or local days as CSV, one line per entry, newest first (the
+    page's filters; every matching transaction, never a truncated file). Bad filters: 422 with the rule."""
+    try:
+        account, at_after, at_before = _ledger_query(request, account, first_day, last_day)
+        items = ledger.export_entries(ctx_of(request), user.principal, account=account or None, at_after=at_after,
+                                      at_before=at_before)
+    except (ServiceError, DomainError) as exc:
+        return Response(explain(request, exc) + "\n", status_code=422, media_type="text/plain; charset=utf-8")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(LEDGER_CSV_HEADER)
+    for tx in items:
+        for e in tx["entries"]:
+            writer.writerow([csv_cell(v) for v in (tx["id"], tx["at"], tx["kind"], tx["rule"] or "", tx["order_id"] or "",
+                                                   tx["case_id"] or "", tx["key"], e["account"], e["debit_fen"],
+                                                   e["credit_fen"])])
+    name = "-".join(p for p in ("ledger", re.sub(r"[^A-Za-z0-9_.-]", "_", account), first_day.strip(), last_day.strip()) if p)
+    return Response("\ufeff" + buf.getvalue(), media_type="text/csv; charset=utf-8", headers={
+        "content-disposition": f'attachment; filename="{name}.csv"', "x-content-type-options": "nosniff",
+        "cache-control": "no-store"})
 
 
 # --- credentials: API keys and staff sessions -------------------------------------------------------------------
@@ -464,3 +617,64 @@ def policy_draft_action(request: Request, user: PlatformStaff, draft_id: DraftId
 def policy_record(request: Request, user: PlatformStaff) -> Response:
     """D3: the policy's record (every draft, schedule and withdrawal), as the API exports it."""
     return record_response(*publishing.record(ctx_of(request), user.principal, secret=settings_of(request).record_secret))
+# --- staff users ------------------------------------------------------------------------------------------------
+UserId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+ROLE_LABELS = {"merchant_agent": N_("merchant agent"), "merchant_admin": N_("merchant admin"),
+               "platform_agent": N_("platform agent")}
+
+
+def _users(request: Request, user: Any, *, cursor: str | None = None, status_code: int = 200, error: str | None = None,
+           form: dict[str, str] | None = None, password: dict[str, Any] | None = None) -> Response:
+    page = users.list_users(ctx_of(request), user.principal, cursor=cursor, limit=PAGE_SIZE)
+    next_url = f"/app/platform/users?{urlencode({'cursor': page['next_cursor']})}" if page["next_cursor"] else None
+    response = render(request, "platform/users.html", status_code=status_code, error=error, rows=page["items"],
+                      next_url=next_url, form=form or {}, password=password, roles=ROLE_LABELS,
+                      merchants=console.shops(ctx_of(request), user.principal))
+    if password is not None:  # a password on the page: never kept by a cache
+        response.headers["cache-control"] = "no-store"
+    return response
+
+
+@router.get("/platform/users", response_class=HTMLResponse)
+def users_page(request: Request, user: PlatformStaff,
+               cursor: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.@-]*$")] = None) -> Response:
+    """Staff users (role, shop, disabled) with create, disable/enable and password reset."""
+    return _users(request, user, cursor=cursor or None)
+
+
+@router.post("/platform/users", dependencies=[Csrf])
+def create_user(request: Request, user: PlatformStaff, username: Annotated[str, Form(max_length=64)] = "",
+                display_name: Annotated[str, Form(max_length=200)] = "", role: Annotated[str, Form(max_length=24)] = "",
+                merchant_id: Annotated[str, Form(max_length=64)] = "",
+                password: Annotated[str, Form(max_length=200)] = "") -> Response:
+    """A new staff user; without a password typed, one is drawn at random and shown once on this answer."""
+    form = {"username": username, "display_name": display_name, "role": role, "merchant_id": merchant_id}
+    chosen = password or users.new_password()
+    try:
+        created = users.create_user(ctx_of(request), user.principal, username=username.strip(), password=chosen,
+                                    role=role, merchant_id=(merchant_id.strip() or None) if role != "platform_agent" else None,
+                                    display_name=_text(display_name, "display_name") or None)
+    except NotFound as exc:
+        return _users(request, user, status_code=422, error=explain(request, exc), form=form)
+    except ServiceError as exc:
+        return _users(request, user, status_code=exc.status, error=explain(request, exc), form=form)
+    if password:
+        return see_other("/app/platform/users", flash=_t(request, N_("User {name} created."), name=created["username"]))
+    return _users(request, user, password={**created, "password": chosen})
+
+
+@router.post("/platform/users/{user_id}/{verb}", dependencies=[Csrf])
+def user_action(request: Request, user: PlatformStaff, user_id: UserId,
+                verb: Annotated[str, Path(pattern=r"^(disable|enable|reset-password)$")]) -> Response:
+    """Disable (signs them out everywhere), enable, or reset the password (the new one shown on this answer only)."""
+    ctx = ctx_of(request)
+    try:
+        if verb == "reset-password":
+            return _users(request, user, password=users.reset_password(ctx, user.principal, user_id))
+        done = users.set_disabled(ctx, user.principal, user_id, disabled=verb == "disable", acting_user_id=user.id)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except ServiceError as exc:
+        return _users(request, user, status_code=exc.status, error=explain(request, exc))
+    text = N_("User {name} disabled and signed out.") if verb == "disable" else N_("User {name} enabled.")
+    return see_other("/app/platform/users", flash=_t(request, text, name=done["username"]))
