@@ -314,7 +314,7 @@ def merchant(conn: Connection, merchant_id: str) -> Row[Any] | None:
 
 
 def case_rows(conn: Connection, *, where: Iterable[Any], after: str | None, limit: int) -> list[Any]:
-    stmt = select(t.cases.c.id, t.cases.c.order_id, t.cases.c.refunded_fen).where(*where)
+    stmt = select(t.cases.c.id, t.cases.c.order_id, t.cases.c.refunded_fen, t.cases.c.assignee_id).where(*where)
     if after is not None:
         stmt = stmt.where(t.cases.c.id > after)
     return list(conn.execute(stmt.order_by(t.cases.c.id).limit(limit + 1)).all())
@@ -324,7 +324,7 @@ def case_rows_by_deadline(conn: Connection, *, where: Iterable[Any], after: tupl
                           limit: int) -> list[Any]:
     """Keyset page ordered by (due_at NULLS FIRST, id): cases without a pending automatic action lead the queue."""
     c = t.cases.c
-    stmt = select(c.id, c.order_id, c.refunded_fen, c.due_at).where(*where)
+    stmt = select(c.id, c.order_id, c.refunded_fen, c.due_at, c.assignee_id).where(*where)
     if after is not None:
         due, cid = after
         if due is None:
