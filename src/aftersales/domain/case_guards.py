@@ -160,3 +160,16 @@ def waits_for(actor: Actor, case: Case, order: Order, policy: Policy) -> bool:
     """S1: the case's next move is ``actor``'s — some action of the table admits ``actor`` now and its guards pass
     (exactly ``Case.allowed_actions``, the checks :func:`aftersales.domain.cases.act` runs)."""
     return bool(case.allowed_actions(actor, order, policy))
+
+
+def unrefusable_approval(case: Case, order: Order, actor: Actor, policy: Policy) -> bool:
+    """M2: ``actor`` may approve the request now and could not refuse it — a refund asked before shipment, a valid
+    no-reason return: the cases the queue offers to approve together (each is still approved through ``act``)."""
+    if Action.APPROVE not in case.allowed_actions(actor, order, policy):
+        return False
+    try:
+        for guard in GUARDS[Action.REJECT]:
+            guard(case, order, actor, policy)
+    except RuleViolation:
+        return True
+    return False

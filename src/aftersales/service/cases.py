@@ -113,6 +113,9 @@ def act(ctx: Context, who: Principal, case_id: str, action: str, params: dict[st
     return run(ctx, _act_command(ctx, who, case_id, action, params, if_match=if_match, lang=lang))
 
 
+#: Events of a case the buyer is not shown (the shop's staffing, S1).
+SHOP_ONLY_EVENTS = ("assigned",)
+
 #: The actions the queue takes on many cases at once, and how many cases one request may name.
 BULK_ACTIONS = frozenset({Action.APPROVE.value})
 MAX_BULK = 100
@@ -334,7 +337,7 @@ def list_cases(ctx: Context, who: Principal, *, status: str | None, order_id: st
                     continue
                 view = views.case_view(case, order, r.refunded_fen, actor=who.actor, policy=ctx.policy,
                                        lang=lang, tz=ctx.policy.timezone, refunds=False)
-                kept.append((r, {**view, "assignee_id": r.assignee_id}))
+                kept.append((r, {**view, "assignee_id": r.assignee_id, **_queue_extras(who, case, order, ctx)}))
                 if len(kept) > limit:
                     break
             if waiting_actor is None or len(rows) <= scan:
@@ -347,6 +350,15 @@ def list_cases(ctx: Context, who: Principal, *, status: str | None, order_id: st
         return {"items": [v for _, v in kept[:limit]], "next_cursor": nxt}
 
     return read(ctx, q)
+
+
+def _queue_extras(who: Principal, case: Any, order: Any, ctx: Context) -> dict[str, Any]:
+    """What the workbench's queue shows beyond the API's case (the API's answer leaves these out): the goods asked
+    about, with their titles, and whether the shop may approve the case together with others (M2)."""
+    titles = {i.sku: i.title for i in order.items}
+    return {"products": [{"sku": sku, "title": titles.get(sku), "quantity": q} for sku, q in case.items.items()],
+            "bulk_approvable": who.role == "merchant" and case_guards.unrefusable_approval(case, order, who.actor,
+                                                                                            ctx.policy)}
 
 
 def _tenant_where(who: Principal) -> list[Any]:
@@ -368,7 +380,9 @@ def case_events(ctx: Context, who: Principal, case_id: str, *, cursor: str | Non
 
     def q(uow: UnitOfWork) -> dict[str, Any]:
         _load_case(uow, who, case_id)
-        rows = repo.case_events(uow.conn, case_id, after=after, limit=limit)
+        # S1: who of the shop handles the case is the shop's business (and the platform's), not the buyer's.
+        hidden = SHOP_ONLY_EVENTS if who.role == "buyer" else ()
+        rows = repo.case_events(uow.conn, case_id, after=after, limit=limit, exclude_kinds=hidden)
         nxt = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
         return {"items": [views.event_view(r) for r in rows[:limit]], "next_cursor": nxt}
 

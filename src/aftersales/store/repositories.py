@@ -347,8 +347,11 @@ def buyer_order_ids(conn: Connection, buyer_id: str, *, limit: int) -> list[str]
     return [row.id for row in conn.execute(stmt).all()]
 
 
-def case_events(conn: Connection, case_id: str, *, after: int | None, limit: int) -> list[Any]:
+def case_events(conn: Connection, case_id: str, *, after: int | None, limit: int,
+                exclude_kinds: Iterable[str] = ()) -> list[Any]:
     stmt = select(t.events).where(t.events.c.case_id == case_id)
+    if hidden := list(exclude_kinds):
+        stmt = stmt.where(t.events.c.kind.not_in(hidden))
     if after is not None:
         stmt = stmt.where(t.events.c.id > after)
     return list(conn.execute(stmt.order_by(t.events.c.id).limit(limit + 1)).all())
