@@ -49,6 +49,8 @@ def test_S1_a_case_is_assigned_to_a_shop_user_and_the_timeline_says_so(api: Any)
     assigned = [e for e in events(api, case["id"]) if e["kind"] == "assigned"]
     assert [(e["data"]["previous_assignee_id"], e["data"]["assignee_id"]) for e in assigned] == [
         (None, ann), (ann, bob), (bob, None)]
+    # Who of the shop handles the case is not the buyer's business: the buyer's timeline leaves it out.
+    assert "assigned" not in [e["kind"] for e in events(api, case["id"], who="buyer_x")]
 
 
 def test_S1_unassigned_only_claims_a_free_case_and_409s_a_taken_one(api: Any) -> None:
