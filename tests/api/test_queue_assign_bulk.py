@@ -143,7 +143,8 @@ def test_S1_bulk_approve_refunds_each_case_once_and_refuses_row_by_row_with_the_
     assert dry.status_code == 200, dry.text
     rows = {r["case_id"]: r for r in dry.json()["results"]}
     assert [r["case_id"] for r in dry.json()["results"]] == [pre, ret, gone]  # in the order asked
-    assert rows[pre]["result"] == "ok" and rows[pre]["case"]["status"] in ("refund_pending", "closed")
+    assert rows[pre]["result"] == "ok" and rows[pre]["case"]["status"] == "refund_pending"  # no gateway asked
+    assert rows[pre]["case"]["refunded_fen"] == 10800  # E2: the goods and the shipping, as the approval would refund
     assert rows[ret]["result"] == "ok" and rows[ret]["case"]["status"] == "awaiting_return_shipment"
     assert rows[gone]["result"] == "refused" and rows[gone]["rule"] == "M2" and rows[gone]["message"]
     assert (dry.json()["ok"], dry.json()["refused"], dry.json()["dry_run"]) == (2, 1, True)

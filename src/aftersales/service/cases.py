@@ -87,8 +87,9 @@ def open_case(ctx: Context, who: Principal, data: dict[str, Any], *, lang: str) 
 
 
 def _act_command(ctx: Context, who: Principal, case_id: str, action: str, params: dict[str, Any], *,
-                 if_match: int | None, lang: str) -> Any:
-    """The one code path of a person's action on a case (a single action, and each row of a bulk action)."""
+                 if_match: int | None, lang: str, settle: bool = True) -> Any:
+    """The one code path of a person's action on a case (a single action, and each row of a bulk action).
+    ``settle=False`` (a dry run, rolled back) leaves new refunds pending: no payment gateway is asked anything."""
     if action not in PERSON_ACTIONS:
         raise NotFound("action", action)
 
@@ -101,7 +102,8 @@ def _act_command(ctx: Context, who: Principal, case_id: str, action: str, params
                 and _shop_closed(uow, order.merchant_id)):
             # P2: a closed shop will not pay the ruling — the platform pays it at once.
             dcases.act(order, case_id, Action.ADVANCE_COMPENSATE, who.actor, uow.now, policy, reason="shop_closed")
-        settle_new_refunds(order, ctx.gateway, uow.now)
+        if settle:
+            settle_new_refunds(order, ctx.gateway, uow.now)
         return _case_dict(ctx, uow, who, order, case, lang)
 
     return cmd
@@ -146,7 +148,7 @@ def bulk_act(ctx: Context, who: Principal, action: str, case_ids: list[str], *, 
     token = IDEMPOTENCY_CLAIM.set(None)  # each row commits on its own; the request's claim is marked once, below
     try:
         for case_id in case_ids:
-            cmd = _act_command(ctx, who, case_id, action, {}, if_match=None, lang=lang)
+            cmd = _act_command(ctx, who, case_id, action, {}, if_match=None, lang=lang, settle=not dry_run)
             try:
                 if dry_run:
                     with UnitOfWork(ctx) as uow:  # never committed: rolled back on exit
