@@ -189,3 +189,15 @@ def test_S1_bulk_bad_requests_change_nothing(api: Any) -> None:
     problem(api.post("/v1/cases/bulk-actions", {"action": "approve", "case_ids": [case], "dry_run": "yes"},
                      who="merchant_a"), 422)
     assert get_case(api, case)["status"] == "awaiting_merchant"
+
+
+def test_S1_a_bulk_approval_retried_with_its_idempotency_key_replays_the_answer(api: Any) -> None:
+    create_order(api, "o0")
+    case = open_case(api, "o0", "refund_only", "no_reason")["id"]
+    body = {"action": "approve", "case_ids": [case]}
+    first = api.post("/v1/cases/bulk-actions", body, who="merchant_a", headers={"Idempotency-Key": "bulk-1"})
+    assert first.status_code == 200, first.text
+    again = api.post("/v1/cases/bulk-actions", body, who="merchant_a", headers={"Idempotency-Key": "bulk-1"})
+    assert again.status_code == 200 and again.json() == first.json()  # the same answer, not "refused" this time
+    assert first.json()["results"][0]["result"] == "ok"
+    assert get_order(api, "o0")["refunded_fen"] == get_order(api, "o0")["paid_fen"]  # paid once
