@@ -216,6 +216,14 @@ def _open_case_call(w: World, s: Shared) -> Call:
 PLATFORM_ONLY_200 = expect(403, platform=200)
 
 
+def _case_call(w: World, path: Callable[[str], str], body: Any, *, bulk: bool = False) -> Call:
+    """A call on a fresh case of mA/bX awaiting the merchant (``bulk``: approve it through the bulk action)."""
+    oid, cid = w.case("awaiting_merchant")
+    if bulk:
+        body = {"action": "approve", "case_ids": [cid]}
+    return Call("POST", path(cid), body, secrets=(oid, cid, "bX", TITLE_MARK, DESC_MARK))
+
+
 def _pending_withdrawal(w: World) -> Call:
     """A pending withdrawal of mA, written directly: the shared open case forbids requesting one through the API."""
     wid = w.uid("wd")
@@ -312,6 +320,11 @@ MATRIX: dict[tuple[str, str], Op] = {
     ("GET", "/v1/cases"): Op(ANY_KEY, lambda w, s: Call("GET", "/v1/cases", params={"order_id": s.order_id})),
     ("GET", "/v1/cases/{case_id}"): Op(TENANT_READ, lambda w, s: Call("GET", f"/v1/cases/{s.case_id}", shows=(s.case_id, DESC_MARK))),
     ("GET", "/v1/cases/{case_id}/events"): Op(TENANT_READ, lambda w, s: Call("GET", f"/v1/cases/{s.case_id}/events", shows=(s.case_id,))),
+    # S1, the queue at work: the merchant's own staff handle and bulk-approve its own cases; others: wrong role (403)
+    ("POST", "/v1/cases/{case_id}/assignee"): Op(expect(403, merchant_a=200, merchant_b=404), lambda w, s: _case_call(
+        w, lambda cid: f"/v1/cases/{cid}/assignee", {"assignee": None, "unassigned_only": True}), True),
+    ("POST", "/v1/cases/bulk-actions"): Op(expect(403, merchant_a=200, merchant_b=404), lambda w, s: _case_call(
+        w, lambda cid: "/v1/cases/bulk-actions", None, bulk=True), True),
     # webhooks: a merchant subscribes to its own events; the platform to anyone's; buyers have none
     ("POST", "/v1/webhooks"): Op(expect(403, platform=201, merchant_a=201, merchant_b=404), lambda w, s: Call(
         "POST", "/v1/webhooks", {"url": "https://hooks.example.com/a", "event_types": ["case.*"], "merchant_id": "mA"}), True),

@@ -51,15 +51,29 @@ def test_S1_a_merchant_agent_takes_the_most_urgent_case_from_the_queue_to_a_refu
     sign_in(page, live, "alice")
     assert page.url.endswith("/app/queue")
     rows = page.locator("table.queue tbody tr")
-    assert rows.count() == 4  # the other shop's case is not in this queue
+    # "Needs my action": the refused exchange waits for the buyer now (M2), the other shop's case is not here at all
+    assert rows.count() == 3
     top = rows.first
     assert "urgent" in (top.get_attribute("class") or "")
-    assert top.get_by_role("link").inner_text() == urgent["id"]
+    assert top.get_by_role("link").get_attribute("href") == f"/app/cases/{urgent['id']}"
+    assert "Ceramic teapot" in top.inner_text() and "bX" in top.inner_text()  # who asks for what, not only an id
     assert re.fullmatch(r"2h 5\dm|3h 0m|2h 59m", top.locator("time[data-countdown]").inner_text()), \
         top.locator("time[data-countdown]").inner_text()  # counting down against the server's (manual) clock
     screenshot(page, "queue")
+    page.get_by_role("link", name="All", exact=True).click()
+    assert page.locator("table.queue tbody tr").count() == 4
+    page.get_by_role("link", name="Needs my action").click()
 
-    top.get_by_role("link").click()
+    # S1: the agent claims the case before working on it
+    page.locator("table.queue tbody tr").first.get_by_role("button", name="Claim").click()
+    page.wait_for_load_state("networkidle")
+    assert page.get_by_role("status").inner_text() == "The case is yours."
+    assert page.locator("table.queue tbody tr").first.get_by_text("You", exact=True).is_visible()
+    assert live.call("GET", f"/v1/cases/{urgent['id']}", who="merchant_a")["assignee_id"] is not None
+    page.get_by_role("link", name="Mine").click()
+    assert page.locator("table.queue tbody tr").count() == 1
+
+    page.locator("table.queue tbody tr").first.get_by_role("link").click()
     page.wait_for_load_state("networkidle")
     assert page.get_by_role("heading", name="What you can do now").is_visible()
     assert page.get_by_text("Ordered twice by mistake, please cancel one.").is_visible()
@@ -82,4 +96,4 @@ def test_S1_a_merchant_agent_takes_the_most_urgent_case_from_the_queue_to_a_refu
     after = live.call("GET", f"/v1/cases/{urgent['id']}", who="merchant_a")
     assert after["status"] == "closed" and after["close_reason"] == "refunded" and after["refunded_fen"] == 13500
     page.get_by_role("link", name="Back to the queue").click()
-    assert page.locator("table.queue tbody tr").count() == 3
+    assert page.locator("table.queue tbody tr").count() == 2  # the refunded case left the queue

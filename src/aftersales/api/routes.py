@@ -205,6 +205,10 @@ def list_cases(
     order_id: Annotated[str | None, Query(max_length=64, pattern=s.ID_PATTERN)] = None,
     merchant_id: Annotated[str | None, Query(max_length=64, pattern=s.ID_PATTERN)] = None,
     due_before: s.Instant | None = None,
+    assignee: Annotated[str | None, Query(max_length=64, pattern=s.ID_PATTERN, description=(
+        "S1: `none` (nobody handles the case), a user id of the shop, or `me` (the signed-in workbench user)."))] = None,
+    awaiting: Annotated[Literal["merchant"] | None, Query(description=(
+        "S1: `merchant` keeps the cases whose next move is the merchant's (the merchant has an allowed action)."))] = None,
     sort: Annotated[Literal["created", "deadline"], Query(
         description="`created` (default): oldest first. `deadline`: the queue order (P1 agents, S1 merchants) — "
                     "cases past their deadline without an automatic action (flagged) first, then the nearest deadline.")] = "created",
@@ -214,7 +218,27 @@ def list_cases(
     """The cases the caller may see (T2), filtered by status, order, merchant or deadline, paged by an opaque cursor;
     `sort=deadline` is the work queue (P1, S1)."""
     return case_service.list_cases(ctx, who, status=status, order_id=order_id, merchant_id=merchant_id,
-                                   due_before=due_before, cursor=cursor, limit=limit, lang=lang, sort=sort)
+                                   due_before=due_before, cursor=cursor, limit=limit, lang=lang, sort=sort,
+                                   assignee=assignee, awaiting=awaiting)
+
+
+@router.post("/v1/cases/bulk-actions", response_model=s.BulkActionOut, tags=["cases"], responses=ERRORS)
+def bulk_actions(body: s.BulkActionIn, ctx: CtxDep, who: Who, lang: Lang, idempotency_key: IdempotencyKey = None) -> Any:
+    """Merchant (S1): `approve` up to 100 of its cases; each row is checked by the rules and taken on its own, exactly
+    as `POST /v1/cases/{id}/approve`, and answers `ok` or `refused` with the rule and its explanation. `dry_run`:
+    what would happen, nothing changed. A case of another shop, or unknown: 404, nothing done."""
+    return case_service.bulk_act(ctx, who, body.action, body.case_ids, dry_run=body.dry_run, lang=lang,
+                                 tz=ctx.policy.timezone)
+
+
+@router.post("/v1/cases/{case_id}/assignee", response_model=s.CaseOut, tags=["cases"], responses=ERRORS)
+def assign_case(case_id: PathId, body: s.AssigneeIn, ctx: CtxDep, who: Who, lang: Lang,
+                idempotency_key: IdempotencyKey = None) -> Any:
+    """Merchant (S1): give the case to one of the shop's users, or to nobody (`null`); recorded as `assigned` in
+    the case's events. `unassigned_only`: 409 if someone has it already. `"me"` is for the workbench's signed-in
+    user: an API key names the user id."""
+    return case_service.assign(ctx, who, case_id, assignee=body.assignee, me=None,
+                               unassigned_only=body.unassigned_only, lang=lang)
 
 
 @router.get("/v1/cases/{case_id}", response_model=s.CaseOut, tags=["cases"], responses=ERRORS)

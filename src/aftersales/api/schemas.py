@@ -368,6 +368,8 @@ class CaseOut(BaseModel):
     allowed_actions: list[str]
     #: E8: cancellations the buyer has left on the order (absent from list pages).
     cancellations_left: int | None = None
+    #: S1: the shop's user handling the case (`POST /v1/cases/{id}/assignee`), or null.
+    assignee_id: str | None = None
     version: int
 
 
@@ -379,6 +381,40 @@ class OrderPage(BaseModel):
 class CasePage(BaseModel):
     items: list[CaseOut]
     next_cursor: str | None
+
+
+class AssigneeIn(Strict):
+    """S1: who of the shop handles the case: `"me"` (the signed-in workbench user), a user id of the shop, or null
+    (nobody). With `unassigned_only`, only a case nobody has yet is taken (409 otherwise)."""
+
+    assignee: Id | None
+    unassigned_only: StrictBool = False
+
+
+class BulkActionIn(Strict):
+    """S1: one action on up to 100 of the merchant's cases, each checked by the rules on its own."""
+
+    action: Literal["approve"]
+    case_ids: Annotated[list[Id], Field(min_length=1, max_length=100)]
+    dry_run: StrictBool = False
+
+
+class BulkRowOut(BaseModel):
+    case_id: str
+    result: Literal["ok", "refused"]
+    #: The rule that refused the row, and its explanation in the caller's language.
+    rule: str | None
+    message: str | None
+    #: The case after the action (with `dry_run`: as it would be), when `ok`.
+    case: CaseOut | None
+
+
+class BulkActionOut(BaseModel):
+    action: str
+    dry_run: bool
+    ok: int
+    refused: int
+    results: list[BulkRowOut]
 
 
 class EventOut(BaseModel):

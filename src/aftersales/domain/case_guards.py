@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .cases import REFUND_TYPES, RETURN_TYPES, Action, Case, CaseStatus
+from .cases import REFUND_TYPES, RETURN_TYPES, TRANSITIONS, Action, Case, CaseStatus
 from .catalog import EXCHANGE_FIRST_REASONS, CaseType, Reason
 from .errors import RuleViolation, StateConflict
 from .events import Actor
@@ -146,3 +146,30 @@ def check(action: Action, case: Case, order: Order, actor: Actor, policy: Policy
     """Run the guards of ``action``: the first that fails raises its typed error with its rule id."""
     for guard in GUARDS.get(action, ()):
         guard(case, order, actor, policy)
+
+
+# --- whose move is it (S1 "needs my action") -----------------------------------------------------------------
+def statuses_with_actions(actor: Actor) -> frozenset[CaseStatus]:
+    """The statuses in which the transition table gives ``actor`` an action at all: where a case can be waiting
+    for ``actor`` (the queue narrows on them before :func:`waits_for` decides case by case)."""
+    return frozenset(status for status, table in TRANSITIONS.items()
+                     if any(actor in actors for actors, _ in table.values()))
+
+
+def waits_for(actor: Actor, case: Case, order: Order, policy: Policy) -> bool:
+    """S1: the case's next move is ``actor``'s — some action of the table admits ``actor`` now and its guards pass
+    (exactly ``Case.allowed_actions``, the checks :func:`aftersales.domain.cases.act` runs)."""
+    return bool(case.allowed_actions(actor, order, policy))
+
+
+def unrefusable_approval(case: Case, order: Order, actor: Actor, policy: Policy) -> bool:
+    """M2: ``actor`` may approve the request now and could not refuse it — a refund asked before shipment, a valid
+    no-reason return: the cases the queue offers to approve together (each is still approved through ``act``)."""
+    if Action.APPROVE not in case.allowed_actions(actor, order, policy):
+        return False
+    try:
+        for guard in GUARDS[Action.REJECT]:
+            guard(case, order, actor, policy)
+    except RuleViolation:
+        return True
+    return False

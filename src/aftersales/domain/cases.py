@@ -726,6 +726,16 @@ def pay_complaint_refund(order: Order, case_id: str, amount_fen: int, now: datet
     return refund
 
 
+def record_assignment(order: Order, case_id: str, actor: Actor, now: datetime, *, assignee_id: str | None,
+                      previous_id: str | None, by_user_id: str | None) -> None:
+    """S1: who of the shop's staff handles the case, recorded in the case's timeline as ``assigned`` (``None``: the
+    case goes back to the shop's unassigned cases). Staffing is no state of the case: its status, deadline and
+    version stay as they are."""
+    case = order.case(case_id)
+    _event(order, case, "assigned", actor, now, ("S1",), case.status, assignee_id=assignee_id,
+           previous_assignee_id=previous_id, by_user_id=by_user_id)
+
+
 def _cause_first(order: Order, mark: int) -> None:
     """Put the action's own event (recorded last) before the events it caused (a refund issued, …)."""
     order.pending_events.insert(mark, order.pending_events.pop())

@@ -12,18 +12,20 @@ from typing import Any
 
 from sqlalchemy import or_
 
+from aftersales.domain import case_guards
 from aftersales.domain import cases as dcases
 from aftersales.domain.cases import Action
 from aftersales.domain.errors import DomainError, InvalidInput
+from aftersales.domain.events import Actor
 from aftersales.domain.opening import open_case as domain_open_case
 from aftersales.store import replay as replay_store
 from aftersales.store import repositories as repo
-from aftersales.store import shop_desk as shop_desk_store
+from aftersales.store import shop_desk as desk_store
 from aftersales.store import tables as t
 
 from . import views
-from .context import Context, Principal, UnitOfWork, read, run
-from .errors import Invalid, NotFound, require_version
+from .context import IDEMPOTENCY_CLAIM, Context, Principal, UnitOfWork, read, run
+from .errors import Conflict, Invalid, NotFound, require_version
 from .orders import load_order
 from .payments import settle_new_refunds
 from .terms import order_policy
@@ -43,6 +45,7 @@ def _case_dict(ctx: Context, uow: UnitOfWork, who: Principal, order: Any, case: 
                            tz=ctx.policy.timezone)
     # E8: every answer on a case (a cancellation above all) states how many cancellations the buyer has left.
     view["cancellations_left"] = max(0, order_policy(ctx, uow.conn, order).max_buyer_cancellations - order.buyer_cancellations)
+    view["assignee_id"] = desk_store.case_assignees(uow.conn, [case.id]).get(case.id)  # S1
     return view
 
 
@@ -116,9 +119,10 @@ def _record_refusal(ctx: Context, values: dict[str, Any]) -> None:
         log.exception("could not record the refused opening of order %s", values.get("order_id"))
 
 
-def act(ctx: Context, who: Principal, case_id: str, action: str, params: dict[str, Any], *,
-        if_match: int | None, lang: str) -> dict[str, Any]:
-    """Take a person's action on a case; the built-in payment route settles refunds at once (F1)."""
+def _act_command(ctx: Context, who: Principal, case_id: str, action: str, params: dict[str, Any], *,
+                 if_match: int | None, lang: str, settle: bool = True) -> Any:
+    """The one code path of a person's action on a case (a single action, and each row of a bulk action).
+    ``settle=False`` (a dry run, rolled back) leaves new refunds pending: no payment gateway is asked anything."""
     if action not in PERSON_ACTIONS:
         raise NotFound("action", action)
 
@@ -131,7 +135,102 @@ def act(ctx: Context, who: Principal, case_id: str, action: str, params: dict[st
                 and _shop_closed(uow, order.merchant_id)):
             # P2: a closed shop will not pay the ruling — the platform pays it at once.
             dcases.act(order, case_id, Action.ADVANCE_COMPENSATE, who.actor, uow.now, policy, reason="shop_closed")
-        settle_new_refunds(order, ctx.gateway, uow.now)
+        if settle:
+            settle_new_refunds(order, ctx.gateway, uow.now)
+        return _case_dict(ctx, uow, who, order, case, lang)
+
+    return cmd
+
+
+def act(ctx: Context, who: Principal, case_id: str, action: str, params: dict[str, Any], *,
+        if_match: int | None, lang: str) -> dict[str, Any]:
+    """Take a person's action on a case; the built-in payment route settles refunds at once (F1)."""
+    return run(ctx, _act_command(ctx, who, case_id, action, params, if_match=if_match, lang=lang))
+
+
+#: Events of a case the buyer is not shown (the shop's staffing, S1).
+SHOP_ONLY_EVENTS = ("assigned",)
+
+#: The actions the queue takes on many cases at once, and how many cases one request may name.
+BULK_ACTIONS = frozenset({Action.APPROVE.value})
+MAX_BULK = 100
+
+
+def bulk_act(ctx: Context, who: Principal, action: str, case_ids: list[str], *, dry_run: bool,
+             lang: str, tz: str) -> dict[str, Any]:
+    """S1: one action on many of the caller's cases, each checked and taken on its own exactly as a single action
+    (:func:`_act_command`, in its own transaction: one refusal stops nothing else). ``dry_run`` runs every row and
+    rolls it back: what would happen, nothing changed. A case the caller cannot see makes the whole request 404
+    before anything is done (T2)."""
+    from aftersales import i18n
+
+    who.require("merchant")
+    if action not in BULK_ACTIONS:
+        raise Invalid(f"{action} cannot be taken on several cases at once")
+    if not 1 <= len(case_ids) <= MAX_BULK:
+        raise Invalid(f"name 1 to {MAX_BULK} cases")
+    if len(set(case_ids)) != len(case_ids):
+        raise Invalid("each case may be named once")
+
+    def visible(uow: UnitOfWork) -> None:
+        for case_id in case_ids:
+            _load_case(uow, who, case_id)
+
+    read(ctx, visible)
+    results: list[dict[str, Any]] = []
+    token = IDEMPOTENCY_CLAIM.set(None)  # each row commits on its own; the request's claim is marked once, below
+    try:
+        for case_id in case_ids:
+            cmd = _act_command(ctx, who, case_id, action, {}, if_match=None, lang=lang, settle=not dry_run)
+            try:
+                if dry_run:
+                    with UnitOfWork(ctx) as uow:  # never committed: rolled back on exit
+                        case = cmd(uow)
+                else:
+                    case = run(ctx, cmd)
+            except DomainError as exc:
+                results.append({"case_id": case_id, "result": "refused", "rule": exc.rule,
+                                "message": i18n.render(exc.msg, lang, tz), "case": None})
+            except (Conflict, Invalid) as exc:
+                results.append({"case_id": case_id, "result": "refused", "rule": exc.rule or "T2",
+                                "message": exc.detail, "case": None})
+            else:
+                results.append({"case_id": case_id, "result": "ok", "rule": None, "message": None, "case": case})
+    finally:
+        IDEMPOTENCY_CLAIM.reset(token)
+    out = {"action": action, "dry_run": dry_run, "results": results,
+           "ok": sum(r["result"] == "ok" for r in results), "refused": sum(r["result"] == "refused" for r in results)}
+    if IDEMPOTENCY_CLAIM.get() is not None:
+        run(ctx, lambda uow: out)  # Idempotency-Key: the request is recorded as applied, with its whole answer
+    return out
+
+
+# --- S1: who handles a case --------------------------------------------------------------------------------------
+def assign(ctx: Context, who: Principal, case_id: str, *, assignee: str | None, me: str | None,
+           unassigned_only: bool, lang: str) -> dict[str, Any]:
+    """S1: give the case to one of the shop's users (``"me"``: the signed-in user ``me``), or back to nobody
+    (``None``). ``unassigned_only`` claims it only if nobody has it yet (409 otherwise). Recorded as ``assigned``
+    in the case's timeline; assigning it to whom it is already with changes nothing."""
+    who.require("merchant")
+    if assignee == "me":
+        if me is None:
+            raise Invalid("'me' is the signed-in workbench user; with an API key, name the user id")
+        assignee = me
+
+    def cmd(uow: UnitOfWork) -> dict[str, Any]:
+        order, case = _load_case(uow, who, case_id, lock=True)
+        if assignee is not None and desk_store.shop_user(uow.conn, order.merchant_id, assignee) is None:
+            raise Invalid("assignee is not a user of this shop")
+        current = desk_store.case_assignees(uow.conn, [case_id]).get(case_id)
+        if unassigned_only and current is not None and current != assignee:
+            exc = Conflict("the case is already assigned to someone else (unassigned_only)")
+            exc.rule = "S1"
+            raise exc
+        if current != assignee:
+            if not desk_store.set_assignee(uow.conn, case_id, assignee, previous_id=current):
+                raise repo.ConcurrentUpdate(case_id)  # a claim got there first: run again, and see it
+            dcases.record_assignment(order, case_id, who.actor, uow.now, assignee_id=assignee, previous_id=current,
+                                     by_user_id=me)
         return _case_dict(ctx, uow, who, order, case, lang)
 
     return run(ctx, cmd)
@@ -190,16 +289,26 @@ def decode_id_cursor(cursor: str | None) -> int | None:
     return numeric_cursor(raw)
 
 
+#: How many rows the queue reads at a time while it keeps only the cases waiting for the merchant.
+AWAITING_SCAN = 200
+
+
 def list_cases(ctx: Context, who: Principal, *, status: str | None, order_id: str | None, merchant_id: str | None,
                due_before: datetime | None, cursor: str | None, limit: int, lang: str,
                sort: str = "created", case_type: str | None = None, reason: str | None = None,
                search: str | None = None, open_only: bool = False, id_prefix: str | None = None,
-               due_rule: str | None = None) -> dict[str, Any]:
+               due_rule: str | None = None, assignee: str | None = None, me: str | None = None,
+               awaiting: str | None = None) -> dict[str, Any]:
     """Cases the caller may see. ``sort="deadline"`` is the work queue (P1 agents, S1 merchants): cases without a
     pending automatic action first (flagged overdue, or waiting on a person with no clock), then by nearest deadline.
     The workbench's queue also filters by type and reason, finds a case by its id or its order's id (``search``) and
     may leave closed cases out (``open_only``). The platform's queue finds cases by a prefix of their id or their
-    order's (``id_prefix``, any case) and by the rule of their next automatic action (``due_rule``, e.g. P1, P2)."""
+    order's (``id_prefix``, any case) and by the rule of their next automatic action (``due_rule``, e.g. P1, P2).
+
+    S1: ``assignee`` is ``"me"`` (the signed-in user ``me``), ``"none"`` (nobody handles it) or a user id;
+    ``awaiting="merchant"`` keeps the cases whose next move is the merchant's — where the merchant has an allowed
+    action now (``case_guards.waits_for``: the transition table and the guards, as for the case's
+    ``allowed_actions``)."""
     where = _tenant_where(who)
     if status:
         where.append(t.cases.c.status == status)
@@ -212,7 +321,7 @@ def list_cases(ctx: Context, who: Principal, *, status: str | None, order_id: st
     if search:
         where.append(or_(t.cases.c.id == search, t.cases.c.order_id == search))
     if id_prefix:
-        where.append(shop_desk_store.case_or_order_prefix(id_prefix))
+        where.append(desk_store.case_or_order_prefix(id_prefix))
     if due_rule:
         autos = sorted(a.value for a, r in dcases.AUTO_RULES.items() if r == due_rule)
         if not autos:
@@ -224,6 +333,20 @@ def list_cases(ctx: Context, who: Principal, *, status: str | None, order_id: st
         where.append(t.cases.c.merchant_id == merchant_id)
     if due_before:
         where.append(t.cases.c.due_at < due_before)
+    if assignee == "me":
+        if me is None:
+            raise Invalid("assignee=me names the signed-in workbench user; with an API key, name the user id")
+        where.append(t.cases.c.assignee_id == me)
+    elif assignee == "none":
+        where.append(t.cases.c.assignee_id.is_(None))
+    elif assignee:
+        where.append(t.cases.c.assignee_id == assignee)
+    waiting_actor: Actor | None = None
+    if awaiting:
+        if awaiting != "merchant":
+            raise Invalid("awaiting must be 'merchant'")
+        waiting_actor = Actor.MERCHANT
+        where.append(t.cases.c.status.in_([s.value for s in case_guards.statuses_with_actions(waiting_actor)]))
     by_deadline = sort == "deadline"
     after = decode_cursor(cursor, shape=CURSOR_DEADLINE if by_deadline else CURSOR_ID)
     if by_deadline and after is not None:
@@ -237,24 +360,49 @@ def list_cases(ctx: Context, who: Principal, *, status: str | None, order_id: st
     else:
         key = after
 
+    def key_of(r: Any) -> Any:
+        return (r.due_at, r.id) if by_deadline else r.id
+
     def q(uow: UnitOfWork) -> dict[str, Any]:
-        rows = (repo.case_rows_by_deadline(uow.conn, where=where, after=key, limit=limit) if by_deadline
-                else repo.case_rows(uow.conn, where=where, after=key, limit=limit))
-        # A case's allowed actions depend on its order (C1, E8, M2, M4 …): the page's orders load in two queries.
-        uow.tracker.load_orders(r.order_id for r in rows[:limit])
-        items = []
-        for r in rows[:limit]:
-            order = uow.tracker.get_order(r.order_id)
-            assert order is not None  # a case row always has its order
-            items.append(views.case_view(order.case(r.id), order, r.refunded_fen, actor=who.actor, policy=ctx.policy,
-                                         lang=lang, tz=ctx.policy.timezone, refunds=False))
+        kept: list[tuple[Any, Any]] = []  # (row, view), up to limit + 1 (the extra one: there is a next page)
+        scan = limit if waiting_actor is None else max(limit, AWAITING_SCAN)
+        position = key
+        while len(kept) <= limit:
+            rows = (repo.case_rows_by_deadline(uow.conn, where=where, after=position, limit=scan) if by_deadline
+                    else repo.case_rows(uow.conn, where=where, after=position, limit=scan))
+            batch = rows[:scan] if waiting_actor is not None else rows
+            # A case's allowed actions depend on its order (C1, E8, M2, M4 …): the page's orders load in two queries.
+            uow.tracker.load_orders(r.order_id for r in batch)
+            for r in batch:
+                order = uow.tracker.get_order(r.order_id)
+                assert order is not None  # a case row always has its order
+                case = order.case(r.id)
+                if waiting_actor is not None and not case_guards.waits_for(waiting_actor, case, order, ctx.policy):
+                    continue
+                view = views.case_view(case, order, r.refunded_fen, actor=who.actor, policy=ctx.policy,
+                                       lang=lang, tz=ctx.policy.timezone, refunds=False)
+                kept.append((r, {**view, "assignee_id": r.assignee_id, **_queue_extras(who, case, order, ctx)}))
+                if len(kept) > limit:
+                    break
+            if waiting_actor is None or len(rows) <= scan:
+                break
+            position = key_of(rows[scan - 1])
         nxt = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
+        if len(kept) > limit:
+            last = kept[limit - 1][0]
             nxt = encode_cursor(f"{last.due_at.isoformat() if last.due_at else ''}|{last.id}" if by_deadline else last.id)
-        return {"items": items, "next_cursor": nxt}
+        return {"items": [v for _, v in kept[:limit]], "next_cursor": nxt}
 
     return read(ctx, q)
+
+
+def _queue_extras(who: Principal, case: Any, order: Any, ctx: Context) -> dict[str, Any]:
+    """What the workbench's queue shows beyond the API's case (the API's answer leaves these out): the goods asked
+    about, with their titles, and whether the shop may approve the case together with others (M2)."""
+    titles = {i.sku: i.title for i in order.items}
+    return {"products": [{"sku": sku, "title": titles.get(sku), "quantity": q} for sku, q in case.items.items()],
+            "bulk_approvable": who.role == "merchant" and case_guards.unrefusable_approval(case, order, who.actor,
+                                                                                            ctx.policy)}
 
 
 def _tenant_where(who: Principal) -> list[Any]:
@@ -276,7 +424,9 @@ def case_events(ctx: Context, who: Principal, case_id: str, *, cursor: str | Non
 
     def q(uow: UnitOfWork) -> dict[str, Any]:
         _load_case(uow, who, case_id)
-        rows = repo.case_events(uow.conn, case_id, after=after, limit=limit)
+        # S1: who of the shop handles the case is the shop's business (and the platform's), not the buyer's.
+        hidden = SHOP_ONLY_EVENTS if who.role == "buyer" else ()
+        rows = repo.case_events(uow.conn, case_id, after=after, limit=limit, exclude_kinds=hidden)
         nxt = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
         return {"items": [views.event_view(r) for r in rows[:limit]], "next_cursor": nxt}
 

@@ -5,8 +5,11 @@ Reads only; every change goes through :mod:`complaints`, :mod:`deposits` and :mo
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from aftersales.domain import case_guards
+from aftersales.domain.events import Actor
 from aftersales.store import search as search_index
 from aftersales.store import shop_desk as store
 
@@ -35,16 +38,45 @@ def _row(uow: UnitOfWork, r: Any, who: Principal, ctx: Context, lang: str) -> di
                            tz=ctx.policy.timezone)
     items = (r.order_state or {}).get("items") or []
     return {**view, "buyer_id": r.buyer_id, "product": items[0].get("title") if items else None,
-            "tracking_no": (r.order_state or {}).get("tracking_no")}
+            "tracking_no": (r.order_state or {}).get("tracking_no"), "assignee_id": r.assignee_id}
 
 
 def needs_action(ctx: Context, who: Principal, *, lang: str, limit: int = 200) -> list[dict[str, Any]]:
-    """S1: the shop's cases whose next step is the shop's, nearest deadline first."""
+    """S1: the shop's cases whose next step is the shop's (``case_guards.waits_for``), nearest deadline first."""
     who.require("merchant")
     merchant_id = who.subject_id
     assert merchant_id is not None
-    return read(ctx, lambda uow: [_row(uow, r, who, ctx, lang)
-                                  for r in store.needs_action_rows(uow.conn, merchant_id, limit=limit)])
+    statuses = [s.value for s in case_guards.statuses_with_actions(Actor.MERCHANT)]
+
+    def q(uow: UnitOfWork) -> list[dict[str, Any]]:
+        rows = store.needs_action_rows(uow.conn, merchant_id, statuses, limit=limit)
+        uow.tracker.load_orders(r.order_id for r in rows)
+        return [_row(uow, r, who, ctx, lang) for r in rows if _waits_for_shop(uow, r, ctx)]
+
+    return read(ctx, q)
+
+
+def _waits_for_shop(uow: UnitOfWork, r: Any, ctx: Context) -> bool:
+    order = uow.tracker.get_order(r.order_id)
+    assert order is not None
+    return case_guards.waits_for(Actor.MERCHANT, order.case(r.id), order, ctx.policy)
+
+
+def staff(ctx: Context, who: Principal) -> list[dict[str, str]]:
+    """S1: the shop's users, whom a case can be assigned to (empty for anyone but a merchant)."""
+    if who.role != "merchant" or not who.subject_id:
+        return []
+    merchant_id = who.subject_id
+    return read(ctx, lambda uow: [{"id": u.id, "name": u.display_name, "username": u.username}
+                                  for u in store.shop_users(uow.conn, merchant_id)])
+
+
+def arrived_since(ctx: Context, who: Principal, since: datetime) -> int:
+    """S1: how many of the shop's cases were opened after ``since`` (the queue's "N new cases arrived")."""
+    who.require("merchant")
+    merchant_id = who.subject_id
+    assert merchant_id is not None
+    return read(ctx, lambda uow: store.cases_opened_since(uow.conn, merchant_id, since))
 
 
 def _matches(r: Any, term: str) -> bool:

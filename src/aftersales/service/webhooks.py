@@ -56,7 +56,7 @@ FAN_OUT_BATCH = 500
 
 #: SEC2: the event types a subscription may name — every ``case.<action>``, ``order.<kind>`` and ``group.<kind>``
 #: an aggregate records — and the wildcards ``case.*``, ``order.*``, ``group.*``.
-CASE_KINDS = frozenset({"opened", "refund_issued", "refund_settled"} | {str(a) for a in Action} | {str(a) for a in Auto})
+CASE_KINDS = frozenset({"opened", "refund_issued", "refund_settled", "assigned"} | {str(a) for a in Action} | {str(a) for a in Auto})
 ORDER_KINDS = frozenset({"order_paid", "order_shipped", "order_delivered", "order_cancelled", "group_formed", "refund_issued",
                          "refund_settled"})
 GROUP_KINDS = frozenset({"group_opened", "group_joined", "group_formed", "group_failed"})

@@ -327,7 +327,7 @@ def merchant(conn: Connection, merchant_id: str) -> Row[Any] | None:
 
 
 def case_rows(conn: Connection, *, where: Iterable[Any], after: str | None, limit: int) -> list[Any]:
-    stmt = select(t.cases.c.id, t.cases.c.order_id, t.cases.c.refunded_fen).where(*where)
+    stmt = select(t.cases.c.id, t.cases.c.order_id, t.cases.c.refunded_fen, t.cases.c.assignee_id).where(*where)
     if after is not None:
         stmt = stmt.where(t.cases.c.id > after)
     return list(conn.execute(stmt.order_by(t.cases.c.id).limit(limit + 1)).all())
@@ -337,7 +337,7 @@ def case_rows_by_deadline(conn: Connection, *, where: Iterable[Any], after: tupl
                           limit: int) -> list[Any]:
     """Keyset page ordered by (due_at NULLS FIRST, id): cases without a pending automatic action lead the queue."""
     c = t.cases.c
-    stmt = select(c.id, c.order_id, c.refunded_fen, c.due_at).where(*where)
+    stmt = select(c.id, c.order_id, c.refunded_fen, c.due_at, c.assignee_id).where(*where)
     if after is not None:
         due, cid = after
         if due is None:
@@ -360,8 +360,11 @@ def buyer_order_ids(conn: Connection, buyer_id: str, *, limit: int) -> list[str]
     return [row.id for row in conn.execute(stmt).all()]
 
 
-def case_events(conn: Connection, case_id: str, *, after: int | None, limit: int) -> list[Any]:
+def case_events(conn: Connection, case_id: str, *, after: int | None, limit: int,
+                exclude_kinds: Iterable[str] = ()) -> list[Any]:
     stmt = select(t.events).where(t.events.c.case_id == case_id)
+    if hidden := list(exclude_kinds):
+        stmt = stmt.where(t.events.c.kind.not_in(hidden))
     if after is not None:
         stmt = stmt.where(t.events.c.id > after)
     return list(conn.execute(stmt.order_by(t.events.c.id).limit(limit + 1)).all())

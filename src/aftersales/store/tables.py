@@ -169,7 +169,11 @@ cases = Table(
     Column("version", Integer, nullable=False),
     Column("state", JSON, nullable=False),
     Column("first_response_at", UtcDateTime),  # S1: projected from the state for the insights (migration 0008)
+    # S1: the shop's user handling the case (claim / assign, migration 0020). Not part of the case's state: only the
+    # assignment writes it, with an ``assigned`` event.
+    Column("assignee_id", String(64)),
     Index("ix_cases_merchant_status_due", "merchant_id", "status", "due_at"),
+    Index("ix_cases_merchant_assignee_due", "merchant_id", "assignee_id", "due_at"),
     Index("ix_cases_buyer", "buyer_id", "id"),
     Index("ix_cases_status_due", "status", "due_at"),
     # Insights (S1, S3): a window of cases by opening or closing instant, all shops or one, read from the index alone.

@@ -69,7 +69,7 @@ DUE_ACTIONS = {
 }
 #: Timeline entries that are not actions of a person.
 EVENT_LABELS = {
-    "opened": N_("case opened"), "refund_issued": N_("refund issued"), "refund_settled": N_("refund settled"),
+    "assigned": N_("case assigned"), "opened": N_("case opened"), "refund_issued": N_("refund issued"), "refund_settled": N_("refund settled"),
     "refund_failed": N_("refund failed"),
 }
 CLOSE_LABELS = {
@@ -100,16 +100,32 @@ YUAN = re.compile(r"^\s*(\d{1,11})(?:[.,](\d{1,2}))?\s*$")
 
 
 # --- the queue ------------------------------------------------------------------------------------------------
+#: S1: the queue's views — whose next move it is, and who of the shop handles the case.
+VIEWS = {"action": N_("Needs my action"), "mine": N_("Mine"), "unassigned": N_("Unassigned"), "all": N_("All")}
+#: How often the queue asks whether new cases arrived (seconds).
+POLL_SECONDS = 20
+
+
+def _view_filter(view: str) -> dict[str, Any]:
+    """The list_cases arguments of a queue view (S1)."""
+    return {"action": {"awaiting": "merchant"}, "mine": {"assignee": "me"}, "unassigned": {"assignee": "none"},
+            "all": {}}[view]
+
+
 @router.get("/queue", response_class=HTMLResponse)
 def queue(request: Request, user: MerchantStaff,
+          view: Annotated[str, Query(max_length=12)] = "action",
           q: Annotated[str, Query(max_length=64)] = "",
           status: Annotated[str, Query(max_length=40)] = "",
           type: Annotated[str, Query(max_length=20)] = "",
           reason: Annotated[str, Query(max_length=40)] = "",
           due: Annotated[str, Query(max_length=8)] = "",
           cursor: Annotated[str | None, Query(max_length=200)] = None) -> Response:
-    """S1: the shop's open cases, nearest deadline first, with filters, search and counts per status."""
+    """S1: the shop's open cases, nearest deadline first, in one of the views (needs my action, mine, unassigned,
+    all), with filters, search, counts per status, claim buttons and the bulk approval of the cases the shop cannot
+    refuse anyway (M2)."""
     ctx, lang = ctx_of(request), lang_of(request)
+    view = view if view in VIEWS else "action"
     filters = {"q": q.strip(), "status": status if status in _STATUSES else "", "type": type if type in _TYPES else "",
                "reason": reason if reason in _REASONS else "", "due": due if due in DUE_WITHIN else ""}
     now = ctx.now()
@@ -119,19 +135,101 @@ def queue(request: Request, user: MerchantStaff,
             ctx, user.principal, status=filters["status"] or None, order_id=None, merchant_id=None,
             due_before=now + DUE_WITHIN[filters["due"]] if filters["due"] else None, cursor=cursor, limit=PAGE_SIZE,
             lang=lang, sort="deadline", case_type=filters["type"] or None, reason=filters["reason"] or None,
-            search=filters["q"] or None, open_only=True)
+            search=filters["q"] or None, open_only=True, me=user.id, **_view_filter(view))
     except (DomainError, ServiceError) as exc:  # a tampered cursor: show the first page's filters with the refusal
         page, error = {"items": [], "next_cursor": None}, explain(request, exc)
     counts = case_service.count_by_status(ctx, user.principal)
     deposit = deposits.get_deposit(ctx, user.principal, _shop(user))  # D1: a restricted shop is told
     rows = [{**c, "urgency": _urgency(c, now)} for c in page["items"]]
     active = {k: v for k, v in filters.items() if v}
-    next_url = f"/app/queue?{urlencode({**active, 'cursor': page['next_cursor']})}" if page["next_cursor"] else None
+    state = {**({"view": view} if view != "action" else {}), **active}
+    next_url = f"/app/queue?{urlencode({**state, 'cursor': page['next_cursor']})}" if page["next_cursor"] else None
     return render(request, "merchant/queue.html", status_code=422 if error else 200, error=error, rows=rows,
                   filters=filters, counts=counts, open_total=sum(n for s, n in counts.items() if s != "closed"),
                   statuses=_STATUSES, types=_TYPES, reasons=_REASONS, next_url=next_url,
-                  first_url=f"/app/queue?{urlencode(active)}" if cursor else None,
-                  due_actions=DUE_ACTIONS, filtered=bool(active), deposit=deposit)
+                  first_url=f"/app/queue?{urlencode(state)}" if cursor else None,
+                  due_actions=DUE_ACTIONS, filtered=bool(active), deposit=deposit, view=view, views=VIEWS,
+                  view_url=lambda v: "/app/queue" + (f"?{urlencode({'view': v})}" if v != "action" else ""),
+                  here=f"/app/queue?{urlencode(state)}" if state else "/app/queue",
+                  staff_names=_staff_names(request, user), me=user.id, since=now.isoformat(),
+                  poll_seconds=POLL_SECONDS)
+
+
+def _staff_names(request: Request, user: Any) -> dict[str, str]:
+    return {u["id"]: u["name"] for u in shop_desk.staff(ctx_of(request), user.principal)}
+
+
+@router.get("/queue/arrivals", response_class=HTMLResponse)
+def queue_arrivals(request: Request, user: MerchantStaff,
+                   since: Annotated[str, Query(max_length=40)] = "",
+                   back: Annotated[str, Query(max_length=400, pattern=r"^/app/queue(\?[^\s]*)?$")] = "/app/queue") -> Response:
+    """S1: the small fragment the queue polls (HTMX): how many cases arrived since the page was shown."""
+    try:
+        instant = datetime.fromisoformat(since)
+    except ValueError:
+        return Response(status_code=204)
+    if instant.tzinfo is None:
+        return Response(status_code=204)
+    count = shop_desk.arrived_since(ctx_of(request), user.principal, instant)
+    return render(request, "merchant/_arrivals.html", count=count, back=back)
+
+
+@router.post("/cases/{case_id}/claim", dependencies=[Csrf])
+def claim_case(request: Request, user: MerchantStaff, case_id: CaseId,
+               back: Annotated[str, Form(max_length=400, pattern=r"^/app/(queue|cases/)[^\s]*$")] = "/app/queue") -> Response:
+    """S1: take a case nobody handles yet (someone else got there first: said, nothing changed)."""
+    lang = lang_of(request)
+    try:
+        case_service.assign(ctx_of(request), user.principal, case_id, assignee="me", me=user.id, unassigned_only=True,
+                            lang=lang)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except (DomainError, ServiceError) as exc:
+        return see_other(back, flash=explain(request, exc))
+    return see_other(back, flash=i18n.translate(N_("The case is yours."), lang))
+
+
+@router.post("/queue/bulk", dependencies=[Csrf])
+async def queue_bulk(request: Request, user: MerchantStaff) -> Response:
+    """S1 + M2: approve the ticked cases together. First a confirmation listing each case, its amount and what
+    happens next (a dry run of each approval: the rules answer, nothing changes); once confirmed, each case is
+    approved on its own and the page lists what happened to each."""
+    form = await request.form()
+    ids = [v for v in form.getlist("case_id") if isinstance(v, str)]
+    lang = lang_of(request)
+    confirmed = form.get("confirmed") == "1"
+    if not ids:
+        return see_other("/app/queue", flash=i18n.translate(N_("Tick the cases to approve first."), lang))
+    try:
+        out = case_service.bulk_act(ctx_of(request), user.principal, "approve", ids, dry_run=not confirmed, lang=lang,
+                                    tz=ctx_of(request).policy.timezone)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except (DomainError, ServiceError) as exc:
+        return see_other("/app/queue", flash=explain(request, exc))
+    rows = [{**r, "next": _bulk_next(r["case"]) if r["case"] else None,
+             "amount": _bulk_amount(r["case"]) if r["case"] else None} for r in out["results"]]
+    return render(request, "merchant/bulk.html", rows=rows, confirmed=confirmed, ok=out["ok"], refused=out["refused"],
+                  total=sum(r["amount"] or 0 for r in rows if r["result"] == "ok"))
+
+
+#: What an approval leads to, by the status the (dry-run) approval leaves the case in (a refund: ``MONEY_NEXT``).
+BULK_NEXT = {
+    "awaiting_return_shipment": N_("The buyer sends the goods back; you check them when they arrive (M6), then "
+                                   "{amount} is refunded."),
+    "awaiting_replacement_shipment": N_("You ship the replacement."),
+}
+
+
+def _bulk_amount(case: dict[str, Any]) -> int | None:
+    """The money concerned: what the approval refunded (dry run: would refund), else what the buyer asked for."""
+    return int(case["refunded_fen"]) if case.get("refunded_fen") else case.get("refund_fen")
+
+
+def _bulk_next(case: dict[str, Any]) -> str | None:
+    if case["status"] in ("refund_pending", "closed"):
+        return MONEY_NEXT["approve"]
+    return BULK_NEXT.get(case["status"])
 
 
 _STATUSES = tuple(s.value for s in CaseStatus)
@@ -164,7 +262,8 @@ def _desk(request: Request, user: Any, case_id: str, *, status_code: int = 200, 
     return render(request, "merchant/case.html", status_code=status_code, error=error, d=desk, c=desk["case"],
                   o=desk["order"], form=form or {}, message=message, fields=ACTION_FIELDS, danger=DANGER,
                   rule_titles=RULE_TITLES, due_actions=DUE_ACTIONS, event_labels=EVENT_LABELS,
-                  close_labels=CLOSE_LABELS, category_labels=CATEGORY_LABELS, offer_labels=OFFER_LABELS)
+                  close_labels=CLOSE_LABELS, category_labels=CATEGORY_LABELS, offer_labels=OFFER_LABELS,
+                  staff_names=_staff_names(request, user))
 
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
