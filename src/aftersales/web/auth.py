@@ -91,7 +91,7 @@ def buyer_enter(request: Request, token: Annotated[str, Query(max_length=500)]) 
         session = users.buyer_login(ctx_of(request), settings_of(request).secret_key, token)
     except Unauthorized as exc:
         return render(request, "message.html", status_code=401, title=i18n.translate("Sign in", lang_of(request)),
-                      message=i18n.translate(exc.detail, lang_of(request)))
+                      message=exc.detail_in(lang_of(request)))
     response = RedirectResponse("/app/orders", status_code=303)
     _session_cookie(request, response, session)
     return response

@@ -297,7 +297,7 @@ def _text(value: str) -> str:
     if not text:
         raise Invalid("Write something first.")
     if len(text) > MAX_TEXT or "\x00" in text:
-        raise Invalid(f"at most {MAX_TEXT} characters")
+        raise Invalid("at most {limit} characters", limit=MAX_TEXT)
     return text
 
 

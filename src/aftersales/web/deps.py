@@ -183,7 +183,7 @@ def explain(request: Request, exc: Exception) -> str:
         return f"[{exc.rule}] {i18n.render_error(exc, lang, ctx_of(request).policy.timezone)}"
     if isinstance(exc, ServiceError):
         rule = f"[{exc.rule}] " if exc.rule else ""
-        return rule + i18n.translate(exc.detail, lang)
+        return rule + exc.detail_in(lang, ctx_of(request).policy.timezone)
     raise exc
 
 

@@ -298,7 +298,7 @@ def _text(value: str, limit: int) -> str:
     if not text:
         raise Invalid("Write something first.")
     if len(text) > limit or "\x00" in text:
-        raise Invalid(f"at most {limit} characters")
+        raise Invalid("at most {limit} characters", limit=limit)
     return text
 
 
@@ -318,7 +318,7 @@ def _params(action: str, values: dict[str, str]) -> dict[str, Any]:
         if not raw:
             continue
         if len(raw) > MAX_TEXT:
-            raise Invalid(f"{name}: at most {MAX_TEXT} characters")
+            raise Invalid("{field}: at most {limit} characters", field=name, limit=MAX_TEXT)
         params[name] = fen_of(raw) if kind == "yuan" else raw
     return params
 

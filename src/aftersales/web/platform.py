@@ -61,7 +61,7 @@ def _t(request: Request, text: str, **values: Any) -> str:
 def _text(value: str, name: str) -> str:
     text = value.strip()
     if len(text) > MAX_TEXT or "\x00" in text:
-        raise Invalid(f"{name}: at most {MAX_TEXT} characters")
+        raise Invalid("{field}: at most {limit} characters", field=name, limit=MAX_TEXT)
     return text
 
 
