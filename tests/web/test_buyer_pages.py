@@ -145,7 +145,11 @@ def test_D3_a_file_that_is_not_an_image_is_refused_but_the_case_stays_open(api: 
                   files={"evidence": ("x.png", b"MZ not an image", "image/png")})
     assert r.status_code == 303
     page = web.get(r.headers["location"])
-    assert "the file was not attached" in page.text and "[D3]" in page.text
+    assert "the file was not attached" in page.text and "[D3]" in page.text and "Attach it again below" in page.text
+    assert r.headers["location"].endswith("#evidence")
+    # a warning (role=alert), not the green success notice
+    assert re.search(r'<p class="warning" role="alert">[^<]*the file was not attached', page.text), page.text
+    assert 'class="notice" role="status"' not in page.text
     assert count(api, t.evidence) == 0 and count(api, t.cases) == 1
 
 

@@ -89,11 +89,26 @@ class Invalid(ServiceError):
     title = N_("Invalid request")
 
 
-def require_version(what: Literal["case", "complaint", "dispute path"], current: int, if_match: int | None) -> None:
+Versioned = Literal["case", "complaint", "dispute path"]
+
+
+class StaleVersion(Conflict):
+    """409: the action was sent for a version of the resource that is no longer the current one (If-Match). The API
+    says so with the versions; a workbench page says it in plain words (:meth:`page_text`)."""
+
+    def __init__(self, what: Versioned, current: int, sent: int) -> None:
+        self.what = what
+        super().__init__(_STALE[what], current=current, sent=sent)
+
+    def page_text(self, lang: str) -> str:
+        return i18n.translate(_STALE_PAGE[self.what], lang)
+
+
+def require_version(what: Versioned, current: int, if_match: int | None) -> None:
     """API.md: an action sent with ``If-Match: <version>`` applies only to that version of the resource; a stale one
     is 409. The one place this is decided (cases, complaints, dispute paths)."""
     if if_match is not None and if_match != current:
-        raise Conflict(_STALE[what], current=current, sent=if_match)
+        raise StaleVersion(what, current, if_match)
 
 
 #: The stale-version refusal per kind of resource (a translation needs the whole sentence, not "the {what}").
@@ -101,4 +116,10 @@ _STALE = {
     "case": N_("the case is at version {current}, not {sent} (If-Match): reload it and try again"),
     "complaint": N_("the complaint is at version {current}, not {sent} (If-Match): reload it and try again"),
     "dispute path": N_("the dispute path is at version {current}, not {sent} (If-Match): reload it and try again"),
+}
+#: The same on a workbench page, for a person: no versions, no header names.
+_STALE_PAGE = {
+    "case": N_("This case changed while you were looking at it — reload the page to see the latest."),
+    "complaint": N_("This complaint changed while you were looking at it — reload the page to see the latest."),
+    "dispute path": N_("This dispute path changed while you were looking at it — reload the page to see the latest."),
 }
