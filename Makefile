@@ -21,8 +21,12 @@ install: $(STAMP)
 # compile .po -> .mo. Translate every new or fuzzy entry of the .po files and run it again: fuzzy entries are
 # not compiled. The .po and .mo files are committed; tests/unit/test_i18n.py checks both are complete and fresh.
 LOCALES := src/aftersales/locales
+# The service's error classes take a translatable template as their first argument (Invalid("… {limit}", limit=…)):
+# extract it like N_().
+ERROR_KEYWORDS := -k ServiceError -k Invalid -k Conflict -k Forbidden -k Unauthorized -k EvidenceTooLarge \
+	-k UnsupportedEvidence -k RefusedTarget
 catalogs: install
-	$(BIN)/pybabel extract -F babel.cfg -k N_ -k _ --no-location --sort-output --no-wrap --add-comments=TRANSLATORS: \
+	$(BIN)/pybabel extract -F babel.cfg -k N_ -k _ $(ERROR_KEYWORDS) --no-location --sort-output --no-wrap --add-comments=TRANSLATORS: \
 		--project=aftersales --version=0.1.0 -o $(LOCALES)/messages.pot src
 	for lang in zh_CN es en; do \
 		$(BIN)/pybabel update -i $(LOCALES)/messages.pot -d $(LOCALES) -D messages -l $$lang \

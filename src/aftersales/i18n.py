@@ -217,6 +217,65 @@ _COMPLAINT_EVENT_LABELS = {
     "complaint_flagged": N_("a limit was missed (flagged)"),
 }
 
+#: The events of a case's timeline (S4: what happened, in words, never the event's code): a person's action
+#: (``Action``), an automatic action of the system when a deadline passed (``Auto``), and the money events.
+_CASE_EVENT_LABELS = {
+    "opened": N_("case opened"),
+    "assigned": N_("case assigned"),  # S1: claimed by, or given to, an agent of the shop
+    "complaint_refund": N_("refunded as a complaint's remedy"),  # K2: paid through the open case
+    "refund_issued": N_("refund issued"),
+    "refund_settled": N_("refund settled"),
+    "refund_failed": N_("refund failed"),
+    # Action
+    "approve": N_("approved"),
+    "reject": N_("refused"),
+    "offer_exchange": N_("exchange offered"),
+    "offer_partial_refund": N_("partial refund offered"),
+    "accept_offer": N_("offer accepted"),
+    "decline_offer": N_("offer declined"),
+    "ship_return": N_("return shipped"),
+    "mark_return_delivered": N_("return delivered to the shop"),
+    "confirm_return": N_("returned goods accepted"),
+    "reject_return": N_("returned goods rejected"),
+    "ship_replacement": N_("replacement shipped"),
+    "mark_replacement_delivered": N_("replacement delivered"),
+    "confirm_received": N_("receipt confirmed"),
+    "resubmit": N_("request modified and resubmitted"),
+    "accept_rejection": N_("refusal accepted"),
+    "cancel": N_("request cancelled"),
+    "escalate": N_("platform asked to step in"),
+    "rule": N_("platform ruled"),
+    "pay_ruling": N_("ruling paid by the shop"),
+    "advance_compensate": N_("ruling paid in advance by the platform"),
+    # Auto (actor: system)
+    "remind_merchant": N_("shop reminded to answer"),
+    "auto_approve": N_("approved automatically: the shop did not answer in time"),
+    "close_unanswered": N_("closed: the buyer did not answer the refusal in time"),
+    "lapse_offer": N_("offer lapsed: not answered in time"),
+    "close_buyer_overdue": N_("closed: the return was not shipped in time"),
+    "return_timeout": N_("settled automatically: the shop did not check the return in time"),
+    "ship_timeout": N_("turned into a refund: the shop did not ship in time"),
+    "auto_confirm_received": N_("receipt confirmed automatically"),
+    "flag_platform_overdue": N_("platform review flagged as late"),
+    "advance_compensation": N_("ruling paid by the platform: the shop did not pay in time"),
+}
+
+#: D2: the kinds of ledger transactions, as the ledger page names them.
+_LEDGER_KIND_LABELS = {
+    "payment": N_("buyer's payment"),
+    "refund": N_("refund"),
+    "group_failure_refund": N_("refund of a group that did not form"),
+    "return_shipping_reimbursement": N_("return shipping reimbursed"),
+    "complaint_refund": N_("complaint refund"),
+    "advance_compensation": N_("paid in advance by the platform"),
+    "deposit_recovery": N_("recovered from the shop's deposit"),
+    "deposit_cover": N_("covered by the shop's deposit"),
+    "deposit_top_up": N_("deposit top-up"),
+    "deposit_withdrawal": N_("deposit withdrawal"),
+    "complaint_compensation": N_("complaint compensation"),
+    "complaint_penalty": N_("complaint penalty"),
+}
+
 #: Placeholder name → {code: English label msgid}. ``reasons`` is a comma-separated list of reason codes.
 LABELS: Mapping[str, Mapping[str, str]] = {
     "status": _STATUS_LABELS,
@@ -227,7 +286,47 @@ LABELS: Mapping[str, Mapping[str, str]] = {
     "actor": _ACTOR_LABELS,
     "action": _ACTION_LABELS,
     "complaint_event": _COMPLAINT_EVENT_LABELS,
+    "case_event": _CASE_EVENT_LABELS,
+    "ledger_kind": _LEDGER_KIND_LABELS,
 }
+#: The notice after a person's action succeeded, as a sentence (a case's actions; a complaint's verbs).
+_DONE_NOTICES: Mapping[str, Mapping[str, str]] = {
+    "case": {
+        "approve": N_("The request is approved."),
+        "reject": N_("The request is refused."),
+        "offer_exchange": N_("An exchange is offered to the buyer."),
+        "offer_partial_refund": N_("A partial refund is offered to the buyer."),
+        "accept_offer": N_("The offer is accepted."),
+        "decline_offer": N_("The offer is declined."),
+        "ship_return": N_("The return is recorded as shipped."),
+        "mark_return_delivered": N_("The return is recorded as delivered to the shop."),
+        "confirm_return": N_("The returned goods are accepted."),
+        "reject_return": N_("The returned goods are rejected."),
+        "ship_replacement": N_("The replacement is recorded as shipped."),
+        "mark_replacement_delivered": N_("The replacement is recorded as delivered."),
+        "confirm_received": N_("Receipt is confirmed."),
+        "resubmit": N_("The request is modified and sent again."),
+        "accept_rejection": N_("The refusal is accepted."),
+        "cancel": N_("The request is cancelled."),
+        "escalate": N_("The platform is asked to step in."),
+        "rule": N_("The ruling is recorded."),
+        "pay_ruling": N_("The ruling is paid."),
+        "advance_compensate": N_("The platform paid the ruling in advance."),
+    },
+    "complaint": {
+        "accept": N_("The complaint is accepted."),
+        "reject": N_("The complaint is rejected."),
+        "respond": N_("The answer is sent."),
+        "resolve": N_("The complaint is resolved."),
+    },
+}
+
+
+def done_notice(action: str, lang: str, subject: str = "case") -> str:
+    """The one-off notice shown after ``action`` on a case (or a complaint's verb) succeeded, in ``lang``."""
+    return translate(_DONE_NOTICES.get(subject, {}).get(action, N_("Done.")), lang)
+
+
 _LIST_SEPARATOR = {"zh_CN": "、", "es": ", ", "en": ", "}
 
 

@@ -91,7 +91,7 @@ def test_S1_a_merchant_agent_takes_the_most_urgent_case_from_the_queue_to_a_refu
     assert page.get_by_text("The buyer is refunded CN¥135.00 now, and the case closes.").is_visible()
     page.get_by_role("button", name="Yes, approve").click()
     page.wait_for_load_state("networkidle")
-    assert page.get_by_role("status").inner_text() == "Done: approve."
+    assert page.get_by_role("status").inner_text() == "The request is approved."
     assert page.get_by_text("closed · refunded").is_visible()
     after = live.call("GET", f"/v1/cases/{urgent['id']}", who="merchant_a")
     assert after["status"] == "closed" and after["close_reason"] == "refunded" and after["refunded_fen"] == 13500

@@ -191,11 +191,20 @@ def test_real_domain_refusals_render_in_chinese() -> None:
 
 
 # --- the catalogs ------------------------------------------------------------------------------------------
+def _error_keywords() -> list[str]:
+    """The service's error classes the Makefile's ``catalogs`` target extracts like ``N_`` (``ERROR_KEYWORDS``)."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    match = re.search(r"^ERROR_KEYWORDS :=((?:.*\\\n)*.*)$", makefile, re.MULTILINE)
+    assert match, "the Makefile defines ERROR_KEYWORDS"
+    return re.findall(r"-k (\w+)", match.group(1))
+
+
 def _extract(tmp_path: Path) -> Catalog:
-    """The msgids of the sources now, extracted as ``make catalogs`` does (babel.cfg, keywords N_ and _)."""
+    """The msgids of the sources now, extracted as ``make catalogs`` does (babel.cfg, keywords N_, _ and the
+    service's error classes)."""
     with (ROOT / "babel.cfg").open(encoding="utf-8") as cfg:
         method_map, options_map = parse_mapping_cfg(cfg)
-    keywords = {**DEFAULT_KEYWORDS, "N_": None, "_": None}
+    keywords = {**DEFAULT_KEYWORDS, "N_": None, "_": None, **dict.fromkeys(_error_keywords())}
     catalog = Catalog(project="aftersales")
     for filename, lineno, message, comments, context in extract_from_dir(
         str(SRC), method_map, options_map, keywords=keywords, comment_tags=("TRANSLATORS:",), strip_comment_tags=True
@@ -227,6 +236,12 @@ def msgids(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 def test_extraction_finds_domain_and_reply_messages(msgids: list[str]) -> None:
     assert "The shipping fee can be refunded only once." in msgids
     assert any("rule G2" in m and "{deadline}" in m for m in msgids)
+
+
+def test_S4_extraction_finds_the_service_errors_templates(msgids: list[str]) -> None:
+    assert {"Invalid", "Conflict", "Forbidden", "Unauthorized"} <= set(_error_keywords())
+    assert "limit must be between 1 and {limit}" in msgids  # Invalid("…", limit=…)
+    assert "cursor is not one this server issued" in msgids and "case not found" in msgids
 
 
 @pytest.mark.parametrize("lang", TRANSLATED)

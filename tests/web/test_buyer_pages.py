@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from sqlalchemy import func, select
-from webhelpers import browser, csrf_of
+from webhelpers import browser, csrf_of, leaks
 
 from aftersales.store import tables as t
 
@@ -77,7 +77,7 @@ def test_T2_a_buyer_sees_only_their_own_orders(api: Any) -> None:
     web = buyer(api, "bX")
     page = web.get("/app/orders")
     assert page.status_code == 200
-    assert 'href="/app/orders/ox1"' in page.text and "oy1" not in page.text
+    assert 'href="/app/orders/ox1"' in page.text and not leaks(page.text, "oy1")
     other, unknown = web.get("/app/orders/oy1"), web.get("/app/orders/nowhere")
     assert other.status_code == unknown.status_code == 404
     assert "Teapot oy1" not in other.text
@@ -145,7 +145,11 @@ def test_D3_a_file_that_is_not_an_image_is_refused_but_the_case_stays_open(api: 
                   files={"evidence": ("x.png", b"MZ not an image", "image/png")})
     assert r.status_code == 303
     page = web.get(r.headers["location"])
-    assert "the file was not attached" in page.text and "[D3]" in page.text
+    assert "the file was not attached" in page.text and "[D3]" in page.text and "Attach it again below" in page.text
+    assert r.headers["location"].endswith("#evidence")
+    # a warning (role=alert), not the green success notice
+    assert re.search(r'<p class="warning" role="alert">[^<]*the file was not attached', page.text), page.text
+    assert 'class="notice" role="status"' not in page.text
     assert count(api, t.evidence) == 0 and count(api, t.cases) == 1
 
 

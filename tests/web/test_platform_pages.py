@@ -258,6 +258,7 @@ def test_D1_deposits_show_every_merchant_with_restriction_and_D2_the_ledger_filt
     assert "1,500.00" in page
     ledger = web.get("/app/platform/ledger?account=merchant:mA:deposit")
     assert ledger.status_code == 200 and "1,500.00" in ledger.text and "Balance of merchant:mA:deposit" in ledger.text
+    assert "<td>deposit top-up <span" in ledger.text and "deposit_top_up" not in ledger.text  # S4: a label, not the code
     assert web.get("/app/platform/ledger?account=not-an-account").status_code == 422
     assert web.get("/app/platform/ledger").status_code == 200
 

@@ -235,8 +235,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(dc.PhoneClosed)
     async def _phone_closed(request: Request, exc: dc.PhoneClosed) -> JSONResponse:
-        tz = request.app.state.ctx.policy.timezone
-        response = problems.problem(exc.status, "Refused by rule " + exc.rule,
-                                    i18n.render(exc.msg, problems.lang_of(request), tz), kind=exc.kind, rule=exc.rule)
+        tz, lang = request.app.state.ctx.policy.timezone, problems.lang_of(request)
+        response = problems.problem(exc.status, problems.domain_title(exc, lang),
+                                    i18n.render(exc.msg, lang, tz), kind=exc.kind, rule=exc.rule)
         body = {**json.loads(bytes(response.body)), **exc.extra}
         return JSONResponse(body, status_code=exc.status, media_type=problems.PROBLEM)

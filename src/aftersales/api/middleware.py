@@ -16,6 +16,8 @@ from fastapi.datastructures import DefaultPlaceholder
 from fastapi.routing import APIRoute
 from fastapi.security.utils import get_authorization_scheme_param
 
+from aftersales import i18n
+from aftersales.domain.messages import N_, Msg
 from aftersales.service.context import IDEMPOTENCY_CLAIM, Answer, Context, IdempotencyClaim, Principal
 from aftersales.store import idempotency as store
 
@@ -48,9 +50,18 @@ def _multipart_boundary(headers: dict[bytes, bytes]) -> bytes | None:
     return match.group(1) if match else None
 
 
-def _problem(status: int, title: str, detail: str, kind: str) -> tuple[int, bytes]:
-    body = {"type": f"https://aftersales.dev/problems/{kind}", "title": title, "status": status, "detail": detail}
+def _problem(status: int, title: str, detail: str, kind: str, scope: Scope, **params: Any) -> tuple[int, bytes]:
+    """A problem+json body whose ``title`` and ``detail`` (msgids, ``detail`` with ``params``) are in the language of
+    the request's ``Accept-Language``; ``type`` comes from ``kind`` and never changes."""
+    header = dict(scope["headers"]).get(b"accept-language", b"").decode("latin-1")
+    lang = i18n.negotiate(header)
+    body = {"type": f"https://aftersales.dev/problems/{kind}", "title": i18n.translate(title, lang), "status": status,
+            "detail": i18n.render(Msg(detail, params), lang)}
     return status, json.dumps(body).encode()
+
+
+def _too_large(scope: Scope, limit: int) -> tuple[int, bytes]:
+    return _problem(413, N_("Payload too large"), N_("request bodies are limited to {limit} bytes"), "too-large", scope, limit=limit)
 
 
 async def _send_problem(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -71,7 +82,7 @@ class BodyLimit:
         limit = limit_for(scope, self.limit, self.upload_limit)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
-            status, body = _problem(413, "Payload too large", f"request bodies are limited to {limit} bytes", "too-large")
+            status, body = _too_large(scope, limit)
             return await _send_problem(send, status, body)
         if length is None:  # a streamed (chunked) body declares no length: count it before the application reads it
             chunks, size = [], 0
@@ -82,7 +93,7 @@ class BodyLimit:
                 chunks.append(message.get("body", b""))
                 size += len(chunks[-1])
                 if size > limit:
-                    status, body = _problem(413, "Payload too large", f"request bodies are limited to {limit} bytes", "too-large")
+                    status, body = _too_large(scope, limit)
                     return await _send_problem(send, status, body)
                 if not message.get("more_body"):
                     break
@@ -228,7 +239,7 @@ class Idempotency:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                status, body = _problem(413, "Payload too large", f"request bodies are limited to {limit} bytes", "too-large")
+                status, body = _too_large(scope, limit)
                 return await _send_problem(send, status, body)
             chunks.append(chunk)
             if not message.get("more_body"):
@@ -248,7 +259,7 @@ class Idempotency:
         except Exception:  # no valid key: the route answers 401 (or the error it meets); nothing is claimed
             return await self.app(scope, replay, send)
         if len(key) > 200 or not key.strip() or b"\x00" in key:
-            status, out = _problem(422, "Invalid Idempotency-Key", "Idempotency-Key must be 1–200 characters", "validation")
+            status, out = _problem(422, N_("Invalid Idempotency-Key"), N_("Idempotency-Key must be 1–200 characters"), "validation", scope)
             return await _send_problem(send, status, out)
         path = scope["path"]
         boundary = _multipart_boundary(headers)
@@ -258,7 +269,7 @@ class Idempotency:
         claim = IdempotencyClaim(principal.key, key.decode("latin-1"), datetime.now(UTC))
         holder = await anyio.to_thread.run_sync(self._claim, claim, path, digest)
         if holder is not None:
-            return await self._answer_holder(send, holder, path, digest, claim.created_at)
+            return await self._answer_holder(send, scope, holder, path, digest, claim.created_at)
 
         captured: dict[str, Any] = {"status": 500, "ctype": "application/json", "body": [], "messages": []}
 
@@ -281,17 +292,19 @@ class Idempotency:
         for message in captured["messages"]:
             await send(message)
 
-    async def _answer_holder(self, send: Send, row: Any, path: str, digest: str, now: datetime) -> None:
+    async def _answer_holder(self, send: Send, scope: Scope, row: Any, path: str, digest: str, now: datetime) -> None:
         if row.body_hash != digest or row.path != path:
-            s, out = _problem(422, "Idempotency-Key reused", "this Idempotency-Key was used with a different request", "idempotency-mismatch")
+            s, out = _problem(422, N_("Idempotency-Key reused"), N_("this Idempotency-Key was used with a different request"),
+                              "idempotency-mismatch", scope)
             return await _send_problem(send, s, out)
         if row.status_code is None or (row.status_code == 0 and row.created_at >= now - self.in_flight):
-            s, out = _problem(409, "Request in progress", "a request with this Idempotency-Key is still being processed", "idempotency-in-progress")
+            s, out = _problem(409, N_("Request in progress"), N_("a request with this Idempotency-Key is still being processed"),
+                              "idempotency-in-progress", scope)
             return await _send_problem(send, s, out)
         if row.status_code == 0:  # applied, then the server died before recording the response
-            s, out = _problem(409, "Request applied, response lost",
-                              "a request with this Idempotency-Key was applied, but the server stopped before recording its "
-                              "response; read the resource to see the outcome", "idempotency-applied")
+            s, out = _problem(409, N_("Request applied, response lost"),
+                              N_("a request with this Idempotency-Key was applied, but the server stopped before recording its "
+                                 "response; read the resource to see the outcome"), "idempotency-applied", scope)
             return await _send_problem(send, s, out)
         data = (row.response or "").encode()
         await send({"type": "http.response.start", "status": row.status_code,

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aftersales import i18n
 from aftersales.domain.errors import DomainError
+from aftersales.domain.messages import N_, Msg
 from aftersales.service.errors import ServiceError
 
 log = logging.getLogger("aftersales.api")
@@ -68,29 +69,41 @@ def document(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+#: The titles of the domain's refusals by status (``title`` is translated; ``type`` and ``rule`` are not).
+_DOMAIN_TITLES = {422: N_("Refused by rule {rule}"), 409: N_("Not possible now"), 403: N_("Not your action")}
+
+
+def domain_title(exc: DomainError, lang: str) -> str:
+    return i18n.render(Msg(_DOMAIN_TITLES.get(exc.status, N_("Refused")), {"rule": exc.rule}), lang)
+
+
 def install(app: FastAPI, tz: str) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
-        titles = {422: "Refused by rule " + exc.rule, 409: "Not possible now", 403: "Not your action"}
-        return problem(exc.status, titles.get(exc.status, "Refused"), i18n.render(exc.msg, lang_of(request), tz),
-                       kind=exc.kind, rule=exc.rule)
+        lang = lang_of(request)
+        return problem(exc.status, domain_title(exc, lang), i18n.render(exc.msg, lang, tz), kind=exc.kind, rule=exc.rule)
 
     @app.exception_handler(ServiceError)
     async def _service(request: Request, exc: ServiceError) -> JSONResponse:
+        # ``title`` and ``detail`` in the caller's language; ``type`` (from the English title) and ``rule`` never change.
+        lang = lang_of(request)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return problem(exc.status, exc.title, exc.detail, kind=exc.title.lower().replace(" ", "-"), rule=exc.rule, headers=headers,
-                       errors=getattr(exc, "errors", None))
+        return problem(exc.status, exc.title_in(lang), exc.detail_in(lang, tz), kind=exc.title.lower().replace(" ", "-"),
+                       rule=exc.rule, headers=headers, errors=getattr(exc, "errors", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # The per-field messages are the validator's (English); the title is the reader's language.
         errors = _clean(list(exc.errors()))
         detail = "; ".join(f"{e['field'] or e['in']}: {e['message']}" for e in errors)[:1000]
-        return problem(422, "Invalid request", detail or "invalid request", kind="validation", errors=errors)
+        return problem(422, i18n.translate(N_("Invalid request"), lang_of(request)), detail or "invalid request",
+                       kind="validation", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail) if exc.status_code != 404 else "Not found",
-                       str(exc.detail), kind=f"http-{exc.status_code}", headers=getattr(exc, "headers", None))
+        # An unknown route or method: Starlette's own short text, translated where it is the plain 404.
+        text = i18n.translate(N_("Not found"), lang_of(request)) if exc.status_code == 404 else str(exc.detail)
+        return problem(exc.status_code, text, text, kind=f"http-{exc.status_code}", headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
@@ -98,8 +111,11 @@ def install(app: FastAPI, tz: str) -> None:
             # The transaction did not commit or its outcome is unknown: the client retries with the same
             # Idempotency-Key, which applies a write at most once (API.md).
             log.warning("database unavailable on %s %s: %s", request.method, request.url.path, str(exc).splitlines()[0])
-            return problem(503, "Service unavailable",
-                           "the database cannot be reached right now; retry with the same Idempotency-Key",
+            lang = lang_of(request)
+            return problem(503, i18n.translate(N_("Service unavailable"), lang),
+                           i18n.translate(N_("the database cannot be reached right now; retry with the same Idempotency-Key"), lang),
                            kind="unavailable", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "Internal error", "the server failed; nothing was changed by this request", kind="internal")
+        lang = lang_of(request)
+        return problem(500, i18n.translate(N_("Internal error"), lang),
+                       i18n.translate(N_("the server failed; nothing was changed by this request"), lang), kind="internal")

@@ -166,9 +166,9 @@ def bulk_act(ctx: Context, who: Principal, action: str, case_ids: list[str], *, 
 
     who.require("merchant")
     if action not in BULK_ACTIONS:
-        raise Invalid(f"{action} cannot be taken on several cases at once")
+        raise Invalid("{action} cannot be taken on several cases at once", action=action)
     if not 1 <= len(case_ids) <= MAX_BULK:
-        raise Invalid(f"name 1 to {MAX_BULK} cases")
+        raise Invalid("name 1 to {limit} cases", limit=MAX_BULK)
     if len(set(case_ids)) != len(case_ids):
         raise Invalid("each case may be named once")
 
@@ -325,7 +325,7 @@ def list_cases(ctx: Context, who: Principal, *, status: str | None, order_id: st
     if due_rule:
         autos = sorted(a.value for a, r in dcases.AUTO_RULES.items() if r == due_rule)
         if not autos:
-            raise Invalid(f"no automatic action follows rule {due_rule}")
+            raise Invalid("no automatic action follows rule {rule}", rule=due_rule)
         where.append(t.cases.c.due_action.in_(autos))
     if order_id:
         where.append(t.cases.c.order_id == order_id)

@@ -76,7 +76,7 @@ class Principal:
 
     def require(self, *roles: str) -> None:
         if self.role not in roles:
-            raise Forbidden(f"this operation is for {' or '.join(roles)} keys")
+            raise Forbidden("this operation is for {roles} keys", roles=" or ".join(roles))
 
 
 PLATFORM = Principal("platform")

@@ -33,7 +33,7 @@ def key_view(row: Any) -> dict[str, Any]:
 
 def _limit(limit: int) -> int:
     if not 1 <= limit <= MAX_PAGE:
-        raise Invalid(f"limit must be between 1 and {MAX_PAGE}")
+        raise Invalid("limit must be between 1 and {limit}", limit=MAX_PAGE)
     return limit
 
 
@@ -51,7 +51,7 @@ def list_api_keys(ctx: Context, who: Principal | None, *, role: str | None = Non
     """The keys ``who`` may manage, by id: id, role, subject, label, created, revoked — never the key or its hash."""
     own_role, own_subject = _scope(who)
     if role is not None and role not in ROLES:
-        raise Invalid(f"role must be one of {', '.join(ROLES)}")
+        raise Invalid("role must be one of {roles}", roles=", ".join(ROLES))
     if own_role is not None:
         if role not in (None, own_role) or subject_id not in (None, own_subject):
             return {"items": [], "next_cursor": None}
@@ -90,7 +90,7 @@ def rotate_api_key(ctx: Context, who: Principal | None, key_id: str) -> dict[str
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
         row = _own_key(uow, who, key_id)
         if row.revoked_at is not None or not store.revoke(uow.conn, key_id, uow.now):
-            raise Conflict(f"api key {key_id!r} is revoked: create a new key instead")
+            raise Conflict("api key {key} is revoked: create a new key instead", key=repr(key_id))
         return {**issue_key(uow, role=row.role, subject_id=row.subject_id, label=row.label), "replaces": key_id}
 
     return run(ctx, cmd)

@@ -307,4 +307,4 @@ def complaint_remedy(ctx: Context, uow: UnitOfWork, *, complaint_id: str, mercha
     elif kind == "penalty":
         uow.tracker.post(d.penalty(merchant_id, amount, state(uow, ctx, merchant_id), key, at, order_id=order_id))
     else:
-        raise Invalid(f"remedy type must be one of {', '.join(REMEDIES)}")
+        raise Invalid("remedy type must be one of {values}", values=", ".join(REMEDIES))

@@ -25,6 +25,9 @@ from typing import Any
 
 import httpx
 
+from aftersales import i18n
+from aftersales.domain.messages import Msg
+
 from .errors import Invalid
 
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -60,9 +63,10 @@ class RefusedTarget(Invalid):
 
     rule = "SEC1"
 
-    def __init__(self, detail: str, field: str = "url") -> None:
-        super().__init__(f"{field}: {detail}")
-        self.errors = [{"field": field, "in": "body", "message": detail, "type": "refused_target"}]
+    def __init__(self, detail: str, field: str = "url", **params: Any) -> None:
+        problem = Msg(detail, params)
+        super().__init__("{field}: {problem}", field=field, problem=problem)
+        self.errors = [{"field": field, "in": "body", "message": i18n.render(problem, "en"), "type": "refused_target"}]
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +189,7 @@ def _checked(url: str, egress: Egress) -> tuple[httpx.URL, str, list[IP]]:
         kind = classify(ip)
         if not allowed(kind, egress):
             # The kind, never the address: the answer must not tell the internal network's layout.
-            raise RefusedTarget(f"the host resolves to a {str(kind).replace('_', '-')} address, which webhooks may not reach")
+            raise RefusedTarget("the host resolves to a {kind} address, which webhooks may not reach", kind=str(kind).replace("_", "-"))
     return parsed, host, addresses
 
 

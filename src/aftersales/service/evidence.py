@@ -12,6 +12,7 @@ import re
 import unicodedata
 from typing import Any
 
+from aftersales.domain.messages import N_
 from aftersales.store import evidence_repo as repo
 from aftersales.store.evidence_store import EvidenceStore
 
@@ -26,7 +27,7 @@ EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp", "im
 
 class EvidenceTooLarge(ServiceError):
     status = 413
-    title = "Payload too large"
+    title = N_("Payload too large")
     rule = "D3"
 
 
@@ -59,7 +60,7 @@ def clean_filename(name: str | None, media_type: str) -> str:
 def check(data: bytes, max_bytes: int) -> str:
     """Refuse an empty, oversized or unrecognised file (before anything is stored); return its media type."""
     if len(data) > max_bytes:
-        raise EvidenceTooLarge(f"evidence files are limited to {max_bytes} bytes")
+        raise EvidenceTooLarge("evidence files are limited to {limit} bytes", limit=max_bytes)
     if not data:
         raise UnsupportedEvidence("the evidence file is empty")
     media_type = sniff(data)

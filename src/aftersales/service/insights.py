@@ -56,7 +56,7 @@ class Window:
 def window(now: datetime, weeks: int, tz: str) -> Window:
     """The window of ``weeks`` weeks ending now; each week starts Monday 00:00 in ``tz`` (DST-safe)."""
     if weeks not in WEEKS:
-        raise Invalid(f"weeks must be one of {', '.join(map(str, WEEKS))}")
+        raise Invalid("weeks must be one of {values}", values=", ".join(map(str, WEEKS)))
     zone = ZoneInfo(tz)
     local = now.astimezone(zone)
     monday = (local - timedelta(days=local.weekday())).date()

@@ -60,7 +60,7 @@ def create_order(ctx: Context, who: Principal, data: dict[str, Any]) -> dict[str
         if repo.merchant(uow.conn, data["merchant_id"]) is None:
             raise NotFound("merchant", data["merchant_id"])
         if uow.tracker.order_exists(data["id"]):
-            raise Conflict(f"order {data['id']!r} already exists")
+            raise Conflict("order {order} already exists", order=repr(data["id"]))
         g = data.get("group")
         items = [OrderItem(i["sku"], i["title"], i["category"], i["quantity"], i["unit_price_fen"], bool(i.get("exclusion_confirmed")))
                  for i in data["items"]]
@@ -155,12 +155,12 @@ def list_orders(ctx: Context, who: Principal, *, merchant_id: str | None = None,
     from .cases import encode_cursor
 
     if status is not None and status not in ORDER_STATUSES:
-        raise Invalid(f"status must be one of: {', '.join(ORDER_STATUSES)}")
+        raise Invalid("status must be one of: {values}", values=", ".join(ORDER_STATUSES))
     for name, value in (("paid_after", paid_after), ("paid_before", paid_before)):
         if value is not None and value.tzinfo is None:
-            raise Invalid(f"{name} must be an RFC 3339 instant with a UTC offset")
+            raise Invalid("{field} must be an RFC 3339 instant with a UTC offset", field=name)
     if not 1 <= limit <= 200:
-        raise Invalid("limit must be between 1 and 200")
+        raise Invalid("limit must be between 1 and {limit}", limit=200)
     after = _order_cursor(cursor)
     empty: dict[str, Any] = {"items": [], "next_cursor": None}
     if who.role == "merchant":

@@ -132,7 +132,7 @@ def schedule(ctx: Context, who: Principal, draft_id: str, *, reason: str | None 
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
         row = _load(uow, draft_id, lock=True)
         if row.status != "draft":
-            raise Conflict(f"the draft is {row.status}: only a draft can be scheduled (T0)")
+            raise Conflict("the draft is {status}: only a draft can be scheduled (T0)", status=row.status)
         at = max(row.effective_at, uow.now)
         assert ctx.file_policy is not None
         if not store.set_policy_draft_status(uow.conn, draft_id, "draft", "scheduled",
@@ -158,10 +158,10 @@ def withdraw(ctx: Context, who: Principal, draft_id: str, *, reason: str | None 
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
         row = _load(uow, draft_id, lock=True)
         if row.status == "scheduled" and row.effective_at <= uow.now:
-            raise Conflict("this version is in force since " + row.effective_at.isoformat()
-                           + ": a version never changes once in force; publish a new one instead (T0)")
+            raise Conflict("this version is in force since {since}: a version never changes once in force; publish a "
+                           "new one instead (T0)", since=row.effective_at.isoformat())
         if row.status not in ("draft", "scheduled"):
-            raise Conflict(f"the draft is {row.status} already")
+            raise Conflict("the draft is {status} already", status=row.status)
         if not store.set_policy_draft_status(uow.conn, draft_id, row.status, "withdrawn", {"withdrawn_at": uow.now}):
             raise Conflict("the draft was changed meanwhile: reload it")
         _event(uow, who, by, draft_id, "policy_withdrawn", reason or row.reason,

@@ -31,7 +31,7 @@ def create_merchant(ctx: Context, who: Principal, *, id: str, name: str, return_
 
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
         if repo.merchant(uow.conn, id) is not None:
-            raise Conflict(f"merchant {id!r} already exists")
+            raise Conflict("merchant {merchant} already exists", merchant=repr(id))
         store.add_merchant(uow.conn, id=id, name=name, return_address=return_address, created_at=uow.now)
         return {"id": id, "name": name, "return_address": return_address, "closed": False, "created_at": uow.now.isoformat()}
 
@@ -55,7 +55,7 @@ def put_category(ctx: Context, who: Principal, *, code: str, name: str, no_reaso
     if statutory_exclusion is not None:
         StatutoryExclusion(statutory_exclusion)
     if after_sales_days is not None and after_sales_days < ctx.policy.no_reason_days:
-        raise Invalid(f"after_sales_days must not end before the {ctx.policy.no_reason_days}-day no-reason window (E4/E5)")
+        raise Invalid("after_sales_days must not end before the {days}-day no-reason window (E4/E5)", days=ctx.policy.no_reason_days)
     values = {"name": name, "no_reason_return": no_reason_return, "statutory_exclusion": statutory_exclusion,
               "after_sales_days": after_sales_days, "warranty_days": warranty_days}
 
@@ -80,11 +80,11 @@ def create_api_key(ctx: Context, who: Principal | None, *, role: str, subject_id
     if who is not None:
         who.require("platform")
     if role not in ROLES:
-        raise Invalid(f"role must be one of {', '.join(ROLES)}")
+        raise Invalid("role must be one of {roles}", roles=", ".join(ROLES))
     if role == "platform" and subject_id:
         raise Invalid("a platform key has no subject_id")
     if role != "platform" and not subject_id:
-        raise Invalid(f"a {role} key needs a subject_id")
+        raise Invalid("a {role} key needs a subject_id", role=role)
     if subject_id is not None:
         require_id(subject_id, "subject_id")
 

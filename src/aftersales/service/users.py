@@ -42,7 +42,7 @@ SESSION_TTL = timedelta(hours=12)
 BUYER_LINK_TTL = timedelta(days=7)
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not a password anybody has")
-GENERIC_LOGIN_ERROR = "Wrong username or password."
+GENERIC_LOGIN_ERROR = N_("Wrong username or password.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +100,7 @@ def create_user(ctx: Context, who: Principal | None, *, username: str, password:
     if not USERNAME.fullmatch(username):
         raise Invalid(N_("A username has 3 to 64 letters, digits or _ . @ -."))
     if role not in ROLES:
-        raise Invalid(f"role must be one of {', '.join(ROLES)}")
+        raise Invalid("role must be one of {roles}", roles=", ".join(ROLES))
     if (role == "platform_agent") != (merchant_id is None):
         raise Invalid("merchant roles need a merchant_id; a platform agent has none")
     if len(password) < 10:
@@ -111,7 +111,7 @@ def create_user(ctx: Context, who: Principal | None, *, username: str, password:
         if merchant_id is not None and repo.merchant(uow.conn, merchant_id) is None:
             raise NotFound("merchant", merchant_id)
         if store.username_taken(uow.conn, username):
-            raise Conflict(f"the username {username!r} is taken")
+            raise Conflict("the username {username} is taken", username=repr(username))
         uid = f"u_{secrets.token_hex(8)}"
         values = {"id": uid, "username": username, "display_name": display_name or username, "role": role,
                   "merchant_id": merchant_id, "password_hash": password_hash, "failed_logins": 0,

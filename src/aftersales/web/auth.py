@@ -93,7 +93,7 @@ def buyer_enter(request: Request, token: Annotated[str, Query(max_length=500)]) 
         # A way back from a bad link, in the reader's language: why, how to get a new one, and their orders if a
         # buyer session is still open in this browser.
         user = current_user(request)
-        return render(request, "buyer/bad_link.html", status_code=401, reason=exc.detail,
+        return render(request, "buyer/bad_link.html", status_code=401, reason=exc.detail_in(lang_of(request)),
                       days=users.BUYER_LINK_TTL.days, signed_in=user is not None and user.role == "buyer")
     response = RedirectResponse("/app/orders", status_code=303)
     _session_cookie(request, response, session)

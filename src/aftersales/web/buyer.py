@@ -23,7 +23,7 @@ from aftersales.domain.cases import REFUND_TYPES, Auto
 from aftersales.domain.catalog import Reason
 from aftersales.domain.complaints import Category as ComplaintCategory
 from aftersales.domain.errors import DomainError
-from aftersales.domain.messages import N_
+from aftersales.domain.messages import N_, Msg
 from aftersales.service import cases as case_service
 from aftersales.service import complaints, evidence, messages, orders
 from aftersales.service.errors import Invalid, NotFound, ServiceError
@@ -134,14 +134,15 @@ async def open_case(request: Request, user: Buyer, order_id: Id) -> Response:
         return not_found_page(request, exc)
     except (DomainError, ServiceError) as exc:
         return _order_page(request, user, order_id, status_code=exc.status, error=explain(request, exc), form=values)
-    notice = i18n.translate("Your request was opened.", lang)
     upload = form.get("evidence")
     if isinstance(upload, UploadFile) and upload.filename:
         problem = await _attach(request, user, view["id"], upload, values.get("evidence_note", ""))
-        if problem:
-            notice = i18n.translate("Your request was opened, but the file was not attached: {problem}", lang).format(
-                problem=problem)
-    return see_other(f"/app/buyer/cases/{view['id']}", flash=notice)
+        if problem:  # the request is open, the file is not: a warning that says what to do, not a success
+            notice = i18n.render(Msg(N_("Your request was opened, but the file was not attached: {problem}. Attach it "
+                                        "again below, under “Photos and documents”: a photo (JPEG, PNG, WebP or GIF) or a PDF."),
+                                     {"problem": problem.rstrip(".。 ")}), lang)
+            return see_other(f"/app/buyer/cases/{view['id']}#evidence", flash=notice, warning=True)
+    return see_other(f"/app/buyer/cases/{view['id']}", flash=i18n.translate("Your request was opened.", lang))
 
 
 # --- cases ----------------------------------------------------------------------------------------------------
@@ -203,9 +204,7 @@ async def case_action(request: Request, user: Buyer, case_id: Id,
     except (DomainError, ServiceError) as exc:
         return _case_page(request, user, case_id, status_code=exc.status, error=explain(request, exc),
                           form={**values, "action": action})
-    done = i18n.translate("Done: {action}.", lang).format(
-        action=i18n.translate(i18n.LABELS["action"].get(action, action), lang))
-    return see_other(f"/app/buyer/cases/{case_id}", flash=done)
+    return see_other(f"/app/buyer/cases/{case_id}", flash=i18n.done_notice(action, lang))
 
 
 def _confirm_cancel(request: Request, user: Any, case_id: str, values: dict[str, str]) -> Response | None:
@@ -371,7 +370,7 @@ def _text(value: str) -> str:
     if not text:
         raise Invalid("Write something first.")
     if len(text) > MAX_TEXT or "\x00" in text:
-        raise Invalid(f"at most {MAX_TEXT} characters")
+        raise Invalid("at most {limit} characters", limit=MAX_TEXT)
     return text
 
 

@@ -23,7 +23,7 @@ from aftersales.config import Settings
 from aftersales.domain.errors import DomainError
 from aftersales.service import users
 from aftersales.service.context import Context
-from aftersales.service.errors import ServiceError
+from aftersales.service.errors import ServiceError, StaleVersion
 
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "as_session"
@@ -169,10 +169,12 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     """Render a page; a one-off notice left by :func:`see_other` is shown once."""
     flash = request.cookies.get("as_flash")
     context.setdefault("flash", unquote(flash) if flash else None)
+    context.setdefault("flash_warning", bool(flash) and request.cookies.get("as_flash_kind") == "warning")
     html = env.get_template(template).render(**helpers(request), **context)
     response = HTMLResponse(html, status_code=status_code)
     if flash:
         response.delete_cookie("as_flash", path="/app")
+        response.delete_cookie("as_flash_kind", path="/app")
     return response
 
 
@@ -181,17 +183,22 @@ def explain(request: Request, exc: Exception) -> str:
     lang = lang_of(request)
     if isinstance(exc, DomainError):
         return f"[{exc.rule}] {i18n.render_error(exc, lang, ctx_of(request).policy.timezone)}"
+    if isinstance(exc, StaleVersion):  # the page was out of date: plain words, not the API's If-Match text
+        return exc.page_text(lang)
     if isinstance(exc, ServiceError):
         rule = f"[{exc.rule}] " if exc.rule else ""
-        return rule + i18n.translate(exc.detail, lang)
+        return rule + exc.detail_in(lang, ctx_of(request).policy.timezone)
     raise exc
 
 
-def see_other(url: str, *, flash: str | None = None) -> RedirectResponse:
-    """Post/Redirect/Get: after a successful form, back to a page (with a one-off notice)."""
+def see_other(url: str, *, flash: str | None = None, warning: bool = False) -> RedirectResponse:
+    """Post/Redirect/Get: after a successful form, back to a page (with a one-off notice; ``warning`` when what was
+    asked was only partly done and the reader has something left to do)."""
     response = RedirectResponse(url, status_code=303)
     if flash:
         response.set_cookie("as_flash", quote(flash), max_age=30, httponly=True, samesite="lax", path="/app")
+        if warning:
+            response.set_cookie("as_flash_kind", "warning", max_age=30, httponly=True, samesite="lax", path="/app")
     return response
 
 

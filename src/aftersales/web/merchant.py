@@ -67,11 +67,6 @@ DUE_ACTIONS = {
     Auto.FLAG_PLATFORM_OVERDUE.value: N_("the case is flagged as overdue for the platform"),
     Auto.ADVANCE_COMPENSATION.value: N_("the platform pays the ruling and recovers it from the deposit"),
 }
-#: Timeline entries that are not actions of a person.
-EVENT_LABELS = {
-    "assigned": N_("case assigned"), "opened": N_("case opened"), "refund_issued": N_("refund issued"), "refund_settled": N_("refund settled"),
-    "refund_failed": N_("refund failed"),
-}
 CLOSE_LABELS = {
     "refunded": N_("refunded"), "exchanged": N_("exchanged"), "reshipped": N_("reshipped"), "repaired": N_("repaired"),
     "cancelled": N_("cancelled by the buyer"), "buyer_overdue": N_("the buyer did not ship the return"),
@@ -261,7 +256,7 @@ def _desk(request: Request, user: Any, case_id: str, *, status_code: int = 200, 
         message = desk["replies"][reply]["text"]  # "use this reply": the message box starts with it
     return render(request, "merchant/case.html", status_code=status_code, error=error, d=desk, c=desk["case"],
                   o=desk["order"], form=form or {}, message=message, fields=ACTION_FIELDS, danger=DANGER,
-                  rule_titles=RULE_TITLES, due_actions=DUE_ACTIONS, event_labels=EVENT_LABELS,
+                  rule_titles=RULE_TITLES, due_actions=DUE_ACTIONS,
                   close_labels=CLOSE_LABELS, category_labels=CATEGORY_LABELS, offer_labels=OFFER_LABELS,
                   staff_names=_staff_names(request, user))
 
@@ -293,9 +288,7 @@ async def case_action(request: Request, user: Staff, case_id: CaseId,
     except (DomainError, ServiceError) as exc:
         return _desk(request, user, case_id, status_code=exc.status, error=explain(request, exc),
                      form={**values, "action": action})
-    done = i18n.translate("Done: {action}.", lang_of(request)).format(
-        action=i18n.translate(i18n.LABELS["action"].get(action, action), lang_of(request)))
-    return see_other(f"/app/cases/{case_id}", flash=done)
+    return see_other(f"/app/cases/{case_id}", flash=i18n.done_notice(action, lang_of(request)))
 
 
 #: F1/M8: what happens once the shop confirms an action that moves money (the amount is stated with it).
@@ -397,7 +390,7 @@ def _text(value: str, limit: int) -> str:
     if not text:
         raise Invalid("Write something first.")
     if len(text) > limit or "\x00" in text:
-        raise Invalid(f"at most {limit} characters")
+        raise Invalid("at most {limit} characters", limit=limit)
     return text
 
 
@@ -417,7 +410,7 @@ def _params(action: str, values: dict[str, str]) -> dict[str, Any]:
         if not raw:
             continue
         if len(raw) > MAX_TEXT:
-            raise Invalid(f"{name}: at most {MAX_TEXT} characters")
+            raise Invalid("{field}: at most {limit} characters", field=name, limit=MAX_TEXT)
         params[name] = fen_of(raw) if kind == "yuan" else raw
     return params
 

@@ -33,7 +33,7 @@ from aftersales.service.errors import Invalid, NotFound, ServiceError
 from .app import evidence_file, not_found_page
 from .deps import Csrf, PlatformStaff, ctx_of, explain, lang_of, render, see_other, settings_of
 from .insights import csv_cell
-from .merchant import CLOSE_LABELS, DUE_ACTIONS, EVENT_LABELS, RULE_TITLES, fen_of
+from .merchant import CLOSE_LABELS, DUE_ACTIONS, RULE_TITLES, fen_of
 
 router = APIRouter(prefix="/app", include_in_schema=False)
 
@@ -71,7 +71,7 @@ def _t(request: Request, text: str, **values: Any) -> str:
 def _text(value: str, name: str) -> str:
     text = value.strip()
     if len(text) > MAX_TEXT or "\x00" in text:
-        raise Invalid(f"{name}: at most {MAX_TEXT} characters")
+        raise Invalid("{field}: at most {limit} characters", field=name, limit=MAX_TEXT)
     return text
 
 
@@ -132,7 +132,7 @@ def _case(request: Request, user: Any, case_id: str, *, status_code: int = 200, 
         return not_found_page(request, exc)
     return render(request, "platform/case.html", status_code=status_code, error=error, d=desk, c=desk["case"],
                   o=desk["order"], form=form or {}, rule_titles=RULE_TITLES, due_actions=DUE_ACTIONS,
-                  event_labels=EVENT_LABELS, close_labels=CLOSE_LABELS, advance_reasons=ADVANCE_REASONS)
+                  close_labels=CLOSE_LABELS, advance_reasons=ADVANCE_REASONS)
 
 
 @router.get("/platform/cases/{case_id}", response_class=HTMLResponse)
@@ -193,9 +193,7 @@ def plain_action(request: Request, user: PlatformStaff, case_id: Id,
         return not_found_page(request, exc)
     except (DomainError, ServiceError) as exc:
         return _case(request, user, case_id, status_code=exc.status, error=explain(request, exc))
-    lang = lang_of(request)
-    done = i18n.translate("Done: {action}.", lang).format(action=i18n.translate(i18n.LABELS["action"].get(action, action), lang))
-    return see_other(f"/app/platform/cases/{case_id}", flash=done)
+    return see_other(f"/app/platform/cases/{case_id}", flash=i18n.done_notice(action, lang_of(request)))
 
 
 @router.post("/platform/{kind}/{subject_id}/messages", dependencies=[Csrf])
@@ -320,8 +318,7 @@ async def complaint_action(request: Request, user: PlatformStaff, complaint_id: 
     except (DomainError, ServiceError) as exc:
         return _complaint(request, user, complaint_id, status_code=exc.status, error=explain(request, exc),
                           form={**form, "verb": verb})
-    done = _t(request, "Done: {action}.", action=_t(request, COMPLAINT_ACTIONS[verb]))
-    return see_other(f"/app/platform/complaints/{complaint_id}", flash=done)
+    return see_other(f"/app/platform/complaints/{complaint_id}", flash=i18n.done_notice(verb, lang_of(request), "complaint"))
 
 
 # --- automatic actions that could not apply (F2) ---------------------------------------------------------------
