@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import BigInteger, Connection, Row, String, any_, bindparam, delete, func, insert, or_, select, update
@@ -133,7 +134,7 @@ class Tracker:
         self.refund_status[order.id] = {}
 
     def order_exists(self, order_id: str) -> bool:
-        return self.conn.execute(select(t.orders.c.id).where(t.orders.c.id == order_id)).first() is not None
+        return self.conn.execute(_ORDER_EXISTS, {"order_id": order_id}).first() is not None
 
     def order_for_case(self, case_id: str) -> str | None:
         return self.conn.execute(select(t.cases.c.order_id).where(t.cases.c.id == case_id)).scalar()
@@ -312,30 +313,47 @@ class _Batch:
             conn.execute(insert(t.orders), self.new_orders)
         if self.changed_orders:
             # Optimistic check: every row must still carry the version this unit of work loaded.
-            cols: dict[str, Any] = {k[2:]: bindparam(k) for k in self.changed_orders[0] if k.startswith("v_")}
-            res = conn.execute(update(t.orders).where(t.orders.c.id == bindparam("b_id"), t.orders.c.version == bindparam("b_seen"))
-                               .values(cols), self.changed_orders)
+            res = conn.execute(_order_update(tuple(k for k in self.changed_orders[0] if k.startswith("v_"))), self.changed_orders)
             if res.rowcount != len(self.changed_orders):
                 raise ConcurrentUpdate(",".join(r["b_id"] for r in self.changed_orders))
         if self.new_cases:
             conn.execute(insert(t.cases), self.new_cases)
         if self.changed_cases:
-            case_cols: dict[str, Any] = {k[2:]: bindparam(k) for k in self.changed_cases[0] if k != "b_id"}
-            conn.execute(update(t.cases).where(t.cases.c.id == bindparam("b_id")).values(case_cols), self.changed_cases)
+            conn.execute(_case_update(tuple(k for k in self.changed_cases[0] if k != "b_id")), self.changed_cases)
         arm_timers(conn, self.timers)
         if self.new_refunds:
             conn.execute(insert(t.refunds), self.new_refunds)
         if self.settled_refunds:
-            conn.execute(update(t.refunds).where(t.refunds.c.key == bindparam("b_key"))
-                         .values(status=bindparam("v_status"), settled_at=bindparam("v_settled_at")), self.settled_refunds)
+            conn.execute(_REFUND_UPDATE, self.settled_refunds)
         if self.payment_jobs:
             conn.execute(insert(t.payment_jobs), self.payment_jobs)
         ledger_store.write(conn, self.postings)
 
 
+# Statements of every unit of work, built once: SQLAlchemy then finds their compiled form without building the
+# statement and its cache key again.
+@cache
+def _order_update(params: tuple[str, ...]) -> Any:
+    """The optimistic update of orders (``b_id``, ``b_seen``) setting the columns ``v_<column>`` of ``params``."""
+    return (update(t.orders).where(t.orders.c.id == bindparam("b_id"), t.orders.c.version == bindparam("b_seen"))
+            .values({k[2:]: bindparam(k) for k in params}))
+
+
+@cache
+def _case_update(params: tuple[str, ...]) -> Any:
+    return update(t.cases).where(t.cases.c.id == bindparam("b_id")).values({k[2:]: bindparam(k) for k in params})
+
+
+_REFUND_UPDATE = (update(t.refunds).where(t.refunds.c.key == bindparam("b_key"))
+                  .values(status=bindparam("v_status"), settled_at=bindparam("v_settled_at")))
+_CATEGORIES = select(t.categories)
+_MERCHANT = select(t.merchants).where(t.merchants.c.id == bindparam("merchant_id"))
+_ORDER_EXISTS = select(t.orders.c.id).where(t.orders.c.id == bindparam("order_id"))
+
+
 # --- read-side queries ------------------------------------------------------------------------------------
 def categories(conn: Connection) -> dict[str, Category]:
-    rows = conn.execute(select(t.categories)).all()
+    rows = conn.execute(_CATEGORIES).all()
     return {
         r.code: Category(r.code, r.name, r.no_reason_return,
                          StatutoryExclusion(r.statutory_exclusion) if r.statutory_exclusion else None,
@@ -345,7 +363,7 @@ def categories(conn: Connection) -> dict[str, Category]:
 
 
 def merchant(conn: Connection, merchant_id: str) -> Row[Any] | None:
-    return conn.execute(select(t.merchants).where(t.merchants.c.id == merchant_id)).first()
+    return conn.execute(_MERCHANT, {"merchant_id": merchant_id}).first()
 
 
 def case_rows(conn: Connection, *, where: Iterable[Any], after: str | None, limit: int) -> list[Any]:
