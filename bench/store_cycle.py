@@ -185,7 +185,7 @@ def measure(kind: str, cycles: int, *, show: bool) -> dict[str, Any]:
 #: Layers of a sample, by the file of its innermost frame that has one (first match wins).
 LAYERS = (("SQLAlchemy: SQL compilation, cache keys", ("sqlalchemy/sql/",)),
           ("SQLAlchemy: execution, results, pool", ("sqlalchemy/",)),
-          ("driver (sqlite3 / psycopg)", ("psycopg", "sqlite3")),
+          ("driver (psycopg: sending, and waiting for the database's answer)", ("psycopg", "sqlite3")),
           ("aftersales.store (codec included)", ("aftersales/store/",)),
           ("aftersales.domain", ("aftersales/domain/", "aftersales/policy/")),
           ("aftersales.service", ("aftersales/service/",)),
@@ -196,9 +196,9 @@ LAYERS = (("SQLAlchemy: SQL compilation, cache keys", ("sqlalchemy/sql/",)),
           ("TestClient (the client side: httpx)", ("httpx/", "h11")),
           ("thread hand-offs (anyio portal, thread pool wake-ups)", ("_write_to_self", "threading", "concurrent")),
           ("Python: asyncio, other", ("",)))
-#: Samples left out: the set-up (migrations, imports, the app's creation) and an event loop waiting in its selector
-#: (idle, which py-spy cannot tell from a system call).
-SKIP = ("alembic", "<module>", "Cycle.__init__", "create_app", "EpollSelector.select")
+#: Samples left out: the set-up (migrations, imports, the app's creation), an event loop waiting in its selector and
+#: pool threads waiting for work (idle, which py-spy does not always tell from a system call).
+SKIP = ("alembic", "<module>", "Cycle.__init__", "create_app", "EpollSelector.select", "Queue.get (")
 #: Functions whose inclusive share is listed (the cycle's path through the application).
 WATCH = ("Idempotency.__call__", "Idempotency._claim", "Idempotency._finish", "resolve_key", "UnitOfWork.__enter__",
          "UnitOfWork.commit", "UnitOfWork.__exit__", "Tracker.flush", "Tracker._save_order", "_Batch.write", "write",
