@@ -50,10 +50,7 @@ def _case_dict(ctx: Context, uow: UnitOfWork, who: Principal, order: Any, case: 
 
 
 def _load_case(uow: UnitOfWork, who: Principal, case_id: str, *, lock: bool = False) -> tuple[Any, Any]:
-    order_id = uow.tracker.order_for_case(case_id)
-    if order_id is None:
-        raise NotFound("case", case_id)
-    order = uow.tracker.get_order(order_id, lock=lock)
+    order = uow.tracker.get_order_of_case(case_id, lock=lock)
     if order is None:
         raise NotFound("case", case_id)
     from .orders import can_see

@@ -70,7 +70,7 @@ def create_order(ctx: Context, who: Principal, data: dict[str, Any]) -> dict[str
         paid_at: datetime = data["paid_at"]
         if paid_at > uow.now:
             raise InvalidInput("T0", N_("{field} cannot be in the future."), field="paid_at")
-        fixed, policy_version = terms.stamp(ctx, uow.conn, uow.now, (i.category for i in items), paid_at)
+        fixed, policy_version = terms.stamp(ctx, uow.conn, uow.now, (i.category for i in items), paid_at, categories=known)
         order = new_order(id=data["id"], merchant_id=data["merchant_id"], buyer_id=data["buyer_id"], paid_at=paid_at,
                           shipping_fee_fen=data["shipping_fee_fen"], items=items,
                           return_shipping_insured=bool(data.get("return_shipping_insured")),

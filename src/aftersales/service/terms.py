@@ -8,7 +8,7 @@ An order records, when it is created, the terms of its categories and the policy
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -28,13 +28,16 @@ _POLICIES_LOCK = threading.Lock()
 
 
 def stamp(ctx: Context, conn: Connection, now: datetime, codes: Iterable[str], paid_at: datetime,
-          book: store.TermsBook | None = None) -> tuple[dict[str, Category], str]:
-    """The terms of the categories ``codes`` and the policy version in force at ``paid_at`` (stored).
-
-    A published version (service/publishing.py) applies to the orders paid from its ``effective_at`` on."""
+          book: store.TermsBook | None = None, categories: Mapping[str, Category] | None = None,
+          ) -> tuple[dict[str, Category], str]:
+    """The terms of the categories ``codes`` in force at ``paid_at`` and the policy version in force at ``paid_at``
+    (stored). A published version (service/publishing.py) applies to the orders paid from its ``effective_at`` on.
+    ``categories``: every category, as the caller has just read them in this transaction (their names are not read
+    again)."""
     vid = store.ensure_policy_version(conn, ctx.policy_at(conn, paid_at), now)
     codes = set(codes)
-    book = book if book is not None else store.terms_book(conn, codes)
+    names = None if categories is None else {code: cat.name for code, cat in categories.items()}
+    book = book if book is not None else store.terms_book(conn, codes, names=names)
     return book.for_items(codes, paid_at), vid
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, insert, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import tables as t
@@ -25,6 +25,16 @@ def _own(principal: str, key: str, claimed_at: datetime) -> tuple[Any, ...]:
     return c.principal == principal, c.key == key, c.created_at == claimed_at
 
 
+# The statements of every request under a key, built once (SQLAlchemy then finds their compiled form without
+# rebuilding the statement and its cache key each time).
+_CLAIM = insert(t.idempotency)
+_MINE = (c.principal == bindparam("b_principal"), c.key == bindparam("b_key"), c.created_at == bindparam("b_created_at"))
+_ANSWER: dict[str, Any] = {"status_code": bindparam("v_status_code"), "content_type": bindparam("v_content_type"),
+           "response": bindparam("v_response")}
+_APPLIED_AGAIN = update(t.idempotency).where(*_MINE).values(_ANSWER)
+_APPLIED = update(t.idempotency).where(*_MINE, or_(c.status_code.is_(None), c.status_code == 0)).values(_ANSWER)
+
+
 def claim(conn: Connection, *, principal: str, key: str, path: str, body_hash: str, now: datetime,
           expired_before: datetime, abandoned_before: datetime) -> Row[Any] | None:
     """Claim ``key`` for this request: None when it is ours now, else the row of whoever holds it.
@@ -32,11 +42,10 @@ def claim(conn: Connection, *, principal: str, key: str, path: str, body_hash: s
     The common case, a new key, is one INSERT. A key past its life (``expired_before``), or a claim abandoned by
     a server that died mid-request (no answer, no commit, older than ``abandoned_before``) is taken over; a claim
     whose request was applied (status 0 or an answer) is never taken again before it expires."""
-    new = insert(t.idempotency).values(principal=principal, key=key, method="POST", path=path, body_hash=body_hash,
-                                       created_at=now)
+    row = {"principal": principal, "key": key, "method": "POST", "path": path, "body_hash": body_hash, "created_at": now}
     try:
         with conn.begin():
-            conn.execute(new)
+            conn.execute(_CLAIM, row)
         return None
     except IntegrityError:
         pass
@@ -46,7 +55,7 @@ def claim(conn: Connection, *, principal: str, key: str, path: str, body_hash: s
                 c.principal == principal, c.key == key,
                 (c.created_at < expired_before) | (c.status_code.is_(None) & (c.created_at < abandoned_before))))
             if freed.rowcount:
-                conn.execute(new)
+                conn.execute(_CLAIM, row)
                 return None
     except IntegrityError:
         pass
@@ -59,12 +68,11 @@ def mark_applied(conn: Connection, principal: str, key: str, claimed_at: datetim
     """In the transaction of a commit: the claim is applied, with its answer (status, content type, stored body)
     when the command's result gave one. ``answered``: an earlier commit of this request recorded an answer (which
     this one replaces). False when the claim is no longer this request's (a retry took it over)."""
-    values: dict[str, Any] = ({"status_code": 0, "response": None, "content_type": None} if answer is None else
-                              {"status_code": answer[0], "content_type": answer[1], "response": answer[2]})
-    where = list(_own(principal, key, claimed_at))
-    if not answered:
-        where.append(or_(c.status_code.is_(None), c.status_code == 0))
-    return conn.execute(update(t.idempotency).where(*where).values(values)).rowcount == 1
+    params: dict[str, Any] = {"b_principal": principal, "b_key": key, "b_created_at": claimed_at,
+                              "v_status_code": 0 if answer is None else answer[0],
+                              "v_content_type": None if answer is None else answer[1],
+                              "v_response": None if answer is None else answer[2]}
+    return conn.execute(_APPLIED_AGAIN if answered else _APPLIED, params).rowcount == 1
 
 
 def record(conn: Connection, principal: str, key: str, claimed_at: datetime, *, status: int, content_type: str,

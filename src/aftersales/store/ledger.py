@@ -20,7 +20,7 @@ from aftersales.domain import ledger
 from aftersales.domain.ledger import Account, OwnerKind
 
 from . import tables as t
-from .bulk import insert_rows, new_ids
+from .bulk import insert_returning_ids, insert_rows, new_ids
 
 TX_COLS = ("id", "key", "kind", "at", "order_id", "case_id", "rule", "amount_fen")
 ENTRY_COLS = ("transaction_id", "account", "owner_kind", "owner_id", "debit_fen", "credit_fen")
@@ -29,17 +29,22 @@ ENTRY_COLS = ("transaction_id", "account", "owner_kind", "owner_id", "debit_fen"
 def write(conn: Connection, transactions: Sequence[ledger.Transaction]) -> None:
     """Append balanced ledger transactions (D2) with their entries: the only code that writes ledger rows.
 
-    Ids are taken first (:func:`~aftersales.store.bulk.new_ids`), so that both tables go in as one batch each —
-    a prepared executemany for a few rows, COPY / the driver's executemany for many (the bulk import)."""
+    A few transactions (the usual unit of work) go in as one ``INSERT … RETURNING`` that gives back their ids
+    (:func:`~aftersales.store.bulk.insert_returning_ids`); more get their ids first
+    (:func:`~aftersales.store.bulk.new_ids`), so that both tables go in as one batch each — a prepared executemany,
+    or COPY / the driver's executemany for many (the bulk import). The entries follow as one batch."""
     if not transactions:
         return
-    ids = new_ids(conn, t.ledger_transactions, len(transactions))
-    if ids is None:  # outside a transaction: the database numbers them
-        ids = [int(i) for i in conn.execute(
-            insert(t.ledger_transactions).returning(t.ledger_transactions.c.id, sort_by_parameter_order=True),
-            [dict(zip(TX_COLS[1:], _tx_row(0, tx)[1:], strict=True)) for tx in transactions]).scalars().all()]
-    else:
-        insert_rows(conn, t.ledger_transactions, TX_COLS, [_tx_row(i, tx) for i, tx in zip(ids, transactions, strict=True)])
+    ids = insert_returning_ids(conn, t.ledger_transactions, [_tx_values(tx) for tx in transactions]) \
+        if conn.in_transaction() else None
+    if ids is None:
+        ids = new_ids(conn, t.ledger_transactions, len(transactions))
+        if ids is None:  # outside a transaction: the database numbers them
+            ids = [int(i) for i in conn.execute(
+                insert(t.ledger_transactions).returning(t.ledger_transactions.c.id, sort_by_parameter_order=True),
+                [_tx_values(tx) for tx in transactions]).scalars().all()]
+        else:
+            insert_rows(conn, t.ledger_transactions, TX_COLS, [_tx_row(i, tx) for i, tx in zip(ids, transactions, strict=True)])
     insert_rows(conn, t.ledger_entries, ENTRY_COLS, [
         (i, e.account.text, e.account.owner_kind.value, e.account.owner_id, e.debit_fen, e.credit_fen)
         for i, tx in zip(ids, transactions, strict=True) for e in tx.entries])
@@ -47,6 +52,11 @@ def write(conn: Connection, transactions: Sequence[ledger.Transaction]) -> None:
 
 def _tx_row(tx_id: int, tx: ledger.Transaction) -> tuple[Any, ...]:
     return (tx_id, tx.key, tx.kind, tx.at, tx.order_id, tx.case_id, tx.rule, tx.amount_fen)
+
+
+def _tx_values(tx: ledger.Transaction) -> dict[str, Any]:
+    """A transaction's row without its id (the database numbers it)."""
+    return dict(zip(TX_COLS[1:], _tx_row(0, tx)[1:], strict=True))
 
 
 # --- P2: recoveries, in the transaction of what they recover ----------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import BigInteger, Connection, Row, String, any_, bindparam, delete, func, insert, or_, select, update
@@ -22,7 +23,7 @@ from aftersales.domain.orders import Order, RefundStatus
 from . import ledger as ledger_store
 from . import search
 from . import tables as t
-from .bulk import new_ids
+from .bulk import insert_returning_ids, new_ids
 from .codec import encode, from_dict
 from .timers import arm_timers
 
@@ -79,28 +80,58 @@ class Tracker:
         return entry[0] if entry else None
 
     def load_orders(self, order_ids: Iterable[str], *, lock: bool = False) -> None:
-        """Load several orders with their cases in two queries (locked in id order on PostgreSQL)."""
+        """Load several orders with their cases in one query (the orders locked in id order on PostgreSQL)."""
         wanted = sorted({i for i in order_ids if i not in self.orders})
-        if not wanted:
-            return
-        stmt = select(t.orders.c.id, t.orders.c.state, t.orders.c.version).where(one_of(self.conn, t.orders.c.id, wanted)).order_by(t.orders.c.id)
+        if wanted:
+            self._load(one_of(self.conn, t.orders.c.id, wanted), lock=lock)
+
+    def get_order_of_case(self, case_id: str, *, lock: bool = False) -> Order | None:
+        """The order of a stored case, with all its cases, in one query (None: no such case). What
+        :meth:`order_for_case` then :meth:`get_order` give, one round trip instead of two or three; an order already
+        in the identity map is returned as it is there."""
+        found = self._load(t.orders.c.id == select(t.cases.c.order_id).where(t.cases.c.id == case_id).scalar_subquery(),
+                           lock=lock)
+        return self.orders[found[0]][0] if found and found[0] in self.orders else None
+
+    def _load(self, which: Any, *, lock: bool) -> list[str]:
+        """The orders matching ``which`` with their cases (in opening order), ordered by order id. Orders already in
+        the identity map are left as they are there. Returns the ids found.
+
+        One statement (orders LEFT JOIN cases: a row per case, one row for an order without any), except for a lock on
+        PostgreSQL: there the orders are locked first (in id order) and their cases read by a second statement once
+        the locks are held — a joined read would return the cases as they were when the statement began, before the
+        transaction it waited for committed (READ COMMITTED re-reads only the locked rows). SQLite's writer lock is
+        taken when the transaction begins (``BEGIN IMMEDIATE``), so its single statement sees the last commit."""
+        o, c = t.orders, t.cases
+        found: dict[str, tuple[Any, int, list[Case]]] = {}
         if lock and self.conn.dialect.name == "postgresql":
-            stmt = stmt.with_for_update()
-        rows = self.conn.execute(stmt).all()
-        if not rows:
-            return
-        cases: dict[str, list[Case]] = {r.id: [] for r in rows}
-        for r in self.conn.execute(
-            select(t.cases.c.order_id, t.cases.c.state).where(one_of(self.conn, t.cases.c.order_id, list(cases)))
-            .order_by(t.cases.c.opened_at, t.cases.c.id)
-        ).all():
-            cases[r.order_id].append(from_dict(Case, r.state))
-        for row in rows:
-            order: Order = from_dict(Order, row.state, cases=cases[row.id])
-            order.version = row.version
-            self.orders[row.id] = (order, order.version, {c.id: (c.version, c.stage) for c in order.cases})
-            self.refund_status[row.id] = {r.key: r.status for r in order.refunds}
-            self.search_terms[row.id] = search.order_terms(order)
+            rows = self.conn.execute(select(o.c.id, o.c.state, o.c.version).where(which).order_by(o.c.id)
+                                     .with_for_update()).all()
+            for r in rows:
+                found[r.id] = (r.state, r.version, [])
+            if found:
+                for cr in self.conn.execute(select(c.c.order_id, c.c.state).where(one_of(self.conn, c.c.order_id, list(found)))
+                                           .order_by(c.c.opened_at, c.c.id)).all():
+                    found[cr.order_id][2].append(from_dict(Case, cr.state))
+        else:
+            stmt = (select(o.c.id, o.c.state, o.c.version, c.c.state.label("case_state"))
+                    .select_from(o.outerjoin(c, c.c.order_id == o.c.id)).where(which)
+                    .order_by(o.c.id, c.c.opened_at, c.c.id))
+            for jr in self.conn.execute(stmt).all():
+                entry = found.get(jr.id)
+                if entry is None:
+                    entry = found[jr.id] = (jr.state, jr.version, [])
+                if jr.case_state is not None:
+                    entry[2].append(from_dict(Case, jr.case_state))
+        for oid, (state, version, cases) in found.items():
+            if oid in self.orders:
+                continue
+            order: Order = from_dict(Order, state, cases=cases)
+            order.version = version
+            self.orders[oid] = (order, order.version, {c.id: (c.version, c.stage) for c in order.cases})
+            self.refund_status[oid] = {r.key: r.status for r in order.refunds}
+            self.search_terms[oid] = search.order_terms(order)
+        return list(found)
 
     def add_order(self, order: Order) -> None:
         self.orders[order.id] = (order, None, {})
@@ -108,7 +139,7 @@ class Tracker:
         self.search_terms[order.id] = frozenset()
 
     def order_exists(self, order_id: str) -> bool:
-        return self.conn.execute(select(t.orders.c.id).where(t.orders.c.id == order_id)).first() is not None
+        return self.conn.execute(_ORDER_EXISTS, {"order_id": order_id}).first() is not None
 
     def order_for_case(self, case_id: str) -> str | None:
         return self.conn.execute(select(t.cases.c.order_id).where(t.cases.c.id == case_id)).scalar()
@@ -259,7 +290,12 @@ def insert_with_ids(conn: Connection, table: Any, rows: list[dict[str, Any]]) ->
 
     The ids are taken first (:func:`new_ids`) so that the rows go in as a plain executemany — a prepared statement
     the driver reuses (psycopg: one pipeline) — instead of an ``INSERT … RETURNING`` with thousands of parameters,
-    which costs more to build, to parse and to plan than the insert itself."""
+    which costs more to build, to parse and to plan than the insert itself. A few rows (the usual unit of work) go in
+    as one ``INSERT … RETURNING`` (:func:`insert_returning_ids`): the same ids, one round trip instead of two."""
+    if conn.in_transaction():
+        few = insert_returning_ids(conn, table, rows)
+        if few is not None:
+            return few
     ids = new_ids(conn, table, len(rows))
     if ids is None:
         return [int(i) for i in conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars().all()]
@@ -289,31 +325,48 @@ class _Batch:
             conn.execute(insert(t.orders), self.new_orders)
         if self.changed_orders:
             # Optimistic check: every row must still carry the version this unit of work loaded.
-            cols: dict[str, Any] = {k[2:]: bindparam(k) for k in self.changed_orders[0] if k.startswith("v_")}
-            res = conn.execute(update(t.orders).where(t.orders.c.id == bindparam("b_id"), t.orders.c.version == bindparam("b_seen"))
-                               .values(cols), self.changed_orders)
+            res = conn.execute(_order_update(tuple(k for k in self.changed_orders[0] if k.startswith("v_"))), self.changed_orders)
             if res.rowcount != len(self.changed_orders):
                 raise ConcurrentUpdate(",".join(r["b_id"] for r in self.changed_orders))
         if self.new_cases:
             conn.execute(insert(t.cases), self.new_cases)
         if self.changed_cases:
-            case_cols: dict[str, Any] = {k[2:]: bindparam(k) for k in self.changed_cases[0] if k != "b_id"}
-            conn.execute(update(t.cases).where(t.cases.c.id == bindparam("b_id")).values(case_cols), self.changed_cases)
+            conn.execute(_case_update(tuple(k for k in self.changed_cases[0] if k != "b_id")), self.changed_cases)
         arm_timers(conn, self.timers)
         if self.new_refunds:
             conn.execute(insert(t.refunds), self.new_refunds)
         if self.settled_refunds:
-            conn.execute(update(t.refunds).where(t.refunds.c.key == bindparam("b_key"))
-                         .values(status=bindparam("v_status"), settled_at=bindparam("v_settled_at")), self.settled_refunds)
+            conn.execute(_REFUND_UPDATE, self.settled_refunds)
         if self.payment_jobs:
             conn.execute(insert(t.payment_jobs), self.payment_jobs)
         ledger_store.write(conn, self.postings)
         search.add(conn, self.search_terms)
 
 
+# Statements of every unit of work, built once: SQLAlchemy then finds their compiled form without building the
+# statement and its cache key again.
+@cache
+def _order_update(params: tuple[str, ...]) -> Any:
+    """The optimistic update of orders (``b_id``, ``b_seen``) setting the columns ``v_<column>`` of ``params``."""
+    return (update(t.orders).where(t.orders.c.id == bindparam("b_id"), t.orders.c.version == bindparam("b_seen"))
+            .values({k[2:]: bindparam(k) for k in params}))
+
+
+@cache
+def _case_update(params: tuple[str, ...]) -> Any:
+    return update(t.cases).where(t.cases.c.id == bindparam("b_id")).values({k[2:]: bindparam(k) for k in params})
+
+
+_REFUND_UPDATE = (update(t.refunds).where(t.refunds.c.key == bindparam("b_key"))
+                  .values(status=bindparam("v_status"), settled_at=bindparam("v_settled_at")))
+_CATEGORIES = select(t.categories)
+_MERCHANT = select(t.merchants).where(t.merchants.c.id == bindparam("merchant_id"))
+_ORDER_EXISTS = select(t.orders.c.id).where(t.orders.c.id == bindparam("order_id"))
+
+
 # --- read-side queries ------------------------------------------------------------------------------------
 def categories(conn: Connection) -> dict[str, Category]:
-    rows = conn.execute(select(t.categories)).all()
+    rows = conn.execute(_CATEGORIES).all()
     return {
         r.code: Category(r.code, r.name, r.no_reason_return,
                          StatutoryExclusion(r.statutory_exclusion) if r.statutory_exclusion else None,
@@ -323,7 +376,7 @@ def categories(conn: Connection) -> dict[str, Category]:
 
 
 def merchant(conn: Connection, merchant_id: str) -> Row[Any] | None:
-    return conn.execute(select(t.merchants).where(t.merchants.c.id == merchant_id)).first()
+    return conn.execute(_MERCHANT, {"merchant_id": merchant_id}).first()
 
 
 def case_rows(conn: Connection, *, where: Iterable[Any], after: str | None, limit: int) -> list[Any]:

@@ -8,7 +8,7 @@ every policy version the service ran with.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -81,18 +81,23 @@ class TermsBook:
         return {code: self.at(code, instant) for code in codes}
 
 
-def terms_book(conn: Connection, codes: Iterable[str] | None = None) -> TermsBook:
-    """Every version of the categories ``codes`` (all categories when None)."""
+def terms_book(conn: Connection, codes: Iterable[str] | None = None, *, names: Mapping[str, str] | None = None) -> TermsBook:
+    """Every version of the categories ``codes`` (all categories when None). ``names``: the name of every category,
+    when the caller has just read them in this transaction (one query fewer)."""
     cats = select(t.categories.c.code, t.categories.c.name)
     vers = select(_V).order_by(_V.c.code, _V.c.version)
+    wanted: list[str] | None = None
     if codes is not None:
         wanted = sorted(set(codes))
         cats = cats.where(t.categories.c.code.in_(wanted))
         vers = vers.where(_V.c.code.in_(wanted))
-    names = {r.code: r.name for r in conn.execute(cats).all()}
-    book = TermsBook(names)
+    if names is None:
+        known = {r.code: r.name for r in conn.execute(cats).all()}
+    else:
+        known = {code: name for code, name in names.items() if wanted is None or code in wanted}
+    book = TermsBook(known)
     for r in conn.execute(vers).all():
-        book.versions.setdefault(r.code, []).append((r.effective_at, _category(r.code, names.get(r.code, r.code), r)))
+        book.versions.setdefault(r.code, []).append((r.effective_at, _category(r.code, known.get(r.code, r.code), r)))
     return book
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.orm import aliased
 
 from . import tables as t
@@ -61,8 +61,12 @@ def set_state(conn: Connection, sub_id: str, *, active: bool, disabled_at: datet
 
 def any_subscriber(conn: Connection, merchants: Iterable[str]) -> bool:
     """Is there an active subscription that may want events of these merchants (theirs, or platform-wide)?"""
-    return conn.execute(select(s.c.id).where(s.c.active.is_(True), or_(s.c.merchant_id.is_(None), s.c.merchant_id.in_(set(merchants))))
-                        .limit(1)).first() is not None
+    return conn.execute(_ANY_SUBSCRIBER, {"merchants": sorted(set(merchants))}).first() is not None
+
+
+#: Built once: asked by every unit of work that writes events (the outbox hook).
+_ANY_SUBSCRIBER = select(s.c.id).where(s.c.active.is_(True), or_(s.c.merchant_id.is_(None),
+                                                                  s.c.merchant_id.in_(bindparam("merchants", expanding=True)))).limit(1)
 
 
 # --- outbox and fan-out --------------------------------------------------------------------------------------
