@@ -45,7 +45,7 @@ def _case_dict(ctx: Context, uow: UnitOfWork, who: Principal, order: Any, case: 
                            tz=ctx.policy.timezone)
     # E8: every answer on a case (a cancellation above all) states how many cancellations the buyer has left.
     view["cancellations_left"] = max(0, order_policy(ctx, uow.conn, order).max_buyer_cancellations - order.buyer_cancellations)
-    view["assignee_id"] = desk_store.case_assignees(uow.conn, [case.id]).get(case.id)  # S1
+    view["assignee_id"] = uow.tracker.assignees.get(case.id)  # S1, read with the case
     return view
 
 
@@ -218,7 +218,7 @@ def assign(ctx: Context, who: Principal, case_id: str, *, assignee: str | None, 
         order, case = _load_case(uow, who, case_id, lock=True)
         if assignee is not None and desk_store.shop_user(uow.conn, order.merchant_id, assignee) is None:
             raise Invalid("assignee is not a user of this shop")
-        current = desk_store.case_assignees(uow.conn, [case_id]).get(case_id)
+        current = uow.tracker.assignees.get(case_id)
         if unassigned_only and current is not None and current != assignee:
             exc = Conflict("the case is already assigned to someone else (unassigned_only)")
             exc.rule = "S1"
@@ -226,6 +226,7 @@ def assign(ctx: Context, who: Principal, case_id: str, *, assignee: str | None, 
         if current != assignee:
             if not desk_store.set_assignee(uow.conn, case_id, assignee, previous_id=current):
                 raise repo.ConcurrentUpdate(case_id)  # a claim got there first: run again, and see it
+            uow.tracker.assignees[case_id] = assignee
             dcases.record_assignment(order, case_id, who.actor, uow.now, assignee_id=assignee, previous_id=current,
                                      by_user_id=me)
         return _case_dict(ctx, uow, who, order, case, lang)

@@ -67,6 +67,9 @@ class Tracker:
     postings: list[ledger.Transaction] = field(default_factory=list)
     #: order id → its search terms as stored (S1): a flush writes only the terms an order gained.
     search_terms: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: case id → the agent handling it, as stored (S1 ``cases.assignee_id``, outside the case's JSON state): read with
+    #: the case, so that a case's answer needs no statement of its own for it.
+    assignees: dict[str, str | None] = field(default_factory=dict)
 
     def post(self, *transactions: ledger.Transaction) -> None:
         """D2: collect what a domain operation returned; :meth:`flush` writes it (the store's one ledger writer)."""
@@ -104,17 +107,21 @@ class Tracker:
         taken when the transaction begins (``BEGIN IMMEDIATE``), so its single statement sees the last commit."""
         o, c = t.orders, t.cases
         found: dict[str, tuple[Any, int, list[Case]]] = {}
+        assignee_of: dict[str, str | None] = {}
         if lock and self.conn.dialect.name == "postgresql":
             rows = self.conn.execute(select(o.c.id, o.c.state, o.c.version).where(which).order_by(o.c.id)
                                      .with_for_update()).all()
             for r in rows:
                 found[r.id] = (r.state, r.version, [])
             if found:
-                for cr in self.conn.execute(select(c.c.order_id, c.c.state).where(one_of(self.conn, c.c.order_id, list(found)))
-                                           .order_by(c.c.opened_at, c.c.id)).all():
+                for cr in self.conn.execute(select(c.c.order_id, c.c.state, c.c.id, c.c.assignee_id)
+                                            .where(one_of(self.conn, c.c.order_id, list(found)))
+                                            .order_by(c.c.opened_at, c.c.id)).all():
                     found[cr.order_id][2].append(from_dict(Case, cr.state))
+                    assignee_of[cr.id] = cr.assignee_id
         else:
-            stmt = (select(o.c.id, o.c.state, o.c.version, c.c.state.label("case_state"))
+            stmt = (select(o.c.id, o.c.state, o.c.version, c.c.state.label("case_state"), c.c.id.label("case_id"),
+                           c.c.assignee_id)
                     .select_from(o.outerjoin(c, c.c.order_id == o.c.id)).where(which)
                     .order_by(o.c.id, c.c.opened_at, c.c.id))
             for jr in self.conn.execute(stmt).all():
@@ -123,6 +130,7 @@ class Tracker:
                     entry = found[jr.id] = (jr.state, jr.version, [])
                 if jr.case_state is not None:
                     entry[2].append(from_dict(Case, jr.case_state))
+                    assignee_of[jr.case_id] = jr.assignee_id
         for oid, (state, version, cases) in found.items():
             if oid in self.orders:
                 continue
@@ -131,6 +139,7 @@ class Tracker:
             self.orders[oid] = (order, order.version, {c.id: (c.version, c.stage) for c in order.cases})
             self.refund_status[oid] = {r.key: r.status for r in order.refunds}
             self.search_terms[oid] = search.order_terms(order)
+            self.assignees.update((case.id, assignee_of.get(case.id)) for case in order.cases)
         return list(found)
 
     def add_order(self, order: Order) -> None:

@@ -33,15 +33,6 @@ def needs_action_rows(conn: Connection, merchant_id: str, statuses: Iterable[str
 
 
 # --- S1: who handles a case ------------------------------------------------------------------------------------
-def case_assignees(conn: Connection, case_ids: Iterable[str]) -> dict[str, str | None]:
-    """The assignee of each case (cases not found are left out)."""
-    ids = list(case_ids)
-    if not ids:
-        return {}
-    c = t.cases.c
-    return {r.id: r.assignee_id for r in conn.execute(select(c.id, c.assignee_id).where(c.id.in_(ids))).all()}
-
-
 def set_assignee(conn: Connection, case_id: str, assignee_id: str | None, *, previous_id: str | None) -> bool:
     """Hand the case to ``assignee_id`` if it is still with ``previous_id`` (False: someone changed it meanwhile)."""
     c = t.cases.c
