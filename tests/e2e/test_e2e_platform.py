@@ -108,3 +108,46 @@ def test_S3_the_reason_chart_renders_the_shops_figures(live: Live, page: Any) ->
         page.locator("#reasons").get_by_role("link", name="Download CSV").click()
     assert download.value.suggested_filename.startswith("insights-reasons-mA-")
     screenshot(page, "insights")
+
+
+def test_T0_D1_D2_the_console_publishes_a_policy_draft_and_shows_shops_users_and_orders(live: Live, page: Any,
+                                                                                       chromium: Any) -> None:
+    delivered(live, "o-7001")
+    open_case(live, "o-7001", "return_refund", "no_reason")
+    live.user("pat", role="platform_agent", merchant=None)
+    sign_in(page, live, "pat")
+    # T0, issue 15: a draft with its difference from the version in force, then scheduled after a confirmation
+    page.goto(live.url + "/app/platform/policy")
+    page.get_by_label("no_reason_days").fill("10")
+    page.get_by_label("Reason", exact=True).fill("Longer no-reason window for the winter sale.")
+    page.get_by_role("button", name="Save the draft").click()
+    page.wait_for_load_state("networkidle")
+    drafts = live.call("GET", "/v1/policy/drafts")["items"]
+    assert [(d["status"], d["reason"]) for d in drafts] == [("draft", "Longer no-reason window for the winter sale.")]
+    assert {"name": "no_reason_days", "in_force": 7, "draft": 10} in drafts[0]["difference"]
+    assert "no_reason_days" in page.locator("main").inner_text()
+    screenshot(page, "platform-policy")
+    # D1: a shop's deposit with its actions; D2: users; an order with its cases
+    page.goto(live.url + "/app/platform/deposits/mA")
+    assert page.get_by_role("button", name="Top up…").is_visible()
+    screenshot(page, "platform-shop-deposit")
+    page.goto(live.url + "/app/platform/users")
+    assert page.get_by_role("cell", name="pat", exact=True).first.is_visible()
+    screenshot(page, "platform-users")
+    page.goto(live.url + "/app/platform/orders/o-7001")
+    assert "Teapot" in page.locator("main").inner_text()
+    screenshot(page, "platform-order")
+    # the same pages in zh-CN on a phone: nothing wider than the screen
+    context = chromium.new_context(viewport={"width": 390, "height": 844}, locale="en-US", is_mobile=True, has_touch=True)
+    phone = context.new_page()
+    phone.set_default_timeout(15_000)
+    try:
+        sign_in(phone, live, "pat")
+        phone.goto(live.url + "/app/lang?to=zh_CN&next=/app/platform")
+        for path in ("/app/platform/policy", "/app/platform/deposits/mA", "/app/platform/users", "/app/platform/orders/o-7001"):
+            phone.goto(live.url + path)
+            assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), path
+        phone.goto(live.url + "/app/platform/policy")
+        screenshot(phone, "platform-policy-phone-zh")
+    finally:
+        context.close()
