@@ -46,9 +46,9 @@ def test_P1_a_platform_agent_rules_an_escalated_case_from_the_queue(live: Live, 
     assert page.url.endswith("/app/platform")
     rows = page.locator("table tbody tr")
     assert rows.count() == 2
-    assert rows.nth(0).get_by_role("link").inner_text() == older  # overdue first
+    assert rows.nth(0).locator("a.case-link").inner_text() == older  # overdue first
     assert "overdue" in rows.nth(0).inner_text()
-    assert rows.nth(1).get_by_role("link").inner_text() == newer
+    assert rows.nth(1).locator("a.case-link").inner_text() == newer
     screenshot(page, "platform-queue")
 
     rows.nth(0).get_by_role("link", name=older).click()
