@@ -40,7 +40,7 @@ from aftersales.domain.events import Actor
 from aftersales.domain.groups import Group
 from aftersales.domain.messages import Msg
 from aftersales.domain.orders import Order
-from aftersales.domain.replies import Reply, Situation, suggested_replies
+from aftersales.domain.replies import Reply, Situation, Voice, suggested_replies
 from aftersales.domain.timeutil import window_end
 
 POL = policy()
@@ -549,3 +549,32 @@ def test_S2_every_situation_is_covered_and_renders_in_three_languages() -> None:
     assert {r.situation for r in seen} == set(Situation)
     for reply in seen:
         rendered(reply)
+
+
+#: How each language names the shop in the third person: the shop's own voice never does.
+THE_SHOP = {"en": re.compile(r"\bthe shop\b|\bshop's\b", re.I), "zh_CN": re.compile("商家"), "es": re.compile(r"\bla tienda\b", re.I)}
+
+
+def test_voices_of_S2_the_shops_voice_speaks_as_we_and_the_platforms_of_the_shop_with_the_same_values() -> None:
+    """One set of replies, two voices: the shop's agent sends "we" (never "the shop"), the platform's agent keeps the
+    third person; both carry the same situation, rule, deadline and values, in the three languages."""
+    seen = _run_every_scenario()
+    voiced = 0
+    for reply in seen:
+        shop, platform = reply.in_voice(Voice.SHOP), reply.in_voice(Voice.PLATFORM)
+        assert platform == reply
+        assert (shop.situation, shop.rule, shop.deadline, shop.msg.params) == (reply.situation, reply.rule, reply.deadline,
+                                                                                 reply.msg.params)
+        assert set(PLACEHOLDER.findall(shop.msg.text)) == set(PLACEHOLDER.findall(reply.msg.text))
+        rendered(shop)
+        for lang, pattern in THE_SHOP.items():  # the reply's own words (a status label or an exclusion is a value)
+            words = i18n.translate(shop.msg.text, lang)
+            assert not pattern.search(words), f"{lang}: the shop's voice names the shop: {words!r}"
+        voiced += reply.shop_text is not None
+    assert voiced >= 30
+    # through the public entry point: the voice parameter picks the words
+    order, case = order_with_case(CaseType.RETURN_REFUND, Reason.QUALITY_PROBLEM)
+    as_shop = the(suggested_replies(order, case, None, DAY_3 + hours(1), POL, voice=Voice.SHOP), Situation.AWAITING_MERCHANT)
+    as_platform = the(suggested_replies(order, case, None, DAY_3 + hours(1), POL), Situation.AWAITING_MERCHANT)
+    assert "We have received your request and will answer by" in i18n.render(as_shop.msg, "en")
+    assert "passed to the shop, which must answer by" in i18n.render(as_platform.msg, "en")

@@ -76,7 +76,8 @@ def test_S3_S1_S5_csv_exports_carry_the_figures_of_the_known_cases(api: Any) -> 
     known_cases(api)
     web = staff(api, "alice")
     reasons = table(web, "/app/insights/reasons.csv?weeks=4")
-    assert reasons[0] == ["level", "code", "category", "cases", "share_percent"]
+    assert reasons[0] == ["level", "code", "category", "cases", "share_percent", "of_cases"]
+    assert {r[5] for r in reasons[1:]} == {"4"}  # every share with its sample
     cats = {r[1]: (r[3], r[4]) for r in reasons[1:] if r[0] == "category"}
     assert cats == {"product": ("3", "75.0"), "logistics": ("0", "0.0"), "service": ("0", "0.0"),
                     "buyer": ("1", "25.0"), "other": ("0", "0.0")}
@@ -90,11 +91,11 @@ def test_S3_S1_S5_csv_exports_carry_the_figures_of_the_known_cases(api: Any) -> 
                      ["resolution", "1", str(5 * HOUR), str(5 * HOUR)]]
 
     returns = table(web, "/app/insights/returns.csv?weeks=4")
-    # S5: a few units are too small a sample: the rate is withheld (empty), the sample size and counts are shown.
-    assert returns == [["sku", "title", "units_sold", "return_cases", "return_rate_percent"],
-                       ["s1", "Teapot", "2", "1", ""],
-                       ["s2", "'=HYPERLINK(\"x\")", "4", "1", ""],  # a formula is written inert
-                       ["s3", "Teapot", "1", "0", ""]]
+    # S5: the export keeps the rate with its sample, and says when the sample is below the page's minimum.
+    assert returns == [["sku", "title", "units_sold", "return_cases", "return_rate_percent", "sample_below_minimum"],
+                       ["s1", "Teapot", "2", "1", "50.0", "yes"],
+                       ["s2", "'=HYPERLINK(\"x\")", "4", "1", "25.0", "yes"],  # a formula is written inert
+                       ["s3", "Teapot", "1", "0", "0.0", "yes"]]
 
     trend = table(web, "/app/insights/trend.csv?weeks=4")
     assert trend[0] == ["week_start", "opened", "closed"]
@@ -111,7 +112,8 @@ def test_S3_the_reason_chart_is_an_svg_with_the_figures(api: Any) -> None:
     labels = re.findall(r'class="label">([^<]+)</text>', svg.group(1))
     values = re.findall(r'class="value">([^<]+)</text>', svg.group(1))
     assert labels == ["product", "logistics", "service", "buyer&#39;s own reason", "other"]
-    assert values == ["3 (75.0 %)", "0 (0.0 %)", "0 (0.0 %)", "1 (25.0 %)", "0 (0.0 %)"]
+    assert values == ["3 (75.0 % of 4 cases)", "0 (0.0 % of 4 cases)", "0 (0.0 % of 4 cases)", "1 (25.0 % of 4 cases)",
+                      "0 (0.0 % of 4 cases)"]
     widths = re.findall(r'<rect class="bar" x="\d+" y="\d+" width="(\d+)"', svg.group(1))
     assert [int(w) for w in widths] == [250, 0, 0, 83, 0]  # proportional to the counts
     for name in ("reasons", "times", "returns", "trend"):
@@ -126,7 +128,7 @@ def test_T2_merchant_staff_see_only_their_shop(api: Any) -> None:
     rows = table(bob, "/app/insights/reasons.csv?weeks=4")
     assert {r[1]: r[3] for r in rows[1:] if r[0] == "category"}["product"] == "1"
     assert sum(int(r[3]) for r in rows[1:] if r[0] == "category") == 1
-    assert ["s9", "Teapot", "1", "0", ""] in table(bob, "/app/insights/returns.csv?weeks=4")
+    assert ["s9", "Teapot", "1", "0", "0.0", "yes"] in table(bob, "/app/insights/returns.csv?weeks=4")
     page = bob.get("/app/insights?weeks=4").text
     assert "Shop mB" in page and 'name="merchant"' not in page  # no shop picker for a shop's staff
     # another shop, asked for by id, is unknown
@@ -153,3 +155,50 @@ def test_insights_need_a_signed_in_staff_member_and_a_known_figure(api: Any) -> 
     assert web.get("/app/insights/secrets.csv").status_code in (404, 422)
     assert web.get("/app/insights?weeks=7").status_code == 200  # an unknown window falls back to 12 weeks
     assert web.get("/app/insights?weeks=abc").status_code == 422
+
+
+def returns_chart(page: str) -> list[str]:
+    svg = re.search(r'data-chart="returns">(.*?)</svg>', page, re.S)
+    assert svg, "no return chart"
+    return re.findall(r'class="value">([^<]+)</text>', svg.group(1))
+
+
+def test_S5_a_return_rate_is_shown_with_its_sample_and_only_from_the_minimum_sample(api: Any) -> None:
+    order(api, "o1", "big", 24)  # 24 units: enough to show a rate
+    order(api, "o2", "small", 19)  # 19 units: one short of MIN_SAMPLE_UNITS
+    case(api, "o1", "return_refund", "quality_problem")
+    case(api, "o2", "return_refund", "quality_problem")
+    web = staff(api, "alice")
+    page = web.get("/app/insights?weeks=4").text
+    assert returns_chart(page) == ["4.2 % of 24 units (1 cases)", "too few units sold to show a rate (19)"]
+    assert "only from 20 units sold" in page
+    rows = table(web, "/app/insights/returns.csv?weeks=4")
+    assert rows[1:] == [["big", "Teapot", "24", "1", "4.2", "no"], ["small", "Teapot", "19", "1", "5.3", "yes"]]
+    zh = web.get("/app/insights?weeks=4", headers={"Accept-Language": "zh-CN"}).text
+    assert "4.2 % of" not in zh and "too few units" not in zh
+
+
+def test_S1_resolution_counts_only_cases_a_person_resolved(api: Any) -> None:
+    """A case the system approved when the shop's time ran out (M1) and a buyer's cancellation (C1) are not a
+    resolution; a shop's approval is."""
+    body = {"id": "o5", "merchant_id": "mA", "buyer_id": "bX", "paid_at": PAID_AT, "shipping_fee_fen": 800,
+            "items": [{"sku": "s5", "title": "Cup", "category": "apparel", "quantity": 1, "unit_price_fen": 5000}]}
+    assert api.post("/v1/orders", body).status_code == 201  # not shipped: E2
+    order(api, "o1", "s1")
+    order(api, "o2", "s2")
+    timed_out = case(api, "o5", "refund_only", "no_reason")
+    withdrawn = case(api, "o1", "refund_only", "quality_problem")
+    resolved = case(api, "o2", "refund_only", "quality_problem")
+    api.advance(HOUR)
+    act(api, withdrawn, "cancel", {}, "buyer_x")
+    api.advance(2 * HOUR)
+    act(api, resolved, "approve", {}, "merchant_a")
+    api.advance(7 * 24 * HOUR)  # the shop's time to answer runs out: the system approves and refunds (M1)
+    states = {cid: api.get(f"/v1/cases/{cid}", who="merchant_a").json() for cid in (timed_out, withdrawn, resolved)}
+    assert [states[c]["status"] for c in (timed_out, withdrawn, resolved)] == ["closed"] * 3
+    assert [states[c]["close_reason"] for c in (timed_out, withdrawn, resolved)] == ["refunded", "cancelled", "refunded"]
+    web = staff(api, "alice")
+    times = table(web, "/app/insights/times.csv?weeks=4")
+    assert times[2][:2] == ["resolution", "1"]  # only the shop's approval
+    page = web.get("/app/insights?weeks=4").text
+    assert 'id="times-counted"' in page and "Left out: cases the buyer cancelled" in page

@@ -368,3 +368,26 @@ def test_S4_the_timeline_shows_event_labels_not_codes(api: Any) -> None:
     assert "offer_exchange</strong>" not in timeline
     web.cookies.set("as_lang", "zh_CN")
     assert "<strong>已提出换货</strong>" in web.get(f"/app/cases/{c['id']}").text
+
+
+
+def test_S2_suggested_replies_speak_in_the_shops_voice_on_the_shops_page_and_the_platforms_on_the_platforms(api: Any) -> None:
+    order(api, "o1")
+    c = case(api, "o1", "return_refund", "quality_problem")
+    shop_page = agent(api).get(f"/app/cases/{c['id']}").text
+    shop_reply = re.search(r'id="h-replies".*?</section>', shop_page, re.S)
+    assert shop_reply
+    # the shop's own agent: "we", never "the shop" (M1)
+    assert "We have received your request and will answer by" in shop_reply.group(0)
+    assert "passed to the shop" not in shop_reply.group(0) and "the shop&#39;s return address" not in shop_reply.group(0)
+    make_user(api, "pat", role="platform_agent")
+    web = browser(api)
+    sign_in(web, "pat")
+    for path in (f"/app/cases/{c['id']}", f"/app/platform/cases/{c['id']}"):
+        platform_reply = re.search(r'id="h-replies".*?</section>', web.get(path).text, re.S)
+        assert platform_reply, path
+        assert "Your request has been passed to the shop, which must answer by" in platform_reply.group(0), path
+        assert "We have received your request" not in platform_reply.group(0), path
+    # the shop's voice is translated too
+    zh = agent(api, "alice2").get(f"/app/cases/{c['id']}", headers={"Accept-Language": "zh-CN"}).text
+    assert "我们已收到您的申请" in zh and "您的申请已提交给商家" not in zh

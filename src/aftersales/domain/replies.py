@@ -6,14 +6,20 @@ there is one. Replies are :class:`~aftersales.domain.messages.Msg` values, trans
 ``aftersales.i18n`` (zh-CN, es, en). Every reply with a deadline carries it as the ``deadline`` placeholder
 (an aware UTC ``datetime``) and as :attr:`Reply.deadline`.
 
+Who sends the reply decides its voice (:class:`Voice`): the shop's own agent writes as the shop ("We have approved
+your return…", "Please send the parcel to our address…"), the platform's agent about the shop ("The shop must
+answer by…"). There is one set of replies: a reply whose words depend on the voice carries both (:class:`Said`) and
+:func:`suggested_replies` picks by its ``voice`` parameter; a reply that never names the shop is the same in both.
+
 Pure: standard library and the domain only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 from .cases import Case, CaseStatus, CloseReason, Offer, ShippingPayer
 from .catalog import CaseType
@@ -69,6 +75,20 @@ class Situation(StrEnum):
     CLOSED_ORDER_CANCELLED = "closed_order_cancelled"  # G4 / E2
 
 
+class Voice(StrEnum):
+    """Who sends a suggested reply (S2)."""
+
+    PLATFORM = "platform"  # the platform's customer service: "the shop must answer by …"
+    SHOP = "shop"  # the shop's own agent: "we will answer by …"
+
+
+class Said(NamedTuple):
+    """A reply's words in each voice, same placeholders: the platform's (naming "the shop") and the shop's own."""
+
+    platform: str
+    shop: str
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     """One suggested reply: the situation, the rule that applies and the message (with its deadline, if any)."""
@@ -78,14 +98,23 @@ class Reply:
     msg: Msg
     #: The instant the situation changes by itself (same value as ``msg.params["deadline"]``), if any.
     deadline: datetime | None = None
+    #: The shop's own words for this reply when they differ from ``msg.text`` (the platform's), else None.
+    shop_text: str | None = None
+
+    def in_voice(self, voice: Voice) -> Reply:
+        """This reply as ``voice`` sends it (same situation, rule, values and deadline)."""
+        if voice is Voice.SHOP and self.shop_text is not None:
+            return replace(self, msg=Msg(self.shop_text, self.msg.params), shop_text=None)
+        return self
 
 
-def _reply(situation: Situation, rule: str, text: str, deadline: datetime | None = None, **params: object) -> Reply:
+def _reply(situation: Situation, rule: str, text: str | Said, deadline: datetime | None = None, **params: object) -> Reply:
     """A reply; a ``deadline`` is also put in the message as the ``{deadline}`` placeholder."""
+    platform, shop = (text.platform, text.shop) if isinstance(text, Said) else (text, None)
     values: dict[str, object] = dict(params)
-    if deadline is not None or "{deadline}" in text:
+    if deadline is not None or "{deadline}" in platform:
         values["deadline"] = deadline
-    return Reply(str(situation), rule, Msg(text, values), deadline)
+    return Reply(str(situation), rule, Msg(platform, values), deadline, shop)
 
 
 def suggested_replies(
@@ -95,13 +124,19 @@ def suggested_replies(
     now: datetime,
     policy: Policy,
     group: Group | None = None,
+    voice: Voice = Voice.PLATFORM,
 ) -> list[Reply]:
-    """The replies customer service may send about ``order`` at ``now`` (S2), most relevant first.
+    """The replies customer service may send about ``order`` at ``now`` (S2), most relevant first, in ``voice``.
 
     ``case`` is the case the conversation is about (``None``: the order's open case, if any);
     ``eligibility`` is the answer of :func:`aftersales.domain.eligibility.evaluate` for the person asking
     (``None``: the replies that need no eligibility answer); ``group`` is the order's group (G2).
     """
+    return [r.in_voice(voice) for r in _replies(order, case, eligibility, now, policy, group)]
+
+
+def _replies(order: Order, case: Case | None, eligibility: Eligibility | None, now: datetime, policy: Policy,
+             group: Group | None) -> list[Reply]:
     if order.status is OrderStatus.GROUP_PENDING:
         return [_pending_group(order, now, policy, group)]
     replies: list[Reply] = []
@@ -145,6 +180,7 @@ def _pending_group(order: Order, now: datetime, policy: Policy, group: Group | N
             after_hours(order.paid_at, policy.group_wait_hours),
         )
     missing = max(1, group.size - len(group.member_ids))
+    text: str | Said
     if now >= group.expires_at:
         text = (
             N_("Thank you for your patience. Your group's waiting time ended at {deadline} and the group is being "
@@ -156,13 +192,17 @@ def _pending_group(order: Order, now: datetime, policy: Policy, group: Group | N
         )
         return _reply(Situation.PENDING_GROUP, "G2", text, group.expires_at)
     if group.auto_complete:
-        text = N_(
-            "Sorry to keep you waiting! Your group has not formed yet, so an after-sales request cannot be opened "
-            "and the order cannot be shipped for now (rule G2). Members still needed: {missing}. The group stays "
-            "open until {deadline}; if it is not full by then, it is completed automatically at that moment and your "
-            "order goes ahead. You can invite friends to join, and the shop can also complete the group for you "
-            "earlier (rule G5); after that you can ask for a refund before shipment if you no longer want the order."
-        )
+        text = Said(N_(
+                 "Sorry to keep you waiting! Your group has not formed yet, so an after-sales request cannot be opened "
+                 "and the order cannot be shipped for now (rule G2). Members still needed: {missing}. The group stays "
+                 "open until {deadline}; if it is not full by then, it is completed automatically at that moment and your "
+                 "order goes ahead. You can invite friends to join, and the shop can also complete the group for you "
+                 "earlier (rule G5); after that you can ask for a refund before shipment if you no longer want the order."
+             ),
+                    N_("Sorry to keep you waiting! Your group has not formed yet, so an after-sales request cannot be opened and we cannot ship the order "
+                       "for now (rule G2). Members still needed: {missing}. The group stays open until {deadline}; if it is not full by then, it is "
+                       "completed automatically at that moment and your order goes ahead. You can invite friends to join, and we can also complete the "
+                       "group for you earlier (rule G5); after that you can ask for a refund before shipment if you no longer want the order."))
     else:
         text = N_(
             "Sorry to keep you waiting! Your group has not formed yet, so an after-sales request cannot be opened "
@@ -227,9 +267,12 @@ def _status_only_replies(order: Order) -> list[Reply]:
 def _before_shipment(max_refund_fen: int) -> Reply:
     return _reply(
         Situation.REFUND_BEFORE_SHIPMENT, "E2",
-        N_("Hello, thank you for contacting us. Your order has not shipped yet, so you can ask for a refund of the "
-           "whole order, items and shipping ({max_refund_fen}), for any reason (rule E2). The shop cannot refuse a "
-           "refund before shipment, and once the refund is made the order will not be shipped."),
+        Said(N_("Hello, thank you for contacting us. Your order has not shipped yet, so you can ask for a refund of the "
+                "whole order, items and shipping ({max_refund_fen}), for any reason (rule E2). The shop cannot refuse a "
+                "refund before shipment, and once the refund is made the order will not be shipped."),
+             N_("Hello, thank you for contacting us. Your order has not shipped yet, so you can ask for a refund of the whole order, items and shipping "
+                "({max_refund_fen}), for any reason (rule E2). We accept every refund before shipment, and once the refund is made we will not ship the "
+                "order.")),
         max_refund_fen=max_refund_fen,
     )
 
@@ -237,9 +280,12 @@ def _before_shipment(max_refund_fen: int) -> Reply:
 def _in_transit(max_refund_fen: int) -> Reply:
     return _reply(
         Situation.IN_TRANSIT, "E3",
-        N_("Hello, thank you for contacting us. Your parcel is already on its way. You can still ask for a refund "
-           "of up to {max_refund_fen} (rule E3): the shop will intercept the parcel, or you can refuse it when it "
-           "is delivered. Returns and exchanges become possible once the goods have been delivered."),
+        Said(N_("Hello, thank you for contacting us. Your parcel is already on its way. You can still ask for a refund "
+                "of up to {max_refund_fen} (rule E3): the shop will intercept the parcel, or you can refuse it when it "
+                "is delivered. Returns and exchanges become possible once the goods have been delivered."),
+             N_("Hello, thank you for contacting us. Your parcel is already on its way. You can still ask for a refund of up to {max_refund_fen} (rule "
+                "E3): we will intercept the parcel, or you can refuse it when it is delivered. Returns and exchanges become possible once the goods have "
+                "been delivered.")),
         max_refund_fen=max_refund_fen,
     )
 
@@ -257,9 +303,11 @@ def _cancellations_left(left: int, policy: Policy) -> Reply:
     if left <= 0:
         return _reply(
             Situation.CANCELLATION_LIMIT, "E8",
-            N_("We are sorry, but after-sales requests on this order have already been cancelled {max} times, the "
-               "most allowed (rule E8), so a new request cannot be opened online. Please contact the shop: it can "
-               "still open a request for you with your consent."),
+            Said(N_("We are sorry, but after-sales requests on this order have already been cancelled {max} times, the "
+                    "most allowed (rule E8), so a new request cannot be opened online. Please contact the shop: it can "
+                    "still open a request for you with your consent."),
+                 N_("We are sorry, but after-sales requests on this order have already been cancelled {max} times, the most allowed (rule E8), so a new "
+                    "request cannot be opened online. Tell us here what you need: with your consent, we can still open a request for you.")),
             max=policy.max_buyer_cancellations,
         )
     return _reply(
@@ -276,18 +324,23 @@ def _refused(order: Order, eligibility: Eligibility, policy: Policy) -> Reply:
     if first.rule == "E8":
         return _reply(
             Situation.CANCELLATION_LIMIT, "E8",
-            N_("We are sorry, but after-sales requests on this order have already been cancelled {count} times, "
-               "the most allowed (rule E8), so a new request cannot be opened online. Please contact the shop: it "
-               "can still open a request for you with your consent."),
+            Said(N_("We are sorry, but after-sales requests on this order have already been cancelled {count} times, "
+                    "the most allowed (rule E8), so a new request cannot be opened online. Please contact the shop: it "
+                    "can still open a request for you with your consent."),
+                 N_("We are sorry, but after-sales requests on this order have already been cancelled {count} times, the most allowed (rule E8), so a new "
+                    "request cannot be opened online. Tell us here what you need: with your consent, we can still open a request for you.")),
             count=order.buyer_cancellations,
         )
     if first.rule == "E7":
         return _reply(
             Situation.WINDOWS_OVER, "E7",
-            N_("Thank you for contacting us, and we are sorry for the trouble. The after-sales period for this order "
-               "has ended, so a new request can no longer be opened online (rule E7). Please contact the shop in the "
-               "chat: with your consent, the shop can open a request on your behalf, and all the usual rules and "
-               "deadlines then apply."),
+            Said(N_("Thank you for contacting us, and we are sorry for the trouble. The after-sales period for this order "
+                    "has ended, so a new request can no longer be opened online (rule E7). Please contact the shop in the "
+                    "chat: with your consent, the shop can open a request on your behalf, and all the usual rules and "
+                    "deadlines then apply."),
+                 N_("Thank you for contacting us, and we are sorry for the trouble. The after-sales period for this order has ended, so a new request can "
+                    "no longer be opened online (rule E7). With your consent, we can open a request on your behalf here in the chat, and all the usual "
+                    "rules and deadlines then apply.")),
         )
     if first.rule == "E9":
         return _reply(
@@ -319,9 +372,12 @@ def _option_replies(order: Order, option: Option, refund_only: Option | None) ->
     if option.rule == "E7":
         return [_reply(
             Situation.OPEN_ON_BEHALF, "E7",
-            N_("Thank you for contacting us, and we are sorry for the trouble. The after-sales period for this order "
-               "has ended, but the shop can still open a request on your behalf (rule E7). If you agree, please "
-               "confirm it in the chat and tell us what you need; the usual rules and deadlines then apply."),
+            Said(N_("Thank you for contacting us, and we are sorry for the trouble. The after-sales period for this order "
+                    "has ended, but the shop can still open a request on your behalf (rule E7). If you agree, please "
+                    "confirm it in the chat and tell us what you need; the usual rules and deadlines then apply."),
+                 N_("Thank you for contacting us, and we are sorry for the trouble. The after-sales period for this order has ended, but we can still open"
+                    " a request on your behalf (rule E7). If you agree, please confirm it in the chat and tell us what you need; the usual rules and "
+                    "deadlines then apply.")),
         )]
     replies: list[Reply] = []
     if option.type is CaseType.RETURN_REFUND:
@@ -329,13 +385,19 @@ def _option_replies(order: Order, option: Option, refund_only: Option | None) ->
         if option.rule == "E4":
             deadline = option.reason_deadlines.get("no_reason", option.deadline)
             text = (
-                N_("Hello, thank you for contacting us. You can return the goods without giving a reason until "
-                   "{deadline} (rule E4, 7-day no-reason return), as long as they are intact; the shop checks them "
-                   "when they arrive. Your return-shipping insurance covers the return shipping (rule M3).")
+                Said(N_("Hello, thank you for contacting us. You can return the goods without giving a reason until "
+                        "{deadline} (rule E4, 7-day no-reason return), as long as they are intact; the shop checks them "
+                        "when they arrive. Your return-shipping insurance covers the return shipping (rule M3)."),
+                     N_("Hello, thank you for contacting us. You can return the goods without giving a reason until {deadline} (rule E4, 7-day no-reason "
+                        "return), as long as they are intact; we check them when they arrive. Your return-shipping insurance covers the return shipping "
+                        "(rule M3)."))
                 if order.return_shipping_insured
-                else N_("Hello, thank you for contacting us. You can return the goods without giving a reason until "
-                        "{deadline} (rule E4, 7-day no-reason return), as long as they are intact; the shop checks "
-                        "them when they arrive. For a no-reason return the return shipping is paid by you (rule M3).")
+                else Said(N_("Hello, thank you for contacting us. You can return the goods without giving a reason until "
+                             "{deadline} (rule E4, 7-day no-reason return), as long as they are intact; the shop checks "
+                             "them when they arrive. For a no-reason return the return shipping is paid by you (rule M3)."),
+                          N_("Hello, thank you for contacting us. You can return the goods without giving a reason until {deadline} (rule E4, 7-day no-"
+                             "reason return), as long as they are intact; we check them when they arrive. For a no-reason return the return shipping is "
+                             "paid by you (rule M3)."))
             )
             replies.append(_reply(Situation.NO_REASON_RETURN, "E4", text, deadline))
         if isinstance(excluded, Msg):
@@ -343,18 +405,23 @@ def _option_replies(order: Order, option: Option, refund_only: Option | None) ->
     elif option.type is CaseType.REFUND_ONLY and option.rule == "E5":
         replies.append(_reply(
             Situation.MERCHANT_RESPONSIBILITY, "E5",
-            N_("We are sorry there is a problem with your order. When the shop is responsible (a quality problem, "
-               "goods not as described, a wrong or missing item, damage in transit and so on), you can until "
-               "{deadline} ask for a full or partial refund and keep the goods, a return and refund, an exchange, or "
-               "the missing items (rule E5). For these problems the shop pays the return shipping (rule M3)."),
+            Said(N_("We are sorry there is a problem with your order. When the shop is responsible (a quality problem, "
+                    "goods not as described, a wrong or missing item, damage in transit and so on), you can until "
+                    "{deadline} ask for a full or partial refund and keep the goods, a return and refund, an exchange, or "
+                    "the missing items (rule E5). For these problems the shop pays the return shipping (rule M3)."),
+                 N_("We are sorry there is a problem with your order. When we are responsible (a quality problem, goods not as described, a wrong or "
+                    "missing item, damage in transit and so on), you can until {deadline} ask for a full or partial refund and keep the goods, a return "
+                    "and refund, an exchange, or the missing items (rule E5). For these problems we pay the return shipping (rule M3).")),
             option.deadline,
         ))
     elif option.type is CaseType.REPAIR and option.rule == "E6":
         replies.append(_reply(
             Situation.WARRANTY_REPAIR, "E6",
-            N_("We are sorry the item has a quality problem. The after-sales period has ended, but the warranty "
-               "covers a repair until {deadline} (rule E6). Please open a repair request; for a quality problem the "
-               "shop pays the return shipping."),
+            Said(N_("We are sorry the item has a quality problem. The after-sales period has ended, but the warranty "
+                    "covers a repair until {deadline} (rule E6). Please open a repair request; for a quality problem the "
+                    "shop pays the return shipping."),
+                 N_("We are sorry the item has a quality problem. The after-sales period has ended, but the warranty covers a repair until {deadline} "
+                    "(rule E6). Please open a repair request; for a quality problem we pay the return shipping.")),
             option.deadline,
         ))
     return replies
@@ -363,18 +430,24 @@ def _option_replies(order: Order, option: Option, refund_only: Option | None) ->
 def _exclusion(excluded: Msg, deadline: datetime | None) -> Reply:
     """E4: an item the buyer cannot return without a reason — by law, or by the shop's exclusion they confirmed."""
     if "exclusion" in excluded.params:
-        text = N_(
-            "We understand, and we are sorry for the inconvenience. {excluded} The law (CRPL art. 25) excludes "
-            "custom-made goods, fresh or perishable goods, unsealed digital goods and delivered newspapers and "
-            "periodicals from no-reason returns (rule E4). If there is a problem the shop is responsible for, you "
-            "can still ask for a refund, a return or an exchange until {deadline}."
-        )
+        text = Said(N_(
+                 "We understand, and we are sorry for the inconvenience. {excluded} The law (CRPL art. 25) excludes "
+                 "custom-made goods, fresh or perishable goods, unsealed digital goods and delivered newspapers and "
+                 "periodicals from no-reason returns (rule E4). If there is a problem the shop is responsible for, you "
+                 "can still ask for a refund, a return or an exchange until {deadline}."
+             ),
+                    N_("We understand, and we are sorry for the inconvenience. {excluded} The law (CRPL art. 25) excludes custom-made goods, fresh or "
+                       "perishable goods, unsealed digital goods and delivered newspapers and periodicals from no-reason returns (rule E4). If there is a "
+                       "problem we are responsible for, you can still ask for a refund, a return or an exchange until {deadline}."))
         return _reply(Situation.STATUTORY_EXCLUSION, "E4", text, deadline, excluded=excluded)
-    text = N_(
-        "We understand, and we are sorry for the inconvenience. {excluded} This was shown when you bought it and "
-        "you confirmed it, so it binds the return (rule E4). If there is a problem the shop is responsible for, "
-        "you can still ask for a refund, a return or an exchange until {deadline}."
-    )
+    text = Said(N_(
+             "We understand, and we are sorry for the inconvenience. {excluded} This was shown when you bought it and "
+             "you confirmed it, so it binds the return (rule E4). If there is a problem the shop is responsible for, "
+             "you can still ask for a refund, a return or an exchange until {deadline}."
+         ),
+                N_("We understand, and we are sorry for the inconvenience. {excluded} This was shown when you bought it and you confirmed it, so it binds "
+                   "the return (rule E4). If there is a problem we are responsible for, you can still ask for a refund, a return or an exchange until "
+                   "{deadline}."))
     return _reply(Situation.SHOP_EXCLUSION, "E4", text, deadline, excluded=excluded)
 
 
@@ -406,37 +479,47 @@ def _case_replies(order: Order, case: Case, policy: Policy) -> list[Reply]:
         return _awaiting_return(case, due, policy)
     if status is CaseStatus.RETURN_IN_TRANSIT:
         text = (
-            N_("Thank you for sending the goods back. Once the parcel arrives, the shop has {hours} hours to check "
-               "it and refund you (rule M6). If there is no delivery record, the refund is made automatically on "
-               "{deadline}.")
+            Said(N_("Thank you for sending the goods back. Once the parcel arrives, the shop has {hours} hours to check "
+                    "it and refund you (rule M6). If there is no delivery record, the refund is made automatically on "
+                    "{deadline}."),
+                 N_("Thank you for sending the goods back. Once the parcel arrives, we have {hours} hours to check it and refund you (rule M6). If there "
+                    "is no delivery record, the refund is made automatically on {deadline}."))
             if case.type is CaseType.RETURN_REFUND
-            else N_("Thank you for sending the goods back. Once the parcel arrives, the shop has {ship_hours} hours "
-                    "to send you {goods} (rules M6, M7). If there is no delivery record, the parcel is treated as "
-                    "received on {deadline}.")
+            else Said(N_("Thank you for sending the goods back. Once the parcel arrives, the shop has {ship_hours} hours "
+                         "to send you {goods} (rules M6, M7). If there is no delivery record, the parcel is treated as "
+                         "received on {deadline}."),
+                      N_("Thank you for sending the goods back. Once the parcel arrives, we have {ship_hours} hours to send you {goods} (rules M6, M7). If"
+                         " there is no delivery record, the parcel is treated as received on {deadline}."))
         )
         return [_reply(Situation.RETURN_IN_TRANSIT, "M6", text, due, hours=policy.merchant_confirm_hours,
                        ship_hours=policy.merchant_ship_hours, goods=_goods(case))]
     if status is CaseStatus.AWAITING_MERCHANT_RECEIPT:
         return [_reply(
             Situation.AWAITING_MERCHANT_RECEIPT, "M6",
-            N_("Thank you for your patience. Your return has arrived at the shop, which must check it and refund "
-               "you by {deadline} (rule M6); if it does nothing by then, the refund is made automatically. If the "
-               "shop rejects the goods, the platform reviews the case (rule P1)."),
+            Said(N_("Thank you for your patience. Your return has arrived at the shop, which must check it and refund "
+                    "you by {deadline} (rule M6); if it does nothing by then, the refund is made automatically. If the "
+                    "shop rejects the goods, the platform reviews the case (rule P1)."),
+                 N_("Thank you for your patience. Your return has reached us; we will check it and refund you by {deadline} (rule M6), and if we have not "
+                    "done so by then, the refund is made automatically. If we cannot accept the goods, the platform reviews the case (rule P1).")),
             due,
         )]
     if status is CaseStatus.AWAITING_REPLACEMENT_SHIPMENT:
         return [_reply(
             Situation.AWAITING_REPLACEMENT_SHIPMENT, "M7",
-            N_("Thank you for your patience. The shop must send you {goods} by {deadline} (rule M7). If it has not "
-               "shipped by then, your request turns into a refund of the goods concerned automatically."),
+            Said(N_("Thank you for your patience. The shop must send you {goods} by {deadline} (rule M7). If it has not "
+                    "shipped by then, your request turns into a refund of the goods concerned automatically."),
+                 N_("Thank you for your patience. We will send you {goods} by {deadline} (rule M7). If we have not shipped by then, your request turns "
+                    "into a refund of the goods concerned automatically.")),
             due, goods=_goods(case),
         )]
     if status is CaseStatus.REPLACEMENT_IN_TRANSIT:
         return [_reply(
             Situation.REPLACEMENT_IN_TRANSIT, "M7",
-            N_("Good news: the shop has sent you {goods} with {carrier}, tracking number {tracking_no} (rule M7). "
-               "Please confirm receipt once it arrives and everything is fine; if something is wrong, tell us "
-               "before {deadline}, when the request closes as completed automatically."),
+            Said(N_("Good news: the shop has sent you {goods} with {carrier}, tracking number {tracking_no} (rule M7). "
+                    "Please confirm receipt once it arrives and everything is fine; if something is wrong, tell us "
+                    "before {deadline}, when the request closes as completed automatically."),
+                 N_("Good news: we have sent you {goods} with {carrier}, tracking number {tracking_no} (rule M7). Please confirm receipt once it arrives "
+                    "and everything is fine; if something is wrong, tell us before {deadline}, when the request closes as completed automatically.")),
             due, goods=_goods(case), carrier=case.replacement_carrier, tracking_no=case.replacement_tracking_no,
         )]
     if status is CaseStatus.PLATFORM_REVIEW:
@@ -465,18 +548,25 @@ def _goods(case: Case) -> Msg:
 def _awaiting_merchant(case: Case, due: datetime | None, policy: Policy) -> Reply:
     """M1: the shop answers within ``merchant_response_hours``, or the system agrees for it."""
     if case.type is CaseType.REFUND_ONLY:
-        text = N_("Sorry for the trouble, and thank you for your patience. Your refund request has been passed to the "
-                  "shop, which must answer by {deadline} (rule M1). If the shop does not answer in time, the refund "
-                  "is approved automatically and goes back to your original payment method.")
+        text = Said(N_("Sorry for the trouble, and thank you for your patience. Your refund request has been passed to the "
+                       "shop, which must answer by {deadline} (rule M1). If the shop does not answer in time, the refund "
+                       "is approved automatically and goes back to your original payment method."),
+                    N_("Sorry for the trouble, and thank you for your patience. We have received your refund request and will answer by {deadline} (rule "
+                       "M1). If we have not answered by then, the refund is approved automatically and goes back to your original payment method."))
     elif case.type is CaseType.RESHIP:
-        text = N_("Sorry for the trouble, and thank you for your patience. Your request for the missing items has "
-                  "been passed to the shop, which must answer by {deadline} (rule M1). If the shop does not answer in "
-                  "time, the request is approved automatically and the shop must then send the items within "
-                  "{ship_hours} hours.")
+        text = Said(N_("Sorry for the trouble, and thank you for your patience. Your request for the missing items has "
+                       "been passed to the shop, which must answer by {deadline} (rule M1). If the shop does not answer in "
+                       "time, the request is approved automatically and the shop must then send the items within "
+                       "{ship_hours} hours."),
+                    N_("Sorry for the trouble, and thank you for your patience. We have received your request for the missing items and will answer by "
+                       "{deadline} (rule M1). If we have not answered by then, the request is approved automatically and we then send the items within "
+                       "{ship_hours} hours."))
     else:
-        text = N_("Sorry for the trouble, and thank you for your patience. Your request has been passed to the shop, "
-                  "which must answer by {deadline} (rule M1). If the shop does not answer in time, the return is "
-                  "approved automatically and you will receive the shop's return address.")
+        text = Said(N_("Sorry for the trouble, and thank you for your patience. Your request has been passed to the shop, "
+                       "which must answer by {deadline} (rule M1). If the shop does not answer in time, the return is "
+                       "approved automatically and you will receive the shop's return address."),
+                    N_("Sorry for the trouble, and thank you for your patience. We have received your request and will answer by {deadline} (rule M1). If "
+                       "we have not answered by then, the return is approved automatically and you will receive our return address."))
     return _reply(Situation.AWAITING_MERCHANT, "M1", text, due, ship_hours=policy.merchant_ship_hours)
 
 
@@ -485,30 +575,42 @@ def _awaiting_buyer(case: Case, offer: Offer | None, due: datetime | None) -> Re
     if offer is None:
         return _reply(
             Situation.REFUSAL, "M2",
-            N_("We are sorry the shop could not accept your request. The shop's reason: \u201c{refusal_reason}\u201d. "
-               "Until {deadline} you can modify your request and submit it again, ask the platform to step in, or "
-               "accept the shop's answer (rule M2). If we hear nothing from you by then, the request closes."),
+            Said(N_("We are sorry the shop could not accept your request. The shop's reason: \u201c{refusal_reason}\u201d. "
+                    "Until {deadline} you can modify your request and submit it again, ask the platform to step in, or "
+                    "accept the shop's answer (rule M2). If we hear nothing from you by then, the request closes."),
+                 N_("We are sorry we could not accept your request. Our reason: “{refusal_reason}”. Until {deadline} you can modify your request and "
+                    "submit it again, ask the platform to step in, or accept our answer (rule M2). If we hear nothing from you by then, the request "
+                    "closes.")),
             due, refusal_reason=case.rejection_reason,
         )
     if offer.kind == "partial_refund":
         return _reply(
             Situation.PARTIAL_REFUND_OFFER, "M8",
-            N_("Thank you for your patience. To make up for the trouble, the shop offers you a partial refund of "
-               "{refund_fen} and you keep the goods (rule M8). If you accept, the refund is made at once; if you "
-               "decline, your request goes on where it was. Please answer by {deadline}; after that the offer lapses "
-               "and your request goes on where it was."),
+            Said(N_("Thank you for your patience. To make up for the trouble, the shop offers you a partial refund of "
+                    "{refund_fen} and you keep the goods (rule M8). If you accept, the refund is made at once; if you "
+                    "decline, your request goes on where it was. Please answer by {deadline}; after that the offer lapses "
+                    "and your request goes on where it was."),
+                 N_("Thank you for your patience. To make up for the trouble, we offer you a partial refund of {refund_fen} and you keep the goods (rule "
+                    "M8). If you accept, the refund is made at once; if you decline, your request goes on where it was. Please answer by {deadline}; after"
+                    " that the offer lapses and your request goes on where it was.")),
             due, refund_fen=offer.refund_fen,
         )
     text = (
-        N_("We are sorry about the problem with your goods. The shop offers you a free exchange instead of a refund "
-           "(rule M4). If you accept, you send the item back and the shop pays the return shipping; if you decline, "
-           "your return and refund go on, still with the shop paying the return shipping. Please answer by "
-           "{deadline}; without an answer the offer lapses as if declined.")
+        Said(N_("We are sorry about the problem with your goods. The shop offers you a free exchange instead of a refund "
+                "(rule M4). If you accept, you send the item back and the shop pays the return shipping; if you decline, "
+                "your return and refund go on, still with the shop paying the return shipping. Please answer by "
+                "{deadline}; without an answer the offer lapses as if declined."),
+             N_("We are sorry about the problem with your goods. We offer you a free exchange instead of a refund (rule M4). If you accept, you send the "
+                "item back and we pay the return shipping; if you decline, your return and refund go on, still with us paying the return shipping. Please "
+                "answer by {deadline}; without an answer the offer lapses as if declined."))
         if case.type is CaseType.RETURN_REFUND
-        else N_("We are sorry about the problem with your goods. The shop offers you a free exchange instead of a "
-                "refund (rule M4). If you accept, you send the item back and the shop pays the return shipping; if "
-                "you decline, your refund request goes back to the shop for its answer. Please answer by {deadline}; "
-                "without an answer the offer lapses as if declined.")
+        else Said(N_("We are sorry about the problem with your goods. The shop offers you a free exchange instead of a "
+                     "refund (rule M4). If you accept, you send the item back and the shop pays the return shipping; if "
+                     "you decline, your refund request goes back to the shop for its answer. Please answer by {deadline}; "
+                     "without an answer the offer lapses as if declined."),
+                  N_("We are sorry about the problem with your goods. We offer you a free exchange instead of a refund (rule M4). If you accept, you send "
+                     "the item back and we pay the return shipping; if you decline, your refund request comes back to us for our answer. Please answer by "
+                     "{deadline}; without an answer the offer lapses as if declined."))
     )
     return _reply(Situation.EXCHANGE_OFFER, "M4", text, due)
 
@@ -516,26 +618,37 @@ def _awaiting_buyer(case: Case, offer: Offer | None, due: datetime | None) -> Re
 def _awaiting_return(case: Case, due: datetime | None, policy: Policy) -> list[Reply]:
     """M5 with M3: ship the return by the deadline; who pays the return shipping."""
     payer = case.return_shipping_payer
+    text: str | Said
     if payer is ShippingPayer.MERCHANT:
-        text = N_("Thank you for your patience: your return has been approved. Please send the goods back and enter "
-                  "the carrier and tracking number by {deadline} (rule M5). The shop pays the return shipping: enter "
-                  "the fee you paid with the tracking number and it is reimbursed with your refund, up to {cap_fen} "
-                  "(rule M3).")
+        text = Said(N_("Thank you for your patience: your return has been approved. Please send the goods back and enter "
+                       "the carrier and tracking number by {deadline} (rule M5). The shop pays the return shipping: enter "
+                       "the fee you paid with the tracking number and it is reimbursed with your refund, up to {cap_fen} "
+                       "(rule M3)."),
+                    N_("Thank you for your patience: we have approved your return. Please send the parcel to our address and enter the carrier and "
+                       "tracking number by {deadline} (rule M5). We pay the return shipping: enter the fee you paid with the tracking number and it is "
+                       "reimbursed with your refund, up to {cap_fen} (rule M3)."))
     elif payer is ShippingPayer.INSURER:
-        text = N_("Thank you for your patience: your return has been approved. Please send the goods back and enter "
-                  "the carrier and tracking number by {deadline} (rule M5). Your return-shipping insurance covers the "
-                  "return shipping (rule M3).")
+        text = Said(N_("Thank you for your patience: your return has been approved. Please send the goods back and enter "
+                       "the carrier and tracking number by {deadline} (rule M5). Your return-shipping insurance covers the "
+                       "return shipping (rule M3)."),
+                    N_("Thank you for your patience: we have approved your return. Please send the parcel to our address and enter the carrier and "
+                       "tracking number by {deadline} (rule M5). Your return-shipping insurance covers the return shipping (rule M3)."))
     else:
-        text = N_("Thank you for your patience: your return has been approved. Please send the goods back and enter "
-                  "the carrier and tracking number by {deadline} (rule M5). For this return the shipping is paid by "
-                  "you (rule M3).")
+        text = Said(N_("Thank you for your patience: your return has been approved. Please send the goods back and enter "
+                       "the carrier and tracking number by {deadline} (rule M5). For this return the shipping is paid by "
+                       "you (rule M3)."),
+                    N_("Thank you for your patience: we have approved your return. Please send the parcel to our address and enter the carrier and "
+                       "tracking number by {deadline} (rule M5). For this return the shipping is paid by you (rule M3)."))
     replies = [_reply(Situation.AWAITING_RETURN_SHIPMENT, "M5", text, due, cap_fen=policy.return_shipping_cap_fen)]
     if case.return_shipping_disputed:
         replies.append(_reply(
             Situation.RETURN_SHIPPING_DISPUTED, "M3",
-            N_("We are sorry for the confusion about the return shipping. For this problem the rules make the shop "
-               "pay the return shipping, but the shop has declined (rule M3). You can ask the platform to step in "
-               "(rule P1); please do so before {deadline}, when the time to send the return ends."),
+            Said(N_("We are sorry for the confusion about the return shipping. For this problem the rules make the shop "
+                    "pay the return shipping, but the shop has declined (rule M3). You can ask the platform to step in "
+                    "(rule P1); please do so before {deadline}, when the time to send the return ends."),
+                 N_("We are sorry for the confusion about the return shipping. For this problem the rules say we pay the return shipping, but we have "
+                    "declined it (rule M3). You can ask the platform to step in (rule P1); please do so before {deadline}, when the time to send the "
+                    "return ends.")),
             due,
         ))
     return replies
@@ -547,24 +660,31 @@ def _platform_review(case: Case, due: datetime | None, policy: Policy) -> Reply:
     if ruling is not None and ruling.outcome == "refund" and ruling.paid_by is None:
         return _reply(
             Situation.RULING_TO_PAY, "P1",
-            N_("Thank you for your patience. The platform has ruled that you are refunded {refund_fen} (rule P1). "
-               "The shop must pay by {deadline}; if it does not, the platform pays you at once from its compensation "
-               "fund (rule P2)."),
+            Said(N_("Thank you for your patience. The platform has ruled that you are refunded {refund_fen} (rule P1). "
+                    "The shop must pay by {deadline}; if it does not, the platform pays you at once from its compensation "
+                    "fund (rule P2)."),
+                 N_("Thank you for your patience. The platform has ruled that you are refunded {refund_fen} (rule P1). We pay it by {deadline}; if we do "
+                    "not, the platform pays you at once from its compensation fund (rule P2).")),
             due, refund_fen=ruling.refund_fen,
         )
     if case.platform_overdue:
         return _reply(
             Situation.PLATFORM_OVERDUE, "P1",
-            N_("We sincerely apologise: the platform has not taken up your case within the promised {hours} hours. "
-               "It has been flagged for priority handling (rule P1), and an agent will contact you as soon as "
-               "possible. The ruling and its reasons will be shown to you and to the shop."),
+            Said(N_("We sincerely apologise: the platform has not taken up your case within the promised {hours} hours. "
+                    "It has been flagged for priority handling (rule P1), and an agent will contact you as soon as "
+                    "possible. The ruling and its reasons will be shown to you and to the shop."),
+                 N_("We are sorry for the wait: the platform has not taken up your case within the promised {hours} hours. It has been flagged for "
+                    "priority handling (rule P1), and a platform agent will contact you as soon as possible. The ruling and its reasons will be shown to "
+                    "you and to us.")),
             hours=policy.platform_accept_hours,
         )
     return _reply(
         Situation.PLATFORM_REVIEW, "P1",
-        N_("Thank you for your patience. The platform's customer service will take up your case by {deadline} and "
-           "rule on it (rule P1). The decision and its reasons will be shown to you and to the shop; please add any "
-           "photos or chat records that help."),
+        Said(N_("Thank you for your patience. The platform's customer service will take up your case by {deadline} and "
+                "rule on it (rule P1). The decision and its reasons will be shown to you and to the shop; please add any "
+                "photos or chat records that help."),
+             N_("Thank you for your patience. The platform's customer service will take up your case by {deadline} and rule on it (rule P1). The decision "
+                "and its reasons will be shown to you and to us; please add any photos or chat records that help.")),
         due,
     )
 
@@ -599,9 +719,12 @@ def _closed(order: Order, case: Case, policy: Policy) -> Reply:
                "cancelled at most {max} times (rule E8); cancellations left on this order: {left}. You can open a "
                "new request while the after-sales period lasts.")
             if left > 0
-            else N_("Your request has been cancelled as you asked (rule C1). This was the last of the {max} "
-                    "cancellations allowed on one order (rule E8), so no new request can be opened online; if you need "
-                    "help later, please contact the shop, which can open a request for you with your consent.")
+            else Said(N_("Your request has been cancelled as you asked (rule C1). This was the last of the {max} "
+                         "cancellations allowed on one order (rule E8), so no new request can be opened online; if you need "
+                         "help later, please contact the shop, which can open a request for you with your consent."),
+                      N_("Your request has been cancelled as you asked (rule C1). This was the last of the {max} cancellations allowed on one order (rule "
+                         "E8), so no new request can be opened online; if you need help later, please contact us here, and we can open a request for you "
+                         "with your consent."))
         )
         return _reply(Situation.CLOSED_CANCELLED, "C1", text, left=left, max=policy.max_buyer_cancellations)
     if reason is CloseReason.BUYER_OVERDUE:
@@ -615,9 +738,11 @@ def _closed(order: Order, case: Case, policy: Policy) -> Reply:
     if reason is CloseReason.REJECTED:
         return _reply(
             Situation.CLOSED_REJECTED, "M2",
-            N_("Thank you for your understanding. The request closed after the shop's refusal (rule M2). If you "
-               "still disagree, you can file a complaint through the complaint button on the order or our customer "
-               "service, and we will look into it."),
+            Said(N_("Thank you for your understanding. The request closed after the shop's refusal (rule M2). If you "
+                    "still disagree, you can file a complaint through the complaint button on the order or our customer "
+                    "service, and we will look into it."),
+                 N_("Thank you for your understanding. The request closed after our refusal (rule M2). If you still disagree, you can file a complaint "
+                    "with the platform through the complaint button on the order, and the platform will look into it.")),
         )
     if reason is CloseReason.PLATFORM_REJECTED:
         return _reply(
@@ -634,4 +759,4 @@ def _closed(order: Order, case: Case, policy: Policy) -> Reply:
     )
 
 
-__all__ = ["Reply", "Situation", "suggested_replies"]
+__all__ = ["Reply", "Said", "Situation", "Voice", "suggested_replies"]

@@ -16,7 +16,7 @@ from typing import Any
 from aftersales import i18n
 from aftersales.domain.cases import RETURN_TYPES, propose_shipping_payer
 from aftersales.domain.catalog import reason_category
-from aftersales.domain.replies import suggested_replies
+from aftersales.domain.replies import Voice, suggested_replies
 from aftersales.store import repositories as repo
 
 from . import evidence, messages, views
@@ -42,9 +42,11 @@ def case_page(ctx: Context, who: Principal, case_id: str, *, lang: str) -> dict[
         # M3: before approval the system's proposal is shown so the shop can confirm or decline it.
         recommended = (propose_shipping_payer(case, order).value
                        if case.type in RETURN_TYPES and case.return_shipping_payer is None else None)
+        # S2: the shop's staff speak as the shop ("we"), the platform's agents about it ("the shop").
+        voice = Voice.SHOP if who.role == "merchant" else Voice.PLATFORM
         replies = [{"situation": r.situation, "rule": r.rule, "text": i18n.render(r.msg, lang, tz),
                     "deadline": views.iso(r.deadline)}
-                   for r in suggested_replies(order, case, None, uow.now, ctx.policy, group)]
+                   for r in suggested_replies(order, case, None, uow.now, ctx.policy, group, voice=voice)]
         return {
             "case": _case_dict(ctx, uow, who, order, case, lang),
             "order": views.order_view(order, group, actor=who.actor, now=uow.now),

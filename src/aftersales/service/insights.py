@@ -5,9 +5,14 @@ Four figures over a window of whole weeks (Monday 00:00 in the platform's timezo
 * ``reasons`` — cases opened per S3 category (product, logistics, service, buyer, other) and per reason; the
   category of a reason is the domain's (:func:`aftersales.domain.catalog.reason_category`), never a second table;
 * ``times`` — S1 first-response time (opened → the shop's first action, ``first_response_at`` of the case) and
-  resolution time (opened → closed), p50 and p90 (nearest rank);
+  resolution time (opened → closed) of the cases a person resolved only
+  (:func:`aftersales.store.insights.resolved_by_a_person`: not withdrawn by the buyer, not closed with its cancelled
+  order, acted on by the merchant or the platform — an E2 instant refund or a timeout approval is the system's),
+  p50 and p90 (nearest rank);
 * ``returns`` — per product (sku): return cases (types of :data:`RETURN_TYPES`) naming it ÷ units sold of it (units
-  of the shop's orders paid in the window, not cancelled and not waiting for their group);
+  of the shop's orders paid in the window, not cancelled and not waiting for their group); the rate is shown with
+  its sample (``units_sold``) and withheld (``rate_permille`` None) below :data:`MIN_SAMPLE_UNITS` units sold —
+  ``exact_rate_permille`` keeps it for the exports, which carry the sample next to it;
 * ``trend`` — cases opened and closed per week.
 
 Counting is GROUP BY in the database. The percentiles need the durations sorted, so ``times`` reads three instants
@@ -155,9 +160,11 @@ def returns(uow: UnitOfWork, merchant_id: str | None, w: Window) -> dict[str, An
         title, units = sold.get(sku, (None, 0))
         n = returned.get(sku, 0)
         items.append({"sku": sku, "title": title, "units_sold": units, "return_cases": n,
-                      "rate_permille": _share(n, units) if units >= MIN_SAMPLE_UNITS else None})
+                      "rate_permille": _share(n, units) if units >= MIN_SAMPLE_UNITS else None,
+                      # the rate over any sample (None without a unit sold): exports keep the number, with its sample
+                      "exact_rate_permille": _share(n, units) if units else None})
     items.sort(key=lambda i: (-(i["rate_permille"] or 0), -i["return_cases"], i["sku"]))
-    return {"items": items}
+    return {"items": items, "min_sample_units": MIN_SAMPLE_UNITS}
 
 
 def trend(uow: UnitOfWork, merchant_id: str | None, w: Window) -> dict[str, Any]:

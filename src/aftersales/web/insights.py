@@ -47,10 +47,24 @@ def duration(seconds: int | None, lang: str) -> str:
     minutes = seconds // 60
     days, hours, mins = minutes // 1440, minutes // 60 % 24, minutes % 60
     if days:
-        return i18n.translate("{d} d {h} h", lang).format(d=days, h=hours)
+        return i18n.translate(N_("{d} d {h} h"), lang).format(d=days, h=hours)
     if hours:
-        return i18n.translate("{h} h {m} min", lang).format(h=hours, m=f"{mins:02d}")
-    return i18n.translate("{m} min", lang).format(m=mins)
+        return i18n.translate(N_("{h} h {m} min"), lang).format(h=hours, m=f"{mins:02d}")
+    return i18n.translate(N_("{m} min"), lang).format(m=mins)
+
+
+def share_of_cases(permille: int, total: int, lang: str) -> str:
+    """A share with its sample (S3): ``75.0 % of 4 cases``."""
+    return i18n.translate(N_("{rate} % of {n} cases"), lang).format(rate=percent(permille), n=total)
+
+
+def return_rate(item: dict[str, Any], lang: str) -> str:
+    """A return rate with its sample (S5): ``12.0 % of 250 units (30 cases)``; below the minimum sample only the
+    sample is said: ``too few units sold to show a rate (4)``."""
+    if item["rate_permille"] is None:
+        return i18n.translate(N_("too few units sold to show a rate ({n})"), lang).format(n=item["units_sold"])
+    return i18n.translate(N_("{rate} % of {n} units ({k} cases)"), lang).format(
+        rate=percent(item["rate_permille"]), n=item["units_sold"], k=item["return_cases"])
 
 
 def hbars(rows: list[tuple[str, int, str]]) -> dict[str, Any]:
@@ -86,12 +100,12 @@ def _charts(data: dict[str, Any], lang: str, tz: str) -> dict[str, Any]:
             value = m[f"{p}_seconds"]
             rows.append((f"{tr(MEASURES[m['measure']])} {p}", value or 0, duration(value, lang)))
     products = data["returns"]["items"][:TOP_PRODUCTS]
+    total = data["reasons"]["total"]
     return {
-        "reasons": hbars([(tr(CATEGORY_LABELS[c["category"]]), c["cases"], f"{c['cases']} ({percent(c['share_permille'])} %)")
-                          for c in cats]),
+        "reasons": hbars([(tr(CATEGORY_LABELS[c["category"]]), c["cases"],
+                           f"{c['cases']} ({share_of_cases(c['share_permille'], total, lang)})") for c in cats]),
         "times": hbars(rows),
-        "returns": hbars([(p["sku"], p["rate_permille"] or 0,
-                           f"{percent(p['rate_permille']) or '—'} % ({p['return_cases']}/{p['units_sold']})") for p in products]),
+        "returns": hbars([(p["sku"], p["rate_permille"] or 0, return_rate(p, lang)) for p in products]),
         "trend": trend_chart(data["trend"]["weeks"], tz),
     }
 
@@ -107,14 +121,15 @@ def insights_page(request: Request, user: Staff, merchant: ShopId = "",
     except NotFound as exc:
         return not_found_page(request, exc)
     except ServiceError as exc:
-        return render(request, "message.html", status_code=exc.status, title=i18n.translate("Insights", lang),
+        return render(request, "message.html", status_code=exc.status, title=i18n.translate(N_("Insights"), lang),
                       message=explain(request, exc))
     shops = service.shops(ctx, user.principal)
     shop = next((s for s in shops if s["id"] == data["merchant_id"]), None)
     query = {"weeks": str(weeks), **({"merchant": data["merchant_id"]} if user.side == "platform" and data["merchant_id"] else {})}
     return render(request, "insights/page.html", d=data, charts=_charts(data, lang, ctx.policy.timezone), shops=shops,
                   shop=shop, weeks=weeks, weeks_options=service.WEEKS, query=query, percent=percent,
-                  duration=lambda s: duration(s, lang), categories=CATEGORY_LABELS, measures=MEASURES)
+                  duration=lambda s: duration(s, lang), categories=CATEGORY_LABELS, measures=MEASURES,
+                  min_sample=service.MIN_SAMPLE_UNITS)
 
 
 # --- CSV exports ---------------------------------------------------------------------------------------------------
@@ -141,17 +156,23 @@ def csv_cell(value: Any) -> str:
 
 def _rows(name: str, data: dict[str, Any], tz: str) -> list[list[Any]]:
     if name == "reasons":
-        out: list[list[Any]] = [["level", "code", "category", "cases", "share_percent"]]
-        out += [["category", c["category"], c["category"], c["cases"], percent(c["share_permille"])]
+        total = data["reasons"]["total"]  # the sample of every share
+        out: list[list[Any]] = [["level", "code", "category", "cases", "share_percent", "of_cases"]]
+        out += [["category", c["category"], c["category"], c["cases"], percent(c["share_permille"]), total]
                 for c in data["reasons"]["categories"]]
-        out += [["reason", r["reason"], r["category"], r["cases"], percent(r["share_permille"])] for r in data["reasons"]["reasons"]]
+        out += [["reason", r["reason"], r["category"], r["cases"], percent(r["share_permille"]), total]
+                for r in data["reasons"]["reasons"]]
         return out
     if name == "times":
         return [["measure", "cases", "p50_seconds", "p90_seconds"]] + [
             [m["measure"], m["cases"], m["p50_seconds"], m["p90_seconds"]] for m in data["times"]["measures"]]
     if name == "returns":
-        return [["sku", "title", "units_sold", "return_cases", "return_rate_percent"]] + [
-            [p["sku"], p["title"], p["units_sold"], p["return_cases"], percent(p["rate_permille"])] for p in data["returns"]["items"]]
+        # S5: the export keeps the rate over any sample; units_sold is its sample and sample_below_minimum says
+        # whether the page withholds it (fewer than MIN_SAMPLE_UNITS units sold).
+        least = data["returns"]["min_sample_units"]
+        return [["sku", "title", "units_sold", "return_cases", "return_rate_percent", "sample_below_minimum"]] + [
+            [p["sku"], p["title"], p["units_sold"], p["return_cases"], percent(p["exact_rate_permille"]),
+             "yes" if p["units_sold"] < least else "no"] for p in data["returns"]["items"]]
     zone = ZoneInfo(tz)
     return [["week_start", "opened", "closed"]] + [
         [datetime.fromisoformat(w["week_start"]).astimezone(zone).date().isoformat(), w["opened"], w["closed"]]
