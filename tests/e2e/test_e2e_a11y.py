@@ -2,15 +2,20 @@
 critical violation on any workbench page — merchant, buyer, platform and the login page — in English, Chinese and
 Spanish, on a desktop (1280×860) and on a phone (390×844).
 
-One realistic state is seeded once (a shop with cases in several states, complaints, a buyer with orders, a deposit
-with a top-up); one browser, one context per viewport and role, the language switched with ``/app/lang``."""
+One realistic state is seeded once (a shop with cases in several states, an automatic action parked, a complaint, a
+buyer with orders, a deposit with a top-up); one browser, one context per viewport and role, the language switched with ``/app/lang``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import pytest
 from e2ehelpers import Live, sign_in
+
+from aftersales.domain import cases as dcases
+from aftersales.domain.errors import RuleViolation
+from aftersales.store.timers import BACKOFF, MAX_ATTEMPTS
 
 AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
 LANGUAGES = ("en", "zh_CN", "es")
@@ -38,8 +43,28 @@ def _case(live: Live, oid: str, case_type: str, reason: str, description: str = 
     return str(live.call("POST", "/v1/cases", body, who=who, status=201)["id"])
 
 
-def _seed(live: Live) -> dict[str, str]:
-    """A shop's morning: cases awaiting it, refused, escalated, refunded; complaints; a deposit with a top-up."""
+def _park_an_automatic_action(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    """F2: the M1 automatic approval of one case fails on every try until it is parked for the platform."""
+    original = dcases._AUTO_HANDLERS[dcases.Auto.AUTO_APPROVE]
+
+    def approve(case: Any, order: Any, timer: Any, policy: Any) -> Any:
+        if order.id == "o-0900":
+            raise RuleViolation("M1", "The shop's payment route is closed.")
+        return original(case, order, timer, policy)
+
+    monkeypatch.setitem(dcases._AUTO_HANDLERS, dcases.Auto.AUTO_APPROVE, approve)
+    _order(live, "o-0900", "Tea tray")
+    _case(live, "o-0900", "refund_only", "quality_problem")
+    waits = [48 * 3600] + [int(BACKOFF[min(n, len(BACKOFF)) - 1].total_seconds()) for n in range(1, MAX_ATTEMPTS)]
+    parked = [f["parked"] for w in waits for f in live.call("POST", "/v1/clock/advance", {"seconds": w}, status=200)["failed"]]
+    assert parked == [False] * (MAX_ATTEMPTS - 1) + [True]
+    assert live.call("GET", "/v1/automatic-actions/stuck", status=200)["total"] == 1
+
+
+def _seed(live: Live, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A shop's morning: an automatic action parked (F2), cases awaiting the shop, refused, escalated, refunded;
+    a complaint answered; a deposit with a top-up."""
+    _park_an_automatic_action(live, monkeypatch)
     _order(live, "o-1001", "Ceramic teapot", delivered=False)
     waiting = _case(live, "o-1001", "refund_only", "other", "Ordered twice by mistake, please cancel one.")
     live.call("POST", f"/v1/cases/{waiting}/messages", {"body": "Hello, I paid twice for the same teapot."},
@@ -88,8 +113,9 @@ def _violations(page: Any) -> list[dict[str, Any]]:
     return [v for v in page.evaluate(RUN) if v["impact"] in BLOCKING]
 
 
-def test_issue14_no_serious_or_critical_axe_violation_on_any_page_language_or_screen(live: Live, chromium: Any) -> None:
-    pages = _pages(_seed(live))
+def test_issue14_no_serious_or_critical_axe_violation_on_any_page_language_or_screen(live: Live, chromium: Any,
+                                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    pages = _pages(_seed(live, monkeypatch))
     found: list[str] = []
     visited = 0
     for viewport, size in VIEWPORTS.items():
