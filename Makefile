@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: bench bench-smoke browser install run test lint typecheck unit catalogs bench-eligibility bench-http clean
+.PHONY: axe-core bench bench-smoke browser install run test lint typecheck unit catalogs bench-eligibility bench-http clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -44,6 +44,18 @@ browser:
 		(DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-wqy-microhei || \
 		 (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-wqy-microhei)) || \
 		echo "warning: fonts-wqy-microhei not installed: zh-CN screenshots will show boxes"
+
+# axe-core for the accessibility browser test (tests/e2e/test_e2e_a11y.py), vendored: the tests never fetch it.
+# Re-vendor (pinned version) with `make axe-core`, then commit tests/e2e/vendor/axe-core/.
+AXE_VERSION := 4.10.3
+AXE_DIR := tests/e2e/vendor/axe-core
+axe-core:
+	rm -rf build/axe && mkdir -p build/axe
+	cd build/axe && npm pack --silent axe-core@$(AXE_VERSION) && tar xzf axe-core-$(AXE_VERSION).tgz
+	mkdir -p $(AXE_DIR)
+	cp build/axe/package/axe.min.js build/axe/package/LICENSE $(AXE_DIR)/
+	sed -i 's/^Version: .*/Version: $(AXE_VERSION)/' $(AXE_DIR)/README.md
+	rm -rf build/axe
 
 lint: install
 	$(BIN)/ruff check src tests bench

@@ -1,4 +1,5 @@
-// Live countdowns for <time data-countdown="ISO instant">, and auto-submitting selects. No inline scripts (CSP).
+// Live countdowns for <time data-countdown="ISO instant">, auto-submitting selects, and keyboard access to tables that
+// scroll sideways (a phone). No inline scripts (CSP).
 (function () {
   "use strict";
   function fmt(ms) {
@@ -20,7 +21,17 @@
       el.classList.toggle("soon", left >= 0 && left < 4 * 3600 * 1000);
     });
   }
+  // A table wider than its box scrolls inside it: such a box takes the keyboard focus (tabindex 0, then the arrow keys
+  // scroll it), a box that does not scroll stays out of the tab order.
+  function scrollables() {
+    document.querySelectorAll(".table-wrap").forEach(function (el) {
+      if (el.scrollWidth > el.clientWidth + 1) el.setAttribute("tabindex", "0");
+      else if (el.getAttribute("tabindex") === "0") el.removeAttribute("tabindex");
+    });
+  }
   document.addEventListener("DOMContentLoaded", function () {
+    scrollables();
+    window.addEventListener("resize", scrollables);
     serverNow = Date.parse(document.body.getAttribute("data-server-now") || "");
     offset = isNaN(serverNow) ? 0 : serverNow - Date.now();
     tick();
@@ -29,5 +40,5 @@
       el.addEventListener("change", function () { el.form.submit(); });
     });
   });
-  document.addEventListener("htmx:afterSwap", tick);
+  document.addEventListener("htmx:afterSwap", function () { tick(); scrollables(); });
 })();
