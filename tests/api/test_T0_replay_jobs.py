@@ -106,6 +106,8 @@ def test_T0_replay_bad_periods_are_422_and_queue_nothing(api: Any, ctx: Context)
     url = f"/v1/policy/drafts/{d['id']}/replays"
     for body in ({"from": "2026-13-01", "to": "2027-01-01"}, {"from": "yesterday", "to": "2027-01-01"},
                  {"from": "2026-12-01T00:00:00", "to": "2027-01-01"},  # no offset (T0)
+                 {"from": "0001-01-01", "to": "2027-01-01"},  # before year 1 in UTC
+                 {"from": "2026-12-01", "to": "9999-12-31T23:00:00-10:00"},
                  {"from": "2027-01-01", "to": "2026-12-01"}, {"from": "2026-12-01", "to": "2026-12-01"}):
         problem(api.post(url, body), 422, "T0")
     for body in ({"from": "2026-12-01"}, {"to": "2026-12-01"}, {"from": "2026-12-01", "to": "2027-01-01", "x": 1},

@@ -59,7 +59,9 @@ def period_bound(value: str, tz: str, field: str) -> datetime:
         if len(value) == 10:
             return datetime.combine(date.fromisoformat(value), time(0), zone(tz)).astimezone(UTC)
         at = datetime.fromisoformat(value)
-    except ValueError:
+        if at.tzinfo is not None:
+            at.astimezone(UTC)
+    except (ValueError, OverflowError):  # not a date, or out of range in UTC (0001-01-01 in UTC+8)
         raise InvalidInput("T0", N_("{field}: {value} is neither a date (2026-12-01) nor an RFC 3339 instant."),
                            field=field, value=value) from None
     return require_aware(at, field)
