@@ -54,6 +54,9 @@ def run_once(ctx: Context, client: httpx.Client | None = None) -> dict[str, int]
     done = _deadlines_and_payments(ctx)
     done["idempotency_purged"] = purge_idempotency(ctx)
     done["webhooks_delivered"] = webhooks.dispatch_due(ctx, client=client)
+    done["replays_run"] = 0
+    while replay_jobs.run_next(ctx):  # every queued what-if replay (issue 15), each to its end
+        done["replays_run"] += 1
     return done
 
 
