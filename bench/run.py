@@ -28,14 +28,16 @@ SIZES = {
              "http": ["--seconds", "15", "--connections", "16", "--configs", "sqlite:1,postgresql:1,postgresql:2"],
              "import": ["--orders", "1000000", "--db", "both"],
              "scale": ["--cases", "10000,5000000", "--runs", "3", "--actions", "300"],
-             "soak": ["--seconds", "240", "--kills", "20", "--pg-restarts", "2", "--self-check"]},
+             "soak": ["--seconds", "240", "--kills", "20", "--pg-restarts", "2", "--self-check"],
+             "replay": ["--cases", "100000"]},
     "smoke": {"eligibility": ["--seconds", "0.2", "--runs", "2", "--family-seconds", "0", "--orders-per-weight", "3"],
               "deadlines": ["--backlog", "1500", "--steady-seconds", "0"],
               "http": ["--seconds", "2", "--warmup", "0.5", "--connections", "4", "--configs", "sqlite:1,postgresql:1",
                        "--rates", "100", "--open-seconds", "1"],
               "import": ["--orders", "5000", "--db", "both"],
               "scale": ["--cases", "2000,5000", "--runs", "1", "--actions", "20", "--variants", "1"],
-              "soak": ["--seconds", "20", "--kills", "2", "--pg-restarts", "1", "--self-check"]},
+              "soak": ["--seconds", "20", "--kills", "2", "--pg-restarts", "1", "--self-check"],
+              "replay": ["--cases", "500"]},
 }
 
 
@@ -79,6 +81,15 @@ def rows(el: dict[str, Any], dl: dict[str, Any], http: dict[str, Any], imp: dict
                         "met": (p99 < 50 and not o["late"] and not o["dropped"]) if o["offered_per_s"] >= 1000 else None})
     out += import_rows(imp) + scale_rows(scale) + soak_rows(soak)
     return out
+
+
+def replay_rows(rp: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 15: the what-if replay under the version in force (identity) must reproduce every stored event."""
+    return [{"id": "T0", "benchmark": f"what-if replay (identity) of {rp['cases']:,} cases, {rp['events']:,} events: "
+                                      "cases / s, mismatches",
+             "config": rp["database"], "figure": f"{rp['cases_per_second']:,} /s, {rp['mismatches']} mismatches",
+             "limit": None, "ratio": None, "target": "0 mismatches, every order replayable",
+             "met": rp["mismatches"] == 0 and rp["unreplayable"] == 0}]
 
 
 
@@ -192,8 +203,9 @@ def main() -> None:
     imp = run("import_orders.py", sizes["import"], out_dir / "import_orders.json")
     scale = run("scale.py", sizes["scale"], out_dir / "scale.json") if pg else {"skipped": "no PostgreSQL"}
     soak = run("soak.py", sizes["soak"], out_dir / "soak.json") if pg else {"skipped": "no PostgreSQL"}
+    rp = run("replay.py", sizes["replay"], out_dir / "replay.json")
     at = datetime.now(UTC).isoformat(timespec="seconds")
-    table = rows(el, dl, http, imp, scale, soak)
+    table = rows(el, dl, http, imp, scale, soak) + replay_rows(rp)
     (out_dir / "results.json").write_text(json.dumps({"mode": mode, "at": at, "rows": table}, indent=2) + "\n")
     (out_dir / "results.md").write_text(markdown(table, mode, at))
     print(markdown(table, mode, at))

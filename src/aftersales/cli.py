@@ -95,19 +95,13 @@ def policy_diff(file: Path = typer.Argument(..., exists=True, dir_okay=False, re
 
 def _instant(value: str, tz: str, option: str) -> datetime:
     """A date (local midnight in the platform time zone, T0) or an RFC 3339 instant."""
-    from datetime import date, time
-
-    from aftersales.domain.timeutil import zone
+    from aftersales.domain.errors import InvalidInput
+    from aftersales.domain.timeutil import period_bound
 
     try:
-        if len(value) == 10:
-            return datetime.combine(date.fromisoformat(value), time(0), zone(tz)).astimezone(UTC)
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is neither a date (2026-12-01) nor an RFC 3339 instant", param_hint=option) from None
-    if at.tzinfo is None:
-        raise typer.BadParameter(f"{value!r} needs a time-zone offset (T0)", param_hint=option)
-    return at.astimezone(UTC)
+        return period_bound(value, tz, option)
+    except InvalidInput as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
 
 
 def _setting(text: str) -> tuple[str, Any]:
@@ -141,11 +135,9 @@ def policy_replay(
     paid under and under a draft; differences by kind, shop, category and rule id. Reads a snapshot, writes nothing.
 
     The replay applies the recorded actions of people: it cannot see how they would have acted under the draft."""
-    import csv
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from aftersales.service.replay import CSV_COLUMNS, run_replay
+    from aftersales.service.replay import csv_text, run_replay
 
     settings = _settings()
     ctx = _context(settings)
@@ -169,10 +161,7 @@ def policy_replay(
     finally:
         ctx.engine.dispose()
     if csv_out is not None:
-        with csv_out.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
-            writer.writeheader()
-            writer.writerows(report.rows)
+        csv_out.write_text(csv_text(report.rows), encoding="utf-8")
     if as_json:
         console.print_json(json.dumps(report.as_dict()))
     else:

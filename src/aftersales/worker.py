@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from aftersales.service import payment_worker, webhooks
+from aftersales.service import payment_worker, replay_jobs, webhooks
 from aftersales.service.context import Context
 from aftersales.service.deadlines import apply_due
 from aftersales.store import idempotency
@@ -54,6 +54,9 @@ def run_once(ctx: Context, client: httpx.Client | None = None) -> dict[str, int]
     done = _deadlines_and_payments(ctx)
     done["idempotency_purged"] = purge_idempotency(ctx)
     done["webhooks_delivered"] = webhooks.dispatch_due(ctx, client=client)
+    done["replays_run"] = 0
+    while replay_jobs.run_next(ctx):  # every queued what-if replay (issue 15), each to its end
+        done["replays_run"] += 1
     return done
 
 
@@ -75,19 +78,27 @@ def _webhook_loop(ctx: Context, stop: threading.Event, poll_seconds: float) -> N
         _poll("webhook pass", lambda: {"webhooks_delivered": webhooks.dispatch_due(ctx, client=client)}, stop, poll_seconds)
 
 
+def _replay_loop(ctx: Context, stop: threading.Event, poll_seconds: float) -> None:
+    _poll("replay pass", lambda: {"replays_run": replay_jobs.run_next(ctx)}, stop, poll_seconds)
+
+
 def loop(ctx: Context, stop: threading.Event, poll_seconds: float) -> None:
     """Poll until ``stop`` is set. Webhooks are sent from a thread of their own: a backlog of deliveries, or an
     endpoint that answers only at the 10 s timeout, must not hold up the automatic actions (M1–M7, P1, P2, G4) and
     the refunds they pay (F1) — the fault soak (bench/soak.py) measured deadlines applied 20–40 s late behind
-    webhook deliveries when both shared one loop."""
+    webhook deliveries when both shared one loop. What-if replays (issue 15) run in a third thread, for the same
+    reason: one replay of a long period takes minutes."""
     hooks = threading.Thread(target=_webhook_loop, args=(ctx, stop, poll_seconds), name="aftersales-webhooks", daemon=True)
     hooks.start()
+    replays = threading.Thread(target=_replay_loop, args=(ctx, stop, poll_seconds), name="aftersales-replays", daemon=True)
+    replays.start()
     purge = _Every(PURGE_EVERY_SECONDS, lambda: {"idempotency_purged": purge_idempotency(ctx)})
     try:
         _poll("worker pass", lambda: {**_deadlines_and_payments(ctx), **purge()}, stop, poll_seconds)
     finally:
         stop.set()
         hooks.join(timeout=poll_seconds + webhooks.TIMEOUT)
+        replays.join(timeout=poll_seconds)
 
 
 def start_in_thread(ctx: Context, poll_seconds: float) -> tuple[threading.Thread, threading.Event]:

@@ -274,6 +274,12 @@ def _policy_draft(w: World) -> str:
     return str(w.ok(w.api.put("/v1/policy", _policy_draft_body(w)), 201)["id"])
 
 
+def _replay(w: World) -> str:
+    """Issue 15: a queued what-if replay of a fresh draft."""
+    return str(w.ok(w.api.post(f"/v1/policy/drafts/{_policy_draft(w)}/replays",
+                               {"from": "2026-01-01", "to": "2026-02-01"}), 202)["id"])
+
+
 MATRIX: dict[tuple[str, str], Op] = {
     # public
     ("GET", "/healthz"): Op(PUBLIC, lambda w, s: Call("GET", "/healthz")),
@@ -299,6 +305,12 @@ MATRIX: dict[tuple[str, str], Op] = {
         "POST", f"/v1/policy/drafts/{_policy_draft(w)}/schedule"), True),
     ("POST", "/v1/policy/drafts/{draft_id}/withdraw"): Op(PLATFORM_ONLY_200, lambda w, s: Call(
         "POST", f"/v1/policy/drafts/{_policy_draft(w)}/withdraw"), True),
+    ("POST", "/v1/policy/drafts/{draft_id}/replays"): Op(expect(403, platform=202), lambda w, s: Call(
+        "POST", f"/v1/policy/drafts/{_policy_draft(w)}/replays", {"from": "2026-01-01", "to": "2026-02-01"}), True),
+    ("GET", "/v1/policy/replays/{replay_id}"): Op(PLATFORM_ONLY_200, lambda w, s: Call(
+        "GET", f"/v1/policy/replays/{_replay(w)}")),
+    ("GET", "/v1/policy/replays/{replay_id}/report.csv"): Op(PLATFORM_ONLY_200, lambda w, s: Call(
+        "GET", f"/v1/policy/replays/{_replay(w)}/report.csv")),
     ("GET", "/v1/policy/record"): Op(PLATFORM_ONLY_200, lambda w, s: Call("GET", "/v1/policy/record")),
     # orders and groups
     ("POST", "/v1/orders"): Op(expect(403, platform=201, merchant_a=201, merchant_b=404), _new_order_call, True),

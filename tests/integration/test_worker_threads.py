@@ -60,3 +60,26 @@ def test_m1_deadline_is_applied_while_a_webhook_delivery_hangs(api, ctx, monkeyp
         stop.set()
         thread.join(PATIENCE_SECONDS)
     assert not thread.is_alive()
+
+
+def test_T0_a_queued_replay_is_run_by_the_worker_in_a_thread_of_its_own(api, ctx):
+    """Issue 15: the worker takes a queued what-if replay and runs it to its report, next to its other loops."""
+    current = api.get("/v1/policy").json()
+    body = {k: v for k, v in current.items() if k not in ("version", "effective_at", "draft_id")}
+    draft = api.put("/v1/policy", {**body, "no_reason_days": 10, "reason": "replay"}).json()
+    assert api.post("/v1/orders", order_body("o-replayed")).status_code == 201
+    job = api.post(f"/v1/policy/drafts/{draft['id']}/replays", {"from": "2020-01-01", "to": "2030-01-01"}).json()
+    assert job["status"] == "queued"
+
+    thread, stop = worker.start_in_thread(ctx, 0.02)
+    try:
+        give_up = time.monotonic() + PATIENCE_SECONDS
+        while api.get(f"/v1/policy/replays/{job['id']}").json()["status"] != "done" and time.monotonic() < give_up:
+            time.sleep(0.05)
+        got = api.get(f"/v1/policy/replays/{job['id']}").json()
+        assert got["status"] == "done", got
+        assert got["progress"] == {"done": 1, "total": 1} and got["report"]["orders"] == 1
+    finally:
+        stop.set()
+        thread.join(PATIENCE_SECONDS)
+    assert not thread.is_alive()

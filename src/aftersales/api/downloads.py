@@ -40,3 +40,9 @@ def evidence_response(meta: dict[str, Any], data: bytes) -> Response:
 def record_response(data: bytes, name: str) -> Response:
     """An exported record file (format aftersales-record; ``aftersales verify`` checks it) as a download."""
     return Response(data, media_type="application/json", headers={"Content-Disposition": attachment(name, name), **_PRIVATE})
+
+
+def csv_response(text: str, name: str) -> Response:
+    """A CSV report (the what-if replay's, issue 15) as a download."""
+    return Response(text.encode("utf-8"), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": attachment(name, name), **_PRIVATE})

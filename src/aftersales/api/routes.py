@@ -7,13 +7,14 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from aftersales.service import cases as case_service
-from aftersales.service import deadlines, orders, publishing, setup, terms
+from aftersales.service import deadlines, orders, publishing, replay_jobs, setup, terms
 from aftersales.service.context import read
 from aftersales.service.errors import NotFound
+from aftersales.service.replay import CSV_COLUMNS
 
 from . import schemas as s
 from .app import CtxDep, IdempotencyKey, IfMatch, Lang, Who
-from .downloads import record_response
+from .downloads import csv_response, record_response
 
 router = APIRouter()
 
@@ -121,6 +122,34 @@ def withdraw_policy_draft(draft_id: DraftId, ctx: CtxDep, who: Who,
                           idempotency_key: IdempotencyKey = None) -> Any:
     """Platform: withdraw a draft, or a scheduled version before it takes effect (409 once in force)."""
     return publishing.withdraw(ctx, who, draft_id, reason=body.reason if body else None)
+
+
+@router.post("/v1/policy/drafts/{draft_id}/replays", status_code=202, response_model=s.ReplayJobOut,
+             response_model_by_alias=True, tags=["set-up"], responses=ERRORS)
+def start_policy_replay(draft_id: DraftId, body: s.ReplayIn, ctx: CtxDep, who: Who) -> Any:
+    """Platform: a what-if replay of the draft over [from, to) (issue 15), run in the background by the worker:
+    every order with something in the period, under the version it was paid under and under the draft (T0). Reads
+    a snapshot and writes nothing but the job; follow it at `GET /v1/policy/replays/{id}`."""
+    return replay_jobs.start(ctx, who, draft_id, body.from_, body.to)
+
+
+@router.get("/v1/policy/replays/{replay_id}", response_model=s.ReplayJobOut, response_model_by_alias=True,
+            tags=["set-up"], responses=ERRORS)
+def get_policy_replay(replay_id: DraftId, ctx: CtxDep, who: Who) -> Any:
+    """Platform: a replay's status, progress (orders done of total) and, when done, its report."""
+    return replay_jobs.get(ctx, who, replay_id)
+
+
+_CSV: dict[int | str, dict[str, Any]] = {200: {
+    "description": "One line per difference: " + ", ".join(CSV_COLUMNS) + " (as `aftersales policy replay --csv`).",
+    "content": {"text/csv": {"schema": {"type": "string"}}}}}
+
+
+@router.get("/v1/policy/replays/{replay_id}/report.csv", response_class=Response, tags=["set-up"],
+            responses={**ERRORS, **_CSV})
+def policy_replay_csv(replay_id: DraftId, ctx: CtxDep, who: Who) -> Response:
+    """Platform: the replay's differences as CSV (the header alone until it is done)."""
+    return csv_response(*replay_jobs.report_csv(ctx, who, replay_id))
 
 
 @router.get("/v1/policy/record", response_class=Response, tags=["set-up"], responses={**ERRORS, **_RECORD})

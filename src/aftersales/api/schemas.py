@@ -514,3 +514,37 @@ class PolicyDraftOut(BaseModel):
 
 class PolicyDraftPage(BaseModel):
     items: list[PolicyDraftOut]
+
+
+class ReplayIn(Strict):
+    """Issue 15: the period [from, to) of a what-if replay: each a date (local midnight in the platform zone, T0) or
+    an RFC 3339 instant with its offset."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=NO_NUL)] = Field(alias="from")
+    to: Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=NO_NUL)]
+
+
+class ReplayProgress(BaseModel):
+    done: int
+    #: orders to replay (null until the worker has counted them)
+    total: int | None
+
+
+class ReplayJobOut(BaseModel):
+    id: str
+    draft_id: str
+    #: the period replayed, [from, to)
+    from_: str = Field(alias="from", serialization_alias="from")
+    to: str
+    #: queued, running, done, failed
+    status: str
+    progress: ReplayProgress
+    created_at: str
+    created_by: str
+    started_at: str | None
+    finished_at: str | None
+    error: str | None
+    #: when done: counts (orders, cases, differing_cases), differences by_kind / by_shop / by_category / by_rule, and
+    #: samples of differing cases with both timelines (in_force, candidate) — the report of `aftersales policy replay`
+    report: dict[str, Any] | None

@@ -50,3 +50,26 @@ def day_window_end(day: date, days: int, tz: str) -> datetime:
 def after_hours(event: datetime, hours: int) -> datetime:
     """Hour-counted limits are exact durations (T0)."""
     return event + timedelta(hours=hours)
+
+
+def period_bound(value: str, tz: str, field: str) -> datetime:
+    """A bound of a period as people give it (the replay's ``from``/``to``, issue 15): a date (2026-12-01: local
+    midnight in the platform zone, T0) or an RFC 3339 instant with its offset."""
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(0), zone(tz)).astimezone(UTC)
+        at = datetime.fromisoformat(value)
+        if at.tzinfo is not None:
+            at.astimezone(UTC)
+    except (ValueError, OverflowError):  # not a date, or out of range in UTC (0001-01-01 in UTC+8)
+        raise InvalidInput("T0", N_("{field}: {value} is neither a date (2026-12-01) nor an RFC 3339 instant."),
+                           field=field, value=value) from None
+    return require_aware(at, field)
+
+
+def period(start: str, end: str, tz: str) -> tuple[datetime, datetime]:
+    """[start, end) from two bounds (:func:`period_bound`); the end must come after the start."""
+    begin, finish = period_bound(start, tz, "from"), period_bound(end, tz, "to")
+    if finish <= begin:
+        raise InvalidInput("T0", N_("to must come after from."))
+    return begin, finish

@@ -46,6 +46,7 @@ _NOT_FOUND = {
     "group": N_("group not found"),
     "merchant": N_("merchant not found"),
     "order": N_("order not found"),
+    "replay": N_("replay not found"),
     "resource": N_("resource not found"),
     "session": N_("session not found"),
     "stuck automatic action": N_("stuck automatic action not found"),

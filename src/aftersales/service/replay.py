@@ -7,6 +7,8 @@ only and checks every event and every amount against the stored history (the pro
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -84,6 +86,15 @@ class ReplayReport:
 
 #: Columns of the CSV report: one line per difference.
 CSV_COLUMNS = ("order_id", "case_id", "merchant_id", "categories", "kind", "rules", "before", "after")
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """The CSV report: a header of :data:`CSV_COLUMNS`, then one line per difference."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
 
 
 def _difference(d: dreplay.Difference) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, union
+from sqlalchemy import Connection, Engine, func, insert, select, union, update
 
 from . import tables as t
 
@@ -75,12 +75,48 @@ def refused_opening_count(conn: Connection) -> int:
 @contextmanager
 def snapshot(engine: Engine) -> Iterator[Connection]:
     """One read-only transaction seeing one state of the database throughout (PostgreSQL: REPEATABLE READ READ ONLY;
-    SQLite: a read transaction keeps its snapshot). Rolled back at the end: nothing is ever written."""
+    SQLite: a read transaction keeps its snapshot, and takes no write lock). Rolled back at the end: nothing is ever written."""
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        else:  # a deferred BEGIN (db.py): a reader in WAL, never the write lock that would hold every writer back
+            conn = conn.execution_options(readonly=True)
         with conn.begin() as tx:
             try:
                 yield conn
             finally:
                 tx.rollback()
+
+
+# --- replay jobs (issue 15): the only rows a replay writes -----------------------------------------------------------
+_J = t.replay_jobs
+
+
+def insert_job(conn: Connection, row: dict[str, Any]) -> None:
+    conn.execute(insert(_J).values(**row))
+
+
+def job(conn: Connection, job_id: str, *, with_rows: bool = False) -> Any:
+    cols = [c for c in _J.c if with_rows or c.name != "rows"]
+    return conn.execute(select(*cols).where(_J.c.id == job_id)).first()
+
+
+def claimable_job(conn: Connection, stale_before: datetime) -> Any:
+    """The oldest job waiting for a worker: queued, or running with a heartbeat older than ``stale_before`` (its
+    worker died; the replay writes nothing else, so running it again is safe)."""
+    return conn.execute(select(_J.c.id, _J.c.status, _J.c.heartbeat_at)
+                        .where((_J.c.status == "queued") | ((_J.c.status == "running") & (_J.c.heartbeat_at < stale_before)))
+                        .order_by(_J.c.created_at, _J.c.id).limit(1)).first()
+
+
+def claim_job(conn: Connection, job_id: str, status: str, heartbeat_at: datetime | None, started_at: datetime,
+              now: datetime) -> bool:
+    """Take the job if it is still as read (one worker wins a race: the others' conditional UPDATE matches nothing)."""
+    seen = _J.c.heartbeat_at.is_(None) if heartbeat_at is None else _J.c.heartbeat_at == heartbeat_at
+    done = conn.execute(update(_J).where(_J.c.id == job_id, _J.c.status == status, seen).values(
+        status="running", done=0, total=None, started_at=started_at, heartbeat_at=now))
+    return done.rowcount == 1
+
+
+def update_job(conn: Connection, job_id: str, values: dict[str, Any]) -> None:
+    conn.execute(update(_J).where(_J.c.id == job_id).values(**values))

@@ -97,6 +97,29 @@ policy_drafts = Table(
     Index("ix_policy_drafts_status_effective_at", "status", "effective_at"),
 )
 
+#: Issue 15: what-if replay jobs of a policy draft over a period, run by the worker (migration 0023). ``queued`` until a
+#: worker claims it (``running``, its ``heartbeat_at`` renewed with every batch), then ``done`` with the report and its
+#: CSV rows, or ``failed`` with the error. The only row a replay ever writes.
+replay_jobs = Table(
+    "replay_jobs", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("draft_id", String(40), ForeignKey("policy_drafts.id"), nullable=False, index=True),
+    Column("start", UtcDateTime, nullable=False),
+    Column("end", UtcDateTime, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("done", Integer, nullable=False, default=0),
+    Column("total", Integer),
+    Column("report", JSON),
+    Column("rows", JSON),
+    Column("error", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(80), nullable=False),
+    Column("started_at", UtcDateTime),
+    Column("heartbeat_at", UtcDateTime),
+    Column("finished_at", UtcDateTime),
+    Index("ix_replay_jobs_status_created_at", "status", "created_at"),
+)
+
 #: D3: every draft, schedule and withdrawal of a policy version, with who and why (append-only; exported hash-chained).
 policy_events = Table(
     "policy_events", metadata,

@@ -19,12 +19,13 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from aftersales import i18n
-from aftersales.api.downloads import record_response
+from aftersales.api.downloads import csv_response, record_response
+from aftersales.domain import replay as dreplay
 from aftersales.domain.cases import AUTO_RULES, CaseStatus
 from aftersales.domain.errors import DomainError
 from aftersales.domain.messages import N_
 from aftersales.domain.timeutil import zone
-from aftersales.service import case_desk, console, credentials, deadlines, deposits, ledger, messages, publishing, records, terms, users
+from aftersales.service import case_desk, console, credentials, deadlines, deposits, ledger, messages, publishing, records, replay_jobs, terms, users
 from aftersales.service import cases as case_service
 from aftersales.service import complaints as complaint_service
 from aftersales.service import orders as order_service
@@ -608,6 +609,64 @@ def policy_draft_action(request: Request, user: PlatformStaff, draft_id: DraftId
         return _policy_page(request, user, status_code=exc.status, error=explain(request, exc))
     done = N_("Draft {id} scheduled.") if verb == "schedule" else N_("Draft {id} withdrawn.")
     return see_other("/app/platform/policy", flash=_t(request, done, id=draft_id))
+
+
+# --- what-if replay of a draft over a period (issue 15) -------------------------------------------------------------
+ReplayId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
+REPLAY_STATUSES = {"queued": N_("waiting for the worker"), "running": N_("running"), "done": N_("done"),
+                   "failed": N_("failed")}
+REPLAY_KINDS = {dreplay.ELIGIBILITY: N_("eligibility changed"), dreplay.DEADLINES: N_("deadlines changed"),
+                dreplay.AUTOMATIC: N_("automatic actions changed"), dreplay.OUTCOME: N_("outcome changed"),
+                dreplay.REFUND: N_("refund amount changed")}
+#: How often the replay page asks for the progress while the job runs (HTMX).
+REPLAY_POLL_SECONDS = 2
+
+
+@router.post("/platform/policy/replays", dependencies=[Csrf])
+def policy_replay_start(request: Request, user: PlatformStaff,
+                        draft_id: Annotated[str, Form(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")],
+                        start: Annotated[str, Form(alias="from", max_length=40)] = "",
+                        end: Annotated[str, Form(alias="to", max_length=40)] = "") -> Response:
+    """Queue a what-if replay of the draft over [from, to) (local dates) and show its page."""
+    try:
+        job = replay_jobs.start(ctx_of(request), user.principal, draft_id, start.strip(), end.strip(),
+                                by=f"user:{user.name}")
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except (DomainError, ServiceError) as exc:
+        return _policy_page(request, user, status_code=exc.status, error=explain(request, exc))
+    return see_other(f"/app/platform/policy/replays/{job['id']}")
+
+
+def _replay(request: Request, user: Any, replay_id: str, template: str) -> Response:
+    try:
+        job = replay_jobs.get(ctx_of(request), user.principal, replay_id)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    return render(request, template, job=job, report=job["report"], statuses=REPLAY_STATUSES, kinds=REPLAY_KINDS,
+                  poll_seconds=REPLAY_POLL_SECONDS)
+
+
+@router.get("/platform/policy/replays/{replay_id}", response_class=HTMLResponse)
+def policy_replay_page(request: Request, user: PlatformStaff, replay_id: ReplayId) -> Response:
+    """The replay's progress while it runs (polled), then its report: differences by kind, shop, category and rule
+    id, and differing cases with both timelines side by side."""
+    return _replay(request, user, replay_id, "platform/replay.html")
+
+
+@router.get("/platform/policy/replays/{replay_id}/progress", response_class=HTMLResponse)
+def policy_replay_progress(request: Request, user: PlatformStaff, replay_id: ReplayId) -> Response:
+    """The fragment the replay page polls (HTMX): the progress again while running, the report once done."""
+    return _replay(request, user, replay_id, "platform/_replay.html")
+
+
+@router.get("/platform/policy/replays/{replay_id}/report.csv")
+def policy_replay_csv(request: Request, user: PlatformStaff, replay_id: ReplayId) -> Response:
+    """The replay's differences as CSV (the columns of `aftersales policy replay --csv`)."""
+    try:
+        return csv_response(*replay_jobs.report_csv(ctx_of(request), user.principal, replay_id))
+    except NotFound as exc:
+        return not_found_page(request, exc)
 
 
 @router.get("/platform/policy/record")
