@@ -99,8 +99,10 @@ def test_S3_the_reason_chart_renders_the_shops_figures(live: Live, page: Any) ->
     page.wait_for_load_state("networkidle")
     chart = page.locator('svg[data-chart="reasons"]')
     assert chart.locator("text.label").all_text_contents() == ["product", "logistics", "service", "buyer's own reason", "other"]
-    assert chart.locator("text.value").all_text_contents() == ["3 (37.5 %)", "2 (25.0 %)", "1 (12.5 %)", "1 (12.5 %)",
-                                                           "1 (12.5 %)"]
+    # S3 with its sample (issue 14): each share says of how many cases
+    assert chart.locator("text.value").all_text_contents() == [
+        "3 (37.5 % of 8 cases)", "2 (25.0 % of 8 cases)", "1 (12.5 % of 8 cases)", "1 (12.5 % of 8 cases)",
+        "1 (12.5 % of 8 cases)"]
     assert chart.get_by_role("img").count() == 0 and chart.get_attribute("role") == "img"
     trend = page.locator('svg[data-chart="trend"]')
     assert trend.locator("rect.bar:not(.alt)").count() == 4
