@@ -55,7 +55,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
             break
         time.sleep(0.05)
     client = httpx.Client(base_url=base, timeout=30)
-    live = Live(base, client, {"platform": PLATFORM_KEY})
+    live = Live(base, client, {"platform": PLATFORM_KEY}, settings=settings)
     for mid in ("mA", "mB"):
         live.call("POST", "/v1/merchants", {"id": mid, "name": f"Shop {mid}", "return_address": "1 Return Rd"}, status=201)
     live.call("PUT", "/v1/categories/apparel", {"name": "Apparel", "no_reason_return": True}, status=201)  # E4

@@ -19,6 +19,8 @@ class Live:
     url: str
     api: httpx.Client
     keys: dict[str, str] = field(default_factory=dict)
+    #: The server's settings (its database): for a test that plays the worker's part (the server runs none).
+    settings: Any = None
 
     def call(self, method: str, path: str, body: Any = None, who: str = "platform", status: int | None = None) -> Any:
         headers = {"Authorization": f"Bearer {self.keys[who]}"}

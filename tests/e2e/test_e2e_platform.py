@@ -153,3 +153,36 @@ def test_T0_D1_D2_the_console_publishes_a_policy_draft_and_shows_shops_users_and
         screenshot(phone, "platform-policy-phone-zh")
     finally:
         context.close()
+
+
+def test_T0_E4_a_replay_of_a_draft_reports_the_refusals_it_would_have_allowed(live: Live, page: Any) -> None:
+    from aftersales.api.app import build_context
+    from aftersales.service import replay_jobs
+
+    delivered(live, "o-8001")
+    live.advance(8 * DAY)  # day 8: outside the 7-day no-reason window (E4), inside a 10-day one
+    refused = live.api.post("/v1/cases", json={"order_id": "o-8001", "type": "return_refund", "reason": "no_reason"},
+                            headers={"Authorization": f"Bearer {live.keys['buyer_x']}"})
+    assert refused.status_code == 422 and refused.json()["rule"] == "E4"
+    live.user("pat", role="platform_agent", merchant=None)
+    sign_in(page, live, "pat")
+    page.goto(live.url + "/app/platform/policy")
+    page.get_by_label("no_reason_days").fill("10")
+    page.get_by_label("Reason", exact=True).fill("A 10-day no-reason window: what would it have changed?")
+    page.get_by_role("button", name="Save the draft").click()
+    page.wait_for_load_state("networkidle")
+    page.get_by_text("Replay a period…").click()
+    page.get_by_label("From (platform date)").fill("2026-01-01")
+    page.get_by_label("To (platform date, excluded)").fill("2026-12-31")
+    page.get_by_role("button", name="Replay", exact=True).click()
+    page.wait_for_load_state("networkidle")
+    assert "waiting for the worker" in page.locator("main").inner_text()
+    ctx = build_context(live.settings)  # the worker's step, on the server's database (the test server runs none)
+    try:
+        assert replay_jobs.run_next(ctx) == 1
+    finally:
+        ctx.engine.dispose()
+    page.reload()
+    text = page.locator("main").inner_text()
+    assert "eligibility changed" in text and "o-8001" in text and "E4" in text
+    screenshot(page, "platform-replay-report")
