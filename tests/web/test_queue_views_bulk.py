@@ -52,12 +52,36 @@ def test_S1_the_views_split_the_queue_by_whose_move_and_who_handles_it(api: Any)
     assert "case assigned" in desk
 
 
+def test_S1_an_agent_gives_a_case_to_a_colleague_from_the_case_page_and_back_to_nobody(api: Any) -> None:
+    order(api, "o1")
+    c = case(api, "o1", "return_refund", "quality_problem")
+    web = agent(api)
+    bob = agent(api, "bob")  # a colleague of the same shop
+    bob_id = re.search(r'<option value="([^"]+)"[^>]*>bob', web.get(f"/app/cases/{c['id']}").text)
+    assert bob_id, "the colleague is offered"
+    page = web.get(f"/app/cases/{c['id']}").text
+    assert "Nobody yet" in page
+    r = web.post(f"/app/cases/{c['id']}/assign", data={"csrf_token": csrf_of(page), "assignee": bob_id.group(1)},
+                 follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].endswith("#handler")
+    assert get_case(api, c["id"])["assignee_id"] == bob_id.group(1)
+    assert rows_of(bob.get("/app/queue?view=mine").text) == [c["id"]]
+    # a user of another shop is refused with the rule, nothing changes
+    refused = web.post(f"/app/cases/{c['id']}/assign", data={"csrf_token": csrf_of(page), "assignee": "u-elsewhere"},
+                       follow_redirects=False)
+    assert refused.status_code == 303 and get_case(api, c["id"])["assignee_id"] == bob_id.group(1)
+    back = web.post(f"/app/cases/{c['id']}/assign", data={"csrf_token": csrf_of(page), "assignee": ""},
+                    follow_redirects=False)
+    assert back.status_code == 303 and get_case(api, c["id"])["assignee_id"] is None
+
+
 def test_T2_a_shop_cannot_claim_another_shops_case_from_the_page(api: Any) -> None:
     order(api, "oB", merchant="mB", buyer="bY")
     theirs = case(api, "oB", "refund_only", "other", buyer="buyer_y")
     web = agent(api)
     token = csrf_of(web.get("/app/queue").text)
     assert web.post(f"/app/cases/{theirs['id']}/claim", data={"csrf_token": token}).status_code == 404
+    assert web.post(f"/app/cases/{theirs['id']}/assign", data={"csrf_token": token, "assignee": ""}).status_code == 404
     assert web.post(f"/app/cases/{theirs['id']}/claim", data={"csrf_token": "nope"}).status_code in (403, 400)
     assert get_case(api, theirs["id"])["assignee_id"] is None
 

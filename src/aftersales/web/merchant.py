@@ -184,6 +184,22 @@ def claim_case(request: Request, user: MerchantStaff, case_id: CaseId,
     return see_other(back, flash=i18n.translate(N_("The case is yours."), lang))
 
 
+@router.post("/cases/{case_id}/assign", dependencies=[Csrf])
+def assign_case(request: Request, user: MerchantStaff, case_id: CaseId,
+                assignee: Annotated[str, Form(max_length=64)] = "") -> Response:
+    """S1: give the case to a colleague of the shop, or back to nobody (the service checks the user is the shop's)."""
+    lang = lang_of(request)
+    try:
+        case_service.assign(ctx_of(request), user.principal, case_id, assignee=assignee.strip() or None, me=user.id,
+                            unassigned_only=False, lang=lang)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except (DomainError, ServiceError) as exc:
+        return see_other(f"/app/cases/{case_id}#handler", flash=explain(request, exc), warning=True)
+    text = N_("The case is assigned.") if assignee.strip() else N_("Nobody handles the case now.")
+    return see_other(f"/app/cases/{case_id}#handler", flash=i18n.translate(text, lang))
+
+
 @router.post("/queue/bulk", dependencies=[Csrf])
 async def queue_bulk(request: Request, user: MerchantStaff) -> Response:
     """S1 + M2: approve the ticked cases together. First a confirmation listing each case, its amount and what
