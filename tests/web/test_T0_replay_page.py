@@ -63,7 +63,7 @@ def test_E4_replay_page_polls_while_running_then_shows_the_report(api: Any, ctx:
     text = html.unescape(done)
     report = api.get(f"/v1/policy/replays/{job_id}").json()["report"]
     assert "hx-trigger" not in done and "eligibility changed" in text
-    assert f"{report['differing_cases']} cases differ" in text
+    assert f"Cases that differ under the draft: {report['differing_cases']}." in text
     for title in ("By kind", "By rule", "By shop", "By category"):
         assert title in text
     assert "<code>E4</code>" in done and "<code>mA</code>" in done and "<code>apparel</code>" in done
