@@ -481,8 +481,9 @@ KEYS_FILE_OPTION = typer.Option(DEMO_KEYS_FILE, "--keys-file",
                                 help="Where the demo keys' plaintext is kept (development only, mode 0600).")
 
 
-def _print_demo_keys(keys: list[Any], keys_file: Path) -> None:
-
+def _print_demo_keys(keys: list[Any], keys_file: Path, base: str | None = None) -> None:
+    """The demo's keys, workbench logins and portal links; ``base``: the URL the server answers on (default: the
+    configured host and port)."""
     table = Table(title="Demo API keys (send as: Authorization: Bearer <key>)", box=box.SIMPLE_HEAD, title_justify="left")
     table.add_column("role")
     table.add_column("subject")
@@ -494,7 +495,7 @@ def _print_demo_keys(keys: list[Any], keys_file: Path) -> None:
     logins = [k for k in keys if k.role == "workbench"]
     if logins:
         settings = _settings()
-        base = f"http://{settings.host}:{settings.port}"
+        base = base or f"http://{settings.host}:{settings.port}"
         wb = Table(title=f"Workbench logins ({base}/app/login)", box=box.SIMPLE_HEAD, title_justify="left")
         for column in ("username", "password", "who"):
             wb.add_column(column, no_wrap=True)
@@ -563,13 +564,13 @@ def run_all(
         console.print("[yellow]AFTERSALES_ENV=production: no demo data[/yellow]")
     else:
         keys = _seed_demo(ctx, keys_file)
+    url = f"http://{host or settings.host}:{port or settings.port}"
     if keys:
-        _print_demo_keys(keys, keys_file)
+        _print_demo_keys(keys, keys_file, url)  # the links name the port this run serves on
     else:
         console.print("No demo keys to show (the database was not seeded by this demo). "
                       "Create one with: aftersales keys create --role platform")
     ctx.engine.dispose()
-    url = f"http://{host or settings.host}:{port or settings.port}"
     worker_note = "the worker runs in-process" if settings.worker_in_process else "no in-process worker (AFTERSALES_WORKER_IN_PROCESS=false)"
     console.print(f"[bold]Serving the API on {url}[/bold] (OpenAPI: {url}/docs) and the workbench on {url}/app; "
                   f"{worker_note}. Ctrl-C stops.")
