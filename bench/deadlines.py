@@ -231,6 +231,41 @@ def steady_phase(ctx: Context, rate: int, seconds: int) -> dict[str, Any]:
             "lag_p99_s": round(lags[int(len(lags) * 0.99) - 1], 3), "lag_max_s": round(lags[-1], 3)}
 
 
+#: Functions whose inclusive share the profile lists (a worker's path through a batch).
+WATCH = ("apply_batch", "_batch", "due_timers", "due_case_timers", "Tracker.load_orders", "Tracker._load", "from_dict",
+         "_apply_rows", "_apply_case", "fire", "settle_new_refunds", "order_policy", "Tracker.flush", "Tracker._save_order",
+         "order_values", "encode", "_Batch.write", "write", "with_recoveries", "Tracker._append_events", "insert_with_ids",
+         "fan_out", "delete_timers", "arm_timers", "UnitOfWork.commit", "UnitOfWork.__enter__", "Connection.commit",
+         "Connection._execute_context", "ClauseElement._compile_w_cache", "HasCacheKey._generate_cache_key",
+         "write_batch", "BatchWriter.write")
+
+
+def profile(args: argparse.Namespace) -> None:
+    """The backlog phase of each database under py-spy (``--subprocesses``: the worker processes too); the text summary
+    keeps the samples inside :func:`drain` (not the backlog's building) and the collapsed stacks are kept beside it
+    (speedscope.app opens them)."""
+    import subprocess
+
+    from store_cycle import summarise
+
+    where: Path = args.profile
+    where.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).parent / "py-spy"
+    for kind in (["sqlite", "postgresql"] if args.db == "both" else [args.db]):
+        workers = args.workers if kind == "postgresql" else 1
+        name = f"deadlines-{kind}-{args.backlog // 1000}k-w{workers}{args.profile_tag}"
+        stacks = where / f"{name}.stacks"
+        cmd = [sys.executable, __file__, "--db", kind, "--backlog", str(args.backlog), "--batch", str(args.batch),
+               "--workers", str(workers), "--steady-seconds", "0", "--no-raw", "--tmp", str(args.tmp),
+               "--out", str(where / f"{name}.json")]
+        if args.pg_url:
+            cmd += ["--pg-url", args.pg_url]
+        subprocess.run([str(spy), "record", "--rate", "250", "--subprocesses", "--function", "--format", "raw",
+                        "-o", str(stacks), "--", *cmd], check=True, stdout=subprocess.DEVNULL)
+        summarise(stacks, where / f"{name}.txt", f"{kind}: {args.backlog:,} due timers, {workers} worker process(es), "
+                  f"batch {args.batch}, applied under py-spy", watch=WATCH, within="drain", path="a worker's batch")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--backlog", type=int, default=1_000_000)
@@ -242,7 +277,14 @@ def main() -> None:
     ap.add_argument("--tmp", type=Path, default=Path("var"))
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "deadlines.json")
     ap.add_argument("--pg-url", default=None, help="default AFTERSALES_TEST_DATABASE_URL or the local server")
+    ap.add_argument("--no-raw", action="store_true", help="skip the raw limit (the driver's own rate)")
+    ap.add_argument("--profile-tag", default="", help="appended to the profile's file names (e.g. -before)")
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="run the backlog phase again under py-spy (every worker process) and write its profile here")
     args = ap.parse_args()
+    if args.profile is not None:
+        profile(args)
+        return
     args.tmp.mkdir(exist_ok=True)
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "runs": {}}
     for kind in (["sqlite", "postgresql"] if args.db == "both" else [args.db]):
@@ -255,13 +297,19 @@ def main() -> None:
         try:
             workers = args.workers if kind == "postgresql" else 1  # SQLite has one writer at a time
             run_result = {"backlog": backlog_phase(ctx, args.backlog, batch=args.batch, workers=workers, url=url, schema=schema)}
+            b = run_result["backlog"]
+            print(f"  {b['rows_per_s']:,} timers/s, {b['worker_cpu_us_per_timer']} µs of worker CPU per timer, "
+                  f"{workers} worker(s), load average {os.getloadavg()[0]:.1f}")
             if args.steady_seconds > 0:
                 run_result["steady"] = steady_phase(ctx, args.rate, args.steady_seconds)
                 print(f"  {json.dumps(run_result['steady'])}")
-            # The raw limit: as many durable transactions, issued directly through the driver (limits.py).
-            run_result["raw_limit"] = raw_transactions(kind, engine, max(500, min(run_result["backlog"]["backlog"], 20_000)), batch=args.batch)
-            # Timers are applied in batches of 500 per transaction: compare with rows written durably the same way.
-            run_result["ratio_to_raw"] = round(run_result["backlog"]["rows_per_s"] / run_result["raw_limit"]["rows_per_s_batched"], 4)
+            if not args.no_raw:
+                # The raw limit: as many durable transactions, issued directly through the driver (limits.py).
+                run_result["raw_limit"] = raw_transactions(kind, engine, max(500, min(run_result["backlog"]["backlog"], 20_000)),
+                                                           batch=args.batch)
+                # Timers are applied in batches per transaction: compare with rows written durably the same way.
+                run_result["ratio_to_raw"] = round(run_result["backlog"]["rows_per_s"]
+                                                   / run_result["raw_limit"]["rows_per_s_batched"], 4)
             results["runs"][kind] = run_result
         finally:
             engine.dispose()

@@ -209,16 +209,17 @@ WATCH = ("Idempotency.__call__", "Idempotency._claim", "Idempotency._finish", "r
          "Connection.commit", "serialize_response", "run_endpoint_function", "solve_dependencies")
 
 
-def summarise(stacks: Path, out: Path, title: str) -> None:
+def summarise(stacks: Path, out: Path, title: str, *, watch: tuple[str, ...] = WATCH, within: str | None = None,
+              path: str = "the cycle's path") -> None:
     """A text profile from py-spy's collapsed stacks (``--format raw --function``): samples by layer (the innermost
-    frame's file) and the inclusive share of the functions of :data:`WATCH`; samples of the set-up (migrations,
-    imports) left out."""
+    frame's file) and the inclusive share of the functions of ``watch``; samples of the set-up (migrations,
+    imports) left out — with ``within``, every sample outside that function."""
     layers: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = 0
     for line in stacks.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
-        if not stack or any(skip in stack for skip in SKIP):
+        if not stack or (f";{within} (" not in stack if within is not None else any(skip in stack for skip in SKIP)):
             continue
         count = int(n)
         frames = stack.split(";")
@@ -228,11 +229,11 @@ def summarise(stacks: Path, out: Path, title: str) -> None:
             inner = frames[-1]
         layers[next(name for name, marks in LAYERS if any(m in inner for m in marks))] += count
         for name in {f.split(" (")[0] for f in frames}:
-            if name in WATCH:
+            if name in watch:
                 inclusive[name] += count
     lines = [title, f"samples: {total} (py-spy, every thread, idle excluded)", "", "by layer (innermost frame's file):"]
     lines += [f"  {100 * n / total:5.1f} %  {name}" for name, n in layers.most_common()]
-    lines += ["", "inclusive, functions of the cycle's path:"]
+    lines += ["", f"inclusive, functions of {path}:"]
     lines += [f"  {100 * n / total:5.1f} %  {name}" for name, n in inclusive.most_common()]
     out.write_text("\n".join(lines) + "\n")
 

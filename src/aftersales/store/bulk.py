@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, insert, select
+from sqlalchemy import JSON, Connection, Table, func, insert, select
 
 from . import tables as t
 from .timers import arm_timers
 
-#: Below this many rows a table's rows go in through SQLAlchemy (one prepared executemany), above it through the
-#: driver's bulk path: COPY costs a round trip of its own, which a handful of rows does not repay.
-BULK_ROWS = 1000
+#: Below this many rows a table's rows go in through SQLAlchemy (one prepared executemany), from it on through the
+#: driver's bulk path: COPY costs a round trip of its own, which a handful of rows does not repay. A batch of due
+#: deadlines (hundreds of events, ledger transactions and entries) is over it: SQLAlchemy's per-row parameter
+#: processing and PostgreSQL's per-row execution of an executemany cost more than the COPY (docs/perf/deadlines).
+BULK_ROWS = 100
 #: Up to this many rows an insert that needs its ids back is one ``INSERT … RETURNING`` (:func:`insert_returning_ids`);
 #: above it the ids are taken first (:func:`new_ids`) and the rows go in as a plain executemany.
 RETURNING_ROWS = 64
@@ -78,18 +81,43 @@ def copy_rows(cur: Any, pg: bool, table: str, cols: Sequence[str], rows: Sequenc
 
 def insert_rows(conn: Connection, table: Table, cols: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
     """Append ``rows`` (Python values in ``cols`` order) to ``table``: a few through SQLAlchemy, many through the
-    driver's bulk path with the columns' own bind processing (SQLite: UTC instants as text)."""
+    driver's bulk path (COPY on PostgreSQL, the driver's executemany on SQLite) with the columns' own bind processing
+    (SQLite: UTC instants as text; both: JSON as the engine's serializer writes it) — the same rows either way
+    (tests/integration/test_bulk_rows.py)."""
     if not rows:
         return
     if len(rows) < BULK_ROWS:
         conn.execute(insert(table), [dict(zip(cols, row, strict=True)) for row in rows])
         return
     pg = conn.dialect.name == "postgresql"
-    if not pg:
-        procs = [(i, p) for i, c in enumerate(cols) if (p := table.c[c].type.bind_processor(conn.dialect)) is not None]
-        if procs:
-            rows = [_processed(row, procs) for row in rows]
+    procs = _bind_processors(conn.dialect, table, tuple(cols))
+    if procs:
+        rows = [_processed(row, procs) for row in rows]
     copy_rows(cursor(conn), pg, table.name, cols, rows)
+
+
+@cache
+def _bind_processors(dialect: Any, table: Table, cols: tuple[str, ...]) -> list[tuple[int, Any]]:
+    """(position, processor) of the columns of ``cols`` that have one (instants: aware ones only, in UTC; JSON: the
+    engine's serializer), as an executemany through SQLAlchemy would apply them. On PostgreSQL the JSON serializer's
+    bytes are given to COPY as text (bytes would be written as ``bytea``)."""
+    out: list[tuple[int, Any]] = []
+    for i, name in enumerate(cols):
+        col_type = table.c[name].type
+        proc = col_type.bind_processor(dialect)
+        if proc is None:
+            continue
+        if dialect.name == "postgresql" and isinstance(col_type, JSON):
+            proc = _as_text(proc)
+        out.append((i, proc))
+    return out
+
+
+def _as_text(proc: Any) -> Any:
+    def text(value: Any) -> Any:
+        out = proc(value)
+        return out.decode() if isinstance(out, bytes) else out
+    return text
 
 
 def _processed(row: tuple[Any, ...], procs: list[tuple[int, Any]]) -> tuple[Any, ...]:

@@ -23,7 +23,7 @@ from aftersales.domain.orders import Order, RefundStatus
 from . import ledger as ledger_store
 from . import search
 from . import tables as t
-from .bulk import insert_returning_ids, new_ids
+from .bulk import insert_returning_ids, insert_rows, new_ids
 from .codec import encode, from_dict
 from .timers import arm_timers
 
@@ -297,9 +297,10 @@ class Tracker:
 def insert_with_ids(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> list[int]:
     """Insert ``rows`` into ``table`` and return their ids in the rows' order.
 
-    The ids are taken first (:func:`new_ids`) so that the rows go in as a plain executemany — a prepared statement
-    the driver reuses (psycopg: one pipeline) — instead of an ``INSERT … RETURNING`` with thousands of parameters,
-    which costs more to build, to parse and to plan than the insert itself. A few rows (the usual unit of work) go in
+    The ids are taken first (:func:`new_ids`) so that the rows go in as a plain batch (:func:`insert_rows`: a prepared
+    executemany, or COPY / the driver's executemany for many) instead of an ``INSERT … RETURNING`` with thousands of
+    parameters, which costs more to build, to parse and to plan than the insert itself. Every row has the keys of
+    the first, in the same order. A few rows (the usual unit of work) go in
     as one ``INSERT … RETURNING`` (:func:`insert_returning_ids`): the same ids, one round trip instead of two."""
     if conn.in_transaction():
         few = insert_returning_ids(conn, table, rows)
@@ -308,9 +309,8 @@ def insert_with_ids(conn: Connection, table: Any, rows: list[dict[str, Any]]) ->
     ids = new_ids(conn, table, len(rows))
     if ids is None:
         return [int(i) for i in conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows).scalars().all()]
-    for row, row_id in zip(rows, ids, strict=True):
-        row["id"] = row_id
-    conn.execute(insert(table), rows)
+    cols = ("id", *rows[0])
+    insert_rows(conn, table, cols, [(row_id, *row.values()) for row_id, row in zip(ids, rows, strict=True)])
     return ids
 
 

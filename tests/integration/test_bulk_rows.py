@@ -1,0 +1,68 @@
+"""The driver's bulk path (store/bulk.py ``insert_rows``: COPY on PostgreSQL, the driver's executemany on SQLite),
+which a batch of due deadlines takes for its events and ledger rows (issue 13), writes exactly the rows SQLAlchemy's
+executemany writes: the same values read back, and on PostgreSQL the same JSON text."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import insert, select, text
+
+from aftersales.service.context import run
+from aftersales.store import bulk
+from aftersales.store import tables as t
+from aftersales.store.repositories import insert_with_ids
+
+AT = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
+#: Values a text COPY must escape (tab, newline, backslash, a quote), non-ASCII text, JSON's null and nesting.
+ODD = ["plain", "tab\there", "new\nline", "back\\slash \\N", 'quote "q"', "退款 reembolso", ""]
+
+
+def _event(i: int, prefix: str) -> dict:
+    odd = ODD[i % len(ODD)]
+    return {"order_id": None if i % 5 == 0 else f"{prefix}-o{i}", "case_id": f"{prefix}-c{i}", "group_id": None,
+            "kind": "probe", "actor": "system",
+            # an instant in another zone: stored as the same UTC instant
+            "at": (AT + timedelta(seconds=i)).astimezone(timezone(timedelta(hours=8))),
+            "rules": ["M1", odd] if i % 2 else [], "from_status": odd or None, "to_status": None,
+            "data": {"i": i, "text": odd, "none": None, "nested": {"list": [1, 2.5, True, None, odd]}, "big": 2**62},
+            "recorded_at": AT}
+
+
+def _stored(ctx, prefix: str) -> list[tuple]:
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(select(t.events).where(t.events.c.case_id.like(f"{prefix}-%")).order_by(t.events.c.id)).mappings()
+        out = [tuple((k, str(v).replace(prefix, "X") if k in ("order_id", "case_id") else v)
+                     for k, v in r.items() if k != "id") for r in rows]
+        if ctx.engine.dialect.name == "postgresql":  # the JSON text itself, not only its value
+            out += [tuple(r) for r in conn.execute(text(
+                "SELECT replace(data::text, :p, 'X'), rules::text FROM events WHERE case_id LIKE :like ORDER BY id"),
+                {"p": prefix, "like": f"{prefix}-%"})]
+    return out
+
+
+def test_bulk_rows_equal_sqlalchemy_rows(ctx):
+    n = bulk.BULK_ROWS + 7
+
+    def old(uow) -> None:
+        uow.conn.execute(insert(t.events), [_event(i, "zold") for i in range(n)])
+
+    def new(uow) -> list[int]:
+        return insert_with_ids(uow.conn, t.events, [_event(i, "znew") for i in range(n)])
+
+    run(ctx, old)
+    ids = run(ctx, new)
+    assert len(ids) == n and ids == sorted(ids)
+    with ctx.engine.connect() as conn:
+        stored = dict(conn.execute(select(t.events.c.case_id, t.events.c.id).where(t.events.c.case_id.like("znew-%"))).all())
+    assert [stored[f"znew-c{i}"] for i in range(n)] == ids, "each row under the id returned for it"
+    assert _stored(ctx, "znew") == _stored(ctx, "zold")
+
+
+def test_bulk_rows_refuse_a_naive_instant_as_sqlalchemy_does(ctx):
+    rows = [(i, *_event(i, "naive").values()) for i in range(1, bulk.BULK_ROWS + 1)]
+    at = list(t.events.c.keys()).index("at")
+    rows[3] = (*rows[3][:at], datetime(2026, 3, 1), *rows[3][at + 1:])  # a naive instant: the point of the test
+    with pytest.raises(ValueError, match="naive"):
+        run(ctx, lambda uow: bulk.insert_rows(uow.conn, t.events, tuple(t.events.c.keys()), rows))
