@@ -66,3 +66,46 @@ def test_bulk_rows_refuse_a_naive_instant_as_sqlalchemy_does(ctx):
     rows[3] = (*rows[3][:at], datetime(2026, 3, 1), *rows[3][at + 1:])  # a naive instant: the point of the test
     with pytest.raises(ValueError, match="naive"):
         run(ctx, lambda uow: bulk.insert_rows(uow.conn, t.events, tuple(t.events.c.keys()), rows))
+
+
+def _orders(ctx, prefix: str) -> list[tuple]:
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(select(t.orders).where(t.orders.c.id.like(f"{prefix}-%")).order_by(t.orders.c.id)).mappings()
+        out = [(*((k, v.replace(prefix, "X") if isinstance(v, str) else v) for k, v in r.items() if k != "state"),
+                str(r["state"]).replace(prefix, "X")) for r in rows]
+        if ctx.engine.dialect.name == "postgresql":
+            out += [tuple(r) for r in conn.execute(text(
+                "SELECT replace(state::text, :p, 'X') FROM orders WHERE id LIKE :like ORDER BY id"),
+                {"p": prefix, "like": f"{prefix}-%"})]
+    return out
+
+
+def _changes(prefix: str, n: int, seen: int) -> list[dict]:
+    return [{"b_id": f"{prefix}-o{i}", "b_seen": seen, "v_status": ODD[i % len(ODD)][:24], "v_refunded_fen": i * 100,
+             "v_group_id": None, "v_paid_at": (AT + timedelta(minutes=i)).astimezone(timezone(timedelta(hours=-5))),
+             "v_version": seen + 1, "v_state": {"id": f"{prefix}-o{i}", "text": ODD[i % len(ODD)], "none": None, "n": [i, 1.5]}}
+            for i in range(n)]
+
+
+def test_update_rows_equal_sqlalchemy_updates_and_count_what_they_changed(ctx):
+    from aftersales.store.repositories import _order_update
+    from aftersales.testing import seed_open_cases
+
+    n = bulk.BULK_ROWS + 3
+    seed_open_cases(ctx, n, AT, prefix="zold")
+    seed_open_cases(ctx, n, AT, prefix="znew")
+    with ctx.engine.connect() as conn:
+        seen = conn.execute(select(t.orders.c.version).where(t.orders.c.id == "zold-o0")).scalar_one()
+    old, new = _changes("zold", n, seen), _changes("znew", n, seen)
+    new[5]["b_seen"] = seen + 7  # somebody else's version: that row is left alone, and the count says so
+    old.pop(5)
+
+    def old_way(uow) -> int:
+        return int(uow.conn.execute(_order_update(tuple(k for k in old[0] if k.startswith("v_"))), old).rowcount)
+
+    def new_way(uow) -> int:
+        return bulk.update_rows(uow.conn, t.orders, {"b_id": "id", "b_seen": "version"}, new)
+
+    assert run(ctx, old_way) == n - 1
+    assert run(ctx, new_way) == n - 1
+    assert _orders(ctx, "znew") == _orders(ctx, "zold")

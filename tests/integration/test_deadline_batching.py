@@ -61,10 +61,10 @@ def _move_clock(ctx, now: datetime) -> None:
     run(ctx, lambda uow: ctx.clock.set(uow.conn, now))
 
 
-@pytest.mark.parametrize(("n", "batch"), [(40, 7), (60, 180)])
+@pytest.mark.parametrize(("n", "batch"), [(40, 7), (105, 315)])
 def test_a_backlog_applied_with_its_siblings_writes_what_one_timer_at_a_time_wrote(ctx, monkeypatch, n, batch):
-    """batch 180: the whole backlog in one transaction, its events, ledger transactions and entries (≥ 100 rows each)
-    written through the driver's bulk path (store/bulk.py ``insert_rows``: COPY on PostgreSQL)."""
+    """batch 315: the whole backlog in one transaction, its orders, cases, refunds, events and ledger rows (≥ 100 each)
+    written through the driver's bulk path (store/bulk.py ``insert_rows``, ``update_rows``: COPY, UPDATE … FROM unnest)."""
     now = OPENED + timedelta(hours=49)
     _move_clock(ctx, now)
     # The reference: each claimed timer applied alone (no sibling comes along), one timer per transaction.

@@ -120,6 +120,63 @@ def _as_text(proc: Any) -> Any:
     return text
 
 
+def insert_dicts(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """:func:`insert_rows` for rows given as dicts, each with the keys of the first in the same order."""
+    if rows:
+        insert_rows(conn, table, tuple(rows[0]), [tuple(r.values()) for r in rows])
+
+
+def update_rows(conn: Connection, table: Table, match: dict[str, str], rows: Sequence[dict[str, Any]]) -> int:
+    """Update many rows of ``table`` in ONE statement; returns how many rows it changed (the caller's optimistic
+    check compares it with ``len(rows)``). Each row's keys are those of the first, in the same order: the keys of
+    ``match`` (key → column) select the row (equality), every ``v_<column>`` key is a new value.
+
+    PostgreSQL: ``UPDATE … FROM unnest(<one array per column>)`` — one statement executed once, instead of an
+    executemany that the server executes once per row; SQLite: the driver's executemany of the compiled statement.
+    Values go through the columns' bind processing as SQLAlchemy's would (tests/integration/test_bulk_rows.py)."""
+    if not rows:
+        return 0
+    keys = tuple(rows[0])
+    sql, cols = _update_sql(conn.dialect, table, keys, tuple(sorted(match.items())))
+    procs = _bind_processors(conn.dialect, table, cols)
+    values = [_processed(tuple(r.values()), procs) for r in rows] if procs else [tuple(r.values()) for r in rows]
+    cur = cursor(conn)
+    if conn.dialect.name == "postgresql":
+        cur.execute(sql, [list(col) for col in zip(*values, strict=True)])
+        return int(cur.rowcount)
+    order = [keys.index(k) for k in keys if k.startswith("v_")] + [keys.index(k) for k in keys if k in match]
+    cur.executemany(sql, [tuple(v[i] for i in order) for v in values])
+    return int(cur.rowcount)
+
+
+@cache
+def _update_sql(dialect: Any, table: Table, keys: tuple[str, ...], match: tuple[tuple[str, str], ...]) -> tuple[str, tuple[str, ...]]:
+    """The statement of :func:`update_rows` and the column of each key (for its bind processing)."""
+    by_key = dict(match)
+    cols = tuple(by_key[k] if k in by_key else k.removeprefix("v_") for k in keys)
+    for k in keys:
+        if k not in by_key and not k.startswith("v_"):
+            raise ValueError(f"update_rows: {k!r} is neither a match key nor v_<column>")
+    sets = [(k, c) for k, c in zip(keys, cols, strict=True) if k not in by_key]
+    where = [(k, c) for k, c in zip(keys, cols, strict=True) if k in by_key]
+    name = table.name
+    if dialect.name == "postgresql":
+        def array_type(col: str) -> str:
+            col_type = table.c[col].type
+            return "text[]" if isinstance(col_type, JSON) else f"{col_type.compile(dialect=dialect)}[]"
+
+        def value(key: str, col: str) -> str:
+            return f"v.{key}::json" if isinstance(table.c[col].type, JSON) else f"v.{key}"
+
+        sql = (f"UPDATE {name} AS t SET {', '.join(f'{c} = {value(k, c)}' for k, c in sets)} "  # noqa: S608 - our own names
+               f"FROM unnest({', '.join(f'%s::{array_type(c)}' for c in cols)}) AS v({', '.join(keys)}) "
+               f"WHERE {' AND '.join(f't.{c} = v.{k}' for k, c in where)}")
+    else:
+        sql = (f"UPDATE {name} SET {', '.join(f'{c} = ?' for _, c in sets)} "  # noqa: S608 - our own names
+               f"WHERE {' AND '.join(f'{c} = ?' for _, c in where)}")
+    return sql, cols
+
+
 def _processed(row: tuple[Any, ...], procs: list[tuple[int, Any]]) -> tuple[Any, ...]:
     out = list(row)
     for i, p in procs:

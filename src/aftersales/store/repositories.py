@@ -23,7 +23,7 @@ from aftersales.domain.orders import Order, RefundStatus
 from . import ledger as ledger_store
 from . import search
 from . import tables as t
-from .bulk import insert_returning_ids, insert_rows, new_ids
+from .bulk import BULK_ROWS, insert_dicts, insert_returning_ids, insert_rows, new_ids, update_rows
 from .codec import encode, from_dict
 from .timers import arm_timers
 
@@ -334,16 +334,21 @@ class _Batch:
             conn.execute(insert(t.orders), self.new_orders)
         if self.changed_orders:
             # Optimistic check: every row must still carry the version this unit of work loaded.
-            res = conn.execute(_order_update(tuple(k for k in self.changed_orders[0] if k.startswith("v_"))), self.changed_orders)
-            if res.rowcount != len(self.changed_orders):
+            if len(self.changed_orders) >= BULK_ROWS:  # a batch of deadlines: one statement (store/bulk.py)
+                changed = update_rows(conn, t.orders, {"b_id": "id", "b_seen": "version"}, self.changed_orders)
+            else:
+                changed = conn.execute(_order_update(tuple(k for k in self.changed_orders[0] if k.startswith("v_"))),
+                                       self.changed_orders).rowcount
+            if changed != len(self.changed_orders):
                 raise ConcurrentUpdate(",".join(r["b_id"] for r in self.changed_orders))
         if self.new_cases:
             conn.execute(insert(t.cases), self.new_cases)
-        if self.changed_cases:
+        if len(self.changed_cases) >= BULK_ROWS:
+            update_rows(conn, t.cases, {"b_id": "id"}, self.changed_cases)
+        elif self.changed_cases:
             conn.execute(_case_update(tuple(k for k in self.changed_cases[0] if k != "b_id")), self.changed_cases)
         arm_timers(conn, self.timers)
-        if self.new_refunds:
-            conn.execute(insert(t.refunds), self.new_refunds)
+        insert_dicts(conn, t.refunds, self.new_refunds)
         if self.settled_refunds:
             conn.execute(_REFUND_UPDATE, self.settled_refunds)
         if self.payment_jobs:
