@@ -132,7 +132,9 @@ def update_rows(conn: Connection, table: Table, match: dict[str, str], rows: Seq
     ``match`` (key → column) select the row (equality), every ``v_<column>`` key is a new value.
 
     PostgreSQL: ``UPDATE … FROM unnest(<one array per column>)`` — one statement executed once, instead of an
-    executemany that the server executes once per row; SQLite: the driver's executemany of the compiled statement.
+    executemany that the server executes once per row; the arrays are sent in binary form (``%b``: psycopg writes the
+    text form of an array in Python, escaping every character — 0.7 ms for one aggregate's JSON state, against 4 µs).
+    SQLite: the driver's executemany of the compiled statement.
     Values go through the columns' bind processing as SQLAlchemy's would (tests/integration/test_bulk_rows.py)."""
     if not rows:
         return 0
@@ -169,7 +171,7 @@ def _update_sql(dialect: Any, table: Table, keys: tuple[str, ...], match: tuple[
             return f"v.{key}::json" if isinstance(table.c[col].type, JSON) else f"v.{key}"
 
         sql = (f"UPDATE {name} AS t SET {', '.join(f'{c} = {value(k, c)}' for k, c in sets)} "  # noqa: S608 - our own names
-               f"FROM unnest({', '.join(f'%s::{array_type(c)}' for c in cols)}) AS v({', '.join(keys)}) "
+               f"FROM unnest({', '.join(f'%b::{array_type(c)}' for c in cols)}) AS v({', '.join(keys)}) "
                f"WHERE {' AND '.join(f't.{c} = v.{k}' for k, c in where)}")
     else:
         sql = (f"UPDATE {name} SET {', '.join(f'{c} = ?' for _, c in sets)} "  # noqa: S608 - our own names
