@@ -47,6 +47,12 @@ from aftersales.store.migrate import upgrade  # noqa: E402
 from aftersales.store.repositories import Tracker, order_values  # noqa: E402
 from aftersales.testing import ensure_merchant, seed_open_cases  # noqa: E402
 
+try:  # the worker process's garbage collector settings (absent before issue 13's deadline batches)
+    from aftersales.worker import tune_gc
+except ImportError:  # pragma: no cover - the old code, measured side by side
+    def tune_gc() -> None:
+        pass
+
 sys.path.insert(0, str(ROOT / "bench"))
 from limits import raw_transactions  # noqa: E402
 
@@ -133,17 +139,20 @@ def drain(ctx: Context, now: datetime, batch: int, total: int, report: Any = Non
             "cpu_seconds": time.process_time() - cpu0, "memory": samples}
 
 
-def _worker_process(url: str, schema: str | None, now: datetime, batch: int, total: int, out: Any) -> None:
+def _worker_process(url: str, schema: str | None, now: datetime, batch: int, total: int, out: Any, tune: bool) -> None:
     """One more worker process (``--workers``): its own engine, the same code path as ``aftersales worker``."""
     engine = make_engine(url, schema=schema)
     ctx = Context(engine, policy_mod.load(), Clock(True, now))
+    if tune:
+        tune_gc()
     try:
         out.put(drain(ctx, now, batch, total))
     finally:
         engine.dispose()
 
 
-def backlog_phase(ctx: Context, backlog: int, *, batch: int, workers: int, url: str, schema: str | None) -> dict[str, Any]:
+def backlog_phase(ctx: Context, backlog: int, *, batch: int, workers: int, url: str, schema: str | None,
+                  tune: bool = True) -> dict[str, Any]:
     opened = datetime(2026, 3, 1, tzinfo=UTC)
     n_cases = backlog // 3
     build_started = time.perf_counter()
@@ -158,12 +167,14 @@ def backlog_phase(ctx: Context, backlog: int, *, batch: int, workers: int, url: 
 
     started = time.perf_counter()
     if workers == 1:
+        if tune:  # as `aftersales worker` does at its start
+            tune_gc()
         runs = [drain(ctx, now, batch, total, report)]
     else:
         # Several worker processes claim batches side by side (FOR UPDATE SKIP LOCKED on PostgreSQL).
         mp = multiprocessing.get_context("spawn")
         queue = mp.Queue()
-        procs = [mp.Process(target=_worker_process, args=(url, schema, now, batch, total // workers, queue)) for _ in range(workers)]
+        procs = [mp.Process(target=_worker_process, args=(url, schema, now, batch, total // workers, queue, tune)) for _ in range(workers)]
         for proc in procs:
             proc.start()
         runs = []
@@ -277,6 +288,7 @@ def main() -> None:
     ap.add_argument("--tmp", type=Path, default=Path("var"))
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "deadlines.json")
     ap.add_argument("--pg-url", default=None, help="default AFTERSALES_TEST_DATABASE_URL or the local server")
+    ap.add_argument("--default-gc", action="store_true", help="leave the garbage collector as Python sets it (not tune_gc)")
     ap.add_argument("--no-raw", action="store_true", help="skip the raw limit (the driver's own rate)")
     ap.add_argument("--profile-tag", default="", help="appended to the profile's file names (e.g. -before)")
     ap.add_argument("--profile", type=Path, default=None,
@@ -296,7 +308,8 @@ def main() -> None:
         ctx = Context(engine, policy_mod.load(), Clock(True, datetime(2026, 3, 1, tzinfo=UTC)))
         try:
             workers = args.workers if kind == "postgresql" else 1  # SQLite has one writer at a time
-            run_result = {"backlog": backlog_phase(ctx, args.backlog, batch=args.batch, workers=workers, url=url, schema=schema)}
+            run_result = {"backlog": backlog_phase(ctx, args.backlog, batch=args.batch, workers=workers, url=url, schema=schema,
+                                                   tune=not args.default_gc)}
             b = run_result["backlog"]
             print(f"  {b['rows_per_s']:,} timers/s, {b['worker_cpu_us_per_timer']} µs of worker CPU per timer, "
                   f"{workers} worker(s), load average {os.getloadavg()[0]:.1f}")

@@ -354,6 +354,7 @@ def worker(
         console.print(f"worker pass: {worker_mod.run_once(ctx)}")
         return
     stop = threading.Event()
+    worker_mod.tune_gc()  # a process of its own: its collector set for batches of aggregates
     try:
         worker_mod.loop(ctx, stop, settings.worker_poll_seconds)
     except KeyboardInterrupt:
