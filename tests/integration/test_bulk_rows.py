@@ -7,7 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.exc import IntegrityError
 
 from aftersales.service.context import run
 from aftersales.store import bulk
@@ -109,3 +110,40 @@ def test_update_rows_equal_sqlalchemy_updates_and_count_what_they_changed(ctx):
     assert run(ctx, old_way) == n - 1
     assert run(ctx, new_way) == n - 1
     assert _orders(ctx, "znew") == _orders(ctx, "zold")
+
+
+def test_bulk_path_errors_are_sqlalchemy_errors(ctx):
+    """A statement sent straight through the driver fails as SQLAlchemy's would (so conflicts are retried, F2)."""
+    rows = [(i, *_event(i, "dup").values()) for i in range(1, bulk.BULK_ROWS + 1)]
+    with pytest.raises(IntegrityError), ctx.engine.begin() as conn:
+        bulk.insert_rows(conn, t.events, tuple(t.events.c.keys()), rows + rows[:1])
+
+
+def test_F2_a_write_failing_in_a_bulk_batch_is_isolated_to_its_case(ctx):
+    """F2: one case's write fails inside a batch written through the bulk path (its settlement's ledger key is
+    already taken): the batch is applied again case by case, that case's action is kept for a retry with the error,
+    and every other case is applied."""
+    from aftersales.service import deadlines
+    from aftersales.service.deadlines import Pass
+    from aftersales.testing import seed_open_cases
+
+    now = AT + timedelta(hours=49)
+    run(ctx, lambda uow: ctx.clock.set(uow.conn, now))
+    seed_open_cases(ctx, 1, AT, prefix="ref")
+    assert deadlines.apply_due(ctx, now) == 3
+    with ctx.engine.begin() as conn:
+        tx = conn.execute(select(t.ledger_transactions).where(t.ledger_transactions.c.case_id == "ref-c0")).mappings().one()
+        taken = {k: v.replace("ref-", "bad-") if isinstance(v, str) else v for k, v in tx.items() if k != "id"}
+        conn.execute(insert(t.ledger_transactions).values(**taken))
+    n = bulk.BULK_ROWS + 5
+    seed_open_cases(ctx, n, AT, prefix="bad")
+    done = Pass()
+    fired = deadlines.apply_due(ctx, now, batch=3 * n, out=done)
+    assert [(f.subject_id, f.action, f.error, f.attempts) for f in done.failed] == [("bad-c0", "auto_approve", "IntegrityError", 1)]
+    assert fired == 3 * n - 1, "the failing case's reminders applied, its approval kept"
+    with ctx.engine.connect() as conn:
+        left = conn.execute(select(t.timers.c.subject_id, t.timers.c.action)).all()
+        settled = conn.execute(select(func.count()).select_from(t.ledger_transactions)
+                               .where(t.ledger_transactions.c.case_id.like("bad-%"))).scalar_one()
+    assert [tuple(r) for r in left] == [("bad-c0", "auto_approve")]
+    assert settled == n, "n - 1 settlements, and the one posted beforehand"

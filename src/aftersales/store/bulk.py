@@ -5,11 +5,13 @@ the bulk import (:class:`ImportWriter`), which prepares its rows in driver form 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Table, func, insert, select
+from sqlalchemy.exc import DBAPIError
 
 from . import tables as t
 from .timers import arm_timers
@@ -93,7 +95,19 @@ def insert_rows(conn: Connection, table: Table, cols: Sequence[str], rows: Seque
     procs = _bind_processors(conn.dialect, table, tuple(cols))
     if procs:
         rows = [_processed(row, procs) for row in rows]
-    copy_rows(cursor(conn), pg, table.name, cols, rows)
+    with driver_errors(conn, f"COPY {table.name}"):
+        copy_rows(cursor(conn), pg, table.name, cols, rows)
+
+
+@contextmanager
+def driver_errors(conn: Connection, what: str) -> Iterator[None]:
+    """The driver's errors as SQLAlchemy raises them (``DBAPIError`` and its kinds), so that a conflict met by a
+    statement sent straight through the driver is retried like any other (service/context.py ``_retryable``)."""
+    dbapi = conn.dialect.loaded_dbapi
+    try:
+        yield
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(what, None, exc, dbapi.Error, hide_parameters=True, dialect=conn.dialect) from exc
 
 
 @cache
@@ -143,12 +157,13 @@ def update_rows(conn: Connection, table: Table, match: dict[str, str], rows: Seq
     procs = _bind_processors(conn.dialect, table, cols)
     values = [_processed(tuple(r.values()), procs) for r in rows] if procs else [tuple(r.values()) for r in rows]
     cur = cursor(conn)
-    if conn.dialect.name == "postgresql":
-        cur.execute(sql, [list(col) for col in zip(*values, strict=True)])
+    with driver_errors(conn, sql):
+        if conn.dialect.name == "postgresql":
+            cur.execute(sql, [list(col) for col in zip(*values, strict=True)])
+            return int(cur.rowcount)
+        order = [keys.index(k) for k in keys if k.startswith("v_")] + [keys.index(k) for k in keys if k in match]
+        cur.executemany(sql, [tuple(v[i] for i in order) for v in values])
         return int(cur.rowcount)
-    order = [keys.index(k) for k in keys if k.startswith("v_")] + [keys.index(k) for k in keys if k in match]
-    cur.executemany(sql, [tuple(v[i] for i in order) for v in values])
-    return int(cur.rowcount)
 
 
 @cache
