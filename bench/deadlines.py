@@ -115,10 +115,37 @@ def clone_backlog(ctx: Context, n_cases: int, opened_at: datetime) -> None:
     del case
 
 
+def _backends(ctx: Context) -> list[int]:
+    """Process ids of the PostgreSQL server processes behind the engine's pooled connections (same machine)."""
+    if ctx.engine.dialect.name != "postgresql":
+        return []
+    pids = []
+    with ctx.engine.connect() as conn:
+        pids.append(int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()))
+    return pids
+
+
+def _cpu_of(pids: list[int]) -> float | None:
+    """CPU seconds (user + system) the processes ``pids`` have used (None where /proc does not show them)."""
+    total = 0.0
+    try:
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return None
+    return total
+
+
 def drain(ctx: Context, now: datetime, batch: int, total: int, report: Any = None) -> dict[str, Any]:
-    """Apply due timers in batches of ``batch`` until none is left; RSS sampled every 10 % of ``total``."""
+    """Apply due timers in batches of ``batch`` until none is left; RSS sampled every 10 % of ``total``. On
+    PostgreSQL the CPU of the server process behind the worker's connection is read from /proc too (its WAL writer
+    and checkpointer are not in it: a lower bound of the server's CPU)."""
     samples = []
     taken_total = fired_total = 0
+    backends = _backends(ctx)
+    server0 = _cpu_of(backends)
     cpu0 = time.process_time()
     started = time.perf_counter()
     next_sample = 0
@@ -135,8 +162,11 @@ def drain(ctx: Context, now: datetime, batch: int, total: int, report: Any = Non
             if report is not None:
                 report(taken_total, elapsed)
             next_sample += max(1, total // 10)
+    cpu = time.process_time() - cpu0
+    server1 = _cpu_of(backends) if backends == _backends(ctx) else None  # the pool kept its one connection
     return {"taken": taken_total, "fired": fired_total, "seconds": time.perf_counter() - started,
-            "cpu_seconds": time.process_time() - cpu0, "memory": samples}
+            "cpu_seconds": cpu, "memory": samples,
+            "server_cpu_seconds": server1 - server0 if server0 is not None and server1 is not None else None}
 
 
 def _worker_process(url: str, schema: str | None, now: datetime, batch: int, total: int, out: Any, tune: bool) -> None:
@@ -200,6 +230,10 @@ def backlog_phase(ctx: Context, backlog: int, *, batch: int, workers: int, url: 
             "actions_per_s": round(fired_total / seconds), "actions": fired_total,
             # CPU of the worker process(es) per timer: steadier than the rate on a shared machine (not the database's).
             "worker_cpu_seconds": round(cpu, 2), "worker_cpu_us_per_timer": round(cpu / taken_total * 1e6, 1),
+            # PostgreSQL: the CPU of the server processes serving the workers' connections (a lower bound: not the
+            # WAL writer's, the checkpointer's); None when a worker's pool changed connection meanwhile.
+            "server_cpu_us_per_timer": (round(sum(r["server_cpu_seconds"] for r in runs) / taken_total * 1e6, 1)
+                                        if runs and all(r.get("server_cpu_seconds") is not None for r in runs) else None),
             "memory": runs[0]["memory"], "memory_per_worker": [r["memory"] for r in runs]}
 
 
@@ -311,7 +345,8 @@ def main() -> None:
             run_result = {"backlog": backlog_phase(ctx, args.backlog, batch=args.batch, workers=workers, url=url, schema=schema,
                                                    tune=not args.default_gc)}
             b = run_result["backlog"]
-            print(f"  {b['rows_per_s']:,} timers/s, {b['worker_cpu_us_per_timer']} µs of worker CPU per timer, "
+            server = f" (+ {b['server_cpu_us_per_timer']} µs of PostgreSQL's)" if b.get("server_cpu_us_per_timer") else ""
+            print(f"  {b['rows_per_s']:,} timers/s, {b['worker_cpu_us_per_timer']} µs of worker CPU per timer{server}, "
                   f"{workers} worker(s), load average {os.getloadavg()[0]:.1f}")
             if args.steady_seconds > 0:
                 run_result["steady"] = steady_phase(ctx, args.rate, args.steady_seconds)
