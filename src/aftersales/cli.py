@@ -14,6 +14,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from aftersales import i18n
 from aftersales.config import Settings
 from aftersales.domain import policy as policy_mod
 from aftersales.domain.errors import PolicyError
@@ -25,6 +26,22 @@ policy_app = typer.Typer(help="The platform policy (RULEBOOK parameters).", no_a
 app.add_typer(policy_app, name="policy")
 console = Console()
 err = Console(stderr=True)
+
+
+def _lang() -> str:
+    """The operator's language, as gettext reads it (LANGUAGE, LC_ALL, LC_MESSAGES, LANG: ``zh_CN.UTF-8`` → zh_CN),
+    among the catalogs' zh-CN, es and en; English otherwise (``C``, ``POSIX``, unset)."""
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(name, "")
+        if value:
+            first = value.split(":")[0].split(".")[0].split("@")[0]
+            return i18n.negotiate(first) if first not in ("C", "POSIX") else i18n.DEFAULT
+    return i18n.DEFAULT
+
+
+def _refused(exc: Any) -> None:
+    """A service's refusal, in the operator's language (the catalogs the API's problem details use), on stderr."""
+    err.print(f"[red]{exc.detail_in(_lang())}[/red]")
 
 
 @policy_app.command("check")
@@ -208,7 +225,7 @@ def _publishing_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(ctx, PLATFORM, *args, by=f"cli:{getpass.getuser()}", **kwargs)
     except ServiceError as exc:
-        err.print(f"[red]{exc.detail}[/red]")
+        _refused(exc)
         for e in getattr(exc, "errors", None) or []:
             err.print(f"  - {e['message']}")
         raise typer.Exit(1) from None
@@ -380,7 +397,7 @@ def keys_create(
     try:
         key = setup.create_api_key(ctx, None, role=role, subject_id=subject, label=label)
     except ServiceError as exc:
-        err.print(f"[red]{exc.detail}[/red]")
+        _refused(exc)
         raise typer.Exit(1) from None
     console.print(key["key"])
 
@@ -393,7 +410,7 @@ def _credentials_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(ctx, None, *args, **kwargs)
     except ServiceError as exc:
-        err.print(f"[red]{exc.detail}[/red]")
+        _refused(exc)
         raise typer.Exit(1) from None
 
 
@@ -649,7 +666,7 @@ def users_create(
         user = users.create_user(ctx, None, username=username, password=password, role=role, merchant_id=merchant,
                                  display_name=display_name)
     except ServiceError as exc:
-        err.print(f"[red]{exc.detail}[/red]")
+        _refused(exc)
         raise typer.Exit(1) from None
     console.print(f"[green]created[/green] {user['username']} ({user['role']}{', ' + merchant if merchant else ''})")
 

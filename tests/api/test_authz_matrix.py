@@ -263,6 +263,14 @@ def _new_staff_session(w: World) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _new_user_of_a(w: World) -> tuple[str, str]:
+    """A fresh merchant agent of mA: (id, username)."""
+    name = w.uid("agentA")
+    made = w.ok(w.api.post("/v1/users", {"username": name, "password": "a long password 1", "role": "merchant_agent",
+                                         "merchant_id": "mA"}), 201)
+    return str(made["id"]), name
+
+
 def _policy_draft_body(w: World) -> dict[str, Any]:
     """Issue 15: a draft of the policy in force itself, effective years ahead (scheduling it changes no answer)."""
     current = w.ok(w.api.get("/v1/policy"))
@@ -370,9 +378,17 @@ MATRIX: dict[tuple[str, str], Op] = {
     ("POST", "/v1/merchants/{merchant_id}/deposit/withdrawals/{withdrawal_id}/cancel"): Op(
         expect(403, platform=200, merchant_a=200, merchant_b=404), lambda w, s: _pending_withdrawal(w), True),
     ("POST", "/v1/merchants/{merchant_id}/close"): Op(PLATFORM_ONLY_200, lambda w, s: _new_merchant_close(w), True),
-    # workbench accounts: platform only
+    # workbench accounts: created by the platform only
     ("POST", "/v1/users"): Op(PLATFORM_ONLY, lambda w, s: Call("POST", "/v1/users", {
         "username": w.uid("agent"), "password": "a long password 1", "role": "merchant_agent", "merchant_id": "mA"}), True),
+    # listed by the platform (everyone) and by a merchant (its own shop's: B sees none of A's staff); disabled and
+    # enabled by the platform only
+    ("GET", "/v1/users"): Op(expect(403, platform=200, merchant_a=200, merchant_b=200), lambda w, s: (
+        lambda u: Call("GET", "/v1/users", params={"limit": "200"}, secrets=u, shows=(u[1],)))(_new_user_of_a(w))),
+    ("POST", "/v1/users/{user_id}/disable"): Op(expect(403, platform=200), lambda w, s: (
+        lambda u: Call("POST", f"/v1/users/{u[0]}/disable", secrets=u))(_new_user_of_a(w)), True),
+    ("POST", "/v1/users/{user_id}/enable"): Op(expect(403, platform=200), lambda w, s: (
+        lambda u: Call("POST", f"/v1/users/{u[0]}/enable", secrets=u))(_new_user_of_a(w)), True),
     ("POST", "/v1/buyer-links"): Op(PLATFORM_ONLY, lambda w, s: Call("POST", "/v1/buyer-links", {"buyer_id": "bX"})),
     # F2: parked automatic actions, platform only
     ("GET", "/v1/automatic-actions/stuck"): Op(PLATFORM_ONLY_200, lambda w, s: Call("GET", "/v1/automatic-actions/stuck")),

@@ -72,3 +72,47 @@ def test_S4_the_middlewares_idempotency_refusal_is_in_the_callers_language(api: 
     assert zh["title"] == "Idempotency-Key 被重复使用" and zh["detail"] == "此 Idempotency-Key 已用于另一个请求", zh
     assert en["title"] == "Idempotency-Key reused" and en["detail"] == "this Idempotency-Key was used with a different request"
     assert zh["type"] == en["type"] == "https://aftersales.dev/problems/idempotency-mismatch"
+
+
+def _invalid(api: Any, lang: dict[str, str]) -> dict[str, Any]:
+    """One request with five kinds of field error: missing, too long, a pattern, a number out of range, unknown."""
+    body = {"id": "bad id", "name": "x" * 201, "surprise": 1}
+    return problem(api.post("/v1/merchants", body, headers=lang), 422)
+
+
+def test_S4_validation_messages_are_in_the_callers_language_and_the_errors_keep_their_shape(api: Any) -> None:
+    zh, es, en = _invalid(api, ZH), _invalid(api, ES), _invalid(api, EN)
+    for p in (zh, es, en):
+        assert p["type"] == "https://aftersales.dev/problems/validation"
+        assert all(set(e) == {"field", "in", "message", "type"} for e in p["errors"])
+    # field, in and type never change with the language; only the message does
+    assert [(e["field"], e["in"], e["type"]) for e in zh["errors"]] == [(e["field"], e["in"], e["type"]) for e in en["errors"]]
+    by = {lang: {e["type"]: e["message"] for e in p["errors"]} for lang, p in (("zh", zh), ("es", es), ("en", en))}
+    assert set(by["en"]) == {"string_pattern_mismatch", "string_too_long", "extra_forbidden"}
+    assert by["en"]["string_too_long"] == "Too long (maximum length 200)"
+    assert by["zh"]["string_too_long"] == "太长（最大长度 200）"
+    assert by["es"]["string_too_long"] == "Demasiado largo (longitud máxima 200)"
+    assert by["zh"]["extra_forbidden"] == "未知字段（此处不允许）"
+    assert by["es"]["extra_forbidden"] == "Campo desconocido (no permitido aquí)"
+    assert by["zh"]["string_pattern_mismatch"].startswith("格式不符") and "^" in by["zh"]["string_pattern_mismatch"]
+    assert (zh["title"], es["title"], en["title"]) == ("请求无效", "Solicitud no válida", "Invalid request")
+    assert "太长（最大长度 200）" in zh["detail"] and "name" in zh["detail"]
+    assert "Demasiado largo" in es["detail"] and "Too long" not in es["detail"]
+
+
+def test_S4_missing_fields_numbers_choices_and_instants_in_chinese_and_spanish(api: Any) -> None:
+    zh = problem(api.client.get("/v1/cases", params={"limit": "0"}, headers={**api.h(), **ZH}), 422)
+    es = problem(api.client.get("/v1/cases", params={"limit": "x"}, headers={**api.h(), **ES}), 422)
+    assert zh["errors"] == [{"field": "limit", "in": "query", "message": "应至少为 1", "type": "greater_than_equal"}]
+    assert es["errors"] == [{"field": "limit", "in": "query", "message": "Debe ser un número entero", "type": "int_parsing"}]
+    missing = problem(api.post("/v1/api-keys", {}, headers=ZH), 422)
+    assert missing["errors"] == [{"field": "role", "in": "body", "message": "必填字段", "type": "missing"}]
+    choice = problem(api.post("/v1/api-keys", {"role": "boss"}, headers=ES), 422)
+    assert choice["errors"][0]["type"] == "literal_error"
+    assert choice["errors"][0]["message"] == "Debe ser uno de: 'merchant', 'buyer', 'platform'"
+    # a custom validator's own text (schemas.Instant, API.md: naive timestamps are rejected) is translated too
+    naive = problem(api.post("/v1/orders", {"id": "o9", "merchant_id": "mA", "buyer_id": "bX", "paid_at": 1700000000,
+                                           "items": []}, headers=ZH), 422)
+    paid_at = [e for e in naive["errors"] if e["field"] == "paid_at"]
+    assert paid_at and paid_at[0]["type"] == "value_error" and "RFC 3339" in paid_at[0]["message"]
+    assert paid_at[0]["message"] != "must be an RFC 3339 instant with an offset, e.g. 2026-03-01T10:00:00+08:00"

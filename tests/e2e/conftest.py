@@ -1,8 +1,12 @@
 """Browser tests: Playwright driving Debian's Chromium (headless) against a real server on a free port.
 
-Each test gets a fresh SQLite database on the manual clock, a server (uvicorn in a thread, the worker's work done
-by the clock), merchants mA/mB, API keys, and workbench users. Screenshots go to ``docs/screenshots/``.
-Under CI=true a missing Chromium fails the run; elsewhere the tests are skipped (``make browser`` installs it).
+Each test runs twice, on SQLite and on PostgreSQL (the ``database`` fixture of tests/conftest.py: a fresh migrated
+database, PostgreSQL's in a schema of its own from AFTERSALES_TEST_DATABASE_URL; under CI=true a missing PostgreSQL
+fails the run, elsewhere that half is skipped). Each gets a server on the manual clock (uvicorn in a thread, the
+worker's work done by the clock), merchants mA/mB, API keys, and workbench users. Screenshots go to
+``docs/screenshots/`` (each run writes them; the pages are the same). Under CI=true a missing Chromium fails the run;
+elsewhere the tests are skipped (``make browser`` installs it). A test that needs one database only says so with
+``@pytest.mark.parametrize("database", ["sqlite"], indirect=True)`` (the accessibility sweep: see its test).
 """
 
 from __future__ import annotations
@@ -22,9 +26,6 @@ import uvicorn
 from e2ehelpers import Live
 
 from aftersales.api.app import create_app
-from aftersales.config import Settings
-from aftersales.store.db import make_engine
-from aftersales.store.migrate import upgrade
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -40,13 +41,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[Live]:
-    url = f"sqlite:///{tmp_path}/e2e.db"
-    upgrade(make_engine(url))
-    settings = Settings(env="test", database_url=url, clock="manual", clock_start=START,
-                        bootstrap_platform_key=PLATFORM_KEY, worker_in_process=False, data_dir=str(tmp_path / "data"))
+def live(tmp_path: Path, database: Any) -> Iterator[Live]:
+    settings = database.settings(clock_start=START, bootstrap_platform_key=PLATFORM_KEY, worker_in_process=False,
+                                 data_dir=str(tmp_path / "data"))
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
@@ -68,6 +68,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
         client.close()
         server.should_exit = True
         thread.join(10)
+        app.state.ctx.engine.dispose()  # its connections closed before the database fixture drops the schema
 
 
 @pytest.fixture(scope="session")

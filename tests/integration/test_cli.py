@@ -207,3 +207,20 @@ def test_users_create_and_a_buyer_link_that_opens_the_portal(env):
     assert link.exit_code == 0
     token = link.output.strip().split("token=", 1)[1].replace("\n", "")
     assert users.buyer_login(ctx, Settings().secret_key, token)
+
+
+@pytest.mark.parametrize(("env_vars", "expected"), [
+    ({"LANG": "zh_CN.UTF-8"}, "密码至少需要 10 个字符"),
+    ({"LANG": "C.UTF-8", "LC_ALL": "es_ES.UTF-8"}, "una contraseña necesita al menos 10 caracteres"),
+    ({"LANGUAGE": "en_GB:zh_CN", "LANG": "zh_CN.UTF-8"}, "a password needs at least 10 characters"),
+    ({"LANG": "C"}, "a password needs at least 10 characters"),
+])
+def test_a_refusal_is_printed_in_the_operators_language(env, monkeypatch, env_vars, expected):
+    """The CLI explains a service's refusal through the catalogs, in the language of the operator's locale."""
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env_vars.items():
+        monkeypatch.setenv(name, value)
+    assert invoke("migrate").exit_code == 0
+    short = invoke("users", "create", "--username", "bob", "--role", "platform_agent", "--password", "short")
+    assert short.exit_code == 1 and expected in short.output.replace("\n", "")

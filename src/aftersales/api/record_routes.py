@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, File, Form, Path, Query, Request, Response,
 from pydantic import AfterValidator, BaseModel, Field
 
 from aftersales.config import Settings
+from aftersales.domain.messages import N_
 from aftersales.service import disputes, evidence, messages, records
 
 from . import schemas as s
@@ -31,7 +32,7 @@ def _utc(value: datetime) -> datetime:
     try:
         return value.astimezone(UTC)
     except OverflowError:  # 0001-01-01T00:00+01:00 has no UTC instant
-        raise ValueError("instant out of range") from None
+        raise ValueError(N_("instant out of range")) from None
 
 
 Instant = Annotated[s.Instant, AfterValidator(_utc)]

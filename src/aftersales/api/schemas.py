@@ -12,6 +12,7 @@ from aftersales.domain.cases import CaseStatus, CloseReason
 from aftersales.domain.catalog import StatutoryExclusion
 from aftersales.domain.events import Actor
 from aftersales.domain.ids import ID_PATTERN as ID_PATTERN  # T2: the documented alphabet of ids; ``:`` is not in it
+from aftersales.domain.messages import N_
 from aftersales.domain.money import MAX_FEN
 from aftersales.domain.orders import Payer, RefundKind
 
@@ -26,7 +27,7 @@ _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 def _rfc3339(value: object) -> object:
     """API.md: instants are RFC 3339 strings; pydantic alone would also take epoch numbers (seconds or ms?)."""
     if (isinstance(value, str) and not _RFC3339.match(value)) or isinstance(value, int | float):
-        raise ValueError("must be an RFC 3339 instant with an offset, e.g. 2026-03-01T10:00:00+08:00")
+        raise ValueError(N_("must be an RFC 3339 instant with an offset, e.g. 2026-03-01T10:00:00+08:00"))
     return value
 
 
@@ -35,9 +36,9 @@ def _in_range(value: datetime) -> datetime:
     try:
         utc = value.astimezone(UTC)
     except OverflowError:
-        raise ValueError("must be an instant between 1970 and 9998") from None
+        raise ValueError(N_("must be an instant between 1970 and 9998")) from None
     if not 1970 <= utc.year <= 9998:
-        raise ValueError("must be an instant between 1970 and 9998")
+        raise ValueError(N_("must be an instant between 1970 and 9998"))
     return value
 
 

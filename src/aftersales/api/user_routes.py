@@ -1,16 +1,17 @@
-"""Workbench accounts through the API: staff users (platform only) and buyers' portal links."""
+"""Workbench accounts through the API: staff users (created, listed, disabled and enabled by the platform; a merchant
+lists its own shop's) and buyers' portal links."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, StringConstraints
 
 from aftersales.service import users
 
 from .app import CtxDep, IdempotencyKey, Who
-from .schemas import Id, Problem, ShortText, Strict
+from .schemas import ID_PATTERN, Id, Problem, ShortText, Strict
 
 router = APIRouter(tags=["workbench"])
 P = {"model": Problem}
@@ -32,6 +33,16 @@ class UserOut(BaseModel):
     role: str
     merchant_id: str | None
     created_at: str
+    #: Set while the user is disabled: they cannot sign in, and their sessions ended when they were disabled.
+    disabled_at: str | None = None
+
+
+class UserPage(BaseModel):
+    items: list[UserOut]
+    next_cursor: str | None
+
+
+UserId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 
 
 class BuyerLinkIn(Strict):
@@ -50,6 +61,28 @@ def create_user(body: UserIn, ctx: CtxDep, who: Who, idempotency_key: Idempotenc
     """A staff user of the workbench: a merchant's agent or admin, or a platform agent (password hashed, argon2id)."""
     return users.create_user(ctx, who, username=body.username, password=body.password, role=body.role,
                              merchant_id=body.merchant_id, display_name=body.display_name)
+
+
+@router.get("/v1/users", response_model=UserPage, responses=ERRORS)
+def list_users(ctx: CtxDep, who: Who, merchant_id: Annotated[str | None, Query(max_length=64, pattern=ID_PATTERN)] = None,
+               cursor: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.@-]*$")] = None,
+               limit: Annotated[int, Query(ge=1, le=200)] = 50) -> Any:
+    """Staff users by username, never their passwords: the platform's every user (or one shop's, `merchant_id`); a
+    merchant's its own shop's staff (the ids `POST /v1/cases/{id}/assignee` takes; another shop: an empty page)."""
+    return users.list_users(ctx, who, cursor=cursor or None, limit=limit, merchant_id=merchant_id)
+
+
+@router.post("/v1/users/{user_id}/disable", response_model=UserOut, responses=ERRORS)
+def disable_user(user_id: UserId, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
+    """Platform: the user can no longer sign in, and every session of theirs ends now (their next request is signed
+    out). Disabling a disabled user changes nothing."""
+    return users.set_disabled(ctx, who, user_id, disabled=True)
+
+
+@router.post("/v1/users/{user_id}/enable", response_model=UserOut, responses=ERRORS)
+def enable_user(user_id: UserId, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
+    """Platform: a disabled user may sign in again (with their password; the ended sessions stay ended)."""
+    return users.set_disabled(ctx, who, user_id, disabled=False)
 
 
 @router.post("/v1/buyer-links", status_code=201, response_model=BuyerLinkOut, responses=ERRORS)

@@ -158,7 +158,8 @@ def statuses_with_actions(actor: Actor) -> frozenset[CaseStatus]:
 
 def waits_for(actor: Actor, case: Case, order: Order, policy: Policy) -> bool:
     """S1: the case's next move is ``actor``'s — some action of the table admits ``actor`` now and its guards pass
-    (exactly ``Case.allowed_actions``, the checks :func:`aftersales.domain.cases.act` runs)."""
+    (exactly ``Case.allowed_actions``, the checks :func:`aftersales.domain.cases.act` runs). Whom a running deadline
+    awaits (``cases.AWAITS``) is read from the same table."""
     return bool(case.allowed_actions(actor, order, policy))
 
 

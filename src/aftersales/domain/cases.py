@@ -189,23 +189,39 @@ AUTO_RULES: dict[Auto, str] = {
     Auto.ADVANCE_COMPENSATION: "P2",
 }
 
-#: Whose silence each deadline answers: the party that must act before it passes, or the system acts for them
-#: (M1, M6, M7: the shop; M2, M4/M8, M5, M7's receipt: the buyer; P1, P2: the platform). The buyer's pages mark
-#: an order "action needed" when its open case awaits the buyer.
-AWAITS: dict[Auto, Actor] = {
-    Auto.REMIND_MERCHANT: Actor.MERCHANT,
-    Auto.AUTO_APPROVE: Actor.MERCHANT,
-    Auto.CLOSE_UNANSWERED: Actor.BUYER,
-    Auto.LAPSE_OFFER: Actor.BUYER,
-    Auto.CLOSE_BUYER_OVERDUE: Actor.BUYER,
-    Auto.RETURN_TIMEOUT: Actor.MERCHANT,
-    Auto.SHIP_TIMEOUT: Actor.MERCHANT,
-    Auto.AUTO_CONFIRM_RECEIVED: Actor.BUYER,
-    Auto.FLAG_PLATFORM_OVERDUE: Actor.PLATFORM,
-    Auto.ADVANCE_COMPENSATION: Actor.PLATFORM,
+#: The move each deadline waits for: the action whose absence it answers (M1: the shop's answer; M2: the buyer's
+#: resubmission; M4/M8: the buyer's answer to the offer; M5: the return parcel; M6: the shop's check of the return;
+#: M7: the replacement, then the buyer's receipt; P1: the ruling; P2: the advance compensation).
+AWAITED_ACTION: dict[Auto, Action] = {
+    Auto.REMIND_MERCHANT: A.APPROVE,
+    Auto.AUTO_APPROVE: A.APPROVE,
+    Auto.CLOSE_UNANSWERED: A.RESUBMIT,
+    Auto.LAPSE_OFFER: A.ACCEPT_OFFER,
+    Auto.CLOSE_BUYER_OVERDUE: A.SHIP_RETURN,
+    Auto.RETURN_TIMEOUT: A.CONFIRM_RETURN,
+    Auto.SHIP_TIMEOUT: A.SHIP_REPLACEMENT,
+    Auto.AUTO_CONFIRM_RECEIVED: A.CONFIRM_RECEIVED,
+    Auto.FLAG_PLATFORM_OVERDUE: A.RULE,
+    Auto.ADVANCE_COMPENSATION: A.ADVANCE_COMPENSATE,
 }
-if set(AWAITS) != set(Auto):  # pragma: no cover - import-time check: every automatic action says whom it awaits
-    raise AssertionError("AWAITS must name the awaited party of every automatic action")
+
+
+def _awaited_party(auto: Auto) -> Actor:
+    """The one person who may take ``auto``'s awaited action, read from :data:`TRANSITIONS` (the one table of who may
+    move) in every status where ``auto`` runs; the import fails if that is not one party everywhere."""
+    parties = {actor for status, autos in AUTO_TRANSITIONS.items() if auto in autos
+               for actor in TRANSITIONS[status][AWAITED_ACTION[auto]][0] if actor is not Actor.SYSTEM}
+    if len(parties) != 1:  # pragma: no cover - import-time check
+        raise AssertionError(f"{auto} awaits {AWAITED_ACTION[auto]}, which not one party takes: {parties}")
+    return parties.pop()
+
+
+#: Whose silence each deadline answers: the party that must act before it passes, or the system acts for them
+#: (M1, M6, M7: the shop; M2, M4/M8, M5, M7's receipt: the buyer; P1, P2: the platform) — derived from the
+#: transition table through :data:`AWAITED_ACTION`, so that "whose move is it" has one source: who may take which
+#: action (``case_guards.waits_for`` reads the same table). The buyer's pages mark an order "action needed" when its
+#: open case awaits the buyer.
+AWAITS: dict[Auto, Actor] = {auto: _awaited_party(auto) for auto in Auto}
 
 RETURN_TYPES = frozenset({CaseType.RETURN_REFUND, CaseType.EXCHANGE, CaseType.REPAIR})
 REFUND_TYPES = frozenset({CaseType.REFUND_ONLY, CaseType.RETURN_REFUND})

@@ -129,12 +129,19 @@ def _user_view(row: Any) -> dict[str, Any]:
             "disabled_at": row.disabled_at.isoformat() if row.disabled_at else None}
 
 
-def list_users(ctx: Context, who: Principal, *, cursor: str | None, limit: int) -> dict[str, Any]:
-    """The platform's list of staff users by username (never their password hashes), with whether each is disabled."""
-    who.require("platform")
+def list_users(ctx: Context, who: Principal, *, cursor: str | None, limit: int,
+               merchant_id: str | None = None) -> dict[str, Any]:
+    """Staff users by username (never their password hashes), with whether each is disabled: the platform's list of
+    everyone (or of one shop's, ``merchant_id``); a merchant's of its own shop's staff (who its cases can be given
+    to, S1), where naming another shop gives an empty page."""
+    who.require("platform", "merchant")
+    if who.role == "merchant":
+        if merchant_id is not None and merchant_id != who.subject_id:
+            return {"items": [], "next_cursor": None}
+        merchant_id = who.subject_id
 
     def q(uow: UnitOfWork) -> dict[str, Any]:
-        rows = store.users_page(uow.conn, after=cursor, limit=limit)
+        rows = store.users_page(uow.conn, after=cursor, limit=limit, merchant_id=merchant_id)
         page = rows[:limit]
         return {"items": [_user_view(r) for r in page],
                 "next_cursor": page[-1].username if len(rows) > limit else None}

@@ -37,12 +37,15 @@ def set_password_hash(conn: Connection, user_id: str, password_hash: str) -> Non
     conn.execute(update(t.users).where(u.id == user_id).values(password_hash=password_hash))
 
 
-def users_page(conn: Connection, *, after: str | None, limit: int) -> list[Any]:
-    """Up to ``limit + 1`` staff users by username, after ``after`` (without their password hashes)."""
+def users_page(conn: Connection, *, after: str | None, limit: int, merchant_id: str | None = None) -> list[Any]:
+    """Up to ``limit + 1`` staff users by username, after ``after`` (without their password hashes); with
+    ``merchant_id``, that shop's only."""
     q = (select(u.id, u.username, u.display_name, u.role, u.merchant_id, u.created_at, u.disabled_at)
          .order_by(u.username).limit(limit + 1))
     if after is not None:
         q = q.where(u.username > after)
+    if merchant_id is not None:
+        q = q.where(u.merchant_id == merchant_id)
     return list(conn.execute(q).all())
 
 

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aftersales import i18n
 from aftersales.api.downloads import evidence_response, evidence_store
-from aftersales.service import evidence
+from aftersales.service import complaints, evidence, messages
 from aftersales.service.context import Principal
 from aftersales.service.errors import NotFound
 
@@ -110,6 +110,22 @@ def evidence_file(request: Request, principal: Principal, subject_id: str, evide
     except NotFound as exc:
         return not_found_page(request, exc)
     return evidence_response(meta, data)
+
+
+#: How much of a complaint's record its page shows, the same on every side's page.
+COMPLAINT_EVENTS, COMPLAINT_MESSAGES, COMPLAINT_EVIDENCE = 200, 500, 200
+
+
+def complaint_record(request: Request, principal: Principal, complaint_id: str) -> dict[str, Any]:
+    """A complaint as ``principal`` may see it, for its page (buyer, shop or platform): the complaint, its timeline,
+    messages and evidence. Raises NotFound when it is not theirs (each page answers with its 404 page)."""
+    ctx = ctx_of(request)
+    return {"complaint": complaints.get(ctx, principal, complaint_id),
+            "events": complaints.events(ctx, principal, complaint_id, cursor=None, limit=COMPLAINT_EVENTS)["items"],
+            "messages": messages.list_messages(ctx, principal, "complaint", complaint_id, cursor=None,
+                                               limit=COMPLAINT_MESSAGES)["items"],
+            "evidence": evidence.list_evidence(ctx, principal, "complaint", complaint_id, cursor=None,
+                                               limit=COMPLAINT_EVIDENCE)["items"]}
 
 
 def _page_modules() -> list[Any]:

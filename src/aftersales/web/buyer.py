@@ -28,7 +28,7 @@ from aftersales.service import cases as case_service
 from aftersales.service import complaints, evidence, messages, orders
 from aftersales.service.errors import Invalid, NotFound, ServiceError
 
-from .app import evidence_file, not_found_page
+from .app import complaint_record, evidence_file, not_found_page
 from .deps import Buyer, Csrf, ctx_of, explain, lang_of, render, see_other, settings_of
 
 router = APIRouter(prefix="/app", include_in_schema=False)
@@ -307,18 +307,14 @@ CHANNEL_CODES = frozenset(c.value for c, _, _ in complaints.CHANNELS)
 
 def _complaint_page(request: Request, user: Any, complaint_id: str, *, status_code: int = 200,
                     error: str | None = None, form: dict[str, Any] | None = None) -> Response:
-    ctx = ctx_of(request)
     try:
-        k = complaints.get(ctx, user.principal, complaint_id)
-        events = complaints.events(ctx, user.principal, complaint_id, cursor=None, limit=200)["items"]
-        talk = messages.list_messages(ctx, user.principal, "complaint", complaint_id, cursor=None, limit=500)["items"]
-        files = evidence.list_evidence(ctx, user.principal, "complaint", complaint_id, cursor=None, limit=200)["items"]
+        record = complaint_record(request, user.principal, complaint_id)
     except NotFound as exc:
         return not_found_page(request, exc)
     from .platform import REMEDIES  # one wording of the remedies for every side
 
-    return render(request, "buyer/complaint.html", status_code=status_code, error=error, k=k, events=events,
-                  talk=talk, files=files, form=form or {}, categories=COMPLAINT_CATEGORIES,
+    return render(request, "buyer/complaint.html", status_code=status_code, error=error, k=record["complaint"],
+                  events=record["events"], talk=record["messages"], files=record["evidence"], form=form or {}, categories=COMPLAINT_CATEGORIES,
                   statuses=COMPLAINT_STATUSES, channel_names=CHANNEL_NAMES, remedies=REMEDIES)
 
 

@@ -26,7 +26,7 @@ from aftersales.service import cases as case_service
 from aftersales.service import complaints as complaint_service
 from aftersales.service.errors import Invalid, NotFound, ServiceError
 
-from .app import evidence_file, not_found_page
+from .app import complaint_record, evidence_file, not_found_page
 from .deps import Csrf, MerchantStaff, Staff, ctx_of, explain, lang_of, render, see_other, settings_of
 
 router = APIRouter(prefix="/app", include_in_schema=False)
@@ -472,16 +472,12 @@ def shop_complaints(request: Request, user: MerchantStaff,
 
 def _shop_complaint(request: Request, user: Any, complaint_id: str, *, status_code: int = 200,
                     error: str | None = None, form: dict[str, Any] | None = None) -> Response:
-    ctx = ctx_of(request)
     try:
-        c = complaint_service.get(ctx, user.principal, complaint_id)
-        events = complaint_service.events(ctx, user.principal, complaint_id, cursor=None, limit=200)["items"]
-        notes = messages.list_messages(ctx, user.principal, "complaint", complaint_id, cursor=None, limit=200)["items"]
-        files = evidence.list_evidence(ctx, user.principal, "complaint", complaint_id, cursor=None, limit=100)["items"]
+        record = complaint_record(request, user.principal, complaint_id)
     except NotFound as exc:
         return not_found_page(request, exc)
-    return render(request, "merchant/complaint.html", status_code=status_code, error=error, c=c, events=events,
-                  notes=notes, files=files, form=form or {}, rule_titles=RULE_TITLES, **_complaint_labels())
+    return render(request, "merchant/complaint.html", status_code=status_code, error=error, c=record["complaint"],
+                  events=record["events"], notes=record["messages"], files=record["evidence"], form=form or {}, rule_titles=RULE_TITLES, **_complaint_labels())
 
 
 @router.get("/shop/complaints/{complaint_id}", response_class=HTMLResponse)

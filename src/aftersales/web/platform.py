@@ -31,7 +31,7 @@ from aftersales.service import complaints as complaint_service
 from aftersales.service import orders as order_service
 from aftersales.service.errors import Invalid, NotFound, ServiceError
 
-from .app import evidence_file, not_found_page
+from .app import complaint_record, evidence_file, not_found_page
 from .deps import Csrf, PlatformStaff, ctx_of, explain, lang_of, render, see_other, settings_of
 from .insights import csv_cell
 from .merchant import CLOSE_LABELS, DUE_ACTIONS, RULE_TITLES, fen_of
@@ -279,15 +279,12 @@ def complaints(request: Request, user: PlatformStaff,
 
 def _complaint(request: Request, user: Any, complaint_id: str, *, status_code: int = 200, error: str | None = None,
                form: dict[str, Any] | None = None) -> Response:
-    ctx = ctx_of(request)
     try:
-        c = complaint_service.get(ctx, user.principal, complaint_id)
-        events = complaint_service.events(ctx, user.principal, complaint_id, cursor=None, limit=200)["items"]
-        notes = messages.list_messages(ctx, user.principal, "complaint", complaint_id, cursor=None, limit=200)["items"]
+        record = complaint_record(request, user.principal, complaint_id)
     except NotFound as exc:
         return not_found_page(request, exc)
-    return render(request, "platform/complaint.html", status_code=status_code, error=error, c=c, events=events,
-                  notes=notes, form=form or {}, statuses=COMPLAINT_STATUS, categories=COMPLAINT_CATEGORY,
+    return render(request, "platform/complaint.html", status_code=status_code, error=error, c=record["complaint"],
+                  events=record["events"], notes=record["messages"], form=form or {}, statuses=COMPLAINT_STATUS, categories=COMPLAINT_CATEGORY,
                   channels=CHANNELS, actions=COMPLAINT_ACTIONS, due_labels=COMPLAINT_DUE, outcomes=OUTCOMES,
                   remedies=REMEDIES, rule_titles=RULE_TITLES)
 
