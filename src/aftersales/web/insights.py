@@ -55,7 +55,7 @@ def duration(seconds: int | None, lang: str) -> str:
 
 def share_of_cases(permille: int, total: int, lang: str) -> str:
     """A share with its sample (S3): ``75.0 % of 4 cases``."""
-    return i18n.translate(N_("{rate} % of {n} cases"), lang).format(rate=percent(permille), n=total)
+    return i18n.translate(N_("{share} of {n} cases"), lang).format(share=f"{percent(permille)} %", n=total)
 
 
 def return_rate(item: dict[str, Any], lang: str) -> str:
@@ -63,8 +63,8 @@ def return_rate(item: dict[str, Any], lang: str) -> str:
     sample is said: ``too few units sold to show a rate (4)``."""
     if item["rate_permille"] is None:
         return i18n.translate(N_("too few units sold to show a rate ({n})"), lang).format(n=item["units_sold"])
-    return i18n.translate(N_("{rate} % of {n} units ({k} cases)"), lang).format(
-        rate=percent(item["rate_permille"]), n=item["units_sold"], k=item["return_cases"])
+    return i18n.translate(N_("{share} of {n} units ({k} cases)"), lang).format(
+        share=f"{percent(item['rate_permille'])} %", n=item["units_sold"], k=item["return_cases"])
 
 
 def hbars(rows: list[tuple[str, int, str]]) -> dict[str, Any]:
