@@ -250,7 +250,7 @@ def bench(kind: str, csv_path: Path, spec: dict[str, int], tmp: Path, profile: P
     for fmt, suffix in (("flamegraph", "svg"), ("raw", "txt")) if profile is not None else ():
         assert profile is not None
         out = profile.with_name(f"{profile.name}-{kind}.{suffix}")
-        engine, env, cleanup = fresh(kind, tmp, "profile")
+        engine, env, cleanup = fresh(kind, tmp, f"profile_{suffix}")
         try:
             print(f"[{kind}] profiling the import into {out} …", flush=True)
             run_import(csv_path, env, (fmt, out))

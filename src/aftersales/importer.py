@@ -21,6 +21,7 @@ import re
 import sqlite3
 import threading
 import time
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -451,11 +452,19 @@ class _Builder:
             self.schedule = ctx.schedule(uow.conn)
             assert ctx.file_policy is not None
             self.file_policy = ctx.file_policy
+            self.starts = [entry[0] for entry in self.schedule.entries]
+            self.versions: dict[int, str] = {}
             for policy in {ctx.file_policy, *(p for at, _, _, p in self.schedule.entries if at <= uow.now)}:
                 terms_store.ensure_policy_version(uow.conn, policy, uow.now)
 
     def _policy_version(self, paid_at: datetime) -> str:
-        return version_id(self.schedule.at(self.file_policy, paid_at)[0])
+        """T0: the id of the version in force at ``paid_at`` — what ``schedule.at`` gives, which depends only on how
+        many of the schedule's entries (in time order) began by then: computed once per entry, not hashed per order."""
+        n = bisect_right(self.starts, paid_at)
+        found = self.versions.get(n)
+        if found is None:
+            found = self.versions[n] = version_id(self.schedule.at(self.file_policy, paid_at)[0])
+        return found
 
     def _known_merchants(self, ids: set[str]) -> None:
         unknown = sorted(ids - self.merchants - self.unknown_merchants)
