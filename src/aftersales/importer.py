@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import multiprocessing
 import queue
 import re
 import sqlite3
@@ -23,7 +24,7 @@ import threading
 import time
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -717,19 +718,15 @@ def _import(ctx: Context, path: Path, fmt: str, lines: int, progress: Progress, 
     report = Report(file=str(path), format=fmt)
     header = 1 if fmt == "csv" else 0
     progress.phase("importing orders (rows)" if optimistic or dry_run else "checking every row (rows)", max(lines - header, 0))
-    with UnitOfWork(ctx) as uow, ctx.engine.connect() as side, \
-            path.open(encoding="utf-8-sig", newline="" if fmt == "csv" else None) as f:
+    with _read(path, fmt, CHUNK, lines) as chunks, UnitOfWork(ctx) as uow, ctx.engine.connect() as side:
         side.execution_options(readonly=True)
         sink = _Sink(uow)
         builder = _Builder(ctx, uow, fmt, side, sink.lock, check_taken=not optimistic)
-        counted = _Counted(f)
-        reader = _read_csv(counted) if fmt == "csv" else _read_jsonl(counted)
         seen: dict[str, int] = {}
         done = 0
         try:
-            for parsed in _chunks(reader, CHUNK):
+            for parsed, lines_read in chunks:
                 for p in parsed:
-                    _validate_shape(p, fmt)
                     if fmt == "jsonl" and p.model is not None:
                         if p.model.id in seen:
                             p.errors.append(Rejection(p.line, "id", f"duplicate order id {p.model.id!r}: already at line {seen[p.model.id]}"))
@@ -747,7 +744,7 @@ def _import(ctx: Context, path: Path, fmt: str, lines: int, progress: Progress, 
                     raise _Restart
                 if not report.rejections and not dry_run:
                     sink.write(released)
-                read = max(counted.lines - header, 0)
+                read = max(lines_read - header, 0)
                 progress.advance(read - done)
                 done = read
             report.groups = builder.opened
@@ -778,6 +775,63 @@ class _Counted:
         for line in self.f:
             self.lines += 1
             yield line
+
+
+#: Files of more lines than this are read and shape-checked (CSV, the API's model) by a second process while this one
+#: checks against the database and the domain, builds and writes: below it, starting that process (a fresh
+#: interpreter importing the API's models, ~0.5 s) would cost more than it saves.
+PARALLEL_LINES = 20_000
+
+
+def _read_chunks(path: Path, fmt: str, size: int) -> Iterator[tuple[list[_Parsed], int]]:
+    """Chunks of ``size`` orders as read from the file, their shape checked, each with the lines read by then."""
+    with path.open(encoding="utf-8-sig", newline="" if fmt == "csv" else None) as f:
+        counted = _Counted(f)
+        reader = _read_csv(counted) if fmt == "csv" else _read_jsonl(counted)
+        for parsed in _chunks(reader, size):
+            for p in parsed:
+                _validate_shape(p, fmt)
+            yield parsed, counted.lines
+
+
+def _reader_process(path: str, fmt: str, size: int, out: Any) -> None:
+    """The second process: :func:`_read_chunks` sent down ``out``, then None (or what it raised)."""
+    try:
+        for item in _read_chunks(Path(path), fmt, size):
+            out.send(item)
+        out.send(None)
+    except BaseException as exc:  # handed to the importing process
+        out.send(exc)
+    finally:
+        out.close()
+
+
+@contextmanager
+def _read(path: Path, fmt: str, size: int, lines: int) -> Iterator[Iterator[tuple[list[_Parsed], int]]]:
+    """:func:`_read_chunks`, from a second process for a file of more than :data:`PARALLEL_LINES` lines (the pipe
+    holds it back at most a chunk ahead); the process is stopped however the import ends."""
+    if lines <= PARALLEL_LINES:
+        yield _read_chunks(path, fmt, size)
+        return
+    mp = multiprocessing.get_context("spawn")  # not fork: this process has threads (the progress bar, the writer)
+    receive, send = mp.Pipe(duplex=False)
+    proc = mp.Process(target=_reader_process, args=(str(path), fmt, size, send), name="import-reader", daemon=True)
+    proc.start()
+    send.close()
+
+    def received() -> Iterator[tuple[list[_Parsed], int]]:
+        while (item := receive.recv()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    try:
+        yield received()
+    finally:
+        receive.close()
+        if proc.is_alive():
+            proc.terminate()
+        proc.join()
 
 
 def _chunks(reader: Iterator[_Parsed], size: int) -> Iterator[list[_Parsed]]:

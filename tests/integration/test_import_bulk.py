@@ -167,6 +167,7 @@ def test_the_import_writes_the_rows_order_creation_writes(ctx, twin, tmp_path, m
     that form within the file: the import writes a group once, formed, and arms no timer for it."""
     monkeypatch.setattr(importer, "CHUNK", chunk)
     monkeypatch.setattr(bulk, "BULK_ROWS", 3)  # small batches take the driver's bulk path too
+    monkeypatch.setattr(importer, "PARALLEL_LINES", 0 if chunk == 2 else 10**9)  # read by a second process, or not
     path = sample(tmp_path)
     prepare(ctx)
     prepare(twin)
@@ -228,3 +229,29 @@ def shops(ctx):
     setup.put_category(ctx, PLATFORM, code="apparel", name="Apparel", no_reason_return=True, statutory_exclusion=None,
                        after_sales_days=None, warranty_days=None)
     return ctx
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_second_process_reads_and_checks_the_file_as_this_one_does(shops, tmp_path, monkeypatch, fmt):
+    """Big files are read and shape-checked by a second process: the same orders, rows and rejections (line, field,
+    message) as when this process reads them — on rows of the fast path and of the API's model alike."""
+    monkeypatch.setattr(importer, "CHUNK", 3)
+    if fmt == "csv":
+        lines = [HEADER, line("o1", qty="2"), line("o1", "s2", price="1"), line("o2", qty="0"), line("o3", paid=PAID, fee="-1"),
+                 line("o4", title='"A, ""quoted"" title 中文"'), line("o2"), "x,y", line("o5", group="g1", size="2"),
+                 line("o6", buyer="bY", group="g1", size="2"), line("o7", merchant="nobody"), line("o8", price="abc")]
+    else:
+        body = {"id": "j1", "merchant_id": "mA", "buyer_id": "bX", "paid_at": PAID.isoformat(), "shipping_fee_fen": 0,
+                "items": [{"sku": "s1", "title": "T", "category": "apparel", "quantity": 1, "unit_price_fen": 100}]}
+        lines = [json.dumps(body), "{not json", json.dumps({**body, "id": "j2", "shipping_fee_fen": -5}), "[1]",
+                 json.dumps(body), json.dumps({**body, "id": "j3"})]
+    path = tmp_path / f"mixed.{fmt}"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    reports = []
+    for parallel in (10**9, 0):
+        monkeypatch.setattr(importer, "PARALLEL_LINES", parallel)
+        reports.append(import_orders(shops, path, dry_run=True))
+    here, there = reports
+    assert there.rejections and not there.written
+    assert (there.rows, there.orders, there.groups, there.rejections) == (here.rows, here.orders, here.groups, here.rejections)
+
