@@ -16,10 +16,12 @@ from __future__ import annotations
 import codecs
 import csv
 import json
-import multiprocessing
+import pickle
 import queue
 import re
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from bisect import bisect_right
@@ -794,33 +796,35 @@ def _read_chunks(path: Path, fmt: str, size: int) -> Iterator[tuple[list[_Parsed
             yield parsed, counted.lines
 
 
-def _reader_process(path: str, fmt: str, size: int, out: Any) -> None:
-    """The second process: :func:`_read_chunks` sent down ``out``, then None (or what it raised)."""
+def _reader_main(argv: list[str]) -> None:
+    """The second process (``python -c``, see :func:`_read`): :func:`_read_chunks` of ``argv`` = (file, format, chunk
+    size), pickled down its standard output, then None (or what it raised)."""
+    out = sys.stdout.buffer
     try:
-        for item in _read_chunks(Path(path), fmt, size):
-            out.send(item)
-        out.send(None)
-    except BaseException as exc:  # handed to the importing process
-        out.send(exc)
-    finally:
-        out.close()
+        for item in _read_chunks(Path(argv[0]), argv[1], int(argv[2])):
+            pickle.dump(item, out, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(None, out)
+    except Exception as exc:  # handed to the importing process
+        pickle.dump(exc, out)
+    out.flush()
 
 
 @contextmanager
 def _read(path: Path, fmt: str, size: int, lines: int) -> Iterator[Iterator[tuple[list[_Parsed], int]]]:
     """:func:`_read_chunks`, from a second process for a file of more than :data:`PARALLEL_LINES` lines (the pipe
-    holds it back at most a chunk ahead); the process is stopped however the import ends."""
+    holds it back about a chunk ahead); the process is stopped however the import ends. A plain interpreter running
+    this module only — not multiprocessing, whose ``spawn`` would import the caller's main script again."""
     if lines <= PARALLEL_LINES:
         yield _read_chunks(path, fmt, size)
         return
-    mp = multiprocessing.get_context("spawn")  # not fork: this process has threads (the progress bar, the writer)
-    receive, send = mp.Pipe(duplex=False)
-    proc = mp.Process(target=_reader_process, args=(str(path), fmt, size, send), name="import-reader", daemon=True)
-    proc.start()
-    send.close()
+    code = "import sys; from aftersales.importer import _reader_main; _reader_main(sys.argv[1:])"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path), fmt, str(size)],  # noqa: S603 - our own interpreter
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    pipe = proc.stdout
 
     def received() -> Iterator[tuple[list[_Parsed], int]]:
-        while (item := receive.recv()) is not None:
+        while (item := pickle.load(pipe)) is not None:  # noqa: S301 - written by our own child process
             if isinstance(item, BaseException):
                 raise item
             yield item
@@ -828,10 +832,10 @@ def _read(path: Path, fmt: str, size: int, lines: int) -> Iterator[Iterator[tupl
     try:
         yield received()
     finally:
-        receive.close()
-        if proc.is_alive():
-            proc.terminate()
-        proc.join()
+        if proc.poll() is None:
+            proc.kill()
+        pipe.close()
+        proc.wait()
 
 
 def _chunks(reader: Iterator[_Parsed], size: int) -> Iterator[list[_Parsed]]:
