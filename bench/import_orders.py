@@ -11,7 +11,8 @@ For each database (a fresh SQLite file; a fresh schema of the local PostgreSQL, 
   (``.venv/bin/aftersales import orders FILE``, the database given by ``AFTERSALES_DATABASE_URL`` /
   ``AFTERSALES_DATABASE_SCHEMA``, as an operator would); we time it from start to exit and read its peak RSS
   (``wait4``); the rows written are counted and the ledger checked (every payment transaction balanced);
-* **raw limit**: every row the import wrote (orders, groups, timers, ledger transactions and entries, events) is
+* **raw limit**: every row the import wrote (orders, their search terms, groups, timers, ledger transactions and
+  entries, events) is
   written again into a second fresh database, directly through the driver, in ONE transaction — COPY on
   PostgreSQL (from files dumped beforehand), ``executemany`` on SQLite with the importer's page cache size — timing
   only the writes and the commit.
@@ -51,7 +52,7 @@ from aftersales.testing import ensure_merchant  # noqa: E402
 PG = os.environ.get("AFTERSALES_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MERCHANTS = [f"m-{i}" for i in range(1, 6)]
 #: Tables an import writes, in an order that satisfies their foreign keys.
-TABLES = ("groups", "orders", "timers", "ledger_transactions", "ledger_entries", "events")
+TABLES = ("groups", "orders", "search_terms", "timers", "ledger_transactions", "ledger_entries", "events")
 CATALOGUE = [("apparel", "T-shirt, cotton", 3900), ("apparel", "Down jacket", 29900), ("electronics", "USB-C cable 1 m", 1290),
              ("electronics", "Bluetooth earbuds", 15900), ("food", "Dried mango 500 g", 2590), ("home", "Bath towel set", 8800),
              ("books", "Notebook A5, 3 pack", 1500), ("beauty", "Sunscreen SPF50", 6900)]
@@ -140,9 +141,14 @@ def fresh(kind: str, tmp: Path, name: str) -> tuple[Any, dict[str, str], Any]:
     return engine, env, cleanup
 
 
-def run_import(csv_path: Path, env: dict[str, str]) -> dict[str, Any]:
-    """The real command in a subprocess: wall time from start to exit, its CPU time and peak RSS."""
+def run_import(csv_path: Path, env: dict[str, str], profile: tuple[str, Path] | None = None) -> dict[str, Any]:
+    """The real command in a subprocess: wall time from start to exit, its CPU time and peak RSS. With ``profile``
+    (format, file), under py-spy (every thread and process, 250 samples/s)."""
     cmd = [str(ROOT / ".venv" / "bin" / "aftersales"), "import", "orders", str(csv_path)]
+    if profile is not None:
+        profile[1].parent.mkdir(parents=True, exist_ok=True)
+        cmd = [str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--rate", "250", "--subprocesses", "--threads",
+               "--format", profile[0], "-o", str(profile[1]), "--", *cmd]
     full_env = {**os.environ, "AFTERSALES_ENV": "development", "AFTERSALES_CLOCK": "real", **env}
     full_env.pop("AFTERSALES_DATABASE_SCHEMA", None)
     full_env.update(env)
@@ -239,20 +245,37 @@ def raw_limit(kind: str, source: Any, tmp: Path) -> dict[str, Any]:
     return {"rows": rows, "seconds": round(seconds, 2)}
 
 
-def bench(kind: str, csv_path: Path, spec: dict[str, int], tmp: Path) -> dict[str, Any]:
+def bench(kind: str, csv_path: Path, spec: dict[str, int], tmp: Path, profile: Path | None = None) -> dict[str, Any]:
+    # Profiles first, each on a database of its own: a flame graph (SVG) and the raw collapsed stacks (.txt).
+    for fmt, suffix in (("flamegraph", "svg"), ("raw", "txt")) if profile is not None else ():
+        assert profile is not None
+        out = profile.with_name(f"{profile.name}-{kind}.{suffix}")
+        engine, env, cleanup = fresh(kind, tmp, f"profile_{suffix}")
+        try:
+            print(f"[{kind}] profiling the import into {out} …", flush=True)
+            run_import(csv_path, env, (fmt, out))
+        finally:
+            engine.dispose()
+            if cleanup:
+                cleanup()
     engine, env, cleanup = fresh(kind, tmp, "run")
     try:
         print(f"[{kind}] importing {spec['orders']:,} orders ({spec['lines']:,} lines) …", flush=True)
+        load = [round(x, 2) for x in os.getloadavg()]
         result = run_import(csv_path, env)
         written = counts(engine)
         assert written["orders"] == spec["orders"], written
         check_ledger(engine, spec["orders"])
         rate = spec["orders"] / result["seconds"]
-        print(f"[{kind}] {result['seconds']} s, {rate:,.0f} orders/s, peak RSS {result['peak_rss_mb']} MB; rows {written}", flush=True)
+        result["cpu_us_per_order"] = round((result["cpu_user_s"] + result["cpu_system_s"]) * 1e6 / spec["orders"])
+        result["loadavg_before"] = load
+        print(f"[{kind}] {result['seconds']} s, {rate:,.0f} orders/s, {result['cpu_us_per_order']} µs CPU/order "
+              f"(load {load[0]}), peak RSS {result['peak_rss_mb']} MB; rows {written}", flush=True)
         print(f"[{kind}] raw limit: the same rows through the driver in one transaction …", flush=True)
         raw = raw_limit(kind, engine, tmp)
         raw_rate = spec["orders"] / raw["seconds"] if raw["seconds"] else 0.0
-        print(f"[{kind}] raw: {raw['rows']:,} rows in {raw['seconds']} s = {raw_rate:,.0f} orders/s", flush=True)
+        print(f"[{kind}] raw: {raw['rows']:,} rows in {raw['seconds']} s = {raw_rate:,.0f} orders/s; "
+              f"ratio {rate / raw_rate if raw_rate else 0:.3f}", flush=True)
     finally:
         engine.dispose()
         if cleanup:
@@ -268,6 +291,8 @@ def main() -> None:
     ap.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "import_orders.json")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="first profile the import with py-spy into PROFILE-<database>.svg and .txt")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-import-"))
     try:
@@ -277,7 +302,7 @@ def main() -> None:
         print(f"generated {csv_path} ({csv_path.stat().st_size / 1e6:,.0f} MB, {spec}) in {time.perf_counter() - started:.1f} s",
               flush=True)
         kinds = ("sqlite", "postgresql") if args.db == "both" else (args.db,)
-        runs = [bench(kind, csv_path, spec, tmp) for kind in kinds]
+        runs = [bench(kind, csv_path, spec, tmp, args.profile) for kind in kinds]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     data = {"benchmark": "B4 import orders", "target_orders_per_s": 50_000, "file": spec, "runs": runs,

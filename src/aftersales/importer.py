@@ -16,15 +16,19 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import pickle
 import queue
 import re
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -34,23 +38,18 @@ from sqlalchemy.exc import IntegrityError
 
 from aftersales import i18n
 from aftersales.api.schemas import OrderIn
-from aftersales.domain import ledger
-from aftersales.domain.catalog import Category, require_known_category
+from aftersales.domain.catalog import require_known_category
 from aftersales.domain.errors import DomainError
-from aftersales.domain.events import Event
 from aftersales.domain.groups import Group, GroupStatus, open_group
 from aftersales.domain.ids import ID_PATTERN
 from aftersales.domain.money import MAX_FEN
 from aftersales.domain.orders import Order, OrderItem, new_order
 from aftersales.domain.policy import version_id
 from aftersales.service.context import Context, UnitOfWork
-from aftersales.store import ledger as ledger_store
-from aftersales.store import search
 from aftersales.store import tables as t
 from aftersales.store import terms as terms_store
-from aftersales.store.bulk import SQLITE_CACHE_KIB, ImportWriter, category_codes, existing
-from aftersales.store.codec import _field_names, encode
-from aftersales.store.repositories import Tracker
+from aftersales.store.bulk import SQLITE_CACHE_KIB, category_codes, existing, import_cache
+from aftersales.store.repositories import Batch, Tracker
 
 ORDER_COLUMNS = ("id", "merchant_id", "buyer_id", "paid_at", "shipping_fee_fen", "return_shipping_insured")
 ITEM_COLUMNS = ("sku", "title", "category", "quantity", "unit_price_fen", "exclusion_confirmed")
@@ -456,11 +455,19 @@ class _Builder:
             self.schedule = ctx.schedule(uow.conn)
             assert ctx.file_policy is not None
             self.file_policy = ctx.file_policy
+            self.starts = [entry[0] for entry in self.schedule.entries]
+            self.versions: dict[int, str] = {}
             for policy in {ctx.file_policy, *(p for at, _, _, p in self.schedule.entries if at <= uow.now)}:
                 terms_store.ensure_policy_version(uow.conn, policy, uow.now)
 
     def _policy_version(self, paid_at: datetime) -> str:
-        return version_id(self.schedule.at(self.file_policy, paid_at)[0])
+        """T0: the id of the version in force at ``paid_at`` — what ``schedule.at`` gives, which depends only on how
+        many of the schedule's entries (in time order) began by then: computed once per entry, not hashed per order."""
+        n = bisect_right(self.starts, paid_at)
+        found = self.versions.get(n)
+        if found is None:
+            found = self.versions[n] = version_id(self.schedule.at(self.file_policy, paid_at)[0])
+        return found
 
     def _known_merchants(self, ids: set[str]) -> None:
         unknown = sorted(ids - self.merchants - self.unknown_merchants)
@@ -591,97 +598,23 @@ class _Builder:
 
 
 # --- writing -----------------------------------------------------------------------------------------------
-class _TrackerSink:
-    """Writes released groups and orders through the store's Tracker (the reference path, one statement per table
-    and per group)."""
+class _Sink:
+    """Writes released groups and orders through the store's one batch writer: each chunk's rows are built by a
+    :class:`~aftersales.store.repositories.Tracker` (exactly what a unit of work writes for a new order or group —
+    its row and JSON state, D2 payment transaction and entries, S1 search terms, G4 timer, events through the outbox
+    hook) on the caller's thread, and written by :meth:`~aftersales.store.repositories.Batch.write` (COPY on
+    PostgreSQL, executemany on SQLite, for a chunk's thousands of rows) on a writer thread, in the unit of work's
+    transaction, while the caller reads and checks the next chunk: the database (SQLite's B-trees, or the PostgreSQL
+    server) works on one core while Python works on the other. At most two chunks wait; ``lock`` is held while a
+    chunk is written."""
 
     def __init__(self, uow: UnitOfWork) -> None:
         self.uow = uow
         self.lock = threading.Lock()
-
-    def finish(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def write(self, released: _Released) -> None:
-        uow = self.uow
-        batch = Tracker(uow.conn, uow.now, on_events=uow.tracker.on_events)
-        for group in released.groups:
-            batch.add_group(group)
-        for order in released.orders:
-            batch.add_order(order)
-        batch.flush()
-
-
-_ORDER_FIELDS = ("id", "merchant_id", "buyer_id", "paid_at", "shipping_fee_fen", "items", "return_shipping_insured", "group_id",
-                 "status", "shipped_at", "delivered_at", "carrier", "tracking_no", "cancelled_at", "buyer_cancellations",
-                 "refunds", "terms", "policy_version", "version")
-_ITEM_FIELDS = ("sku", "title", "category", "quantity", "unit_price_fen", "exclusion_confirmed")
-#: The state of a freshly paid order is encoded directly (the codec walks the type hints of every value); only while
-#: the dataclasses have exactly these fields — otherwise the codec does it (tests compare both on every kind of order).
-_DIRECT_STATE = _field_names(Order) == _ORDER_FIELDS and _field_names(OrderItem) == _ITEM_FIELDS
-
-
-def _order_state(order: Order) -> Any:
-    """``encode(order)`` for a paid order that has not moved yet (no refund, shipment, cancellation)."""
-    if not _DIRECT_STATE or order.refunds or order.shipped_at or order.delivered_at or order.cancelled_at or order.carrier \
-            or order.tracking_no or order.buyer_cancellations:
-        return encode(order)
-    return {"id": order.id, "merchant_id": order.merchant_id, "buyer_id": order.buyer_id, "paid_at": order.paid_at.isoformat(),
-            "shipping_fee_fen": order.shipping_fee_fen,
-            "items": [{"sku": i.sku, "title": i.title, "category": i.category, "quantity": i.quantity,
-                       "unit_price_fen": i.unit_price_fen, "exclusion_confirmed": i.exclusion_confirmed} for i in order.items],
-            "return_shipping_insured": order.return_shipping_insured, "group_id": order.group_id, "status": order.status.value,
-            "shipped_at": None, "delivered_at": None, "carrier": None, "tracking_no": None, "cancelled_at": None,
-            "buyer_cancellations": 0, "refunds": [], "terms": {code: _terms_state(cat) for code, cat in order.terms.items()},
-            "policy_version": order.policy_version, "version": order.version}
-
-
-@cache
-def _terms_state(cat: Category) -> Any:
-    """``encode(cat)``, once per terms version (shared by every order of the file paid under it)."""
-    return encode(cat)
-
-
-_ORDER_COLS = ("id", "merchant_id", "buyer_id", "group_id", "status", "paid_fen", "refunded_fen", "paid_at", "version", "state")
-_EVENT_COLS = ("id", "order_id", "case_id", "group_id", "kind", "actor", "at", "rules", "from_status", "to_status", "data",
-               "recorded_at")
-
-
-@dataclass
-class _Job:
-    """One chunk's rows, prepared by the main thread, written by the writer thread (ids are allocated there)."""
-
-    groups: list[dict[str, Any]]
-    timers: list[dict[str, Any]]
-    orders: list[tuple[Any, ...]]
-    postings: list[ledger.Transaction]
-    events: list[tuple[Event, str]]
-    event_rows: list[tuple[Any, ...]]
-    search_rows: list[tuple[Any, ...]]
-
-
-class _BulkSink:
-    """Writes exactly the rows the Tracker would (orders with their JSON state, D2 payment transactions and entries,
-    events through the outbox hook, groups with their G4 timer), in the unit of work's transaction, through the
-    store's bulk writers: :class:`~aftersales.store.bulk.ImportWriter` (COPY on PostgreSQL, executemany on SQLite)
-    and, for the payments, the ledger's one writer (:func:`aftersales.store.ledger.write`).
-
-    The rows of a chunk are prepared by the caller's thread and written by a writer thread, while the caller reads
-    and checks the next chunk: the database (SQLite's B-trees, or the PostgreSQL server) works on one core while
-    Python works on the other. At most two chunks wait; ``lock`` is held while a chunk is written."""
-
-    def __init__(self, uow: UnitOfWork) -> None:
-        self.uow = uow
-        self.conn = uow.conn
-        self.writer = ImportWriter(uow.conn)
-        self.on_events = uow.tracker.on_events
-        self.now = uow.now
-        self.lock = threading.Lock()
-        self.jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=2)
+        self.jobs: queue.Queue[Batch | None] = queue.Queue(maxsize=2)
         self.error: BaseException | None = None
+        self.cache: AbstractContextManager[None] | None = import_cache(uow.conn)
+        self.cache.__enter__()
         self.thread = threading.Thread(target=self._run, name="import-writer", daemon=True)
         self.thread.start()
 
@@ -689,7 +622,12 @@ class _BulkSink:
     def write(self, released: _Released) -> None:
         if self.error is not None:
             raise self.error
-        self.jobs.put(self._prepare(released))
+        tracker = Tracker(self.uow.conn, self.uow.now)  # one chunk's identity map, dropped once its batch is built
+        for group in released.groups:
+            tracker.add_group(group)
+        for order in released.orders:
+            tracker.add_order(order)
+        self.jobs.put(tracker.batch())
 
     def finish(self) -> None:
         """Wait until every chunk is written; raise what the writer met."""
@@ -701,58 +639,21 @@ class _BulkSink:
         if self.thread.is_alive():
             self.jobs.put(None)
             self.thread.join()
-        self.writer.close()
-
-    def _prepare(self, released: _Released) -> _Job:
-        dt = self.writer.dt
-        js = self.writer.js
-        events: list[tuple[Event, str]] = []
-        groups = [{"id": g.id, "merchant_id": g.merchant_id, "status": g.status.value, "expires_at": g.expires_at,
-                   "version": g.version, "state": encode(g)} for g in released.groups]
-        # As Tracker._save_group: a G4 timer for a group still pending; the groups' events before the orders'.
-        timers = [{"subject": "group", "subject_id": g.id, "order_id": None, "action": "expire", "stage": 0, "rule": "G4",
-                   "due_at": g.expires_at} for g in released.groups if g.status is GroupStatus.PENDING]
-        for g in released.groups:
-            events += [(e, g.merchant_id) for e in g.pending_events]
-            g.pending_events.clear()
-        rows = []
-        postings = []
-        search_rows = []
-        for o in released.orders:
-            search_rows += [(o.merchant_id, term, o.id) for term in sorted(search.order_terms(o))]  # S1, as the Tracker
-            tx = ledger.payment_transaction(o)  # D2: the money the refunds come from
-            postings.append(tx)
-            rows.append((o.id, o.merchant_id, o.buyer_id, o.group_id, o.status.value, tx.entries[0].debit_fen,
-                         o.refunded_fen if o.refunds else 0, dt(o.paid_at), o.version, js(_order_state(o))))
-            events += [(e, o.merchant_id) for e in o.pending_events]
-            o.pending_events.clear()
-        now = dt(self.now)
-        event_rows = [(e.order_id, e.case_id, e.group_id, e.kind, e.actor.value, dt(e.at), js(list(e.rules)), e.from_status,
-                       e.to_status, js(encode(e.data)), now) for e, _ in events]
-        return _Job(groups, timers, rows, postings, events, event_rows, search_rows)
+        if self.cache is not None:
+            self.cache.__exit__(None, None, None)
+            self.cache = None
 
     # --- the writer thread ---
     def _run(self) -> None:
-        while (job := self.jobs.get()) is not None:
+        uow = self.uow
+        while (batch := self.jobs.get()) is not None:
             if self.error is not None:
                 continue  # drain: the caller raises it at its next write
             try:
                 with self.lock:
-                    self._flush(job)
+                    batch.write(uow.conn, uow.now, uow.tracker.on_events)
             except BaseException as exc:  # handed to the caller's thread
                 self.error = exc
-
-    def _flush(self, job: _Job) -> None:
-        self.writer.groups(job.groups, job.timers)
-        self.writer.rows("orders", _ORDER_COLS, job.orders)
-        self.writer.rows("search_terms", ("merchant_id", "term", "order_id"), job.search_rows)
-        postings = job.postings
-        if postings:  # as Tracker.flush: with what they call for (P2), through the one ledger writer
-            ledger_store.write(self.conn, postings + ledger_store.with_recoveries(self.conn, postings))
-        event_ids = self.writer.event_ids(len(job.events))
-        self.writer.rows("events", _EVENT_COLS, [(i, *row) for i, row in zip(event_ids, job.event_rows, strict=True)])
-        if self.on_events is not None and job.events:
-            self.on_events(self.conn, [(i, e, m) for i, (e, m) in zip(event_ids, job.events, strict=True)])
 
 
 # --- the import --------------------------------------------------------------------------------------------
@@ -794,45 +695,40 @@ def _is_unique_violation(exc: BaseException) -> bool:
 
 
 def import_orders(ctx: Context, path: Path, fmt: str | None = None, *, progress: Progress | None = None,
-                  dry_run: bool = False, writer: str = "bulk") -> Report:
+                  dry_run: bool = False) -> Report:
     """Validate every row of ``path`` and write them in ONE transaction, committed only if no row is rejected.
 
     The file is streamed: each chunk of orders is validated, built and written in the transaction, then the next
     is read; the transaction is committed at the end, or rolled back if any row was rejected (nothing is written
     then, and every rejected row is reported). A first, optimistic pass lets the primary key find ids already in
     the database; at its first rejection (or a taken id) it stops, rolls back, and a second pass checks every row
-    as before — each id looked up, every row checked, writing only until the first rejection.
-    ``writer``: ``bulk`` (COPY / executemany) or ``tracker`` (the store's Tracker: the same rows, slower)."""
+    as before — each id looked up, every row checked, writing only until the first rejection."""
     started = time.perf_counter()
     progress = progress or _Silent()
     fmt = detect_format(path, fmt)
     lines = _scan(path)
     try:
-        report = _import(ctx, path, fmt, lines, progress, dry_run, writer, optimistic=not dry_run)
+        report = _import(ctx, path, fmt, lines, progress, dry_run, optimistic=not dry_run)
     except _Restart:
-        report = _import(ctx, path, fmt, lines, progress, dry_run, writer, optimistic=False)
+        report = _import(ctx, path, fmt, lines, progress, dry_run, optimistic=False)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _import(ctx: Context, path: Path, fmt: str, lines: int, progress: Progress, dry_run: bool, writer: str, *,
+def _import(ctx: Context, path: Path, fmt: str, lines: int, progress: Progress, dry_run: bool, *,
             optimistic: bool) -> Report:
     report = Report(file=str(path), format=fmt)
     header = 1 if fmt == "csv" else 0
     progress.phase("importing orders (rows)" if optimistic or dry_run else "checking every row (rows)", max(lines - header, 0))
-    with UnitOfWork(ctx) as uow, ctx.engine.connect() as side, \
-            path.open(encoding="utf-8-sig", newline="" if fmt == "csv" else None) as f:
+    with _read(path, fmt, CHUNK, lines) as chunks, UnitOfWork(ctx) as uow, ctx.engine.connect() as side:
         side.execution_options(readonly=True)
-        sink: _BulkSink | _TrackerSink = _BulkSink(uow) if writer == "bulk" else _TrackerSink(uow)
+        sink = _Sink(uow)
         builder = _Builder(ctx, uow, fmt, side, sink.lock, check_taken=not optimistic)
-        counted = _Counted(f)
-        reader = _read_csv(counted) if fmt == "csv" else _read_jsonl(counted)
         seen: dict[str, int] = {}
         done = 0
         try:
-            for parsed in _chunks(reader, CHUNK):
+            for parsed, lines_read in chunks:
                 for p in parsed:
-                    _validate_shape(p, fmt)
                     if fmt == "jsonl" and p.model is not None:
                         if p.model.id in seen:
                             p.errors.append(Rejection(p.line, "id", f"duplicate order id {p.model.id!r}: already at line {seen[p.model.id]}"))
@@ -850,7 +746,7 @@ def _import(ctx: Context, path: Path, fmt: str, lines: int, progress: Progress, 
                     raise _Restart
                 if not report.rejections and not dry_run:
                     sink.write(released)
-                read = max(counted.lines - header, 0)
+                read = max(lines_read - header, 0)
                 progress.advance(read - done)
                 done = read
             report.groups = builder.opened
@@ -881,6 +777,65 @@ class _Counted:
         for line in self.f:
             self.lines += 1
             yield line
+
+
+#: Files of more lines than this are read and shape-checked (CSV, the API's model) by a second process while this one
+#: checks against the database and the domain, builds and writes: below it, starting that process (a fresh
+#: interpreter importing the API's models, ~0.5 s) would cost more than it saves.
+PARALLEL_LINES = 20_000
+
+
+def _read_chunks(path: Path, fmt: str, size: int) -> Iterator[tuple[list[_Parsed], int]]:
+    """Chunks of ``size`` orders as read from the file, their shape checked, each with the lines read by then."""
+    with path.open(encoding="utf-8-sig", newline="" if fmt == "csv" else None) as f:
+        counted = _Counted(f)
+        reader = _read_csv(counted) if fmt == "csv" else _read_jsonl(counted)
+        for parsed in _chunks(reader, size):
+            for p in parsed:
+                _validate_shape(p, fmt)
+            yield parsed, counted.lines
+
+
+def _reader_main(argv: list[str]) -> None:
+    """The second process (``python -c``, see :func:`_read`): :func:`_read_chunks` of ``argv`` = (file, format, chunk
+    size), pickled down its standard output, then None (or what it raised)."""
+    out = sys.stdout.buffer
+    try:
+        for item in _read_chunks(Path(argv[0]), argv[1], int(argv[2])):
+            pickle.dump(item, out, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(None, out)
+    except Exception as exc:  # handed to the importing process
+        pickle.dump(exc, out)
+    out.flush()
+
+
+@contextmanager
+def _read(path: Path, fmt: str, size: int, lines: int) -> Iterator[Iterator[tuple[list[_Parsed], int]]]:
+    """:func:`_read_chunks`, from a second process for a file of more than :data:`PARALLEL_LINES` lines (the pipe
+    holds it back about a chunk ahead); the process is stopped however the import ends. A plain interpreter running
+    this module only — not multiprocessing, whose ``spawn`` would import the caller's main script again."""
+    if lines <= PARALLEL_LINES:
+        yield _read_chunks(path, fmt, size)
+        return
+    code = "import sys; from aftersales.importer import _reader_main; _reader_main(sys.argv[1:])"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path), fmt, str(size)],  # noqa: S603 - our own interpreter
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    pipe = proc.stdout
+
+    def received() -> Iterator[tuple[list[_Parsed], int]]:
+        while (item := pickle.load(pipe)) is not None:  # noqa: S301 - written by our own child process
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    try:
+        yield received()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        pipe.close()
+        proc.wait()
 
 
 def _chunks(reader: Iterator[_Parsed], size: int) -> Iterator[list[_Parsed]]:

@@ -1,10 +1,11 @@
-"""The streaming bulk import (COPY on PostgreSQL, executemany on SQLite) writes exactly the rows the store's
-Tracker writes for the same file — orders and their JSON state, groups and G4 timers, D2 payment transactions and
-entries, events, the webhook outbox — and still writes nothing at all when a row is rejected after chunks were
-already written. SQLite and PostgreSQL."""
+"""The streaming bulk import writes through the store's one batch writer (COPY on PostgreSQL, executemany on SQLite)
+exactly the rows order creation writes for the same orders — orders and their JSON state, groups and G4 timers, D2
+payment transactions and entries, S1 search terms, events, the webhook outbox — and still writes nothing at all when
+a row is rejected after chunks were already written. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import secrets
@@ -17,14 +18,12 @@ import pytest
 from sqlalchemy import create_engine, func, insert, select, text
 
 from aftersales import importer
-from aftersales.domain import ledger
 from aftersales.domain import policy as policy_mod
-from aftersales.domain.orders import OrderItem, new_order
 from aftersales.importer import CSV_COLUMNS, import_orders
 from aftersales.service import orders, setup
 from aftersales.service.context import PLATFORM, Clock, Context
+from aftersales.store import bulk
 from aftersales.store import tables as t
-from aftersales.store.codec import encode
 from aftersales.store.db import make_engine, normalise_url
 from aftersales.store.migrate import upgrade
 
@@ -122,19 +121,68 @@ def snapshot(ctx: Context) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def as_api_orders(path: Path) -> list[dict[str, Any]]:
+    """The orders of a CSV written by :func:`sample`, as bodies of ``POST /v1/orders`` (its lines, in file order)."""
+    out: list[dict[str, Any]] = []
+    for cells in csv.DictReader(path.read_text(encoding="utf-8").splitlines()):
+        item = {"sku": cells["sku"], "title": cells["title"], "category": cells["category"], "quantity": int(cells["quantity"]),
+                "unit_price_fen": int(cells["unit_price_fen"])}
+        if out and out[-1]["id"] == cells["id"]:
+            out[-1]["items"].append(item)
+            continue
+        body: dict[str, Any] = {"id": cells["id"], "merchant_id": cells["merchant_id"], "buyer_id": cells["buyer_id"],
+                                "paid_at": datetime.fromisoformat(cells["paid_at"]), "shipping_fee_fen": int(cells["shipping_fee_fen"]),
+                                "return_shipping_insured": cells["return_shipping_insured"] == "yes", "items": [item]}
+        if cells["group_id"]:
+            body["group"] = {"id": cells["group_id"], "size": int(cells["group_size"]), "auto_complete": cells["group_auto_complete"] == "1"}
+        out.append(body)
+    return out
+
+
+def canonical(snap: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
+    """The rows without their surrogate ids (which follow the order of writing), as sorted text: a ledger entry names
+    its transaction by key, an outbox row its event by what the event says."""
+    tx_key = {r["id"]: r["key"] for r in snap["ledger_transactions"]}
+    out = {}
+    for name, rows in snap.items():
+        canon = []
+        for r in rows:
+            r = {k: v for k, v in r.items() if k not in ("id", "event_id")}
+            if name == "ledger_entries":
+                r["transaction_id"] = tx_key[r["transaction_id"]]
+            if name == "webhook_outbox":
+                payload = json.loads(r["payload"])
+                payload["data"].pop("event_id")
+                r["payload"] = payload
+            canon.append(repr(sorted(r.items())))
+        out[name] = sorted(canon)
+    return out
+
+
 @pytest.mark.parametrize("chunk", [2, 5000])
-def test_bulk_writes_exactly_the_rows_the_tracker_writes(ctx, twin, tmp_path, monkeypatch, chunk):
+def test_the_import_writes_the_rows_order_creation_writes(ctx, twin, tmp_path, monkeypatch, chunk):
+    """The import writes through the store's one batch writer (COPY on PostgreSQL, executemany on SQLite): every row
+    equals what ``POST /v1/orders`` writes for the same orders one by one — orders and their JSON state, groups, D2
+    payment transactions and entries, S1 search terms, events, the webhook outbox — but for the G4 timers of groups
+    that form within the file: the import writes a group once, formed, and arms no timer for it."""
     monkeypatch.setattr(importer, "CHUNK", chunk)
+    monkeypatch.setattr(bulk, "BULK_ROWS", 3)  # small batches take the driver's bulk path too
+    monkeypatch.setattr(importer, "PARALLEL_LINES", 0 if chunk == 2 else 10**9)  # read by a second process, or not
     path = sample(tmp_path)
     prepare(ctx)
     prepare(twin)
-    reference = import_orders(ctx, path, writer="tracker")
-    bulk = import_orders(twin, path, writer="bulk")
-    assert reference.written and bulk.written, (reference.rejections, bulk.rejections)
-    assert (bulk.orders, bulk.rows, bulk.groups) == (reference.orders, reference.rows, reference.groups) == (12, 14, 3)
+    for body in as_api_orders(path):
+        orders.create_order(ctx, PLATFORM, body)
+    report = import_orders(twin, path)
+    assert report.written, report.rejections
+    assert (report.orders, report.rows, report.groups) == (12, 14, 3)
     want, got = snapshot(ctx), snapshot(twin)
+    stale = [r for r in want["timers"] if r["subject_id"] in ("g1", "g2")]
+    assert [(r["subject_id"], r["rule"]) for r in stale] == [("g1", "G4"), ("g2", "G4")]
+    want["timers"] = [r for r in want["timers"] if r not in stale]
+    want_rows, got_rows = canonical(want), canonical(got)
     for name in TABLES:
-        assert got[name] == want[name], name
+        assert got_rows[name] == want_rows[name], name
     assert len(got["orders"]) == 13 and len(got["ledger_transactions"]) == 13 and len(got["webhook_outbox"]) > 12
     assert len(got["search_terms"]) > 13 * 4  # S1: ids, buyer, SKUs, titles and their words of every order
     assert [(r["subject_id"], r["rule"]) for r in got["timers"]] == [("gA", "G4"), ("g3", "G4")]  # gA: the API's
@@ -144,14 +192,13 @@ def test_bulk_writes_exactly_the_rows_the_tracker_writes(ctx, twin, tmp_path, mo
     assert o1["items"][1]["title"] == 'Tab\there, back\\slash "quoted" 中文'
 
 
-@pytest.mark.parametrize("writer", ["bulk", "tracker"])
-def test_a_row_rejected_after_chunks_were_written_leaves_nothing(shops, tmp_path, monkeypatch, writer):
+def test_a_row_rejected_after_chunks_were_written_leaves_nothing(shops, tmp_path, monkeypatch):
     ctx = shops
     monkeypatch.setattr(importer, "CHUNK", 2)
     rows = [HEADER] + [line(f"o{i}", paid=PAID + timedelta(minutes=i)) for i in range(1, 8)] + [line("o8", qty="0")]
     path = tmp_path / "late.csv"
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    report = import_orders(ctx, path, writer=writer)
+    report = import_orders(ctx, path)
     assert not report.written
     assert [(r.line, r.field) for r in report.rejections] == [(9, "quantity")]
     with ctx.engine.connect() as conn:
@@ -184,14 +231,27 @@ def shops(ctx):
     return ctx
 
 
-def test_the_direct_state_of_a_new_order_is_what_the_codec_writes():
-    for group in (None, "g1"):
-        for items in ([OrderItem("s1", "T", "c", 1, 100)], [OrderItem("a", "中文\t\\", "c", 3, 7, True), OrderItem("b", "x", "d", 1, 1)]):
-            order = new_order(id="o1", merchant_id="m", buyer_id="b", paid_at=PAID + timedelta(microseconds=5), shipping_fee_fen=0,
-                              items=items, return_shipping_insured=group is None, group_id=group)
-            assert importer._order_state(order) == encode(order)
-            assert json.dumps(importer._order_state(order)) == json.dumps(encode(order))
-            order.version = 2
-            assert importer._order_state(order) == encode(order)
-            assert ledger.payment_transaction(order).entries[0].debit_fen == order.paid_fen
-    assert importer._DIRECT_STATE
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_second_process_reads_and_checks_the_file_as_this_one_does(shops, tmp_path, monkeypatch, fmt):
+    """Big files are read and shape-checked by a second process: the same orders, rows and rejections (line, field,
+    message) as when this process reads them — on rows of the fast path and of the API's model alike."""
+    monkeypatch.setattr(importer, "CHUNK", 3)
+    if fmt == "csv":
+        lines = [HEADER, line("o1", qty="2"), line("o1", "s2", price="1"), line("o2", qty="0"), line("o3", paid=PAID, fee="-1"),
+                 line("o4", title='"A, ""quoted"" title 中文"'), line("o2"), "x,y", line("o5", group="g1", size="2"),
+                 line("o6", buyer="bY", group="g1", size="2"), line("o7", merchant="nobody"), line("o8", price="abc")]
+    else:
+        body = {"id": "j1", "merchant_id": "mA", "buyer_id": "bX", "paid_at": PAID.isoformat(), "shipping_fee_fen": 0,
+                "items": [{"sku": "s1", "title": "T", "category": "apparel", "quantity": 1, "unit_price_fen": 100}]}
+        lines = [json.dumps(body), "{not json", json.dumps({**body, "id": "j2", "shipping_fee_fen": -5}), "[1]",
+                 json.dumps(body), json.dumps({**body, "id": "j3"})]
+    path = tmp_path / f"mixed.{fmt}"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    reports = []
+    for parallel in (10**9, 0):
+        monkeypatch.setattr(importer, "PARALLEL_LINES", parallel)
+        reports.append(import_orders(shops, path, dry_run=True))
+    here, there = reports
+    assert there.rejections and not there.written
+    assert (there.rows, there.orders, there.groups, there.rejections) == (here.rows, here.orders, here.groups, here.rejections)
+

@@ -110,3 +110,18 @@ def test_long_integers_stored_by_anyone_read_back_exactly():
 
 def test_constants_only_the_standard_library_accepts_still_read():
     assert str(json_loads("[NaN, Infinity]")) == str(json.loads("[NaN, Infinity]"))
+
+
+def test_frozen_values_encode_as_the_reference_every_time():
+    """A frozen dataclass (an order's category terms) is encoded once per distinct value and shared (B4): equal values
+    give the reference's document, different values their own."""
+    from aftersales.domain.catalog import Category
+
+    cats = [Category("c", "C", True, None, 7, 365, 1), Category("c", "C", True, None, 7, 365, 1),
+            Category("c", "C", False, None, 7, 365, 2), Category("d", "D", True, None, None, None, None)]
+    for _ in range(2):
+        for cat in cats:
+            order = paid_order()
+            order.terms = {cat.code: cat, "x": cats[0]}
+            assert encode(order) == reference_encode(order)
+            assert json.dumps(encode(order)) == json.dumps(reference_encode(order))

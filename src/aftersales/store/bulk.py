@@ -1,10 +1,10 @@
 """Writing many rows at once, straight through the driver, in the caller's transaction: ``COPY … FROM STDIN`` on
-PostgreSQL, ``executemany`` on SQLite. Used by the ledger's writer (:func:`aftersales.store.ledger.write`) and by
-the bulk import (:class:`ImportWriter`), which prepares its rows in driver form in another thread."""
+PostgreSQL, ``executemany`` on SQLite. Used by the store's one batch writer
+(:meth:`aftersales.store.repositories.Batch.write`) and the ledger's (:func:`aftersales.store.ledger.write`), for a unit
+of work's few rows and the bulk import's thousands alike."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
@@ -14,7 +14,6 @@ from sqlalchemy import JSON, Connection, Table, func, insert, select
 from sqlalchemy.exc import DBAPIError
 
 from . import tables as t
-from .timers import arm_timers
 
 #: Below this many rows a table's rows go in through SQLAlchemy (one prepared executemany), from it on through the
 #: driver's bulk path: COPY costs a round trip of its own, which a handful of rows does not repay. A batch of due
@@ -201,64 +200,21 @@ def _processed(row: tuple[Any, ...], procs: list[tuple[int, Any]]) -> tuple[Any,
     return tuple(out)
 
 
-class ImportWriter:
-    """The bulk import's writes (orders with their JSON state, groups, timers, events), through the driver in the
-    unit of work's transaction; ledger postings go through :func:`aftersales.store.ledger.write` like every other.
-
-    Values are converted to driver form by :attr:`dt` (instants) and :attr:`js` (JSON) — on the caller's thread,
-    so that the writer thread only writes. Surrogate ids are taken as the store's flush gets them (the sequence on
-    PostgreSQL; the next rowid on SQLite, whose writer lock this transaction holds)."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.dialect = conn.dialect
-        self.pg = self.dialect.name == "postgresql"
-        self.cur: Any = cursor(conn)
-        self.cache_size: int | None = None
-        if self.pg:
-            self.cur.execute("SELECT pg_get_serial_sequence('events', 'id')")
-            (self.event_seq,) = self.cur.fetchone()
-            serializer = getattr(self.dialect, "_json_serializer", None) or json.dumps
-
-            def js(value: Any) -> str:
-                out = serializer(value)
-                return out.decode() if isinstance(out, bytes) else str(out)
-
-            self.js: Any = js
-            self.dt: Any = lambda v: v
-        else:
-            # A bigger page cache for this connection while it imports (restored by close()): the indexes of a table of
-            # millions of rows no longer fit SQLite's default 2 MB, and every insert would go back to the OS for pages.
-            self.cur.execute("PRAGMA cache_size")
-            self.cache_size = int(self.cur.fetchone()[0])
-            self.cur.execute(f"PRAGMA cache_size = {-SQLITE_CACHE_KIB}")
-            self.cur.execute("SELECT coalesce(max(id), 0) FROM events")
-            self.next_event = int(self.cur.fetchone()[0]) + 1
-            self.dt = t.orders.c.paid_at.type.bind_processor(self.dialect)
-            self.js = t.orders.c.state.type.bind_processor(self.dialect)
-
-    def event_ids(self, n: int) -> list[int]:
-        if n == 0:
-            return []
-        if self.pg:
-            self.cur.execute("SELECT nextval(%s) FROM generate_series(1, %s)", (self.event_seq, n))
-            return [int(r[0]) for r in self.cur.fetchall()]
-        start, self.next_event = self.next_event, self.next_event + n
-        return list(range(start, start + n))
-
-    def groups(self, rows: list[dict[str, Any]], timers: list[dict[str, Any]]) -> None:
-        if rows:
-            self.conn.execute(insert(t.groups), rows)
-        arm_timers(self.conn, timers)
-
-    def rows(self, table: str, cols: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
-        """Rows already in driver form (see :attr:`dt`, :attr:`js`)."""
-        copy_rows(self.cur, self.pg, table, cols, rows)
-
-    def close(self) -> None:
-        if not self.pg and self.cache_size is not None:
-            self.cur.execute(f"PRAGMA cache_size = {self.cache_size}")
-            self.cache_size = None
+@contextmanager
+def import_cache(conn: Connection) -> Iterator[None]:
+    """A bigger page cache for this SQLite connection while it imports (restored afterwards): the indexes of a table
+    of millions of rows no longer fit SQLite's default 2 MB, and every insert would go back to the OS for pages."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    cur = cursor(conn)
+    cur.execute("PRAGMA cache_size")
+    before = int(cur.fetchone()[0])
+    cur.execute(f"PRAGMA cache_size = {-SQLITE_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        cur.execute(f"PRAGMA cache_size = {before}")
 
 
 def existing(conn: Connection, column: Any, ids: list[str]) -> set[str]:

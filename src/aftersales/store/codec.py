@@ -88,6 +88,8 @@ def _encoder(tp: Any) -> Conv:
     if isinstance(tp, type) and issubclass(tp, Enum):
         return _exactly(tp, lambda v: v.value)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if tp.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+            return _exactly(tp, _frozen_encoder(tp))
         return _exactly(tp, lambda v: _class_encoder(tp)(v))
     if origin is dict:
         vt = _encoder(typing.get_args(tp)[1])
@@ -104,6 +106,31 @@ def _encoder(tp: Any) -> Conv:
         shortcut: Conv = lambda v: sorted((et(x) for x in v), key=repr)  # noqa: E731
         return lambda v: shortcut(v) if type(v) in (set, frozenset) else encode(v)
     return encode
+
+
+#: Encoded values of frozen dataclasses kept per type (a category's terms are the same for thousands of orders).
+FROZEN_MEMO = 4096
+
+
+@cache
+def _frozen_encoder(cls: type) -> Conv:
+    """:func:`_class_encoder` of a frozen (immutable) dataclass, remembering what equal values encode to; the JSON-able
+    value is shared by every caller, who only ever serialises it."""
+    plain = _class_encoder(cls)
+    memo: dict[Any, Any] = {}
+
+    def encode_frozen(obj: Any) -> Any:
+        try:
+            found = memo.get(obj)
+        except TypeError:  # a field that cannot be hashed
+            return plain(obj)
+        if found is None:
+            if len(memo) >= FROZEN_MEMO:
+                memo.clear()
+            found = memo[obj] = plain(obj)
+        return found
+
+    return encode_frozen
 
 
 def _identity(value: Any) -> Any:

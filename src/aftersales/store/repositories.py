@@ -188,51 +188,51 @@ class Tracker:
 
     # --- writing ---------------------------------------------------------------------------------------
     def flush(self) -> list[Event]:
-        """Write every changed aggregate, then all their events in one statement and the outbox hook once.
+        """Write every changed aggregate, then all their events in one statement and the outbox hook once:
+        :meth:`batch` then :meth:`Batch.write`."""
+        batch = self.batch()
+        batch.write(self.conn, self.now, self.on_events)
+        return [e for e, _ in batch.events]
+
+    def batch(self) -> Batch:
+        """The rows of every aggregate changed since it was loaded or last written, with their events and ledger
+        postings, as one :class:`Batch` — built without touching the database (the bulk import builds it on one
+        thread and writes it on another); the identity map takes them as written.
 
         D2: the ledger postings collected by :meth:`post` and those of the orders (payments, settled refunds) go in
-        together, with what P2 recovers from merchants' deposits (:func:`~aftersales.store.ledger.with_recoveries`),
-        in one call of :func:`aftersales.store.ledger.write`."""
-        pending: list[tuple[Event, str]] = []
+        together, with what P2 recovers from merchants' deposits, when the batch is written."""
+        batch = Batch(postings=self.postings)
+        self.postings = []
         # Groups first: orders reference them.
         for group, seen in self.groups.values():
             if seen == group.version and not group.pending_events:
                 continue
-            self._save_group(group, seen)
-            pending += [(e, group.merchant_id) for e in group.pending_events]
+            self._save_group(group, seen, batch)
+            batch.events += [(e, group.merchant_id) for e in group.pending_events]
             group.pending_events.clear()
-        batch = _Batch(postings=self.postings)
-        self.postings = []
         for order, seen, case_versions in self.orders.values():
             if seen == order.version and not order.pending_events:
                 continue
             self._save_order(order, seen, case_versions, batch)
-            pending += [(e, order.merchant_id) for e in order.pending_events]
+            batch.events += [(e, order.merchant_id) for e in order.pending_events]
             order.pending_events.clear()
-        if batch.postings:
-            batch.postings += ledger_store.with_recoveries(self.conn, batch.postings)
-        batch.write(self.conn)
-        self._append_events(pending)
-        return [e for e, _ in pending]
+        return batch
 
-    def _save_group(self, group: Group, seen: int | None) -> None:
-        values = {"merchant_id": group.merchant_id, "status": group.status.value, "expires_at": group.expires_at,
-                  "version": group.version, "state": encode(group)}
+    def _save_group(self, group: Group, seen: int | None, batch: Batch) -> None:
+        row = (group.id, group.merchant_id, group.status.value, group.expires_at, group.version, encode(group))
         if seen is None:
-            self.conn.execute(insert(t.groups).values(id=group.id, **values))
+            batch.new_groups.append(row)
+            if group.status is GroupStatus.PENDING:
+                batch.timers.append({"subject": "group", "subject_id": group.id, "order_id": None, "action": "expire",
+                                     "stage": 0, "rule": "G4", "due_at": group.expires_at})
         else:
-            res = self.conn.execute(update(t.groups).where(t.groups.c.id == group.id, t.groups.c.version == seen).values(**values))
-            if res.rowcount != 1:
-                raise ConcurrentUpdate(group.id)
-        if seen is None and group.status is GroupStatus.PENDING:
-            arm_timers(self.conn, [{"subject": "group", "subject_id": group.id, "order_id": None, "action": "expire",
-                                    "stage": 0, "rule": "G4", "due_at": group.expires_at}])
+            batch.changed_groups.append((seen, row))
         self.groups[group.id] = (group, group.version)
 
-    def _save_order(self, order: Order, seen: int | None, case_versions: dict[str, tuple[int, int]], batch: _Batch) -> None:
+    def _save_order(self, order: Order, seen: int | None, case_versions: dict[str, tuple[int, int]], batch: Batch) -> None:
         values = order_values(order)
         if seen is None:
-            batch.new_orders.append({"id": order.id, **values})
+            batch.new_orders.append((order.id, *(values[c] for c in ORDER_COLS[1:])))
             batch.postings.append(ledger.payment_transaction(order))  # D2: the money the refunds come from
         else:
             batch.changed_orders.append({"b_id": order.id, "b_seen": seen, **{f"v_{k}": v for k, v in values.items()}})
@@ -279,19 +279,12 @@ class Tracker:
         terms = search.order_terms(order)
         known_terms = self.search_terms.get(order.id, frozenset())
         if not terms <= known_terms:  # S1: a new order or case, a tracking number: findable from this commit on
-            batch.search_terms += search.rows(order.merchant_id, order.id, terms - known_terms)
+            if seen is None:  # nobody else can have indexed an order this transaction creates
+                batch.new_search_terms += [(order.merchant_id, term, order.id) for term in sorted(terms - known_terms)]
+            else:
+                batch.search_terms += search.rows(order.merchant_id, order.id, terms - known_terms)
             self.search_terms[order.id] = terms | known_terms
         self.orders[order.id] = (order, order.version, case_versions)
-
-    def _append_events(self, events: list[tuple[Event, str]]) -> None:
-        if not events:
-            return
-        rows = [{"order_id": e.order_id, "case_id": e.case_id, "group_id": e.group_id, "kind": e.kind, "actor": e.actor.value,
-                 "at": e.at, "rules": list(e.rules), "from_status": e.from_status, "to_status": e.to_status,
-                 "data": encode(e.data), "recorded_at": self.now} for e, _ in events]
-        ids = insert_with_ids(self.conn, t.events, rows)
-        if self.on_events is not None:
-            self.on_events(self.conn, [(i, e, m) for i, (e, m) in zip(ids, events, strict=True)])
 
 
 def insert_with_ids(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> list[int]:
@@ -314,11 +307,23 @@ def insert_with_ids(conn: Connection, table: Any, rows: list[dict[str, Any]]) ->
     return ids
 
 
-@dataclass
-class _Batch:
-    """Rows of one flush, written with one statement per table (executemany)."""
+#: Columns of the ``orders`` row of a new order, in the order of ``(order.id, *order_values(order).values())``.
+ORDER_COLS = ("id", "merchant_id", "buyer_id", "group_id", "status", "paid_fen", "refunded_fen", "paid_at", "version", "state")
+GROUP_COLS = ("id", "merchant_id", "status", "expires_at", "version", "state")
+SEARCH_COLS = ("merchant_id", "term", "order_id")
 
-    new_orders: list[dict[str, Any]] = field(default_factory=list)
+
+@dataclass
+class Batch:
+    """The rows of one flush (:meth:`Tracker.batch`), written with one statement per table — a prepared executemany,
+    or the driver's bulk path (COPY on PostgreSQL) for many rows (:func:`~aftersales.store.bulk.insert_rows`).
+    The store's one writer of aggregates: a unit of work's few rows and the bulk import's thousands alike."""
+
+    new_groups: list[tuple[Any, ...]] = field(default_factory=list)
+    #: (version loaded, row) of groups changed
+    changed_groups: list[tuple[int, tuple[Any, ...]]] = field(default_factory=list)
+    #: rows of ``ORDER_COLS``
+    new_orders: list[tuple[Any, ...]] = field(default_factory=list)
     changed_orders: list[dict[str, Any]] = field(default_factory=list)
     new_cases: list[dict[str, Any]] = field(default_factory=list)
     changed_cases: list[dict[str, Any]] = field(default_factory=list)
@@ -327,11 +332,21 @@ class _Batch:
     settled_refunds: list[dict[str, Any]] = field(default_factory=list)
     payment_jobs: list[dict[str, Any]] = field(default_factory=list)
     postings: list[ledger.Transaction] = field(default_factory=list)
+    #: S1 terms of orders this batch creates (rows of ``SEARCH_COLS``), and of orders already stored
+    new_search_terms: list[tuple[Any, ...]] = field(default_factory=list)
     search_terms: list[dict[str, Any]] = field(default_factory=list)
+    #: (event, merchant id) of every aggregate written, groups' first
+    events: list[tuple[Event, str]] = field(default_factory=list)
 
-    def write(self, conn: Connection) -> None:
-        if self.new_orders:
-            conn.execute(insert(t.orders), self.new_orders)
+    def write(self, conn: Connection, now: datetime, on_events: EventHook | None = None) -> None:
+        """Write the rows (``now``: the events' ``recorded_at``), then call ``on_events`` (the outbox hook) once."""
+        insert_rows(conn, t.groups, GROUP_COLS, self.new_groups)
+        for seen, row in self.changed_groups:
+            values = dict(zip(GROUP_COLS[1:], row[1:], strict=True))
+            res = conn.execute(update(t.groups).where(t.groups.c.id == row[0], t.groups.c.version == seen).values(**values))
+            if res.rowcount != 1:
+                raise ConcurrentUpdate(row[0])
+        insert_rows(conn, t.orders, ORDER_COLS, self.new_orders)
         if self.changed_orders:
             # Optimistic check: every row must still carry the version this unit of work loaded.
             if len(self.changed_orders) >= BULK_ROWS:  # a batch of deadlines: one statement (store/bulk.py)
@@ -353,8 +368,24 @@ class _Batch:
             conn.execute(_REFUND_UPDATE, self.settled_refunds)
         if self.payment_jobs:
             conn.execute(insert(t.payment_jobs), self.payment_jobs)
-        ledger_store.write(conn, self.postings)
+        postings = self.postings
+        if postings:
+            postings = postings + ledger_store.with_recoveries(conn, postings)
+        ledger_store.write(conn, postings)
+        insert_rows(conn, t.search_terms, SEARCH_COLS, self.new_search_terms)
         search.add(conn, self.search_terms)
+        self._append_events(conn, now, on_events)
+
+    def _append_events(self, conn: Connection, now: datetime, on_events: EventHook | None) -> None:
+        events = self.events
+        if not events:
+            return
+        rows = [{"order_id": e.order_id, "case_id": e.case_id, "group_id": e.group_id, "kind": e.kind, "actor": e.actor.value,
+                 "at": e.at, "rules": list(e.rules), "from_status": e.from_status, "to_status": e.to_status,
+                 "data": encode(e.data), "recorded_at": now} for e, _ in events]
+        ids = insert_with_ids(conn, t.events, rows)
+        if on_events is not None:
+            on_events(conn, [(i, e, m) for i, (e, m) in zip(ids, events, strict=True)])
 
 
 # Statements of every unit of work, built once: SQLAlchemy then finds their compiled form without building the

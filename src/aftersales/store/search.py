@@ -13,6 +13,7 @@ A title written without spaces (Chinese) is also indexed by each of its suffixes
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -31,13 +32,15 @@ ROWS_PER_ORDER = 4
 TOP = "\U0010ffff"
 
 
-def _words(title: str) -> set[str]:
+@lru_cache(maxsize=1 << 16)
+def _words(title: str) -> frozenset[str]:
+    """A title and its words (cached: a shop's orders name the same products again and again)."""
     words = {title, *title.split()}
     out = set(words)
     for w in words:
         if not w.isascii():  # a script written without spaces: every suffix starts a findable word
             out.update(w[i:] for i in range(1, min(len(w), MAX_SUFFIXES)))
-    return out
+    return frozenset(out)
 
 
 def terms(order_id: str, buyer_id: str, tracking_no: str | None, items: Iterable[tuple[str | None, str | None]],

@@ -64,6 +64,8 @@ class TermsBook:
 
     names: dict[str, str]
     versions: dict[str, list[tuple[datetime, Category]]] = field(default_factory=dict)
+    #: code → the instants its versions took effect (from ``versions``)
+    starts: dict[str, list[datetime]] = field(default_factory=dict)
 
     def at(self, code: str, instant: datetime) -> Category:
         """The terms of ``code`` in force at ``instant``: the newest version that took effect at or before it.
@@ -74,7 +76,10 @@ class TermsBook:
         versions = self.versions.get(code)
         if not versions:
             return default_category(code)
-        i = bisect.bisect_right([at for at, _ in versions], instant)
+        starts = self.starts.get(code)
+        if starts is None or len(starts) != len(versions):  # built once per code (the import asks for every order)
+            starts = self.starts[code] = [at for at, _ in versions]
+        i = bisect.bisect_right(starts, instant)
         return versions[i - 1][1] if i else versions[0][1]
 
     def for_items(self, codes: Iterable[str], instant: datetime) -> dict[str, Category]:
