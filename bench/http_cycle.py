@@ -28,8 +28,11 @@ Every response is checked (201, 201, 200 and ``closed``/``refunded``; reads 200)
 retried. The load generator is a lean HTTP/1.1 client on asyncio streams (uvloop when present), cheaper per request
 than httpx (``--compare-clients`` measures both on ``/healthz``); its CPU time is reported (user+system, per request
 and as a share of one core per generator process: near 100 % means the generator, not the server, is the limit),
-as is the server process group's CPU per request. The core count and load average are recorded: on a busy machine
-the rates mean little, the CPU per request is steadier.
+as is the server process group's CPU per request — and, on PostgreSQL, the CPU of the database backends serving
+the server's connections (named by ``PGAPPNAME``; same machine only), and both per cycle. The core count and load
+average are recorded: on a busy machine the rates mean little, the CPU per request is steadier. ``--profile DIR``
+attaches ``py-spy --gil`` to the server during the closed-loop cycle (docs/perf/request/);
+``--no-in-process-worker`` leaves deadlines to a separate worker.
 
 Run: ``make bench-http`` or ``.venv/bin/python bench/http_cycle.py [--seconds 15] [--connections 16]
 [--configs sqlite:1,postgresql:1,postgresql:2] [--rates 200,500,1000] [--workloads cycle,mix]``.
@@ -162,7 +165,7 @@ class Server:
                  "--port", str(self.port), "--workers", str(self.workers), "--loop", "uvloop", "--http", "httptools",
                  "--log-level", "warning", "--no-access-log", "--backlog", "4096", "--timeout-keep-alive", "30"],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 60 + 30 * self.workers  # every worker imports and builds the app
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited ({self.proc.returncode}):\n{self.log.read_text()[-3000:]}")
@@ -692,6 +695,7 @@ PARTS = (("store: SQLAlchemy, driver, aftersales.store", ("sqlalchemy/", "psycop
          ("event loop, other", ("",)))
 #: Functions whose inclusive share is listed (a request's path through the server).
 REQUEST_PATH = ("RequestResponseCycle.run_asgi", "AllowHeader.__call__", "BodyLimit.__call__", "Idempotency.__call__",
+                "_IncludedRouter._match", "HttpToolsProtocol.data_received", "RequestResponseCycle.send",
                 "Idempotency._claim", "Idempotency._finish", "resolve_key", "get_principal", "solve_dependencies",
                 "request_body_to_args", "run_endpoint_function", "run_in_threadpool", "serialize_response",
                 "jsonable_encoder", "JSONResponse.render", "ORJSONResponse.render", "json_response", "UnitOfWork.__enter__",
