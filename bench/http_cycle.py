@@ -28,8 +28,11 @@ Every response is checked (201, 201, 200 and ``closed``/``refunded``; reads 200)
 retried. The load generator is a lean HTTP/1.1 client on asyncio streams (uvloop when present), cheaper per request
 than httpx (``--compare-clients`` measures both on ``/healthz``); its CPU time is reported (user+system, per request
 and as a share of one core per generator process: near 100 % means the generator, not the server, is the limit),
-as is the server process group's CPU per request. The core count and load average are recorded: on a busy machine
-the rates mean little, the CPU per request is steadier.
+as is the server process group's CPU per request — and, on PostgreSQL, the CPU of the database backends serving
+the server's connections (named by ``PGAPPNAME``; same machine only), and both per cycle. The core count and load
+average are recorded: on a busy machine the rates mean little, the CPU per request is steadier. ``--profile DIR``
+attaches ``py-spy --gil`` to the server during the closed-loop cycle (docs/perf/request/);
+``--no-in-process-worker`` leaves deadlines to a separate worker.
 
 Run: ``make bench-http`` or ``.venv/bin/python bench/http_cycle.py [--seconds 15] [--connections 16]
 [--configs sqlite:1,postgresql:1,postgresql:2] [--rates 200,500,1000] [--workloads cycle,mix]``.
@@ -95,6 +98,41 @@ def _group_cpu_seconds(pgid: int) -> float:
     return total / tick
 
 
+def _pids_cpu_seconds(pids: set[int]) -> float:
+    """User+system CPU of the live processes ``pids`` (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def backend_cpu(pg_url: str, app_name: str) -> Callable[[], float]:
+    """A probe of the CPU of the PostgreSQL backends whose ``application_name`` is ``app_name`` (the server's
+    connections: libpq takes it from ``PGAPPNAME``), for a database on this machine. The backends are listed
+    at each call; a backend that closed between two calls takes its CPU with it (the pool keeps them open)."""
+    from sqlalchemy import create_engine, text
+
+    from aftersales.store.db import normalise_url
+
+    engine = create_engine(normalise_url(pg_url), pool_size=1)
+    seen: dict[int, float] = {}
+
+    def probe() -> float:
+        with engine.connect() as conn:
+            pids = {int(p) for p in conn.execute(text("SELECT pid FROM pg_stat_activity WHERE application_name = :a"),
+                                                 {"a": app_name}).scalars()}
+        for pid in pids:
+            seen[pid] = _pids_cpu_seconds({pid})
+        return sum(seen.values())
+
+    return probe
+
+
 def _get(url: str, timeout: float = 2.0) -> int:
     """Status of a plain GET (stdlib only): the readiness probe."""
     import http.client
@@ -115,6 +153,8 @@ class Server:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.db_cpu: Callable[[], float] | None = None
+        self.profile: Callable[[float, float], None] | None = None
 
     def __enter__(self) -> Server:
         with self.log.open("ab") as out:
@@ -125,7 +165,7 @@ class Server:
                  "--port", str(self.port), "--workers", str(self.workers), "--loop", "uvloop", "--http", "httptools",
                  "--log-level", "warning", "--no-access-log", "--backlog", "4096", "--timeout-keep-alive", "30"],
                 env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 60 + 30 * self.workers  # every worker imports and builds the app
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the server exited ({self.proc.returncode}):\n{self.log.read_text()[-3000:]}")
@@ -141,6 +181,10 @@ class Server:
 
     def cpu_seconds(self) -> float:
         return _group_cpu_seconds(self.proc.pid) if self.proc else 0.0
+
+    def db_cpu_seconds(self) -> float:
+        """User+system CPU of the PostgreSQL backends serving this server (0 on SQLite: it runs in the server)."""
+        return self.db_cpu() if self.db_cpu is not None else 0.0
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:
@@ -499,9 +543,13 @@ def run_generators(job: Job, generators: int, server: Server | None) -> dict[str
         ready.get(timeout=120)
     start_at.value = time.monotonic() + 0.2
     cpu0 = server.cpu_seconds() if server else 0.0
+    db0 = server.db_cpu_seconds() if server else 0.0
     go.set()
+    if server is not None and server.profile is not None and job.workload == "cycle" and job.loop == "closed":
+        server.profile(job.warmup, job.seconds)
     results = [out.get(timeout=job.warmup + job.seconds + 300) for _ in procs]
     server_cpu = server.cpu_seconds() - cpu0 if server else 0.0
+    db_cpu = server.db_cpu_seconds() - db0 if server else 0.0
     for proc in procs:
         proc.join(60)
     merged: dict[str, Any] = {"latencies": {}, "errors": {}, "requests": 0, "cycles": 0, "cpu_seconds": 0.0,
@@ -515,6 +563,7 @@ def run_generators(job: Job, generators: int, server: Server | None) -> dict[str
             merged[k] += r.get(k, 0)
         merged["max_cpu_share"] = max(merged["max_cpu_share"], r["cpu_seconds"] / r["elapsed"])
     merged["server_cpu_seconds"] = server_cpu
+    merged["db_cpu_seconds"] = db_cpu
     return merged
 
 
@@ -544,15 +593,25 @@ def _figures(m: dict[str, Any], seconds: float, generators: int) -> dict[str, An
         "server_cpu_s": round(m["server_cpu_seconds"], 2),
         # Over every request of the phase, warm-up included: steadier than the rates on a busy machine.
         "server_cpu_ms_per_request": round(m["server_cpu_seconds"] / max(1, m["requests"]) * 1000, 3),
+        # PostgreSQL only: the backends of the server's connections (see backend_cpu), same phase.
+        "db_cpu_s": round(m["db_cpu_seconds"], 2),
+        "db_cpu_ms_per_request": round(m["db_cpu_seconds"] / max(1, m["requests"]) * 1000, 3),
     }
 
 
 def run_one(kind: str, workers: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     with database(kind, args.pg_url, tmp) as db_env:
+        app_name = f"aftersales-bench-{secrets.token_hex(4)}"  # names the server's PostgreSQL backends
         env = {**os.environ, **db_env, "AFTERSALES_ENV": "test", "AFTERSALES_CLOCK": "real",
-               "AFTERSALES_BOOTSTRAP_PLATFORM_KEY": PLATFORM_KEY}
+               "AFTERSALES_BOOTSTRAP_PLATFORM_KEY": PLATFORM_KEY, "PGAPPNAME": app_name}
+        if args.in_process_worker is False:
+            env["AFTERSALES_WORKER_IN_PROCESS"] = "false"
         with Server(env, workers, tmp / f"server-{kind}-{workers}.log") as server:
             keys = set_up(server.url)
+            if kind == "postgresql":
+                server.db_cpu = backend_cpu(args.pg_url, app_name)
+            if args.profile is not None:
+                server.profile = _profiler(server, args.profile, f"{kind}-{workers}")
             load_avg = os.getloadavg() if hasattr(os, "getloadavg") else None
             base = {"url": server.url, "keys": keys, "connections": args.connections, "idempotency": args.idempotency}
             closed: dict[str, Any] = {}
@@ -561,6 +620,10 @@ def run_one(kind: str, workers: int, args: argparse.Namespace, tmp: Path) -> dic
                                        seed=n + 1), args.generators, server)
                 closed[workload] = {**_figures(m, args.seconds, args.generators),
                                     "cycles_per_s": round(m["cycles"] / args.seconds, 1)}
+                if workload == "cycle":  # a cycle is 3 requests; CPU over the phase's requests (warm-up included)
+                    f = closed[workload]
+                    f["cpu_ms_per_cycle"] = {"server": round(3 * f["server_cpu_ms_per_request"], 2),
+                                             "database": round(3 * f["db_cpu_ms_per_request"], 2)}
                 _print(f"closed {workload}", closed[workload])
             open_loop = []
             for n, rate in enumerate(args.rates):
@@ -577,6 +640,9 @@ def run_one(kind: str, workers: int, args: argparse.Namespace, tmp: Path) -> dic
                                args.generators, server)
             empty = _figures(m, args.seconds, args.generators)
             _print("empty endpoint", empty)
+            if "cycle" in closed:
+                print(f"  ratio cycle/empty {closed['cycle']['steps_per_s'] / max(1.0, empty['steps_per_s']):.3f}"
+                      f"  CPU ms per cycle {closed['cycle']['cpu_ms_per_cycle']}  load average {load_avg}", flush=True)
             compare = compare_clients(server.url, args) if args.compare_clients else None
     main = closed.get("cycle") or next(iter(closed.values()))
     return {
@@ -595,12 +661,85 @@ def run_one(kind: str, workers: int, args: argparse.Namespace, tmp: Path) -> dic
     }
 
 
+def _profiler(server: Server, where: Path, name: str) -> Callable[[float, float], None]:
+    """py-spy attached to the server's process(es) for the measured seconds of the closed-loop cycle (after the
+    warm-up): the raw collapsed stacks (``cycle-NAME.stacks``, not committed) and their text summary
+    (``cycle-NAME.txt``, store_cycle's layers and functions of the cycle's path)."""
+    def run(warmup: float, seconds: float) -> None:
+        assert server.proc is not None
+        where.mkdir(parents=True, exist_ok=True)
+        stacks = where / f"cycle-{name}.stacks"
+        time.sleep(warmup + 0.2)
+        spy = Path(sys.executable).parent / "py-spy"
+        subprocess.run([str(spy), "record", "--pid", str(server.proc.pid), "--subprocesses", "--rate", "200", "--gil",
+                        "--duration", str(max(1, int(seconds) - 1)), "--function", "--format", "raw", "-o", str(stacks)],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        summarise_request(stacks, where / f"cycle-{name}.txt",
+                          f"{name}: HTTP cycle (order → case → approve), uvicorn server under closed-loop load, {int(seconds)} s")
+
+    return run
+
+
+#: Where a request's time goes: the first part (innermost frame outwards) a sample's frames belong to.
+PARTS = (("store: SQLAlchemy, driver, aftersales.store", ("sqlalchemy/", "psycopg", "sqlite3", "aftersales/store/")),
+         ("serialisation (responses: encoders, JSON)", ("serialize_response", "jsonable_encoder", "orjson", "json/",
+                                                      "JSONResponse.render", "ORJSONResponse", "_prepare_response_content")),
+         ("validation (pydantic: bodies, headers, response models)", ("pydantic",)),
+         ("domain and services", ("aftersales/domain/", "aftersales/policy/", "aftersales/service/")),
+         ("auth (API key → principal)", ("resolve_key", "get_principal", "HTTPBearer", "authenticate")),
+         ("Idempotency-Key middleware", ("Idempotency.", "stored_form", "bind_answer")),
+         ("thread hop (anyio thread pool, wake-ups)", ("to_thread", "run_sync_in_worker_thread", "run_in_threadpool",
+                                                      "threading.py", "concurrent/", "_write_to_self", "WorkerThread")),
+         ("framework: uvicorn, Starlette, FastAPI routing and dependencies, middleware",
+          ("uvicorn/", "starlette/", "fastapi/", "anyio/", "aftersales/api/", "aftersales/web/")),
+         ("event loop, other", ("",)))
+#: Functions whose inclusive share is listed (a request's path through the server).
+REQUEST_PATH = ("RequestResponseCycle.run_asgi", "AllowHeader.__call__", "BodyLimit.__call__", "Idempotency.__call__",
+                "_IncludedRouter._match", "HttpToolsProtocol.data_received", "RequestResponseCycle.send",
+                "Idempotency._claim", "Idempotency._finish", "resolve_key", "get_principal", "solve_dependencies",
+                "request_body_to_args", "run_endpoint_function", "run_in_threadpool", "serialize_response",
+                "jsonable_encoder", "JSONResponse.render", "ORJSONResponse.render", "json_response", "UnitOfWork.__enter__",
+                "UnitOfWork.commit", "Tracker.flush", "fan_out", "create_order", "open_case", "act", "case_view",
+                "order_view", "Connection._execute_context", "Connection.commit")
+
+
+def summarise_request(stacks: Path, out: Path, title: str) -> None:
+    """A text profile of py-spy's collapsed stacks (``--gil --function --format raw``: samples of the thread holding
+    the GIL, i.e. Python's CPU): samples by part of the request (:data:`PARTS`) and the inclusive share of the
+    functions of :data:`REQUEST_PATH`."""
+    from collections import Counter
+
+    parts: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in stacks.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack:
+            continue
+        count, frames = int(n), stack.split(";")
+        total += count
+        part = next((name for frame in reversed(frames) for name, marks in PARTS[:-1] if any(m in frame for m in marks)),
+                    PARTS[-1][0])
+        parts[part] += count
+        for name in {f.split(" (")[0] for f in frames}:
+            if name in REQUEST_PATH:
+                inclusive[name] += count
+    total = max(1, total)
+    lines = [title, f"samples: {total} (py-spy --gil: the thread holding the GIL; idle excluded)", "",
+             "by part (innermost frame outwards, first match):"]
+    lines += [f"  {100 * n / total:5.1f} %  {name}" for name, n in parts.most_common()]
+    lines += ["", "inclusive, functions of the request's path:"]
+    lines += [f"  {100 * n / total:5.1f} %  {name}" for name, n in inclusive.most_common()]
+    out.write_text("\n".join(lines) + "\n")
+
+
 def _print(what: str, f: dict[str, Any]) -> None:
     a, g = f["latency"]["all"], f["load_generator"]
     extra = f"  (offered {f['offered_per_s']:g}/s, dropped {f['dropped']}, late {f['late']})" if "offered_per_s" in f else ""
     print(f"  {what:<24} {f['steps_per_s']:8.1f} steps/s  p50 {a['p50_ms']:7.1f} ms  p99 {a['p99_ms']:7.1f} ms  "
           f"errors {sum(f['errors'].values())}  generator {g['cpu_us_per_request']:.0f} µs/req "
-          f"({g['max_share_of_a_core']:.0%} of a core)  server {f['server_cpu_ms_per_request']:.2f} ms CPU/req{extra}",
+          f"({g['max_share_of_a_core']:.0%} of a core)  server {f['server_cpu_ms_per_request']:.2f} ms CPU/req"
+          f"  database {f['db_cpu_ms_per_request']:.2f} ms CPU/req{extra}",
           flush=True)
 
 
@@ -663,6 +802,10 @@ def main() -> None:
     parser.add_argument("--compare-clients", action="store_true", help="also measure httpx against the lean client on /healthz")
     parser.add_argument("--pg-url", default=os.environ.get("AFTERSALES_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="attach py-spy to the server during the closed-loop cycle and write its profile here")
+    parser.add_argument("--no-in-process-worker", dest="in_process_worker", action="store_false",
+                        help="AFTERSALES_WORKER_IN_PROCESS=false (deadlines left to a separate `aftersales worker`)")
     args = parser.parse_args()
     args.workloads = [w for w in args.workloads.split(",") if w]
     args.rates = [float(r) for r in args.rates.split(",") if r]

@@ -25,6 +25,8 @@ from aftersales.service.ledger import audit as ledger_audit
 from aftersales.store.db import make_engine, normalise_url
 from aftersales.store.migrate import upgrade
 
+#: Every lean JSON answer (api/responses.py) is checked against its route's response model during the tests.
+os.environ.setdefault("AFTERSALES_CHECK_RESPONSES", "1")
 PG_URL = os.environ.get("AFTERSALES_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 CLOCK_START = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)  # 10:00 in Asia/Shanghai
 PLATFORM_KEY = "test-platform-key-" + "x" * 24

@@ -339,9 +339,15 @@ def migrate() -> None:
 def serve(
     host: str | None = typer.Option(None, help="Interface to listen on (default AFTERSALES_HOST)."),
     port: int | None = typer.Option(None, help="Port (default AFTERSALES_PORT)."),
-    workers: int = typer.Option(1, help="Uvicorn worker processes."),
+    workers: int = typer.Option(1, min=1, help="API server processes (uvicorn workers) sharing the port."),
+    in_process_worker: bool | None = typer.Option(
+        None, "--worker/--no-worker",
+        help="Run the deadline worker inside each server process (default AFTERSALES_WORKER_IN_PROCESS); "
+             "--no-worker when `aftersales worker` processes do it."),
+    threads: int | None = typer.Option(None, min=1, max=1000,
+                                       help="Requests each process handles at once (default AFTERSALES_SERVER_THREADS)."),
 ) -> None:
-    """Serve the HTTP API, with the deadline worker in the same process."""
+    """Serve the HTTP API, with the deadline worker in the same process (unless --no-worker)."""
     import uvicorn
 
     settings = _settings()
@@ -349,6 +355,10 @@ def serve(
         os.environ["AFTERSALES_HOST"] = host
     if port:
         os.environ["AFTERSALES_PORT"] = str(port)
+    if in_process_worker is not None:  # the server processes read their settings from the environment
+        os.environ["AFTERSALES_WORKER_IN_PROCESS"] = "true" if in_process_worker else "false"
+    if threads is not None:
+        os.environ["AFTERSALES_SERVER_THREADS"] = str(threads)
     settings = _settings()
     for warning in settings.warnings():  # loud: the same lines are logged by the application (api/security.py)
         err.print(f"[bold yellow]WARNING:[/bold yellow] {warning}", soft_wrap=True)
@@ -595,7 +605,7 @@ def run_all(
     platform = next((k.key for k in keys if k.role == "platform"), None)
     if platform:
         console.print(f'Try: curl -H "Authorization: Bearer {platform}" {url}/v1/cases', soft_wrap=True)
-    serve(host=host, port=port, workers=1)
+    serve(host=host, port=port, workers=1, in_process_worker=None, threads=None)
 
 
 @app.command()

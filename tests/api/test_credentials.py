@@ -76,6 +76,20 @@ def test_a_revoked_key_is_refused_within_the_cache_ttl(api: Any, ctx: Any) -> No
     assert kid not in {i["id"] for i in api.get("/v1/api-keys", params={"include_revoked": "false"}).json()["items"]}
 
 
+def test_the_process_that_revokes_a_key_refuses_it_at_once(api: Any, ctx: Any) -> None:
+    """B1's key cache: the server process that revoked (or rotated) a key forgets what it resolved at once; only
+    the other processes take up to the cache's TTL."""
+    api.client.app.state.principals = PrincipalCache(ttl=API_KEY_CACHE_SECONDS, clock=FakeClock())  # time stands still
+    assert api.get("/v1/merchants/mA", who="merchant_a").status_code == 200  # cached now
+    assert api.post(f"/v1/api-keys/{key_id_of(ctx, api.keys['merchant_a'])}/revoke").status_code == 200
+    assert api.get("/v1/merchants/mA", who="merchant_a").status_code == 401
+    old = api.keys["merchant_b"]
+    assert api.get("/v1/merchants/mB", who="merchant_b").status_code == 200  # cached now
+    new = api.post(f"/v1/api-keys/{key_id_of(ctx, old)}/rotate", who="merchant_b").json()["key"]
+    assert api.client.get("/v1/merchants/mB", headers={"Authorization": f"Bearer {old}"}).status_code == 401
+    assert api.client.get("/v1/merchants/mB", headers={"Authorization": f"Bearer {new}"}).status_code == 200
+
+
 def test_a_merchant_rotates_its_own_key(api: Any, ctx: Any) -> None:
     old = api.keys["merchant_a"]
     kid = key_id_of(ctx, old)

@@ -90,7 +90,8 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
 
 
 #: How long a worker process trusts an API key it has resolved: a key revoked in the database (``revoked_at``) is
-#: refused by every process within this many seconds. Unknown and revoked keys are never cached.
+#: refused by every process within this many seconds — at once by the process that revoked it (``clear``).
+#: Unknown and revoked keys are never cached.
 API_KEY_CACHE_SECONDS = 5.0
 
 
@@ -118,6 +119,10 @@ class PrincipalCache:
         if len(self._entries) >= self.size:
             self._entries.clear()
         self._entries[digest] = (self.clock() + self.ttl, principal)
+
+    def clear(self) -> None:
+        """Forget every key: a key was revoked through this process (the others see it within ``ttl``)."""
+        self._entries.clear()
 
 
 # The dependencies below are ``async`` on purpose: FastAPI runs a plain ``def`` dependency in the thread pool,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from aftersales.service import credentials
@@ -69,15 +69,23 @@ def list_api_keys(ctx: CtxDep, who: Who, role: Literal["platform", "merchant", "
 
 
 @router.post("/v1/api-keys/{key_id}/revoke", response_model=ApiKeyInfo, responses=ERRORS)
-def revoke_api_key(key_id: KeyId, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
-    """Revoke a key (platform: any; a merchant: its own). Every server refuses it within 5 s (its key cache)."""
-    return credentials.revoke_api_key(ctx, who, key_id)
+def revoke_api_key(key_id: KeyId, ctx: CtxDep, who: Who, request: Request, idempotency_key: IdempotencyKey = None) -> Any:
+    """Revoke a key (platform: any; a merchant: its own). This server refuses it at once, every other server process
+    within 5 s (its key cache)."""
+    try:
+        return credentials.revoke_api_key(ctx, who, key_id)
+    finally:
+        request.app.state.principals.clear()  # this process forgets every key it resolved: the revoked one among them
 
 
 @router.post("/v1/api-keys/{key_id}/rotate", status_code=201, response_model=RotatedKey, responses=ERRORS)
-def rotate_api_key(key_id: KeyId, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
-    """A new key (shown once) for the same role, subject and label; the old one is revoked at once."""
-    return credentials.rotate_api_key(ctx, who, key_id)
+def rotate_api_key(key_id: KeyId, ctx: CtxDep, who: Who, request: Request, idempotency_key: IdempotencyKey = None) -> Any:
+    """A new key (shown once) for the same role, subject and label; the old one is revoked at once (by every other
+    server process within 5 s)."""
+    try:
+        return credentials.rotate_api_key(ctx, who, key_id)
+    finally:
+        request.app.state.principals.clear()
 
 
 @router.get("/v1/sessions", response_model=SessionPage, responses=ERRORS)

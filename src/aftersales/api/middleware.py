@@ -21,6 +21,8 @@ from aftersales.domain.messages import N_, Msg
 from aftersales.service.context import IDEMPOTENCY_CLAIM, Answer, Context, IdempotencyClaim, Principal
 from aftersales.store import idempotency as store
 
+from .responses import Lean
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -166,6 +168,17 @@ def stored_form(content_type: str, body: bytes) -> str:
 def route_answer(route: APIRoute) -> Callable[[object], Answer | None] | None:
     """How FastAPI answers ``route`` with a result (its status, response model and JSON), so that a commit can record
     the answer with the effect. Best effort: the middleware checks the record against what was sent."""
+    how: Lean | None = getattr(route.endpoint, "lean", None)
+    if how is not None:  # the route sends its result serialised once (api/responses.py): record those very bytes
+
+        def lean_answer(result: object) -> Answer | None:
+            try:
+                body = how.dumps(result)
+            except Exception:  # the route answers (or fails) on its own; the middleware records what it sent
+                return None
+            return Answer(how.status, "application/json", body, stored_form("application/json", body))
+
+        return lean_answer
     field = route.response_field
     if field is None or not isinstance(route.response_class, DefaultPlaceholder) or not hasattr(field, "serialize_json"):
         return None

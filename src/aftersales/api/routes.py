@@ -15,6 +15,7 @@ from aftersales.service.replay import CSV_COLUMNS
 from . import schemas as s
 from .app import CtxDep, IdempotencyKey, IfMatch, Lang, Who
 from .downloads import csv_response, record_response
+from .responses import lean
 
 router = APIRouter()
 
@@ -160,12 +161,14 @@ def policy_record(ctx: CtxDep, who: Who, request: Request) -> Response:
 
 # --- orders and groups ------------------------------------------------------------------------------------
 @router.post("/v1/orders", status_code=201, response_model=s.OrderOut, tags=["orders"], responses=ERRORS)
+@lean(s.OrderOut, 201)
 def create_order(body: s.OrderIn, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
     """Record a paid order (platform or its merchant); a group order opens its group or joins it (G1, G3). Unknown categories are refused (E4)."""
     return orders.create_order(ctx, who, body.model_dump())
 
 
 @router.get("/v1/orders", response_model=s.OrderPage, tags=["orders"], responses=ERRORS, summary="List orders")
+@lean(s.OrderPage)
 def list_orders(
     ctx: CtxDep, who: Who,
     merchant_id: Annotated[str | None, Query(max_length=64, pattern=s.ID_PATTERN)] = None,
@@ -184,18 +187,21 @@ def list_orders(
 
 
 @router.get("/v1/orders/{order_id}", response_model=s.OrderOut, tags=["orders"], responses=ERRORS)
+@lean(s.OrderOut)
 def get_order(order_id: PathId, ctx: CtxDep, who: Who) -> Any:
     """An order with its items, status, group, refunds and case ids (T2: the platform, its merchant, its buyer)."""
     return orders.get_order(ctx, who, order_id)
 
 
 @router.post("/v1/orders/{order_id}/ship", response_model=s.OrderOut, tags=["orders"], responses=ERRORS)
+@lean(s.OrderOut)
 def ship_order(order_id: PathId, body: s.ShipIn, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
     """The merchant ships the order (carrier and tracking number)."""
     return orders.ship_order(ctx, who, order_id, body.carrier, body.tracking_no)
 
 
 @router.post("/v1/orders/{order_id}/deliver", response_model=s.OrderOut, tags=["orders"], responses=ERRORS)
+@lean(s.OrderOut)
 def deliver_order(order_id: PathId, ctx: CtxDep, who: Who, body: Annotated[s.DeliverIn | None, Body()] = None,
                   idempotency_key: IdempotencyKey = None) -> Any:
     """Record the delivery of a shipped order (at `at`, or now); after-sales windows start from it (E1)."""
@@ -203,6 +209,7 @@ def deliver_order(order_id: PathId, ctx: CtxDep, who: Who, body: Annotated[s.Del
 
 
 @router.get("/v1/orders/{order_id}/after-sales-options", response_model=s.OptionsOut, tags=["orders"], responses=ERRORS)
+@lean(s.OptionsOut)
 def after_sales_options(order_id: PathId, ctx: CtxDep, who: Who, lang: Lang) -> Any:
     """E1–E10: which after-sales types the caller may open on the order now, with the rule, the reasons, the deadline and the largest refund."""
     return orders.options(ctx, who, order_id, lang=lang)
@@ -222,13 +229,14 @@ def get_group(group_id: PathId, ctx: CtxDep, who: Who) -> Any:
 
 # --- cases --------------------------------------------------------------------------------------------------
 @router.post("/v1/cases", status_code=201, response_model=s.CaseOut, tags=["cases"], responses=ERRORS)
+@lean(s.CaseOut, 201)
 def open_case(body: s.CaseIn, ctx: CtxDep, who: Who, lang: Lang, idempotency_key: IdempotencyKey = None) -> Any:
     """Open an after-sales case: the buyer, or the merchant on the buyer's behalf with consent (E7). 422 with `rule` when not eligible."""
     return case_service.open_case(ctx, who, body.model_dump(), lang=lang)
 
 
 @router.get("/v1/cases", response_model=s.CasePage, tags=["cases"], responses=ERRORS)
-def list_cases(
+def list_cases(  # not lean: the queue's rows carry what the workbench shows (products, bulk_approvable), not the API
     ctx: CtxDep, who: Who, lang: Lang,
     status: Annotated[str | None, Query(max_length=40, pattern=r"^[a-z_]+$")] = None,
     order_id: Annotated[str | None, Query(max_length=64, pattern=s.ID_PATTERN)] = None,
@@ -271,6 +279,7 @@ def assign_case(case_id: PathId, body: s.AssigneeIn, ctx: CtxDep, who: Who, lang
 
 
 @router.get("/v1/cases/{case_id}", response_model=s.CaseOut, tags=["cases"], responses=ERRORS)
+@lean(s.CaseOut)
 def get_case(case_id: PathId, ctx: CtxDep, who: Who, lang: Lang) -> Any:
     """A case with its status, deadline, refund and version (T2: the platform, its merchant, its buyer)."""
     return case_service.get_case(ctx, who, case_id, lang=lang)
@@ -310,6 +319,7 @@ ACTION_DOCS = {
 
 
 def _action_route(action: str, model: type[s.Strict]) -> None:
+    @lean(s.CaseOut)
     def handler(case_id: PathId, ctx: CtxDep, who: Who, lang: Lang, if_match: IfMatch,
                 body: Annotated[model | None, Body()] = None,  # type: ignore[valid-type]
                 idempotency_key: IdempotencyKey = None) -> Any:
