@@ -234,6 +234,17 @@ def _pending_withdrawal(w: World) -> Call:
     return Call("POST", f"/v1/merchants/mA/deposit/withdrawals/{wid}/cancel", secrets=(wid,))
 
 
+def _address_call(w: World, suffix: str, method: str = "POST", body: Any = None) -> Call:
+    """M5: a call on a fresh, non-default return address of mA, written directly."""
+    aid = w.uid("ra")
+    now = datetime.now(UTC)
+    with w.api.client.app.state.ctx.engine.begin() as conn:
+        conn.execute(insert(t.return_addresses).values(
+            id=aid, merchant_id="mA", label="Dock", contact_name="", phone="", address=f"Dock {aid}", is_default=False,
+            version=1, created_at=now, updated_at=now, archived_at=None))
+    return Call(method, f"/v1/merchants/mA/return-addresses/{aid}{suffix}", body, secrets=(aid,))
+
+
 def _parked_timer(w: World) -> Call:
     """F2: an automatic action parked after its last try (of a withdrawal that does not exist: stale once retried)."""
     now = datetime.now(UTC)
@@ -377,6 +388,20 @@ MATRIX: dict[tuple[str, str], Op] = {
         "GET", "/v1/merchants/mA/deposit/withdrawals")),
     ("POST", "/v1/merchants/{merchant_id}/deposit/withdrawals/{withdrawal_id}/cancel"): Op(
         expect(403, platform=200, merchant_a=200, merchant_b=404), lambda w, s: _pending_withdrawal(w), True),
+    # return addresses (M1, M5): the platform and the shop itself; another shop is told the shop does not exist (404)
+    ("GET", "/v1/merchants/{merchant_id}/return-addresses"): Op(
+        expect(403, platform=200, merchant_a=200, merchant_b=404),
+        lambda w, s: Call("GET", "/v1/merchants/mA/return-addresses")),
+    ("POST", "/v1/merchants/{merchant_id}/return-addresses"): Op(
+        expect(403, platform=201, merchant_a=201, merchant_b=404),
+        lambda w, s: Call("POST", "/v1/merchants/mA/return-addresses", {"address": "2 Dock Rd"}), True),
+    ("PATCH", "/v1/merchants/{merchant_id}/return-addresses/{address_id}"): Op(
+        expect(403, platform=200, merchant_a=200, merchant_b=404),
+        lambda w, s: _address_call(w, "", "PATCH", {"label": "Moved"}), True),
+    ("POST", "/v1/merchants/{merchant_id}/return-addresses/{address_id}/default"): Op(
+        expect(403, platform=200, merchant_a=200, merchant_b=404), lambda w, s: _address_call(w, "/default"), True),
+    ("POST", "/v1/merchants/{merchant_id}/return-addresses/{address_id}/archive"): Op(
+        expect(403, platform=200, merchant_a=200, merchant_b=404), lambda w, s: _address_call(w, "/archive"), True),
     ("POST", "/v1/merchants/{merchant_id}/close"): Op(PLATFORM_ONLY_200, lambda w, s: _new_merchant_close(w), True),
     # workbench accounts: created by the platform only
     ("POST", "/v1/users"): Op(PLATFORM_ONLY, lambda w, s: Call("POST", "/v1/users", {

@@ -80,6 +80,9 @@ def _seed(live: Live, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     _order(live, "o-1004", "Running shoes")
     refunded = _case(live, "o-1004", "refund_only", "damaged_in_transit")
     live.call("POST", f"/v1/cases/{refunded}/approve", {}, who="merchant_a", status=200)
+    _order(live, "o-1005", "Wool scarf")
+    returning = _case(live, "o-1005", "return_refund", "no_reason")
+    live.call("POST", f"/v1/cases/{returning}/approve", {}, who="merchant_a", status=200)  # M5: the buyer ships it
     _order(live, "o-2001", "Other shop's vase", merchant="mB", buyer="bY")
     _case(live, "o-2001", "return_refund", "no_reason", who="buyer_y")
     complaint = live.call("POST", "/v1/complaints", {"channel": "order_button", "category": "product_quality",
@@ -92,15 +95,17 @@ def _seed(live: Live, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     live.advance(3600)
     live.user("alice")
     live.user("pat", role="platform_agent", merchant=None)
-    return {"waiting": waiting, "escalated": escalated, "refunded": refunded, "complaint": str(complaint)}
+    return {"waiting": waiting, "escalated": escalated, "refunded": refunded, "complaint": str(complaint),
+            "returning": returning}
 
 
 def _pages(s: dict[str, str]) -> dict[str, list[str]]:
     return {
         "alice": ["/app/queue", f"/app/cases/{s['waiting']}", f"/app/cases/{s['refunded']}", "/app/search?q=o-10",
-                  "/app/shop/complaints", f"/app/shop/complaints/{s['complaint']}", "/app/shop/deposit", "/app/insights"],
+                  "/app/shop/complaints", f"/app/shop/complaints/{s['complaint']}", "/app/shop/deposit", "/app/shop/addresses",
+                  "/app/insights"],
         "bX": ["/app/orders", "/app/orders/o-1002", f"/app/buyer/cases/{s['waiting']}", "/app/complaints",
-               f"/app/complaints/{s['complaint']}"],
+               f"/app/complaints/{s['complaint']}", f"/app/buyer/cases/{s['returning']}"],
         "pat": ["/app/platform", f"/app/platform/cases/{s['escalated']}", "/app/platform/complaints",
                 f"/app/platform/complaints/{s['complaint']}", "/app/platform/deposits", "/app/platform/deposits/mA",
                 "/app/platform/ledger", "/app/platform/automatic-actions", "/app/platform/credentials",

@@ -167,7 +167,7 @@ def test_M3_approving_a_return_shows_the_recommended_payer_and_records_the_answe
     page = web.get(f"/app/cases/{c['id']}").text
     assert "Who pays the return shipping?" in page
     assert re.search(r'value="merchant" checked>\s*The shop bears the return shipping', page)
-    r = post_action(web, c["id"], "approve", return_shipping_payer="buyer")  # the shop declines to bear it
+    r = post_action(web, c["id"], "approve", return_shipping_payer="buyer", confirmed="1")  # the shop declines to bear it
     assert r.status_code == 303
     after = get_case(api, c["id"])
     assert after["status"] == "awaiting_return_shipment"

@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
 
     app.openapi = openapi  # type: ignore[method-assign]
     problems.install(app, ctx.policy.timezone)
+    from .address_routes import router as address_router
     from .automatic_action_routes import router as automatic_action_router
     from .complaint_routes import install as install_complaints
     from .complaint_routes import router as complaint_router
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
     app.include_router(ledger_router)
     app.include_router(record_router)
     app.include_router(deposit_router)
+    app.include_router(address_router)
     app.include_router(automatic_action_router)
     from .user_routes import router as user_router
 

@@ -294,7 +294,8 @@ def case_events(case_id: PathId, ctx: CtxDep, who: Who, cursor: Cursor = None,
 
 #: What each case action does and who takes it (API.md "Cases"), the description of its operation.
 ACTION_DOCS = {
-    "approve": "Merchant: approve the request (refund now, or ask for the goods back; `return_shipping_payer` per M3).",
+    "approve": "Merchant: approve the request (refund now, or ask for the goods back; `return_shipping_payer` per M3, "
+               "`return_address_id`: which of the shop's return addresses the goods go to, else its default, M5).",
     "reject": "Merchant: reject the request with a reason; the buyer may resubmit, accept or escalate.",
     "offer_exchange": "Merchant: offer an exchange instead of a refund; the buyer accepts or declines.",
     "offer_partial_refund": "Merchant: offer a partial refund of `refund_fen`; the buyer accepts or declines.",

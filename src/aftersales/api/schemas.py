@@ -138,6 +138,8 @@ class Empty(Strict):
 
 class ApproveIn(Strict):
     return_shipping_payer: Literal["buyer", "merchant", "insurer"] | None = None
+    #: M5: which of the shop's active return addresses the return goes to (returns only; default: the shop's default).
+    return_address_id: Id | None = None
 
 
 class ReasonIn(Strict):
@@ -363,6 +365,10 @@ class CaseOut(BaseModel):
     offer: dict[str, Any] | None
     ruling: dict[str, Any] | None
     platform_overdue: bool
+    #: M5: where the buyer sends the return — a copy of the shop's address taken when the return was approved
+    #: (``id``, ``label``, ``contact_name``, ``phone``, ``address``, ``text``); null before approval or when the shop
+    #: had no return address then.
+    return_address: dict[str, Any] | None = None
     return_shipment: dict[str, Any] | None
     replacement_shipment: dict[str, Any] | None
     refunds: list[RefundOut] | None

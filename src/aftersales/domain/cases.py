@@ -14,6 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from .addresses import ReturnAddress
 from .catalog import CaseType, Reason, is_merchant_responsibility
 from .errors import DomainError, InvalidInput, NotPermitted, RuleViolation, StateConflict
 from .events import Actor, Event
@@ -297,6 +298,9 @@ class Case:
     #: … and what of it goes back to the buyer: up to the cap when the shop pays, else 0 (None: recorded before the
     #: cap was stated, when a cost above it was refused — then the whole stated cost).
     return_shipping_reimbursable_fen: int | None = None
+    #: M1/M5: where the buyer sends the return, copied from the shop's address book when the return was approved
+    #: (None: not approved yet, or the shop had no address then).
+    return_address: ReturnAddress | None = None
     return_carrier: str | None = None
     return_tracking_no: str | None = None
     return_shipped_at: datetime | None = None
@@ -559,6 +563,22 @@ def _approve_return(case: Case, order: Order, now: datetime, policy: Policy, pay
     case.return_shipping_disputed = proposed is ShippingPayer.MERCHANT and case.return_shipping_payer is not ShippingPayer.MERCHANT
     _enter(case, CaseStatus.AWAITING_RETURN_SHIPMENT, Auto.CLOSE_BUYER_OVERDUE,
            window_end(now, policy.buyer_return_days, policy.timezone))
+
+
+def returns_to_address(order: Order) -> list[tuple[Case, Event]]:
+    """M1/M5: the returns approved in ``order``'s pending events that have no return address yet, with the event of
+    their approval (whoever approved: the merchant, the system on its behalf, the buyer accepting an exchange)."""
+    return [(order.case(e.case_id), e) for e in order.pending_events
+            if e.case_id is not None and e.to_status == CaseStatus.AWAITING_RETURN_SHIPMENT
+            and e.from_status != e.to_status and "return_address" not in e.data]
+
+
+def ship_return_to(case: Case, approval: Event, address: ReturnAddress | None) -> None:
+    """M5: the approved return goes to ``address``; the case and its approval's event keep a copy of the address as
+    it is now, so that a later edit of the shop's address book does not rewrite the record. ``None``: the shop has
+    no return address; the event says so (``return_address`` null) and the case shows none."""
+    case.return_address = address
+    approval.data["return_address"] = address.as_dict() if address is not None else None
 
 
 def _await_replacement_shipment(case: Case, now: datetime, policy: Policy) -> None:

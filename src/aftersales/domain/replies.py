@@ -623,23 +623,24 @@ def _awaiting_return(case: Case, due: datetime | None, policy: Policy) -> list[R
         text = Said(N_("Thank you for your patience: your return has been approved. Please send the goods back and enter "
                        "the carrier and tracking number by {deadline} (rule M5). The shop pays the return shipping: enter "
                        "the fee you paid with the tracking number and it is reimbursed with your refund, up to {cap_fen} "
-                       "(rule M3)."),
+                       "(rule M3). {ship_to}"),
                     N_("Thank you for your patience: we have approved your return. Please send the parcel to our address and enter the carrier and "
                        "tracking number by {deadline} (rule M5). We pay the return shipping: enter the fee you paid with the tracking number and it is "
-                       "reimbursed with your refund, up to {cap_fen} (rule M3)."))
+                       "reimbursed with your refund, up to {cap_fen} (rule M3). {ship_to}"))
     elif payer is ShippingPayer.INSURER:
         text = Said(N_("Thank you for your patience: your return has been approved. Please send the goods back and enter "
                        "the carrier and tracking number by {deadline} (rule M5). Your return-shipping insurance covers the "
-                       "return shipping (rule M3)."),
+                       "return shipping (rule M3). {ship_to}"),
                     N_("Thank you for your patience: we have approved your return. Please send the parcel to our address and enter the carrier and "
-                       "tracking number by {deadline} (rule M5). Your return-shipping insurance covers the return shipping (rule M3)."))
+                       "tracking number by {deadline} (rule M5). Your return-shipping insurance covers the return shipping (rule M3). {ship_to}"))
     else:
         text = Said(N_("Thank you for your patience: your return has been approved. Please send the goods back and enter "
                        "the carrier and tracking number by {deadline} (rule M5). For this return the shipping is paid by "
-                       "you (rule M3)."),
+                       "you (rule M3). {ship_to}"),
                     N_("Thank you for your patience: we have approved your return. Please send the parcel to our address and enter the carrier and "
-                       "tracking number by {deadline} (rule M5). For this return the shipping is paid by you (rule M3)."))
-    replies = [_reply(Situation.AWAITING_RETURN_SHIPMENT, "M5", text, due, cap_fen=policy.return_shipping_cap_fen)]
+                       "tracking number by {deadline} (rule M5). For this return the shipping is paid by you (rule M3). {ship_to}"))
+    replies = [_reply(Situation.AWAITING_RETURN_SHIPMENT, "M5", text, due, cap_fen=policy.return_shipping_cap_fen,
+                      ship_to=_ship_to(case))]
     if case.return_shipping_disputed:
         replies.append(_reply(
             Situation.RETURN_SHIPPING_DISPUTED, "M3",
@@ -652,6 +653,13 @@ def _awaiting_return(case: Case, due: datetime | None, policy: Policy) -> list[R
             due,
         ))
     return replies
+
+
+def _ship_to(case: Case) -> Msg:
+    """M5: the address the return goes to, as the case keeps it, written out on one line (or that it will follow)."""
+    if case.return_address is None:
+        return Msg(N_("The return address will be sent to you in a message."))
+    return Msg(N_("Return address: {address}."), {"address": ", ".join(case.return_address.lines())})
 
 
 def _platform_review(case: Case, due: datetime | None, policy: Policy) -> Reply:

@@ -14,12 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 from aftersales import i18n
-from aftersales.domain.cases import RETURN_TYPES, propose_shipping_payer
+from aftersales.domain.cases import RETURN_TYPES, CaseStatus, propose_shipping_payer
 from aftersales.domain.catalog import reason_category
 from aftersales.domain.replies import Voice, suggested_replies
 from aftersales.store import repositories as repo
+from aftersales.store import return_addresses as address_store
 
-from . import evidence, messages, views
+from . import evidence, messages, return_addresses, views
 from .cases import _case_dict, _load_case
 from .context import Context, Principal, UnitOfWork, read
 
@@ -47,8 +48,13 @@ def case_page(ctx: Context, who: Principal, case_id: str, *, lang: str) -> dict[
         replies = [{"situation": r.situation, "rule": r.rule, "text": i18n.render(r.msg, lang, tz),
                     "deadline": views.iso(r.deadline)}
                    for r in suggested_replies(order, case, None, uow.now, ctx.policy, group, voice=voice)]
+        # M5: the shop's active return addresses to choose from when it approves a return (the default first).
+        addresses = ([return_addresses.view(r) for r in address_store.rows(uow.conn, order.merchant_id)]
+                     if who.role == "merchant" and case.type in RETURN_TYPES and case.status is CaseStatus.AWAITING_MERCHANT
+                     else None)
         return {
             "case": _case_dict(ctx, uow, who, order, case, lang),
+            "return_addresses": addresses,
             "order": views.order_view(order, group, actor=who.actor, now=uow.now),
             "category": reason_category(case.reason).value,
             "events": [views.event_view(r) for r in repo.case_events(uow.conn, case.id, after=None, limit=MAX_EVENTS)],

@@ -17,13 +17,14 @@ from aftersales.domain import cases as dcases
 from aftersales.domain.cases import Action
 from aftersales.domain.errors import DomainError, InvalidInput
 from aftersales.domain.events import Actor
+from aftersales.domain.messages import N_
 from aftersales.domain.opening import open_case as domain_open_case
 from aftersales.store import replay as replay_store
 from aftersales.store import repositories as repo
 from aftersales.store import shop_desk as desk_store
 from aftersales.store import tables as t
 
-from . import views
+from . import return_addresses, views
 from .context import IDEMPOTENCY_CLAIM, Context, Principal, UnitOfWork, read, run
 from .errors import Conflict, Invalid, NotFound, require_version
 from .orders import load_order
@@ -93,6 +94,7 @@ def open_case(ctx: Context, who: Principal, data: dict[str, Any], *, lang: str) 
                                rule=exc.rule, at=uow.now)
             raise
         settle_new_refunds(order, ctx.gateway, uow.now)  # E7: a merchant-opened refund_only is refunded at once
+        return_addresses.ship_approved_returns(uow.conn, order)  # E7 + M5: a return approved at opening: its address
         return _case_dict(ctx, uow, who, order, case, lang)
 
     try:
@@ -122,12 +124,21 @@ def _act_command(ctx: Context, who: Principal, case_id: str, action: str, params
     ``settle=False`` (a dry run, rolled back) leaves new refunds pending: no payment gateway is asked anything."""
     if action not in PERSON_ACTIONS:
         raise NotFound("action", action)
+    params = dict(params)
+    # M5: the merchant may say which of the shop's return addresses the return goes to (else: the default).
+    address_id = params.pop("return_address_id", None) if action == Action.APPROVE else None
 
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
         order, case = _load_case(uow, who, case_id, lock=True)
         require_version("case", case.version, if_match)
         policy = order_policy(ctx, uow.conn, order)  # T0: the policy version the order was paid under
+        address = None
+        if address_id is not None:
+            if case.type not in dcases.RETURN_TYPES:
+                raise InvalidInput("M5", N_("{field} applies only to returns."), field="return_address_id")
+            address = return_addresses.chosen(uow, order.merchant_id, address_id)
         dcases.act(order, case_id, Action(action), who.actor, uow.now, policy, **params)
+        return_addresses.ship_approved_returns(uow.conn, order, address)  # M5: the answer shows where it goes
         if (action == Action.RULE and case.ruling is not None and case.ruling.outcome == "refund"
                 and _shop_closed(uow, order.merchant_id)):
             # P2: a closed shop will not pay the ruling — the platform pays it at once.

@@ -48,6 +48,7 @@ _NOT_FOUND = {
     "order": N_("order not found"),
     "replay": N_("replay not found"),
     "resource": N_("resource not found"),
+    "return address": N_("return address not found"),
     "session": N_("session not found"),
     "stuck automatic action": N_("stuck automatic action not found"),
     "webhook": N_("webhook not found"),
@@ -90,7 +91,7 @@ class Invalid(ServiceError):
     title = N_("Invalid request")
 
 
-Versioned = Literal["case", "complaint", "dispute path"]
+Versioned = Literal["case", "complaint", "dispute path", "return address"]
 
 
 class StaleVersion(Conflict):
@@ -117,10 +118,12 @@ _STALE = {
     "case": N_("the case is at version {current}, not {sent} (If-Match): reload it and try again"),
     "complaint": N_("the complaint is at version {current}, not {sent} (If-Match): reload it and try again"),
     "dispute path": N_("the dispute path is at version {current}, not {sent} (If-Match): reload it and try again"),
+    "return address": N_("the return address is at version {current}, not {sent} (If-Match): reload it and try again"),
 }
 #: The same on a workbench page, for a person: no versions, no header names.
 _STALE_PAGE = {
     "case": N_("This case changed while you were looking at it — reload the page to see the latest."),
     "complaint": N_("This complaint changed while you were looking at it — reload the page to see the latest."),
     "dispute path": N_("This dispute path changed while you were looking at it — reload the page to see the latest."),
+    "return address": N_("This return address changed while you were looking at it — reload the page to see the latest."),
 }

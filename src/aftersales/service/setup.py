@@ -7,6 +7,7 @@ import hmac
 import secrets
 from typing import Any
 
+from aftersales.domain.addresses import clean_fields
 from aftersales.domain.catalog import StatutoryExclusion
 from aftersales.domain.ids import require_id
 from aftersales.store import credentials
@@ -14,6 +15,7 @@ from aftersales.store import repositories as repo
 from aftersales.store import setup as store
 from aftersales.store import terms as terms_store
 
+from . import return_addresses
 from .context import Context, Principal, UnitOfWork, read, run
 from .errors import Conflict, Invalid, NotFound, Unauthorized
 
@@ -29,11 +31,17 @@ def create_merchant(ctx: Context, who: Principal, *, id: str, name: str, return_
     who.require("platform")
     require_id(id, "id")  # T2: the documented alphabet, so that a merchant's money is matched by equality only
 
+    # M1: the shop's return address becomes the default address of its return-address book.
+    address = clean_fields({"address": return_address}) if return_address and return_address.strip() else None
+
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
         if repo.merchant(uow.conn, id) is not None:
             raise Conflict("merchant {merchant} already exists", merchant=repr(id))
         store.add_merchant(uow.conn, id=id, name=name, return_address=return_address, created_at=uow.now)
-        return {"id": id, "name": name, "return_address": return_address, "closed": False, "created_at": uow.now.isoformat()}
+        if address is not None:
+            return_addresses.add_in(uow, id, address, make_default=True)
+        return {"id": id, "name": name, "return_address": return_addresses.default_text(uow.conn, id), "closed": False,
+                "created_at": uow.now.isoformat()}
 
     return run(ctx, cmd)
 
@@ -41,10 +49,12 @@ def create_merchant(ctx: Context, who: Principal, *, id: str, name: str, return_
 def get_merchant(ctx: Context, who: Principal, merchant_id: str) -> dict[str, Any]:
     if who.role == "buyer" or (who.role == "merchant" and who.subject_id != merchant_id):
         raise NotFound("merchant", merchant_id)
-    row = read(ctx, lambda uow: repo.merchant(uow.conn, merchant_id))
+    row, address = read(ctx, lambda uow: (repo.merchant(uow.conn, merchant_id),
+                                          return_addresses.default_text(uow.conn, merchant_id)))
     if row is None:
         raise NotFound("merchant", merchant_id)
-    return {"id": row.id, "name": row.name, "return_address": row.return_address, "closed": row.closed,
+    # M1: ``return_address`` is the shop's default return address (its address book: /return-addresses).
+    return {"id": row.id, "name": row.name, "return_address": address, "closed": row.closed,
             "created_at": row.created_at.isoformat()}
 
 

@@ -77,6 +77,9 @@ def case_view(c: Case, order: Order, refunded_fen: int, *, actor: Actor, policy:
         "ruling": {"outcome": c.ruling.outcome, "refund_fen": c.ruling.refund_fen, "rationale": c.ruling.rationale,
                    "at": iso(c.ruling.at), "paid_by": c.ruling.paid_by.value if c.ruling.paid_by else None} if c.ruling else None,
         "platform_overdue": c.platform_overdue,
+        # M5: where the buyer sends the return — the copy kept when the return was approved (null before, or when the
+        # shop had no return address then).
+        "return_address": c.return_address.as_dict() if c.return_address else None,
         "return_shipment": {"carrier": c.return_carrier, "tracking_no": c.return_tracking_no,
                             "shipped_at": iso(c.return_shipped_at), "delivered_at": iso(c.return_delivered_at)}
         if c.return_shipped_at else None,

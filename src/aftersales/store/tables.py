@@ -46,6 +46,26 @@ merchants = Table(
     Column("created_at", UtcDateTime, nullable=False),
 )
 
+#: M1/M5: each shop's return addresses; exactly one active address of a shop is its default (the partial unique index),
+#: archived ones stay for the record (a case keeps its own copy of the address it was approved to).
+return_addresses = Table(
+    "return_addresses", metadata,
+    Column("id", String(40), primary_key=True),
+    Column("merchant_id", String(64), ForeignKey("merchants.id"), nullable=False),
+    Column("label", String(60), nullable=False),
+    Column("contact_name", String(80), nullable=False),
+    Column("phone", String(32), nullable=False),
+    Column("address", Text, nullable=False),
+    Column("is_default", Boolean, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("archived_at", UtcDateTime),
+    Index("ix_return_addresses_merchant_id", "merchant_id", "id"),
+    Index("uq_return_addresses_default", "merchant_id", unique=True,
+          sqlite_where=text("is_default"), postgresql_where=text("is_default")),
+)
+
 categories = Table(
     "categories", metadata,
     Column("code", String(64), primary_key=True),

@@ -21,7 +21,7 @@ from aftersales.domain.cases import Auto, CaseStatus
 from aftersales.domain.catalog import CaseType, Reason
 from aftersales.domain.errors import DomainError
 from aftersales.domain.messages import N_
-from aftersales.service import case_desk, deposits, evidence, messages, shop_desk
+from aftersales.service import case_desk, deposits, evidence, messages, return_addresses, shop_desk
 from aftersales.service import cases as case_service
 from aftersales.service import complaints as complaint_service
 from aftersales.service.errors import Invalid, NotFound, ServiceError
@@ -80,7 +80,7 @@ OFFER_LABELS = {"exchange": N_("free exchange"), "partial_refund": N_("partial r
                 "refund": N_("refund"), "reject": N_("reject the request")}
 #: The fields of each action's form: (name, kind) with kind text | textarea | yuan | payer | outcome | advance.
 ACTION_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
-    "approve": (("return_shipping_payer", "payer"),),
+    "approve": (("return_shipping_payer", "payer"), ("return_address_id", "address")),
     "reject": (("reason", "textarea"),),
     "offer_partial_refund": (("refund_fen", "yuan"),),
     "reject_return": (("reason", "textarea"),),
@@ -297,13 +297,17 @@ async def case_action(request: Request, user: Staff, case_id: CaseId,
             confirm = _confirmation(request, user, case_id, action, params, values)
             if confirm is not None:
                 return confirm
-        case_service.act(ctx_of(request), user.principal, case_id, action, params, if_match=version,
-                         lang=lang_of(request))
+        done = case_service.act(ctx_of(request), user.principal, case_id, action, params, if_match=version,
+                                lang=lang_of(request))
     except NotFound as exc:
         return not_found_page(request, exc)
     except (DomainError, ServiceError) as exc:
         return _desk(request, user, case_id, status_code=exc.status, error=explain(request, exc),
                      form={**values, "action": action})
+    if done["status"] == CaseStatus.AWAITING_RETURN_SHIPMENT.value and done["return_address"] is None:
+        return see_other(f"/app/cases/{case_id}", warning=True, flash=i18n.translate(N_(
+            "Approved, but your shop has no return address: tell the buyer in a message where to send the goods."),
+            lang_of(request)))
     return see_other(f"/app/cases/{case_id}", flash=i18n.done_notice(action, lang_of(request)))
 
 
@@ -317,6 +321,13 @@ MONEY_NEXT = {
 }
 
 
+#: M5: what happens once the shop confirms the approval of a return (the address is shown with it).
+RETURN_NEXT = N_("The buyer is asked to send the goods to this address and to enter the carrier and tracking number "
+                 "within {days} days; you check the goods when they arrive.")
+NO_ADDRESS_NEXT = N_("Your shop has no return address: the buyer is not told where to send the goods, so you will have "
+                     "to tell them in a message. Add an address to the shop's return addresses first if you can.")
+
+
 def _moves_money(action: str, case: dict[str, Any]) -> bool:
     """Which actions ask for a confirmation: approving a refund without return, a partial refund offer, and
     confirming the receipt of a return that is refunded."""
@@ -327,18 +338,31 @@ def _moves_money(action: str, case: dict[str, Any]) -> bool:
     return action == "offer_partial_refund"
 
 
+def _approves_return(action: str, desk: dict[str, Any]) -> bool:
+    """M5: approving a return cannot be undone and sends the buyer to an address: it is confirmed too."""
+    return action == "approve" and desk["return_addresses"] is not None
+
+
 def _confirmation(request: Request, user: Any, case_id: str, action: str, params: dict[str, Any],
                   values: dict[str, str]) -> Response | None:
-    """The confirm step before money moves (None: the action does not move money, go on)."""
+    """The confirm step before money moves or a return is approved (None: nothing to confirm, go on)."""
     ctx, lang = ctx_of(request), lang_of(request)
     desk = case_desk.case_page(ctx, user.principal, case_id, lang=lang)  # NotFound → 404 by the caller
     c = desk["case"]
-    if action not in c["allowed_actions"] or not _moves_money(action, c):
-        return None  # not allowed: the service refuses it with its rule; no money: nothing to confirm
-    amount = params.get("refund_fen") if action == "offer_partial_refund" else c.get("refund_fen")
+    returning = _approves_return(action, desk)
+    if action not in c["allowed_actions"] or not (returning or _moves_money(action, c)):
+        return None  # not allowed: the service refuses it with its rule; nothing moves: nothing to confirm
     hidden = {k: v for k, v in values.items() if k not in ("csrf_token", "confirmed")}
+    if returning:
+        book = desk["return_addresses"]
+        wanted = params.get("return_address_id")
+        address = next((a for a in book if a["id"] == wanted), None) if wanted else next(iter(book), None)
+        return render(request, "merchant/confirm.html", c=c, action=action, amount=None, hidden=hidden,
+                      address=address, next_text=RETURN_NEXT if address else NO_ADDRESS_NEXT,
+                      next_params={"days": ctx.policy.buyer_return_days}, rule="M5")
+    amount = params.get("refund_fen") if action == "offer_partial_refund" else c.get("refund_fen")
     return render(request, "merchant/confirm.html", c=c, action=action, amount=amount, hidden=hidden,
-                  next_text=MONEY_NEXT[action])
+                  next_text=MONEY_NEXT[action], next_params={}, rule="M8" if action == "offer_partial_refund" else "F1")
 
 
 @router.post("/cases/{case_id}/messages", dependencies=[Csrf])
@@ -613,3 +637,95 @@ def search(request: Request, user: MerchantStaff, q: Annotated[str, Query(max_le
     now = ctx.now()
     return render(request, "merchant/search.html", status_code=422 if error else 200, error=error, q=term,
                   rows=[{**c, "urgency": _urgency(c, now)} for c in rows], due_actions=DUE_ACTIONS)
+
+
+# --- M1/M5: the shop's return addresses ---------------------------------------------------------------------------
+AddressId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+ADDRESS_FIELDS = ("label", "contact_name", "phone", "address")
+
+
+def _addresses_page(request: Request, user: Any, *, status_code: int = 200, error: str | None = None,
+                    form: dict[str, Any] | None = None, archiving: str | None = None) -> Response:
+    ctx, merchant_id = ctx_of(request), _shop(user)
+    try:
+        book = return_addresses.list_addresses(ctx, user.principal, merchant_id)["items"]
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    return render(request, "merchant/addresses.html", status_code=status_code, error=error, book=book,
+                  form=form or {}, archiving=next((a for a in book if a["id"] == archiving), None),
+                  rule_titles=RULE_TITLES)
+
+
+async def _address_form(request: Request) -> dict[str, str]:
+    form = await request.form()
+    return {k: v for k, v in form.items() if isinstance(v, str) and (k in ADDRESS_FIELDS or k in ("version", "confirmed",
+                                                                                                   "is_default", "id"))}
+
+
+def _address_done(request: Request, text: str) -> Response:
+    return see_other("/app/shop/addresses", flash=i18n.translate(text, lang_of(request)))
+
+
+@router.get("/shop/addresses", response_class=HTMLResponse)
+def shop_addresses(request: Request, user: MerchantStaff) -> Response:
+    """M1/M5: the shop's return addresses — the default (where automatic approvals send returns) and the others."""
+    return _addresses_page(request, user)
+
+
+@router.post("/shop/addresses", dependencies=[Csrf])
+async def shop_address_add(request: Request, user: MerchantStaff) -> Response:
+    values = await _address_form(request)
+    data: dict[str, Any] = {k: values.get(k, "") for k in ADDRESS_FIELDS}
+    data["is_default"] = values.get("is_default") == "1"
+    try:
+        return_addresses.create_address(ctx_of(request), user.principal, _shop(user), data)
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except (DomainError, ServiceError) as exc:
+        return _addresses_page(request, user, status_code=exc.status, error=explain(request, exc),
+                               form={**values, "id": "new"})
+    return _address_done(request, N_("Return address added."))
+
+
+@router.post("/shop/addresses/{address_id}", dependencies=[Csrf])
+async def shop_address_edit(request: Request, user: MerchantStaff, address_id: AddressId) -> Response:
+    values = await _address_form(request)
+    try:
+        return_addresses.update_address(ctx_of(request), user.principal, _shop(user), address_id,
+                                        {k: values.get(k, "") for k in ADDRESS_FIELDS},
+                                        if_match=_version(values.get("version")))
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except (DomainError, ServiceError) as exc:
+        return _addresses_page(request, user, status_code=exc.status, error=explain(request, exc),
+                               form={**values, "id": address_id})
+    return _address_done(request, N_("Return address saved. Returns approved before keep the address they were given."))
+
+
+@router.post("/shop/addresses/{address_id}/default", dependencies=[Csrf])
+async def shop_address_default(request: Request, user: MerchantStaff, address_id: AddressId) -> Response:
+    values = await _address_form(request)
+    try:
+        return_addresses.set_default(ctx_of(request), user.principal, _shop(user), address_id,
+                                     if_match=_version(values.get("version")))
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except (DomainError, ServiceError) as exc:
+        return _addresses_page(request, user, status_code=exc.status, error=explain(request, exc))
+    return _address_done(request, N_("Default return address changed."))
+
+
+@router.post("/shop/addresses/{address_id}/archive", dependencies=[Csrf])
+async def shop_address_archive(request: Request, user: MerchantStaff, address_id: AddressId) -> Response:
+    """Archiving cannot be undone: the page asks first."""
+    values = await _address_form(request)
+    if values.get("confirmed") != "1":
+        return _addresses_page(request, user, archiving=address_id)
+    try:
+        return_addresses.archive_address(ctx_of(request), user.principal, _shop(user), address_id,
+                                         if_match=_version(values.get("version")))
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except (DomainError, ServiceError) as exc:
+        return _addresses_page(request, user, status_code=exc.status, error=explain(request, exc))
+    return _address_done(request, N_("Return address archived."))

@@ -1,4 +1,4 @@
-// Live countdowns for <time data-countdown="ISO instant">, auto-submitting selects, and keyboard access to tables that
+// Live countdowns for <time data-countdown="ISO instant">, copy buttons, auto-submitting selects, and keyboard access to tables that
 // scroll sideways (a phone). No inline scripts (CSP).
 (function () {
   "use strict";
@@ -36,6 +36,18 @@
     offset = isNaN(serverNow) ? 0 : serverNow - Date.now();
     tick();
     setInterval(tick, 1000);
+    // M5: a "copy" button next to a text to paste elsewhere (the return address); shown only where the browser can.
+    document.querySelectorAll("button[data-copy]").forEach(function (btn) {
+      if (!navigator.clipboard) return;
+      btn.hidden = false;
+      btn.addEventListener("click", function () {
+        var el = document.getElementById(btn.getAttribute("data-copy"));
+        if (!el) return;
+        navigator.clipboard.writeText(el.textContent.trim()).then(function () {
+          btn.textContent = btn.getAttribute("data-copied");
+        });
+      });
+    });
     document.querySelectorAll("select[data-autosubmit]").forEach(function (el) {
       el.addEventListener("change", function () { el.form.submit(); });
     });
