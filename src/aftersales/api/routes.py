@@ -87,11 +87,12 @@ _RECORD: dict[int | str, dict[str, Any]] = {200: {
 
 @router.put("/v1/policy", status_code=201, response_model=s.PolicyDraftOut, tags=["set-up"], responses=ERRORS)
 def put_policy(body: s.PolicyDraftIn, ctx: CtxDep, who: Who) -> Any:
-    """Platform: draft a new policy version (every parameter, `reason`, `effective_at` — default now). Nothing changes
-    until it is scheduled; the answer lists, per parameter that differs, its value in force and in the draft (T0).
-    An invalid parameter is 422 naming it (the checks of `aftersales policy check`)."""
-    return publishing.create_draft(ctx, who, dict(body.model_extra or {}), reason=body.reason,
-                                   effective_at=body.effective_at)
+    """Platform: draft a new policy version (every parameter, `reason`, `effective_at` — default now) and/or new terms
+    of categories (`categories`, E4–E6). Nothing changes until it is scheduled; the answer lists, per parameter and
+    per category term that differs, its value in force and in the draft (T0). An invalid parameter or term is 422
+    naming it (the checks of `aftersales policy check`)."""
+    return publishing.create_draft(ctx, who, dict(body.model_extra or {}) or None, reason=body.reason,
+                                   effective_at=body.effective_at, categories=body.categories)
 
 
 @router.get("/v1/policy/drafts", response_model=s.PolicyDraftPage, tags=["set-up"], responses=ERRORS)
