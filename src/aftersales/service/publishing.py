@@ -147,12 +147,20 @@ def category_difference(book: store.TermsBook, drafted: dict[str, dict[str, Any]
     return out
 
 
-def drafted_categories(row: Any, names: dict[str, str] | None = None) -> dict[str, Category]:
-    """The category terms a draft carries, as categories (unnumbered: a draft is no version yet), for the replay."""
-    return {code: Category(code, (names or {}).get(code, code), t["no_reason_return"],
+def drafted_categories(drafted: dict[str, dict[str, Any]] | None) -> dict[str, Category]:
+    """Checked category terms of a draft (:func:`check_categories`) as categories, unnumbered (a draft is no version
+    yet), for the what-if replay."""
+    return {code: Category(code, code, t["no_reason_return"],
                            StatutoryExclusion(t["statutory_exclusion"]) if t["statutory_exclusion"] else None,
                            t["after_sales_days"], t["warranty_days"])
-            for code, t in (row.categories or {}).items()}
+            for code, t in (drafted or {}).items()}
+
+
+def replay_terms(ctx: Context, drafted: Any, no_reason_days: int) -> dict[str, Category]:
+    """Category terms from a draft file (``[categories.CODE]`` tables), checked against the categories that exist,
+    as the replay takes them; InvalidPolicy listing every problem."""
+    known = read(ctx, lambda uow: set(repo.categories(uow.conn)))
+    return drafted_categories(check_categories(drafted, known, no_reason_days))
 
 
 def _view(ctx: Context, uow: UnitOfWork, row: Any) -> dict[str, Any]:

@@ -11,12 +11,13 @@ import csv
 import io
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from aftersales.domain import replay as dreplay
+from aftersales.domain.catalog import Category
 from aftersales.domain.policy import Policy, version_id
 from aftersales.store import replay as store
 from aftersales.store import repositories as repo
@@ -47,7 +48,8 @@ class ReplayReport:
     start: datetime
     end: datetime
     until: datetime
-    candidate_version: str
+    #: The draft's policy version (None: each order's own version, the draft changing only category terms)
+    candidate_version: str | None
     identity: bool
     orders: int = 0
     cases: int = 0
@@ -67,11 +69,14 @@ class ReplayReport:
     by_rule: Counter[str] = field(default_factory=Counter)
     rows: list[dict[str, Any]] = field(default_factory=list)
     samples: list[CaseSample] = field(default_factory=list)
+    #: The draft's category terms (E4–E6) the replay used in place of those the orders were paid under
+    candidate_terms: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "start": self.start.isoformat(), "end": self.end.isoformat(), "until": self.until.isoformat(),
-            "candidate_version": self.candidate_version, "identity": self.identity, "orders": self.orders,
+            "candidate_version": self.candidate_version, "candidate_terms": self.candidate_terms,
+            "identity": self.identity, "orders": self.orders,
             "cases": self.cases, "refused_openings": self.refused_openings, "events": self.events,
             "seconds": round(self.seconds, 3), "mismatched_orders": self.mismatched_orders, "mismatches": self.mismatches,
             "mismatch_samples": self.mismatch_samples, "unreplayable": self.unreplayable,
@@ -111,14 +116,17 @@ def _refused(r: Any) -> dreplay.RefusedOpening:
 
 
 def run_replay(ctx: Context, policy: Policy | None, start: datetime, end: datetime, *, identity: bool = False,
-               sample: int = 20, progress: Progress | None = None, batch: int = BATCH) -> ReplayReport:
-    """Replay every order with something in [start, end) under its stamped version and under ``policy`` (the
-    candidate; ignored with ``identity``). Reads one snapshot; writes nothing."""
-    candidate = policy or ctx.policy
+               terms: Mapping[str, Category] | None = None, sample: int = 20, progress: Progress | None = None,
+               batch: int = BATCH) -> ReplayReport:
+    """Replay every order with something in [start, end) under its stamped version and under the candidate: the policy
+    ``policy`` (None: each order's own version) with the category terms ``terms`` in place of those the order was paid
+    under (E4–E6). ``identity`` replays under the stamped version only. Reads one snapshot; writes nothing."""
+    candidate = policy
     began = time.perf_counter()
     with store.snapshot(ctx.engine) as conn:
         until = ctx.clock.now(conn)
-        report = ReplayReport(start, end, until, version_id(candidate), identity)
+        report = ReplayReport(start, end, until, version_id(candidate) if candidate is not None else None, identity,
+                              candidate_terms={code: _terms(c) for code, c in sorted((terms or {}).items())})
         order_ids = store.order_ids_in_window(conn, start, end)
         categories = repo.categories(conn)
         total = len(order_ids)
@@ -137,15 +145,21 @@ def run_replay(ctx: Context, policy: Policy | None, start: datetime, end: dateti
                 group = tracker.get_group(order.group_id) if order.group_id else None
                 history = dreplay.History(order, [_recorded(r) for r in events[oid]], until,
                                           [_refused(r) for r in refused[oid]], categories, group)
-                _one(ctx, conn, report, history, candidate, identity, sample)
+                _one(ctx, conn, report, history, candidate, terms, identity, sample)
             if progress is not None:
                 progress(min(i + batch, total), total)
     report.seconds = time.perf_counter() - began
     return report
 
 
-def _one(ctx: Context, conn: Any, report: ReplayReport, history: dreplay.History, candidate: Policy, identity: bool,
-         sample: int) -> None:
+def _terms(c: Category) -> dict[str, Any]:
+    return {"no_reason_return": c.no_reason_return,
+            "statutory_exclusion": c.statutory_exclusion.value if c.statutory_exclusion else None,
+            "after_sales_days": c.after_sales_days, "warranty_days": c.warranty_days}
+
+
+def _one(ctx: Context, conn: Any, report: ReplayReport, history: dreplay.History, candidate: Policy | None,
+         terms: Mapping[str, Category] | None, identity: bool, sample: int) -> None:
     order = history.order
     report.orders += 1
     report.cases += len(order.cases)
@@ -166,7 +180,7 @@ def _one(ctx: Context, conn: Any, report: ReplayReport, history: dreplay.History
                 {"index": m.index, "expected": m.expected, "got": m.got} for m in mismatches[:20]]})
     if identity:
         return
-    draft = dreplay.replay(history, candidate)
+    draft = dreplay.replay(history, candidate or stamped, terms)
     differences = dreplay.compare(in_force, draft)
     if not differences:
         return

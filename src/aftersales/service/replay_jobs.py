@@ -21,6 +21,7 @@ from aftersales.store import terms as terms_store
 
 from .context import Context, Principal, UnitOfWork, read, run
 from .errors import NotFound
+from .publishing import drafted_categories
 from .replay import csv_text, run_replay
 from .subjects import new_id
 
@@ -95,8 +96,8 @@ def run_job(ctx: Context, job_id: str) -> None:
         write({"done": done, "total": total, "heartbeat_at": _real_now()})
 
     try:
-        report = run_replay(ctx, dpolicy.from_parameters(draft.parameters), row.start, row.end, sample=SAMPLE,
-                            progress=progress)
+        report = run_replay(ctx, dpolicy.from_parameters(draft.parameters) if draft.parameters is not None else None,
+                            row.start, row.end, terms=drafted_categories(draft.categories), sample=SAMPLE, progress=progress)
     except Exception as exc:
         log.exception("replay %s failed", job_id)
         error = str(exc)[:2000] or type(exc).__name__
