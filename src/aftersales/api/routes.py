@@ -131,7 +131,7 @@ def start_policy_replay(draft_id: DraftId, body: s.ReplayIn, ctx: CtxDep, who: W
     """Platform: a what-if replay of the draft over [from, to) (issue 15), run in the background by the worker:
     every order with something in the period, under the version it was paid under and under the draft (T0). Reads
     a snapshot and writes nothing but the job; follow it at `GET /v1/policy/replays/{id}`."""
-    return replay_jobs.start(ctx, who, draft_id, body.from_, body.to)
+    return replay_jobs.start(ctx, who, draft_id, body.from_, body.to, workers=body.workers)
 
 
 @router.get("/v1/policy/replays/{replay_id}", response_model=s.ReplayJobOut, response_model_by_alias=True,

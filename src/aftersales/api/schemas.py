@@ -541,6 +541,8 @@ class ReplayIn(Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     from_: Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=NO_NUL)] = Field(alias="from")
     to: Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=NO_NUL)]
+    #: How many worker processes replay the orders (split into ranges, reports merged: the same report, sooner)
+    workers: Annotated[int, Field(strict=True, ge=1, le=16)] = 1
 
 
 class ReplayProgress(BaseModel):
@@ -558,6 +560,8 @@ class ReplayJobOut(BaseModel):
     #: queued, running, done, failed
     status: str
     progress: ReplayProgress
+    #: how many processes replay the orders
+    workers: int = 1
     created_at: str
     created_by: str
     started_at: str | None

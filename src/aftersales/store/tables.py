@@ -115,6 +115,8 @@ replay_jobs = Table(
     Column("status", String(16), nullable=False),
     Column("done", Integer, nullable=False, default=0),
     Column("total", Integer),
+    #: How many processes replay the orders (migration 0025)
+    Column("workers", Integer, nullable=False, default=1, server_default="1"),
     Column("report", JSON),
     Column("rows", JSON),
     Column("error", Text),

@@ -678,11 +678,12 @@ REPLAY_POLL_SECONDS = 2
 def policy_replay_start(request: Request, user: PlatformStaff,
                         draft_id: Annotated[str, Form(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")],
                         start: Annotated[str, Form(alias="from", max_length=40)] = "",
-                        end: Annotated[str, Form(alias="to", max_length=40)] = "") -> Response:
+                        end: Annotated[str, Form(alias="to", max_length=40)] = "",
+                        workers: Annotated[int, Form(ge=1, le=replay_jobs.MAX_WORKERS)] = 1) -> Response:
     """Queue a what-if replay of the draft over [from, to) (local dates) and show its page."""
     try:
         job = replay_jobs.start(ctx_of(request), user.principal, draft_id, start.strip(), end.strip(),
-                                by=f"user:{user.name}")
+                                workers=workers, by=f"user:{user.name}")
     except NotFound as exc:
         return not_found_page(request, exc)
     except (DomainError, ServiceError) as exc:

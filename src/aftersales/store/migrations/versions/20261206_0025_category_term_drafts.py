@@ -4,6 +4,7 @@
 (a draft that changes only category terms leaves the policy as it is). ``category_versions.draft_id`` names the draft a
 scheduled version came from (None: an immediate ``PUT /v1/categories/{code}``); such a version may lie in the future
 until its ``effective_at``, and is removed if the draft is withdrawn before then (a version in force never changes).
+``replay_jobs.workers``: how many processes replay the job's orders (1 for the jobs queued before).
 
 Revision ID: 20261206_0025
 Revises: 20261206_0023
@@ -19,6 +20,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('replay_jobs', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('workers', sa.Integer(), nullable=False, server_default='1'))
     with op.batch_alter_table('policy_drafts', schema=None) as batch_op:
         batch_op.add_column(sa.Column('categories', sa.JSON(), nullable=True))
         batch_op.alter_column('parameters', existing_type=sa.JSON(), nullable=True)
@@ -29,6 +32,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('replay_jobs', schema=None) as batch_op:
+        batch_op.drop_column('workers')
     with op.batch_alter_table('category_versions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_category_versions_draft_id'))
         batch_op.drop_column('draft_id')
