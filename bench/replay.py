@@ -10,13 +10,15 @@ leaves unanswered (M1 reminders and automatic approval), shipped back and confir
 shipment approved by the merchant's silence (E2, M1); a refusal the buyer never answers (M2); a no-reason return
 refused after the window (E4, recorded in ``refused_openings``) followed by a quality case the buyer cancels (C1).
 Every automatic action due before the clock fires at its due instant, as the worker would have done. Then
-``service.replay.run_replay(..., identity=True)`` replays everything and must report 0 mismatches.
+``service.replay.run_replay(..., identity=True)`` replays everything and must report 0 mismatches — once per process
+count of ``--workers 1,2`` (the orders split into ranges, one per process, the reports merged).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -157,6 +159,8 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=2000)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--out", default=None, help="Write the figures as JSON here.")
+    parser.add_argument("--workers", default="1", help="Replay with each of these process counts, e.g. 1,2 (the same "
+                        "history; the reports must be equal).")
     args = parser.parse_args()
 
     schema = None
@@ -175,15 +179,24 @@ def main() -> None:
         generate(ctx, args.cases)
         generated = time.perf_counter() - began
         print(f"generated {args.cases} cases in {generated:.1f} s", file=sys.stderr)
-        report = run_replay(ctx, None, NOW - 120 * D, NOW + D, identity=True,
-                            progress=lambda done, total: print(f"\r{done}/{total}", end="", file=sys.stderr))
-        print(file=sys.stderr)
+        runs: dict[int, dict[str, object]] = {}
+        report = None
+        for workers in (int(w) for w in args.workers.split(",")):
+            load_before = os.getloadavg()[0]
+            report = run_replay(ctx, None, NOW - 120 * D, NOW + D, identity=True, workers=workers,
+                                progress=lambda done, total: print(f"\r{done}/{total}", end="", file=sys.stderr))
+            print(f"\nworkers={workers}: {report.seconds:.1f} s, {report.mismatches} mismatches", file=sys.stderr)
+            runs[workers] = {"seconds": round(report.seconds, 1), "cases_per_second": round(report.cases / report.seconds),
+                             "mismatches": report.mismatches, "unreplayable": len(report.unreplayable),
+                             "cpu_seconds_per_process": [round(c, 1) for c in report.cpu_seconds],
+                             "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2)}
+        assert report is not None
         figures = {"database": engine.dialect.name, "orders": report.orders, "cases": report.cases,
                    "refused_openings": report.refused_openings, "events": report.events,
                    "seconds": round(report.seconds, 1), "cases_per_second": round(report.cases / report.seconds),
                    "events_per_second": round(report.events / report.seconds), "mismatches": report.mismatches,
                    "unreplayable": len(report.unreplayable), "generate_seconds": round(generated, 1),
-                   "policy_version": version_id(ctx.policy)}
+                   "policy_version": version_id(ctx.policy), "runs": runs, "cpus": os.cpu_count()}
         print(json.dumps(figures, indent=1))
         if args.out:
             Path(args.out).write_text(json.dumps(figures, indent=1) + "\n", "utf-8")

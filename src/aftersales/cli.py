@@ -140,13 +140,16 @@ def policy_replay(
     start: str = typer.Option(..., "--from", help="Start (a date, local midnight in the platform zone, or an instant)."),
     end: str = typer.Option(..., "--to", help="End, exclusive (a date or an instant)."),
     file: Path | None = typer.Option(None, "--policy", exists=True, dir_okay=False, readable=True,
-                                     help="The draft policy (default: the policy in force)."),
+                                     help="The draft policy (default: the policy in force); its [categories.CODE] "
+                                     "tables replace those categories' terms (E4–E6)."),
     sets: list[str] = typer.Option([], "--set", help="Change one parameter of the draft: name=value (repeatable)."),
     csv_out: Path | None = typer.Option(None, "--csv", help="Write one line per difference to this CSV file."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     identity: bool = typer.Option(False, "--identity", help="Replay under the version in force only; exit 1 unless "
                                   "every event and every amount matches the stored history."),
     sample: int = typer.Option(20, "--sample", min=0, help="How many differing cases to keep with both timelines."),
+    workers: int = typer.Option(1, "--workers", min=1, max=16, help="Worker processes replaying ranges of the orders "
+                                "(the same report, sooner on as many cores)."),
 ) -> None:
     """What-if replay (issue 15): every order with something in [--from, --to) replayed under the policy version it was
     paid under and under a draft; differences by kind, shop, category and rule id. Reads a snapshot, writes nothing.
@@ -154,17 +157,28 @@ def policy_replay(
     The replay applies the recorded actions of people: it cannot see how they would have acted under the draft."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from aftersales.service.errors import ServiceError
+    from aftersales.service.publishing import replay_terms
     from aftersales.service.replay import csv_text, run_replay
 
     settings = _settings()
     ctx = _context(settings)
+    drafted = None
     try:
-        draft = policy_mod.load(file) if file is not None else ctx.policy
+        if file is not None:
+            parsed, drafted = _draft_file(file)
+            draft = parsed if parsed is not None else ctx.policy
+        else:
+            draft = ctx.policy
         changes = dict(_setting(s) for s in sets)
         if changes:
             draft = policy_mod.override(draft, changes)
+        terms = replay_terms(ctx, drafted, draft.no_reason_days) if drafted is not None else None
     except PolicyError as exc:
         err.print(str(exc))
+        raise typer.Exit(1) from None
+    except ServiceError as exc:
+        err.print(f"[red]{exc.detail}[/red]")
         raise typer.Exit(1) from None
     begin, finish = _instant(start, ctx.policy.timezone, "--from"), _instant(end, ctx.policy.timezone, "--to")
     if finish <= begin:
@@ -173,8 +187,8 @@ def policy_replay(
     try:
         with Progress(*columns, console=err, disable=as_json) as bar:
             task = bar.add_task("replaying orders", total=None)
-            report = run_replay(ctx, None if identity else draft, begin, finish, identity=identity, sample=sample,
-                                progress=lambda done, total: bar.update(task, completed=done, total=total))
+            report = run_replay(ctx, None if identity else draft, begin, finish, identity=identity, terms=terms,
+                                sample=sample, workers=workers, progress=lambda done, total: bar.update(task, completed=done, total=total))
     finally:
         ctx.engine.dispose()
     if csv_out is not None:
@@ -232,10 +246,10 @@ def _publishing_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _print_draft(d: dict[str, Any]) -> None:
-    console.print(f"draft [bold]{d['id']}[/bold]: {d['status']}, version {d['version']}, effective at {d['effective_at']}"
-                  f" (in force: {d['in_force_version']})")
-    if not d["difference"]:
-        console.print("no parameter differs from the version in force")
+    console.print(f"draft [bold]{d['id']}[/bold]: {d['status']}, version {d['version'] or '(policy unchanged)'}, "
+                  f"effective at {d['effective_at']} (in force: {d['in_force_version']})")
+    if not d["difference"] and not d["category_difference"]:
+        console.print("nothing differs from the version in force")
         return
     table = Table(title="Difference from the version in force")
     table.add_column("parameter")
@@ -243,7 +257,29 @@ def _print_draft(d: dict[str, Any]) -> None:
     table.add_column("draft", justify="right")
     for row in d["difference"]:
         table.add_row(row["name"], str(row["in_force"]), str(row["draft"]))
+    for row in d["category_difference"]:
+        table.add_row(f"categories.{row['category']}.{row['name']}", str(row["in_force"]), str(row["draft"]))
     console.print(table)
+
+
+def _draft_file(file: Path) -> tuple[policy_mod.Policy | None, dict[str, Any] | None]:
+    """A draft file: policy parameters (checked like `policy check`; absent ones take their shipped value) and/or
+    ``[categories.CODE]`` tables of category terms (E4–E6). A file of category tables only leaves the policy as it is."""
+    import tomllib
+
+    try:
+        try:
+            raw = tomllib.loads(file.read_text("utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise PolicyError([f"not valid TOML: {exc}"]) from None
+        categories = raw.pop("categories", None)
+        policy = policy_mod.validate(raw) if raw or categories is None else None
+    except PolicyError as exc:
+        err.print(f"[red]{file}: invalid policy[/red]")
+        for problem in exc.problems:
+            err.print(f"  - {problem}")
+        raise typer.Exit(1) from None
+    return policy, categories
 
 
 @policy_app.command("draft")
@@ -252,17 +288,12 @@ def policy_draft(
     reason: str = typer.Option(..., "--reason", help="Why the policy changes (kept in the record, D3)."),
     effective_at: str | None = typer.Option(None, "--effective-at", help="RFC 3339 instant with an offset (default: now)."),
 ) -> None:
-    """T0: draft a new policy version from FILE (checked like `policy check`) and print its difference from the version
-    in force. Nothing changes until `policy schedule ID`."""
+    """T0: draft a new policy version and/or new category terms from FILE (parameters checked like `policy check`;
+    `[categories.CODE]` tables give a category's terms, E4–E6) and print the difference from what is in force.
+    Nothing changes until `policy schedule ID`."""
     from aftersales.service import publishing
 
-    try:
-        policy = policy_mod.load(file)
-    except PolicyError as exc:
-        err.print(f"[red]{file}: invalid policy[/red]")
-        for problem in exc.problems:
-            err.print(f"  - {problem}")
-        raise typer.Exit(1) from None
+    policy, categories = _draft_file(file)
     at = None
     if effective_at is not None:
         try:
@@ -272,7 +303,8 @@ def policy_draft(
         if at is None or at.tzinfo is None:
             err.print(f"[red]--effective-at {effective_at!r}: give an RFC 3339 instant with an offset[/red]")
             raise typer.Exit(2)
-    _print_draft(_publishing_call(publishing.create_draft, policy.as_dict(), reason=reason, effective_at=at))
+    _print_draft(_publishing_call(publishing.create_draft, policy.as_dict() if policy is not None else None,
+                                  reason=reason, effective_at=at, categories=categories))
 
 
 @policy_app.command("drafts")
@@ -288,8 +320,9 @@ def policy_drafts(as_json: bool = typer.Option(False, "--json", help="Print JSON
     for col in ("id", "status", "version", "effective at", "changes", "reason"):
         table.add_column(col)
     for d in items:
-        table.add_row(d["id"], d["status"], d["version"], d["effective_at"],
-                      ", ".join(f"{x['name']}: {x['in_force']} → {x['draft']}" for x in d["difference"]) or "none",
+        changes = [f"{x['name']}: {x['in_force']} → {x['draft']}" for x in d["difference"]]
+        changes += [f"{x['category']}.{x['name']}: {x['in_force']} → {x['draft']}" for x in d["category_difference"]]
+        table.add_row(d["id"], d["status"], d["version"] or "-", d["effective_at"], ", ".join(changes) or "none",
                       d["reason"])
     console.print(table)
 

@@ -363,6 +363,16 @@ def format_instant(value: datetime, lang: str, tz: str = DEFAULT_TZ) -> str:
     return f"{text} ({_offset(local.utcoffset())})"
 
 
+#: An RFC 3339 instant inside a text (``2026-03-09T00:00:00+08:00``): the replay's differences carry them.
+_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2})")
+
+
+def format_instants(text: str, lang: str, tz: str = DEFAULT_TZ) -> str:
+    """``text`` with every RFC 3339 instant in it shown as :func:`format_instant` shows one (the rest unchanged)."""
+    return _INSTANT.sub(lambda m: format_instant(datetime.fromisoformat(m.group(0).replace("Z", "+00:00")), lang, tz),
+                        text)
+
+
 def format_fen(value: int, lang: str) -> str:
     """An amount in fen shown in yuan for ``lang`` (T1): 199900 → ``CN¥1,999.00`` (en), ``¥1,999.00`` (zh_CN)."""
     return format_currency(Decimal(value) / 100, "CNY", locale=_locale(_lang(lang)))

@@ -127,3 +127,17 @@ def test_T0_a_running_replay_whose_worker_died_is_taken_again(api: Any, ctx: Con
     run(ctx, lambda uow: store.update_job(uow.conn, job["id"], {"status": "running", "heartbeat_at": long_ago}))
     assert replay_jobs.run_next(ctx) == 1
     assert api.get(f"/v1/policy/replays/{job['id']}").json()["status"] == "done"
+
+
+def test_T0_replay_job_asks_for_worker_processes_within_bounds(api: Any, ctx: Context) -> None:
+    _refusals(api)
+    d = draft(api, no_reason_days=10)
+    for bad in (0, 17, "2", True):
+        problem(api.post(f"/v1/policy/drafts/{d['id']}/replays", {**PERIOD, "workers": bad}), 422)
+    r = api.post(f"/v1/policy/drafts/{d['id']}/replays", {**PERIOD, "workers": 2})
+    assert r.status_code == 202 and r.json()["workers"] == 2, r.text
+    assert replay_jobs.run_next(ctx) == 1
+    got = api.get(f"/v1/policy/replays/{r.json()['id']}").json()
+    assert got["status"] == "done" and got["workers"] == 2 and got["report"]["mismatches"] == 0
+    assert sorted(x["order_id"] for s in got["report"]["samples"] for x in [s] if any(
+        y["after"] == "allowed (E4)" for y in s["differences"])) == ["o-d8", "o-d9"]

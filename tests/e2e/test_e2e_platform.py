@@ -121,13 +121,20 @@ def test_T0_D1_D2_the_console_publishes_a_policy_draft_and_shows_shops_users_and
     # T0, issue 15: a draft with its difference from the version in force, then scheduled after a confirmation
     page.goto(live.url + "/app/platform/policy")
     page.get_by_label("no_reason_days").fill("10")
+    # E4–E6: the same draft gives apparel a 20-day after-sales window (the form's category terms)
+    page.locator('form[action="/app/platform/policy/drafts"] details > summary').click()
+    page.get_by_label("apparel: After-sales days").fill("20")
     page.get_by_label("Reason", exact=True).fill("Longer no-reason window for the winter sale.")
     page.get_by_role("button", name="Save the draft").click()
     page.wait_for_load_state("networkidle")
     drafts = live.call("GET", "/v1/policy/drafts")["items"]
     assert [(d["status"], d["reason"]) for d in drafts] == [("draft", "Longer no-reason window for the winter sale.")]
     assert {"name": "no_reason_days", "in_force": 7, "draft": 10} in drafts[0]["difference"]
-    assert "no_reason_days" in page.locator("main").inner_text()
+    assert drafts[0]["category_difference"] == [
+        {"category": "apparel", "name": "after_sales_days", "in_force": None, "draft": 20}]
+    text = page.locator("main").inner_text()
+    assert "no_reason_days" in text and "Days after delivery for a return without a reason" in text
+    assert "After-sales days" in text
     screenshot(page, "platform-policy")
     # D1: a shop's deposit with its actions; D2: users; an order with its cases
     page.goto(live.url + "/app/platform/deposits/mA")

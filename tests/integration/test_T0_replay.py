@@ -194,3 +194,54 @@ def test_E4_a_refused_opening_is_recorded_and_answered_exactly_as_before(api: An
     # An input error (E5: an unknown type) is no eligibility refusal: not recorded.
     assert try_open(api, "o1", "teleport", "no_reason").status_code == 422
     assert read(ctx, lambda uow: replay_store.refused_opening_count(uow.conn)) == 2
+
+
+def test_E4_replay_of_a_draft_of_category_terms_reports_the_no_reason_returns_it_would_refuse(ctx: Context) -> None:
+    from aftersales.service import publishing, replay_jobs
+
+    _market(ctx)
+    for oid in ("o-early", "o-quality"):
+        _delivered_order(ctx, oid)
+    _advance(ctx, 3 * D)
+    _open(ctx, "o-early", "return_refund", "no_reason")  # allowed under the apparel terms it was paid under
+    _open(ctx, "o-quality", "refund_only", "quality_problem", refund_fen=1000)  # not a no-reason return: unchanged
+    # A draft of category terms only: apparel becomes custom-made (E4, a statutory exclusion); the policy stays.
+    d = publishing.create_draft(ctx, PLATFORM, None, reason="made to measure", categories={
+        "apparel": {"no_reason_return": True, "statutory_exclusion": "custom_made"}})
+    assert d["version"] is None and [x["name"] for x in d["category_difference"]] == ["statutory_exclusion"]
+
+    job = replay_jobs.start(ctx, PLATFORM, d["id"], "2020-01-01", "2030-01-01")
+    assert replay_jobs.run_next(ctx) == 1
+    report = replay_jobs.get(ctx, PLATFORM, job["id"])["report"]
+    assert report["mismatches"] == 0 and report["candidate_version"] is None
+    assert report["candidate_terms"] == {"apparel": {"no_reason_return": True, "statutory_exclusion": "custom_made",
+                                                     "after_sales_days": None, "warranty_days": None}}
+    eligibility = [(s["order_id"], x["before"], x["after"], x["rules"]) for s in report["samples"]
+                   for x in s["differences"] if x["kind"] == dreplay.ELIGIBILITY]
+    assert eligibility == [("o-early", "allowed (E4)", "refused (E4)", ["E4"])]
+    assert {s["order_id"] for s in report["samples"]} == {"o-early"}
+    assert report["by_category"]["apparel"] >= 1
+
+
+def test_T0_replay_in_two_processes_gives_the_report_of_one(ctx: Context) -> None:
+    """Issue 15 (a million cases in minutes): the orders split into ranges replayed by worker processes (one snapshot:
+    PostgreSQL's exported to each), the reports merged in range order — the same report, differences and samples in
+    the same order, as one process gives."""
+    demo.seed(ctx)
+    _market(ctx)
+    for i in range(12):
+        _delivered_order(ctx, f"o-{i:02d}")
+    _advance(ctx, 8 * D)
+    for i in range(0, 12, 3):
+        _no_reason_refused(ctx, f"o-{i:02d}")  # refused under 7 days, allowed under 10
+    draft = policy_mod.override(ctx.policy, {"no_reason_days": 10, "merchant_response_hours": 24})
+    seen: list[tuple[int, int]] = []
+    one = run_replay(ctx, draft, *EVER, sample=3, batch=5)
+    two = run_replay(ctx, draft, *EVER, sample=3, batch=5, workers=2, progress=lambda d, t: seen.append((d, t)))
+    a, b = one.as_dict(), two.as_dict()
+    del a["seconds"], b["seconds"]
+    assert a == b and one.rows == two.rows
+    assert one.mismatches == 0 and one.differing_cases >= 4 and len(one.samples) == 3
+    assert seen[0] == (0, one.orders) and seen[-1] == (one.orders, one.orders)
+    identity = run_replay(ctx, None, *EVER, identity=True, batch=5, workers=3)
+    assert identity.mismatches == 0 and identity.orders == one.orders

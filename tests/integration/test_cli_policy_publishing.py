@@ -87,3 +87,31 @@ def test_T0_cli_withdraws_a_future_version_and_refuses_an_invalid_file(env):
     assert invoke("policy", "draft", str(f), "--reason", "x", "--effective-at", "2026-01-01T00:00").exit_code == 2
     assert invoke("policy", "schedule", "pd_nosuch").exit_code == 1
     assert len(drafts()) == 1
+
+
+def test_E4_E5_cli_drafts_category_terms_from_toml_tables_and_schedules_them(env):
+    from aftersales.service import setup
+
+    ctx = cli._context(Settings())
+    cli.upgrade(ctx.engine)
+    setup.put_category(ctx, PLATFORM, code="fruitbox", name="Fruit boxes", no_reason_return=True,
+                       statutory_exclusion=None, after_sales_days=15, warranty_days=None)
+    f = env / "fruit.toml"
+    f.write_text("[categories.fruitbox]\nno_reason_return = false\nafter_sales_days = 8\n", "utf-8")
+    at = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+    r = invoke("policy", "draft", str(f), "--reason", "fruit spoils", "--effective-at", at.isoformat())
+    assert r.exit_code == 0, r.output
+    assert "categories.fruitbox.after_sales_days" in r.stdout and "(policy unchanged)" in r.stdout
+    [d] = drafts()
+    assert d["version"] is None and d["category_difference"] == [
+        {"category": "fruitbox", "name": "no_reason_return", "in_force": True, "draft": False},
+        {"category": "fruitbox", "name": "after_sales_days", "in_force": 15, "draft": 8}]
+    assert invoke("policy", "schedule", d["id"]).exit_code == 0
+    versions = terms.category_versions(ctx, PLATFORM, "fruitbox")
+    assert [(v["version"], v["after_sales_days"], v["effective_at"]) for v in versions] == [
+        (1, 15, versions[0]["effective_at"]), (2, 8, at.isoformat())]
+    # An unknown category or a bad term: exit 1 naming it, nothing drafted.
+    f.write_text("[categories.nosuch]\nno_reason_return = true\n[categories.fruitbox]\nafter_sales_days = 'x'\n", "utf-8")
+    r = invoke("policy", "draft", str(f), "--reason", "typo")
+    assert r.exit_code == 1 and "categories.nosuch" in r.output and "categories.fruitbox" in r.output
+    assert len(drafts()) == 1

@@ -228,3 +228,12 @@ def test_cli_policy_show_refuses_an_invalid_file(tmp_path: Path, monkeypatch: py
     result = runner.invoke(app, ["policy", "show", "--file", str(path)])
     assert result.exit_code == 1
     assert "merchant_confirm_hours (M6)" in flat(result.stderr)
+
+
+def test_T0_every_parameter_has_a_rule_id_and_a_meaning() -> None:
+    from aftersales.domain.policy import MEANINGS, Policy
+
+    assert list(MEANINGS) == list(Policy().as_dict())
+    for name, (rule, meaning) in MEANINGS.items():
+        assert rule[0] in "TGEMPKD" and rule[1:].isdigit(), name
+        assert meaning.endswith(".") and "\n" not in meaning, name

@@ -5,6 +5,7 @@ the CSV — in the reader's language; platform agents only, CSRF on the form, ba
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
 from tests.api.helpers import days, delivered_order, problem, try_open
@@ -78,6 +79,18 @@ def test_E4_replay_page_polls_while_running_then_shows_the_report(api: Any, ctx:
     zh = web.get(page_url, headers={"Accept-Language": "zh-CN"}).text
     es = html.unescape(web.get(page_url, headers={"Accept-Language": "es-ES"}).text)
     assert "按规则" in zh and "Por regla" in es
+    # The differences' instants in the platform zone and the reader's language (T0); the CSV keeps RFC 3339.
+    deadlines = [x for s in report["samples"] for x in s["differences"] if x["kind"] == "deadlines_changed"]
+    assert deadlines and re.search(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}", deadlines[0]["after"])
+    for page_text in (text, html.unescape(zh), es):
+        assert _differences(page_text) and not re.search(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}", _differences(page_text))
+    assert "(UTC+08:00)" in _differences(text) and "年" in _differences(html.unescape(zh))
+    assert re.search(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}", got.text)
+
+
+def _differences(page: str) -> str:
+    """The text of the differences' lists (before → after) of a replay page."""
+    return " ".join(re.findall(r'<ul class="small">(.*?)</ul>', page, flags=re.S))
 
 
 def test_T0_replay_pages_are_for_platform_agents_only(api: Any) -> None:

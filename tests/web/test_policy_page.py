@@ -92,3 +92,40 @@ def test_T0_the_page_speaks_the_readers_language(api: Any) -> None:
     assert "现行版本" in zh and "与现行版本的差异" in zh and "排期" in zh
     es = web.get("/app/platform/policy", headers={"Accept-Language": "es-ES"}).text
     assert "Versión en vigor" in html.unescape(es) and "Programar" in es
+
+
+def test_E4_E5_the_page_drafts_category_terms_only_and_shows_their_difference(api: Any) -> None:
+    r = api.put("/v1/categories/fruitbox", {"name": "Fruit boxes", "no_reason_return": True, "after_sales_days": 15})
+    assert r.status_code == 201, r.text
+    web = agent(api)
+    page = web.get("/app/platform/policy").text
+    assert 'name="c-fruitbox-after_sales_days" value="15"' in page
+    token = csrf_of(page)
+    r = web.post("/app/platform/policy/drafts", data=form_of(api, token, reason="fruit spoils", **{
+        "c-fruitbox-no_reason_return": "false", "c-fruitbox-statutory_exclusion": "",
+        "c-fruitbox-after_sales_days": "8", "c-fruitbox-warranty_days": ""}), follow_redirects=False)
+    assert r.status_code == 303, r.text
+    [d] = api.get("/v1/policy/drafts").json()["items"]
+    assert d["version"] is None and d["difference"] == []  # the parameters were left as in force: policy unchanged
+    assert d["category_difference"] == [
+        {"category": "fruitbox", "name": "no_reason_return", "in_force": True, "draft": False},
+        {"category": "fruitbox", "name": "after_sales_days", "in_force": 15, "draft": 8}]
+    page = web.get("/app/platform/policy").text
+    assert "category terms only" in page and "<strong>8</strong>" in page and "After-sales days" in page
+    # A wrong term: 422 naming it, what was typed kept, nothing drafted.
+    r = web.post("/app/platform/policy/drafts", data=form_of(api, token, reason="typo", **{
+        "c-fruitbox-no_reason_return": "true", "c-fruitbox-after_sales_days": "3"}))
+    assert r.status_code == 422
+    text = html.unescape(r.text)
+    assert "categories.fruitbox.after_sales_days (E5)" in text and 'name="c-fruitbox-after_sales_days" value="3"' in text
+    assert len(api.get("/v1/policy/drafts").json()["items"]) == 1
+
+
+def test_T0_each_parameter_is_explained_with_its_rule_in_the_readers_language(api: Any) -> None:
+    web = agent(api)
+    en = html.unescape(web.get("/app/platform/policy").text)
+    assert "Days after delivery for a return without a reason (by law at least 7)." in en
+    zh = html.unescape(web.get("/app/platform/policy", headers={"Accept-Language": "zh-CN"}).text)
+    es = html.unescape(web.get("/app/platform/policy", headers={"Accept-Language": "es-ES"}).text)
+    assert "Days after delivery for a return without a reason" not in zh + es
+    assert 'id="m-no_reason_days"><span class="rule">E4</span>' in zh

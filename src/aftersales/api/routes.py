@@ -88,11 +88,12 @@ _RECORD: dict[int | str, dict[str, Any]] = {200: {
 
 @router.put("/v1/policy", status_code=201, response_model=s.PolicyDraftOut, tags=["set-up"], responses=ERRORS)
 def put_policy(body: s.PolicyDraftIn, ctx: CtxDep, who: Who) -> Any:
-    """Platform: draft a new policy version (every parameter, `reason`, `effective_at` — default now). Nothing changes
-    until it is scheduled; the answer lists, per parameter that differs, its value in force and in the draft (T0).
-    An invalid parameter is 422 naming it (the checks of `aftersales policy check`)."""
-    return publishing.create_draft(ctx, who, dict(body.model_extra or {}), reason=body.reason,
-                                   effective_at=body.effective_at)
+    """Platform: draft a new policy version (every parameter, `reason`, `effective_at` — default now) and/or new terms
+    of categories (`categories`, E4–E6). Nothing changes until it is scheduled; the answer lists, per parameter and
+    per category term that differs, its value in force and in the draft (T0). An invalid parameter or term is 422
+    naming it (the checks of `aftersales policy check`)."""
+    return publishing.create_draft(ctx, who, dict(body.model_extra or {}) or None, reason=body.reason,
+                                   effective_at=body.effective_at, categories=body.categories)
 
 
 @router.get("/v1/policy/drafts", response_model=s.PolicyDraftPage, tags=["set-up"], responses=ERRORS)
@@ -131,7 +132,7 @@ def start_policy_replay(draft_id: DraftId, body: s.ReplayIn, ctx: CtxDep, who: W
     """Platform: a what-if replay of the draft over [from, to) (issue 15), run in the background by the worker:
     every order with something in the period, under the version it was paid under and under the draft (T0). Reads
     a snapshot and writes nothing but the job; follow it at `GET /v1/policy/replays/{id}`."""
-    return replay_jobs.start(ctx, who, draft_id, body.from_, body.to)
+    return replay_jobs.start(ctx, who, draft_id, body.from_, body.to, workers=body.workers)
 
 
 @router.get("/v1/policy/replays/{replay_id}", response_model=s.ReplayJobOut, response_model_by_alias=True,

@@ -240,6 +240,9 @@ class CategoryVersion(BaseModel):
     after_sales_days: int | None
     warranty_days: int | None
     effective_at: str
+    #: The policy draft this version was published from (None: an immediate PUT /v1/categories/{code}); a version
+    #: scheduled from a draft is listed from when it is scheduled, its effective_at possibly still to come.
+    draft_id: str | None = None
 
 
 class GroupOut(BaseModel):
@@ -489,6 +492,10 @@ class PolicyDraftIn(BaseModel):
     reason: Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NO_NUL)]
     #: When the version takes effect once scheduled (default: now; an instant already past means now).
     effective_at: Instant | None = None
+    #: E4–E6: new terms of existing categories, ``{code: {no_reason_return, statutory_exclusion?, after_sales_days?,
+    #: warranty_days?}}`` (the PUT /v1/categories/{code} terms), published with the draft. A draft with categories
+    #: may leave out every parameter: the policy then stays as it is.
+    categories: Annotated[dict[str, Any], Field(max_length=500)] | None = None
 
 
 class PolicyActionIn(Strict):
@@ -502,20 +509,31 @@ class PolicyDifference(BaseModel):
     draft: Any
 
 
+class CategoryTermsDifference(BaseModel):
+    category: str
+    name: str
+    in_force: Any
+    draft: Any
+
+
 class PolicyDraftOut(BaseModel):
     id: str
     #: draft, scheduled (not in force yet), in_force, superseded, withdrawn
     status: str
-    version: str
+    #: The drafted policy version (None: the draft changes only category terms)
+    version: str | None
     reason: str
     effective_at: str
     created_at: str
     created_by: str
     scheduled_at: str | None
     withdrawn_at: str | None
-    parameters: dict[str, Any]
+    parameters: dict[str, Any] | None
     in_force_version: str
     difference: list[PolicyDifference]
+    #: E4–E6: the drafted terms per category, and each term that differs from the version in force now
+    categories: dict[str, dict[str, Any]] = {}
+    category_difference: list[CategoryTermsDifference] = []
     allowed_actions: list[str]
 
 
@@ -530,6 +548,8 @@ class ReplayIn(Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     from_: Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=NO_NUL)] = Field(alias="from")
     to: Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=NO_NUL)]
+    #: How many worker processes replay the orders (split into ranges, reports merged: the same report, sooner)
+    workers: Annotated[int, Field(strict=True, ge=1, le=16)] = 1
 
 
 class ReplayProgress(BaseModel):
@@ -547,6 +567,8 @@ class ReplayJobOut(BaseModel):
     #: queued, running, done, failed
     status: str
     progress: ReplayProgress
+    #: how many processes replay the orders
+    workers: int = 1
     created_at: str
     created_by: str
     started_at: str | None

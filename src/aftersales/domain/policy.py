@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfoNotFoundError
 
 from .errors import PolicyError
+from .messages import N_
 from .timeutil import zone
 
 #: CRPL art. 25 / 7DM: the refund for a returned item is due within 7 days of receiving it (M6).
@@ -61,6 +62,33 @@ class Policy:
         data["merchant_reminder_hours"] = list(self.merchant_reminder_hours)
         return data
 
+
+#: What each parameter means, with the RULEBOOK id it belongs to (one line each, translated where shown: the console's
+#: policy page).
+MEANINGS: dict[str, tuple[str, str]] = {
+    "timezone": ("T0", N_("Time zone in which day-counted windows are counted.")),
+    "group_wait_hours": ("G1", N_("Hours a group waits for its members before it fails.")),
+    "no_reason_days": ("E4", N_("Days after delivery for a return without a reason (by law at least 7).")),
+    "after_sales_days": ("E5", N_("Days after delivery for after-sales requests (categories may set their own).")),
+    "warranty_days": ("E6", N_("Days of warranty after delivery (categories may set their own).")),
+    "max_buyer_cancellations": ("E8", N_("How many times a buyer may cancel after-sales cases on one order.")),
+    "merchant_response_hours": ("M1", N_("Hours the merchant has to answer a new case before the system agrees.")),
+    "merchant_reminder_hours": ("M1", N_("Reminders to the merchant, hours before that deadline.")),
+    "buyer_response_days": ("M2", N_("Days the buyer has to modify, escalate or accept after a refusal.")),
+    "return_shipping_cap_fen": ("M3", N_("Most that merchant-paid return shipping reimburses, in fen.")),
+    "buyer_return_days": ("M5", N_("Days the buyer has to ship an approved return.")),
+    "merchant_confirm_hours": ("M6", N_("Hours the merchant has to confirm or reject a delivered return.")),
+    "return_auto_refund_days": ("M6", N_("Without a delivery record, days after the buyer shipped until the system refunds.")),
+    "merchant_ship_hours": ("M7", N_("Hours the merchant has to ship a replacement, missing items or a repair.")),
+    "buyer_confirm_days": ("M7", N_("Days after delivery of a replacement until the case closes as done.")),
+    "platform_accept_hours": ("P1", N_("Hours for a platform agent to take an escalated case.")),
+    "merchant_pay_hours": ("P1", N_("Hours for the merchant to pay a refund the platform ruled.")),
+    "phone_hours": ("K1", N_("Hours during which the phone channel answers, platform time.")),
+    "complaint_accept_hours": ("K2", N_("Hours to accept or reject a complaint.")),
+    "merchant_complaint_hours": ("K2", N_("Hours for the merchant to answer an accepted complaint.")),
+    "deposit_required_fen": ("D1", N_("Consumer-rights deposit required of a shop, in fen.")),
+    "deposit_withdrawal_hold_days": ("D1", N_("Days a deposit withdrawal is held before it is paid.")),
+}
 
 _POSITIVE = {
     "group_wait_hours": "G1",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -227,13 +227,17 @@ def _settlements(history: History) -> dict[str, datetime | None]:
     return {r.key: r.settled_at if r.status is RefundStatus.SETTLED else None for r in history.order.refunds}
 
 
-def fresh_order(stored: Order) -> Order:
-    """The order as it was paid: the same facts, nothing shipped, refunded or opened yet."""
+def fresh_order(stored: Order, terms: Mapping[str, Category] | None = None) -> Order:
+    """The order as it was paid: the same facts, nothing shipped, refunded or opened yet. ``terms``: category terms
+    of a draft, in place of those the order was stamped with for the categories it names (E4–E6)."""
+    stamped = dict(stored.terms)
+    if terms:
+        stamped |= {code: replace(cat, name=stamped[code].name) for code, cat in terms.items() if code in stamped}
     return new_order(
         id=stored.id, merchant_id=stored.merchant_id, buyer_id=stored.buyer_id, paid_at=stored.paid_at,
         shipping_fee_fen=stored.shipping_fee_fen,
         items=[OrderItem(i.sku, i.title, i.category, i.quantity, i.unit_price_fen, i.exclusion_confirmed) for i in stored.items],
-        return_shipping_insured=stored.return_shipping_insured, group_id=stored.group_id, terms=dict(stored.terms),
+        return_shipping_insured=stored.return_shipping_insured, group_id=stored.group_id, terms=stamped,
         policy_version=stored.policy_version,
     )
 
@@ -243,10 +247,11 @@ _MISSING = object()
 
 
 class _Replayer:
-    def __init__(self, history: History, policy: Policy) -> None:
+    def __init__(self, history: History, policy: Policy, terms: Mapping[str, Category] | None = None) -> None:
         self.history = history
         self.policy = policy
-        self.order = fresh_order(history.order)
+        self.categories = {**history.categories, **terms} if terms else history.categories
+        self.order = fresh_order(history.order, terms)
         self.settled: dict[str, Any] = _settlements(history)
         self.run = Run(self.order, self.order.pending_events, [], {}, set())
 
@@ -309,7 +314,7 @@ class _Replayer:
         elif inp.kind == "open":
             assert inp.case_id is not None
             case = open_case(o, case_id=inp.case_id, actor=inp.actor, case_type=p["case_type"], reason=p["reason"],
-                             now=inp.at, policy=self.policy, categories=self.history.categories,
+                             now=inp.at, policy=self.policy, categories=self.categories,
                              group=self.history.group, items=p["items"], refund_fen=p["refund_fen"],
                              description=p["description"], buyer_consent=p["buyer_consent"])
             opened = next(e for e in o.pending_events if e.case_id == case.id and e.kind == "opened")
@@ -328,9 +333,10 @@ class _Replayer:
             raise Unreplayable(inp.kind)
 
 
-def replay(history: History, policy: Policy) -> Run:
-    """Re-run ``history`` through the domain under ``policy``: the events, refunds and deadlines it produces."""
-    return _Replayer(history, policy).go()
+def replay(history: History, policy: Policy, terms: Mapping[str, Category] | None = None) -> Run:
+    """Re-run ``history`` through the domain under ``policy``: the events, refunds and deadlines it produces.
+    ``terms``: a draft's category terms, replacing those the order was paid under (E4–E6)."""
+    return _Replayer(history, policy, terms).go()
 
 
 # --- identity: a replay against the stored history ------------------------------------------------------

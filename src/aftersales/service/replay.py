@@ -11,12 +11,13 @@ import csv
 import io
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from aftersales.domain import replay as dreplay
+from aftersales.domain.catalog import Category
 from aftersales.domain.policy import Policy, version_id
 from aftersales.store import replay as store
 from aftersales.store import repositories as repo
@@ -47,7 +48,8 @@ class ReplayReport:
     start: datetime
     end: datetime
     until: datetime
-    candidate_version: str
+    #: The draft's policy version (None: each order's own version, the draft changing only category terms)
+    candidate_version: str | None
     identity: bool
     orders: int = 0
     cases: int = 0
@@ -67,11 +69,16 @@ class ReplayReport:
     by_rule: Counter[str] = field(default_factory=Counter)
     rows: list[dict[str, Any]] = field(default_factory=list)
     samples: list[CaseSample] = field(default_factory=list)
+    #: The draft's category terms (E4–E6) the replay used in place of those the orders were paid under
+    candidate_terms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: CPU seconds each process spent replaying (one entry per process; not part of the report's contents)
+    cpu_seconds: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "start": self.start.isoformat(), "end": self.end.isoformat(), "until": self.until.isoformat(),
-            "candidate_version": self.candidate_version, "identity": self.identity, "orders": self.orders,
+            "candidate_version": self.candidate_version, "candidate_terms": self.candidate_terms,
+            "identity": self.identity, "orders": self.orders,
             "cases": self.cases, "refused_openings": self.refused_openings, "events": self.events,
             "seconds": round(self.seconds, 3), "mismatched_orders": self.mismatched_orders, "mismatches": self.mismatches,
             "mismatch_samples": self.mismatch_samples, "unreplayable": self.unreplayable,
@@ -111,41 +118,86 @@ def _refused(r: Any) -> dreplay.RefusedOpening:
 
 
 def run_replay(ctx: Context, policy: Policy | None, start: datetime, end: datetime, *, identity: bool = False,
-               sample: int = 20, progress: Progress | None = None, batch: int = BATCH) -> ReplayReport:
-    """Replay every order with something in [start, end) under its stamped version and under ``policy`` (the
-    candidate; ignored with ``identity``). Reads one snapshot; writes nothing."""
-    candidate = policy or ctx.policy
-    began = time.perf_counter()
+               terms: Mapping[str, Category] | None = None, sample: int = 20, progress: Progress | None = None,
+               batch: int = BATCH, workers: int = 1) -> ReplayReport:
+    """Replay every order with something in [start, end) under its stamped version and under the candidate: the policy
+    ``policy`` (None: each order's own version) with the category terms ``terms`` in place of those the order was paid
+    under (E4–E6). ``identity`` replays under the stamped version only. Reads one snapshot; writes nothing.
+
+    ``workers`` > 1 splits the orders (in id order) into that many contiguous ranges replayed by as many processes
+    (:mod:`aftersales.service.replay_workers`), whose reports are merged in range order: the same report as one
+    process gives, sooner on as many cores."""
+    began, cpu = time.perf_counter(), time.process_time()
     with store.snapshot(ctx.engine) as conn:
         until = ctx.clock.now(conn)
-        report = ReplayReport(start, end, until, version_id(candidate), identity)
+        report = new_report(start, end, until, policy, terms, identity)
         order_ids = store.order_ids_in_window(conn, start, end)
-        categories = repo.categories(conn)
-        total = len(order_ids)
         if progress is not None:
-            progress(0, total)
-        for i in range(0, total, batch):
-            chunk = order_ids[i:i + batch]
-            tracker = Tracker(conn, until)
-            tracker.load_orders(chunk)
-            events = store.order_events(conn, chunk)
-            refused = store.refused_openings(conn, chunk)
-            for oid in chunk:
-                order = tracker.get_order(oid)
-                if order is None:
-                    continue
-                group = tracker.get_group(order.group_id) if order.group_id else None
-                history = dreplay.History(order, [_recorded(r) for r in events[oid]], until,
-                                          [_refused(r) for r in refused[oid]], categories, group)
-                _one(ctx, conn, report, history, candidate, identity, sample)
-            if progress is not None:
-                progress(min(i + batch, total), total)
+            progress(0, len(order_ids))
+        if workers > 1 and len(order_ids) > batch:
+            from .replay_workers import run_parallel
+
+            report = run_parallel(ctx, conn, report, order_ids, policy, terms, sample=sample, progress=progress,
+                                  batch=batch, workers=workers)
+        else:
+            replay_range(ctx, conn, report, order_ids, policy, terms, sample=sample, batch=batch,
+                         progress=None if progress is None else lambda done: progress(done, len(order_ids)))
+            report.cpu_seconds = [time.process_time() - cpu]
     report.seconds = time.perf_counter() - began
     return report
 
 
-def _one(ctx: Context, conn: Any, report: ReplayReport, history: dreplay.History, candidate: Policy, identity: bool,
-         sample: int) -> None:
+def new_report(start: datetime, end: datetime, until: datetime, policy: Policy | None,
+               terms: Mapping[str, Category] | None, identity: bool) -> ReplayReport:
+    return ReplayReport(start, end, until, version_id(policy) if policy is not None else None, identity,
+                        candidate_terms={code: _terms(c) for code, c in sorted((terms or {}).items())})
+
+
+def replay_range(ctx: Context, conn: Any, report: ReplayReport, order_ids: list[str], candidate: Policy | None,
+                 terms: Mapping[str, Category] | None, *, sample: int, batch: int,
+                 progress: Callable[[int], None] | None = None) -> None:
+    """Replay the orders ``order_ids`` (in this order, batches of ``batch``) into ``report``, read through ``conn`` up
+    to the report's clock; ``progress(done)`` after each batch."""
+    categories = repo.categories(conn)
+    for i in range(0, len(order_ids), batch):
+        chunk = order_ids[i:i + batch]
+        tracker = Tracker(conn, report.until)
+        tracker.load_orders(chunk)
+        events = store.order_events(conn, chunk)
+        refused = store.refused_openings(conn, chunk)
+        for oid in chunk:
+            order = tracker.get_order(oid)
+            if order is None:
+                continue
+            group = tracker.get_group(order.group_id) if order.group_id else None
+            history = dreplay.History(order, [_recorded(r) for r in events[oid]], report.until,
+                                      [_refused(r) for r in refused[oid]], categories, group)
+            _one(ctx, conn, report, history, candidate, terms, report.identity, sample)
+        if progress is not None:
+            progress(min(i + batch, len(order_ids)))
+
+
+def merge(into: ReplayReport, part: ReplayReport, sample: int) -> None:
+    """Add the report of the next range of orders to ``into`` (ranges merged in order give the report of one run)."""
+    for name in ("orders", "cases", "refused_openings", "events", "mismatched_orders", "mismatches", "differing_cases"):
+        setattr(into, name, getattr(into, name) + getattr(part, name))
+    for name in ("by_kind", "by_shop", "by_category", "by_rule"):
+        getattr(into, name).update(getattr(part, name))
+    into.mismatch_samples = (into.mismatch_samples + part.mismatch_samples)[:sample]
+    into.unreplayable += part.unreplayable
+    into.rows += part.rows
+    into.samples = (into.samples + part.samples)[:sample]
+    into.cpu_seconds += part.cpu_seconds
+
+
+def _terms(c: Category) -> dict[str, Any]:
+    return {"no_reason_return": c.no_reason_return,
+            "statutory_exclusion": c.statutory_exclusion.value if c.statutory_exclusion else None,
+            "after_sales_days": c.after_sales_days, "warranty_days": c.warranty_days}
+
+
+def _one(ctx: Context, conn: Any, report: ReplayReport, history: dreplay.History, candidate: Policy | None,
+         terms: Mapping[str, Category] | None, identity: bool, sample: int) -> None:
     order = history.order
     report.orders += 1
     report.cases += len(order.cases)
@@ -166,7 +218,7 @@ def _one(ctx: Context, conn: Any, report: ReplayReport, history: dreplay.History
                 {"index": m.index, "expected": m.expected, "got": m.got} for m in mismatches[:20]]})
     if identity:
         return
-    draft = dreplay.replay(history, candidate)
+    draft = dreplay.replay(history, candidate or stamped, terms)
     differences = dreplay.compare(in_force, draft)
     if not differences:
         return

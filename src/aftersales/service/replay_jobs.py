@@ -20,7 +20,8 @@ from aftersales.store import replay as store
 from aftersales.store import terms as terms_store
 
 from .context import Context, Principal, UnitOfWork, read, run
-from .errors import NotFound
+from .errors import Invalid, NotFound
+from .publishing import drafted_categories
 from .replay import csv_text, run_replay
 from .subjects import new_id
 
@@ -42,7 +43,7 @@ def _view(row: Any) -> dict[str, Any]:
         return v.isoformat() if v else None
 
     return {"id": row.id, "draft_id": row.draft_id, "from": row.start.isoformat(), "to": row.end.isoformat(),
-            "status": row.status, "progress": {"done": row.done, "total": row.total},
+            "status": row.status, "progress": {"done": row.done, "total": row.total}, "workers": row.workers,
             "created_at": row.created_at.isoformat(), "created_by": row.created_by, "started_at": at(row.started_at),
             "finished_at": at(row.finished_at), "error": row.error, "report": row.report}
 
@@ -54,9 +55,17 @@ def _job(uow: UnitOfWork, job_id: str, *, with_rows: bool = False) -> Any:
     return row
 
 
-def start(ctx: Context, who: Principal, draft_id: str, start: str, end: str, *, by: str | None = None) -> dict[str, Any]:
-    """Queue a replay of the draft over [start, end) (dates are local midnights in the platform zone, T0)."""
+#: Most worker processes one replay may ask for.
+MAX_WORKERS = 16
+
+
+def start(ctx: Context, who: Principal, draft_id: str, start: str, end: str, *, workers: int = 1,
+          by: str | None = None) -> dict[str, Any]:
+    """Queue a replay of the draft over [start, end) (dates are local midnights in the platform zone, T0), to be run by
+    ``workers`` processes."""
     who.require("platform")
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise Invalid("workers must be a whole number from 1 to {most}", most=MAX_WORKERS)
     begin, finish = period(start, end, ctx.policy.timezone)
 
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
@@ -64,7 +73,7 @@ def start(ctx: Context, who: Principal, draft_id: str, start: str, end: str, *, 
             raise NotFound("policy draft", draft_id)
         jid = new_id("rj")
         store.insert_job(uow.conn, {"id": jid, "draft_id": draft_id, "start": begin, "end": finish, "status": "queued",
-                                    "done": 0, "created_at": uow.now, "created_by": by or who.key})
+                                    "done": 0, "workers": workers, "created_at": uow.now, "created_by": by or who.key})
         return _view(_job(uow, jid))
 
     return run(ctx, cmd)
@@ -95,8 +104,9 @@ def run_job(ctx: Context, job_id: str) -> None:
         write({"done": done, "total": total, "heartbeat_at": _real_now()})
 
     try:
-        report = run_replay(ctx, dpolicy.from_parameters(draft.parameters), row.start, row.end, sample=SAMPLE,
-                            progress=progress)
+        report = run_replay(ctx, dpolicy.from_parameters(draft.parameters) if draft.parameters is not None else None,
+                            row.start, row.end, terms=drafted_categories(draft.categories), sample=SAMPLE, progress=progress,
+                            workers=row.workers)
     except Exception as exc:
         log.exception("replay %s failed", job_id)
         error = str(exc)[:2000] or type(exc).__name__

@@ -18,6 +18,7 @@ from aftersales.store import terms as terms_store
 from . import return_addresses
 from .context import Context, Principal, UnitOfWork, read, run
 from .errors import Conflict, Invalid, NotFound, Unauthorized
+from .publishing import window_problem
 
 ROLES = ("platform", "merchant", "buyer")
 
@@ -64,7 +65,7 @@ def put_category(ctx: Context, who: Principal, *, code: str, name: str, no_reaso
     who.require("platform")
     if statutory_exclusion is not None:
         StatutoryExclusion(statutory_exclusion)
-    if after_sales_days is not None and after_sales_days < ctx.policy.no_reason_days:
+    if window_problem(after_sales_days, ctx.policy.no_reason_days):
         raise Invalid("after_sales_days must not end before the {days}-day no-reason window (E4/E5)", days=ctx.policy.no_reason_days)
     values = {"name": name, "no_reason_return": no_reason_return, "statutory_exclusion": statutory_exclusion,
               "after_sales_days": after_sales_days, "warranty_days": warranty_days}
@@ -79,7 +80,13 @@ def put_category(ctx: Context, who: Principal, *, code: str, name: str, no_reaso
 
 
 def list_categories(ctx: Context) -> list[dict[str, Any]]:
-    cats = read(ctx, lambda uow: repo.categories(uow.conn))
+    """Every category with the terms in force now (a version scheduled from a policy draft counts from its instant)."""
+    def q(uow: UnitOfWork) -> dict[str, Any]:
+        known = repo.categories(uow.conn)
+        book = terms_store.terms_book(uow.conn, names={code: c.name for code, c in known.items()})
+        return {code: book.at(code, uow.now) if code in book.versions else c for code, c in known.items()}
+
+    cats = read(ctx, q)
     return [{"code": c.code, "name": c.name, "no_reason_return": c.no_reason_return,
              "statutory_exclusion": c.statutory_exclusion.value if c.statutory_exclusion else None,
              "after_sales_days": c.after_sales_days, "warranty_days": c.warranty_days} for c in cats.values()]

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, union, update
+from sqlalchemy import Connection, Engine, func, insert, select, text, union, update
 
 from . import tables as t
 
@@ -73,9 +73,12 @@ def refused_opening_count(conn: Connection) -> int:
 
 
 @contextmanager
-def snapshot(engine: Engine) -> Iterator[Connection]:
+def snapshot(engine: Engine, *, exported: str | None = None, search_path: str | None = None) -> Iterator[Connection]:
     """One read-only transaction seeing one state of the database throughout (PostgreSQL: REPEATABLE READ READ ONLY;
-    SQLite: a read transaction keeps its snapshot, and takes no write lock). Rolled back at the end: nothing is ever written."""
+    SQLite: a read transaction keeps its snapshot, and takes no write lock). Rolled back at the end: nothing is ever written.
+
+    PostgreSQL: ``exported`` (from :func:`export_snapshot` in another process's snapshot, still open) makes this
+    transaction see exactly that one state; ``search_path`` is that process's (its schema)."""
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
@@ -83,9 +86,23 @@ def snapshot(engine: Engine) -> Iterator[Connection]:
             conn = conn.execution_options(readonly=True)
         with conn.begin() as tx:
             try:
+                if conn.dialect.name == "postgresql" and exported is not None:
+                    # Before any query of the transaction (PostgreSQL's rule); the id is PostgreSQL's own text.
+                    conn.execute(text("SET TRANSACTION SNAPSHOT '" + exported.replace("'", "''") + "'"))
+                if conn.dialect.name == "postgresql" and search_path is not None:
+                    conn.execute(text("SELECT set_config('search_path', :p, true)"), {"p": search_path})
                 yield conn
             finally:
                 tx.rollback()
+
+
+def export_snapshot(conn: Connection) -> tuple[str | None, str | None]:
+    """PostgreSQL: the id of this snapshot (other processes may share it while this transaction stays open) and the
+    search path; SQLite: (None, None) — each process's read transaction takes its own snapshot."""
+    if conn.dialect.name != "postgresql":
+        return None, None
+    sid = conn.execute(text("SELECT pg_export_snapshot()")).scalar_one()
+    return str(sid), str(conn.execute(text("SELECT current_setting('search_path')")).scalar_one())
 
 
 # --- replay jobs (issue 15): the only rows a replay writes -----------------------------------------------------------

@@ -87,6 +87,8 @@ category_versions = Table(
     Column("after_sales_days", Integer),
     Column("warranty_days", Integer),
     Column("effective_at", UtcDateTime, nullable=False),
+    #: The policy draft a scheduled version came from (None: an immediate PUT /v1/categories/{code}); migration 0025.
+    Column("draft_id", String(40), index=True),
 )
 
 #: The parameters of every platform policy version ever in force, by id (a hash of the parameters), so that an order
@@ -103,8 +105,12 @@ policy_versions = Table(
 policy_drafts = Table(
     "policy_drafts", metadata,
     Column("id", String(40), primary_key=True),
-    Column("parameters", JSON, nullable=False),
-    Column("version_id", String(32), nullable=False),
+    #: The drafted policy parameters; None: the draft changes only category terms (migration 0025).
+    Column("parameters", JSON),
+    Column("version_id", String(32)),
+    #: The drafted terms per category code (E4–E6): {code: {no_reason_return, statutory_exclusion, after_sales_days,
+    #: warranty_days}}; None: the draft changes only the policy.
+    Column("categories", JSON),
     Column("reason", Text, nullable=False),
     Column("effective_at", UtcDateTime, nullable=False),
     Column("status", String(16), nullable=False),
@@ -129,6 +135,8 @@ replay_jobs = Table(
     Column("status", String(16), nullable=False),
     Column("done", Integer, nullable=False, default=0),
     Column("total", Integer),
+    #: How many processes replay the orders (migration 0025)
+    Column("workers", Integer, nullable=False, default=1, server_default="1"),
     Column("report", JSON),
     Column("rows", JSON),
     Column("error", Text),

@@ -30,24 +30,50 @@ def _category(code: str, name: str, r: Any) -> Category:
 
 
 def latest_version(conn: Connection, code: str) -> Any:
-    """The newest version row of ``code`` (None if it has none)."""
+    """The highest-numbered version row of ``code`` (None if it has none)."""
     return conn.execute(select(_V).where(_V.c.code == code).order_by(_V.c.version.desc()).limit(1)).first()
 
 
-def add_category_version(conn: Connection, code: str, values: dict[str, Any], now: datetime) -> int:
-    """Record the terms of ``values`` as a new version of ``code`` when they differ from its newest; its number."""
-    last = latest_version(conn, code)
+def version_at(conn: Connection, code: str, instant: datetime) -> Any:
+    """The version row of ``code`` in force at ``instant``: the latest to take effect at or before it (numbers break
+    ties); before the first, the first (as :meth:`TermsBook.at`). None if the category has no version."""
+    row = conn.execute(select(_V).where(_V.c.code == code, _V.c.effective_at <= instant)
+                       .order_by(_V.c.effective_at.desc(), _V.c.version.desc()).limit(1)).first()
+    return row if row is not None else conn.execute(
+        select(_V).where(_V.c.code == code).order_by(_V.c.effective_at, _V.c.version).limit(1)).first()
+
+
+def add_category_version(conn: Connection, code: str, values: dict[str, Any], now: datetime, *,
+                         draft_id: str | None = None) -> int:
+    """Record the terms of ``values`` as a new version of ``code`` effective at ``now`` when they differ from the
+    version in force then; its number (the one in force when nothing changes). ``draft_id``: the published draft it
+    comes from (its ``now`` may lie in the future)."""
+    current = version_at(conn, code, now)
     new = Category(code, "", values["no_reason_return"],
                    StatutoryExclusion(values["statutory_exclusion"]) if values["statutory_exclusion"] else None,
                    values["after_sales_days"], values["warranty_days"])
-    if last is not None and _category(code, "", last).same_terms(new):
-        return int(last.version)
+    if current is not None and _category(code, "", current).same_terms(new):
+        return int(current.version)
+    last = latest_version(conn, code)
     number = 1 if last is None else int(last.version) + 1
     conn.execute(insert(_V).values(code=code, version=number, no_reason_return=values["no_reason_return"],
                                    statutory_exclusion=values["statutory_exclusion"],
                                    after_sales_days=values["after_sales_days"], warranty_days=values["warranty_days"],
-                                   effective_at=now))
+                                   effective_at=now, draft_id=draft_id))
     return number
+
+
+def draft_category_versions(conn: Connection, draft_id: str) -> dict[str, int]:
+    """The category versions a scheduled draft created: {code: version number}."""
+    rows = conn.execute(select(_V.c.code, _V.c.version).where(_V.c.draft_id == draft_id)).all()
+    return {r.code: int(r.version) for r in rows}
+
+
+def remove_draft_category_versions(conn: Connection, draft_id: str, after: datetime) -> int:
+    """Withdraw the category versions of a scheduled draft that have not taken effect (``effective_at`` > ``after``):
+    no order can have been judged by them. A version in force is never removed."""
+    r = conn.execute(_V.delete().where(_V.c.draft_id == draft_id, _V.c.effective_at > after))
+    return int(r.rowcount or 0)
 
 
 def category_versions(conn: Connection, code: str) -> list[dict[str, Any]]:
@@ -55,7 +81,7 @@ def category_versions(conn: Connection, code: str) -> list[dict[str, Any]]:
     rows = conn.execute(select(_V).where(_V.c.code == code).order_by(_V.c.version)).all()
     return [{"code": code, "version": r.version, "no_reason_return": r.no_reason_return,
              "statutory_exclusion": r.statutory_exclusion, "after_sales_days": r.after_sales_days,
-             "warranty_days": r.warranty_days, "effective_at": r.effective_at} for r in rows]
+             "warranty_days": r.warranty_days, "effective_at": r.effective_at, "draft_id": r.draft_id} for r in rows]
 
 
 @dataclass
@@ -78,7 +104,7 @@ class TermsBook:
             return default_category(code)
         starts = self.starts.get(code)
         if starts is None or len(starts) != len(versions):  # built once per code (the import asks for every order)
-            starts = self.starts[code] = [at for at, _ in versions]
+            starts = self.starts[code] = [at for at, _ in versions]  # versions are in effect order (terms_book)
         i = bisect.bisect_right(starts, instant)
         return versions[i - 1][1] if i else versions[0][1]
 
@@ -90,7 +116,9 @@ def terms_book(conn: Connection, codes: Iterable[str] | None = None, *, names: M
     """Every version of the categories ``codes`` (all categories when None). ``names``: the name of every category,
     when the caller has just read them in this transaction (one query fewer)."""
     cats = select(t.categories.c.code, t.categories.c.name)
-    vers = select(_V).order_by(_V.c.code, _V.c.version)
+    # Effect order: a version scheduled from a draft may have been numbered before an immediate change that takes
+    # effect earlier; at one instant the higher number wins.
+    vers = select(_V).order_by(_V.c.code, _V.c.effective_at, _V.c.version)
     wanted: list[str] | None = None
     if codes is not None:
         wanted = sorted(set(codes))
@@ -161,9 +189,10 @@ def set_policy_draft_status(conn: Connection, draft_id: str, old: str, new: str,
 
 
 def scheduled_policies(conn: Connection) -> list[tuple[datetime, str, str | None, dict[str, Any]]]:
-    """Every scheduled version: (effective_at, draft id, the file's version then, parameters), in effect order."""
+    """Every scheduled policy version: (effective_at, draft id, the file's version then, parameters), in effect order
+    (a draft of category terms only is not one)."""
     rows = conn.execute(select(_D.c.effective_at, _D.c.id, _D.c.file_version, _D.c.parameters)
-                        .where(_D.c.status == "scheduled").order_by(_D.c.effective_at, _D.c.scheduled_at, _D.c.id)).all()
+                        .where(_D.c.status == "scheduled", _D.c.version_id.is_not(None)).order_by(_D.c.effective_at, _D.c.scheduled_at, _D.c.id)).all()
     return [(r.effective_at, r.id, r.file_version, r.parameters) for r in rows]
 
 

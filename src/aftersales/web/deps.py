@@ -149,6 +149,10 @@ def helpers(request: Request) -> dict[str, Any]:
         instant = datetime.fromisoformat(value) if isinstance(value, str) else value
         return i18n.format_instant(instant, lang, tz)
 
+    def instants(text: str | None) -> str:
+        """A text with instants in it (a replay's differences), each in the platform zone and the reader's language."""
+        return i18n.format_instants(text or "", lang, tz)
+
     def csrf_field() -> Markup:
         token = user.csrf_token if user is not None else request.cookies.get(LOGIN_CSRF_COOKIE, "")
         return Markup('<input type="hidden" name="csrf_token" value="{}">').format(token)
@@ -159,7 +163,8 @@ def helpers(request: Request) -> dict[str, Any]:
 
         return shop_desk.complaints_awaiting(ctx_of(request), user.principal) if user is not None else 0
 
-    return {"server_now": ctx_of(request).now().isoformat(), "_": _, "shop_complaints": shop_complaints, "fen": fen, "when": when, "csrf_field": csrf_field,
+    return {"server_now": ctx_of(request).now().isoformat(), "_": _, "shop_complaints": shop_complaints, "fen": fen, "when": when,
+            "instants": instants, "csrf_field": csrf_field,
             "user": user, "lang": lang, "langs": LANGS,
             "tz": tz, "request": request, "path": request.url.path, "quote": quote,
             "label": lambda kind, code: i18n.translate(i18n.LABELS[kind].get(code, code), lang) if code else "—"}

@@ -24,8 +24,9 @@ from aftersales.domain import replay as dreplay
 from aftersales.domain.cases import AUTO_RULES, CaseStatus
 from aftersales.domain.errors import DomainError
 from aftersales.domain.messages import N_
+from aftersales.domain.policy import MEANINGS
 from aftersales.domain.timeutil import zone
-from aftersales.service import case_desk, console, credentials, deadlines, deposits, ledger, messages, publishing, records, replay_jobs, terms, users
+from aftersales.service import case_desk, console, credentials, deadlines, deposits, ledger, messages, publishing, records, replay_jobs, setup, terms, users
 from aftersales.service import cases as case_service
 from aftersales.service import complaints as complaint_service
 from aftersales.service import orders as order_service
@@ -528,14 +529,32 @@ POLICY_STATUSES = {"draft": N_("draft"), "scheduled": N_("scheduled"), "in_force
 POLICY_VERBS = {"schedule": N_("Schedule"), "withdraw": N_("Withdraw")}
 
 
+#: E4–E6: the labels of a category's terms (the policy page's category table and form).
+TERM_LABELS = {"no_reason_return": N_("No-reason return"), "statutory_exclusion": N_("Statutory exclusion"),
+               "after_sales_days": N_("After-sales days"), "warranty_days": N_("Warranty days")}
+EXCLUSION_LABELS = {"custom_made": N_("custom-made"), "perishable": N_("perishable"), "digital": N_("digital"),
+                    "periodical": N_("periodical")}
+
+
+def _term_field(code: str, term: str) -> str:
+    return f"c-{code}-{term}"
+
+
+def _term_text(value: Any) -> str:
+    return "" if value is None else ("true" if value is True else "false" if value is False else str(value))
+
+
 def _policy_page(request: Request, user: Any, *, status_code: int = 200, error: str | None = None,
                  form: dict[str, str] | None = None, confirm: tuple[str, str] | None = None) -> Response:
     ctx = ctx_of(request)
     current = terms.policy_in_force(ctx, user.principal)
     drafts = publishing.list_drafts(ctx, user.principal)["items"]
     parameters = {k: current[k] for k in publishing.PARAMETERS}
-    if form is None:
-        form = {k: ", ".join(map(str, v)) if isinstance(v, list) else str(v) for k, v in parameters.items()}
+    categories = setup.list_categories(ctx)
+    typed = form or {}
+    form = {k: ", ".join(map(str, v)) if isinstance(v, list) else str(v) for k, v in parameters.items()}
+    form |= {_term_field(c["code"], t): _term_text(c[t]) for c in categories for t in publishing.TERMS}
+    form |= typed  # what was typed, when the draft was refused
     pending = None
     if confirm is not None:
         pending = next((d for d in drafts if d["id"] == confirm[1] and confirm[0] in d["allowed_actions"]), None)
@@ -543,7 +562,8 @@ def _policy_page(request: Request, user: Any, *, status_code: int = 200, error: 
             error = error or _t(request, N_("This draft cannot be scheduled or withdrawn any more: reload the page."))
     return render(request, "platform/policy.html", status_code=status_code, error=error, current=current,
                   parameters=parameters, drafts=drafts, form=form, statuses=POLICY_STATUSES, verbs=POLICY_VERBS,
-                  confirm_verb=confirm[0] if confirm and pending else None, pending=pending)
+                  confirm_verb=confirm[0] if confirm and pending else None, pending=pending, meanings=MEANINGS,
+                  categories=categories, term_labels=TERM_LABELS, exclusions=EXCLUSION_LABELS, term_field=_term_field)
 
 
 @router.get("/platform/policy", response_class=HTMLResponse)
@@ -566,12 +586,40 @@ def _form_value(default: Any, raw: str) -> Any:
     return text
 
 
+def _term_value(raw: str) -> Any:
+    """A category term as typed: empty is none (the policy's window), true/false, a whole number, else the text (the
+    checks name it)."""
+    text = raw.strip()
+    if not text:
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    return int(text) if re.fullmatch(r"\d{1,9}", text) else text
+
+
+def _drafted_terms(form: dict[str, str], categories: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The categories whose terms the form changes (those sent and differing from the terms in force)."""
+    out: dict[str, Any] = {}
+    for c in categories:
+        names = {t: _term_field(c["code"], t) for t in publishing.TERMS}
+        if not any(n in form for n in names.values()):
+            continue
+        terms_ = {t: _term_value(form.get(n, "")) for t, n in names.items()}
+        if any(terms_[t] != c[t] for t in publishing.TERMS):
+            out[c["code"]] = terms_
+    return out or None
+
+
 @router.post("/platform/policy/drafts", dependencies=[Csrf])
 async def policy_draft(request: Request, user: PlatformStaff) -> Response:
-    """Create a draft from the form: every parameter, the reason and the local date and time it takes effect."""
+    """Create a draft from the form: the parameters and the category terms that differ from those in force, the
+    reason and the local date and time it takes effect."""
     data = await request.form()
-    form = {k: str(data.get(k, ""))[:200] for k in (*publishing.PARAMETERS, "reason", "effective_at")}
     ctx = ctx_of(request)
+    categories = await run_in_threadpool(setup.list_categories, ctx)
+    fields = [_term_field(c["code"], t) for c in categories for t in publishing.TERMS]
+    form = {k: str(data.get(k, ""))[:200] for k in (*publishing.PARAMETERS, "reason", "effective_at")}
+    form |= {k: str(data[k])[:200] for k in fields if k in data}
     defaults = ctx.policy.as_dict()
     try:
         effective = None
@@ -581,10 +629,14 @@ async def policy_draft(request: Request, user: PlatformStaff) -> Response:
             except ValueError:
                 raise Invalid("effective_at: give a date and time") from None
             effective = naive.replace(tzinfo=zone(ctx.policy.timezone)) if naive.tzinfo is None else naive
-        params = {k: _form_value(defaults[k], form[k]) for k in publishing.PARAMETERS}
+        params: dict[str, Any] | None = {k: _form_value(defaults[k], form[k]) for k in publishing.PARAMETERS}
+        drafted = _drafted_terms(form, categories)
+        in_force = await run_in_threadpool(terms.policy_in_force, ctx, user.principal)
+        if drafted and params == {k: in_force[k] for k in publishing.PARAMETERS}:
+            params = None  # the form changes category terms only: the policy stays as it is
         d = await run_in_threadpool(publishing.create_draft, ctx, user.principal, params,
                                     reason=_text(str(data.get("reason", "")), "reason"), effective_at=effective,
-                                    by=f"user:{user.name}")
+                                    categories=drafted, by=f"user:{user.name}")
     except ServiceError as exc:
         detail = explain(request, exc)
         return await run_in_threadpool(_policy_page, request, user, status_code=exc.status, error=detail, form=form)
@@ -623,11 +675,12 @@ REPLAY_POLL_SECONDS = 2
 def policy_replay_start(request: Request, user: PlatformStaff,
                         draft_id: Annotated[str, Form(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")],
                         start: Annotated[str, Form(alias="from", max_length=40)] = "",
-                        end: Annotated[str, Form(alias="to", max_length=40)] = "") -> Response:
+                        end: Annotated[str, Form(alias="to", max_length=40)] = "",
+                        workers: Annotated[int, Form(ge=1, le=replay_jobs.MAX_WORKERS)] = 1) -> Response:
     """Queue a what-if replay of the draft over [from, to) (local dates) and show its page."""
     try:
         job = replay_jobs.start(ctx_of(request), user.principal, draft_id, start.strip(), end.strip(),
-                                by=f"user:{user.name}")
+                                workers=workers, by=f"user:{user.name}")
     except NotFound as exc:
         return not_found_page(request, exc)
     except (DomainError, ServiceError) as exc:
