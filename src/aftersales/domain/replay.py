@@ -25,6 +25,7 @@ from functools import cache
 from typing import Any
 
 from . import cases as dcases
+from .addresses import ReturnAddress
 from .cases import AUTO_RULES, Action, Auto
 from .catalog import Category
 from .errors import DomainError, StateConflict
@@ -254,6 +255,12 @@ class _Replayer:
         self.order = fresh_order(history.order, terms)
         self.settled: dict[str, Any] = _settlements(history)
         self.run = Run(self.order, self.order.pending_events, [], {}, set())
+        #: M5: the address each approved return of a case was sent to, as recorded, in order. An address is the shop's
+        #: choice, not the policy's: the replay sends a return where it was sent (one the history never saw: nowhere).
+        self.addresses: dict[str, list[Mapping[str, Any] | None]] = {}
+        for e in history.events:
+            if e.case_id is not None and "return_address" in e.data:
+                self.addresses.setdefault(e.case_id, []).append(e.data["return_address"])
 
     def go(self) -> Run:
         for inp in inputs(self.history):
@@ -270,9 +277,18 @@ class _Replayer:
         return self.run
 
     def observe(self) -> None:
+        self.address_returns()
         for case in self.order.cases:
             for d in case.timers():
                 self.run.deadlines.add((case.id, str(d.action), d.due_at, d.rule))
+
+    def address_returns(self) -> None:
+        for case, approval in dcases.returns_to_address(self.order):
+            recorded = self.addresses.get(case.id)
+            if recorded:
+                value = recorded.pop(0)
+                fields = {k: value[k] for k in ("id", "label", "contact_name", "phone", "address")} if value else None
+                dcases.ship_return_to(case, approval, ReturnAddress(**fields) if fields is not None else None)
 
     def advance(self, to: datetime) -> None:
         """Fire every automatic action due at or before ``to``, in due order (reminders first at one instant)."""
