@@ -142,7 +142,8 @@ def test_run_seeds_once_prints_the_same_working_keys_each_time_then_serves(env, 
         assert k["key"] in first.output and k["key"] in second.output
         if k["role"] != "workbench":
             setup.authenticate(ctx, k["key"], None)
-    assert served == [{"host": None, "port": None, "workers": 1}, {"host": None, "port": 8123, "workers": 1}]
+    same = {"workers": 1, "in_process_worker": None, "threads": None}  # run serves with the configured defaults
+    assert served == [{"host": None, "port": None, **same}, {"host": None, "port": 8123, **same}]
 
 
 def test_import_orders_reports_the_rejected_line_and_exits_1_then_imports_a_good_file(env):
