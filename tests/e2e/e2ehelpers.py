@@ -46,8 +46,11 @@ def sign_in(page: Any, live: Live, username: str) -> None:
     page.goto(live.url + "/app/login")
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_load_state("networkidle")
+    # The sign-in verifies an argon2id hash and renders the first page: on a loaded 2-core CI machine (two browser
+    # tests side by side) that navigation has taken longer than the 15 s default once; give it 60 s, not a retry.
+    with page.expect_navigation(timeout=60_000):
+        page.get_by_role("button", name="Sign in").click(no_wait_after=True)
+    page.wait_for_load_state("networkidle", timeout=60_000)
 
 
 def screenshot(page: Any, name: str) -> None:
