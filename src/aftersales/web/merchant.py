@@ -8,6 +8,7 @@ explanation (S4). Another merchant's case answers 404 exactly like an unknown id
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -666,6 +667,19 @@ def _address_done(request: Request, text: str) -> Response:
     return see_other("/app/shop/addresses", flash=i18n.translate(text, lang_of(request)))
 
 
+def _address_change(request: Request, user: Any, change: Callable[[], object], done: str,
+                    form: dict[str, Any] | None = None) -> Response:
+    """Run one change of the address book: done, back to the book with ``done`` said; refused, the book again with
+    why (and the form as it was sent); another shop's address, not found."""
+    try:
+        change()
+    except NotFound as exc:
+        return not_found_page(request, exc)
+    except (DomainError, ServiceError) as exc:
+        return _addresses_page(request, user, status_code=exc.status, error=explain(request, exc), form=form)
+    return _address_done(request, done)
+
+
 @router.get("/shop/addresses", response_class=HTMLResponse)
 def shop_addresses(request: Request, user: MerchantStaff) -> Response:
     """M1/M5: the shop's return addresses — the default (where automatic approvals send returns) and the others."""
@@ -677,42 +691,27 @@ async def shop_address_add(request: Request, user: MerchantStaff) -> Response:
     values = await _address_form(request)
     data: dict[str, Any] = {k: values.get(k, "") for k in ADDRESS_FIELDS}
     data["is_default"] = values.get("is_default") == "1"
-    try:
-        return_addresses.create_address(ctx_of(request), user.principal, _shop(user), data)
-    except NotFound as exc:
-        return not_found_page(request, exc)
-    except (DomainError, ServiceError) as exc:
-        return _addresses_page(request, user, status_code=exc.status, error=explain(request, exc),
-                               form={**values, "id": "new"})
-    return _address_done(request, N_("Return address added."))
+    return _address_change(request, user, lambda: return_addresses.create_address(ctx_of(request), user.principal,
+                                                                                 _shop(user), data),
+                           N_("Return address added."), form={**values, "id": "new"})
 
 
 @router.post("/shop/addresses/{address_id}", dependencies=[Csrf])
 async def shop_address_edit(request: Request, user: MerchantStaff, address_id: AddressId) -> Response:
     values = await _address_form(request)
-    try:
-        return_addresses.update_address(ctx_of(request), user.principal, _shop(user), address_id,
-                                        {k: values.get(k, "") for k in ADDRESS_FIELDS},
-                                        if_match=_version(values.get("version")))
-    except NotFound as exc:
-        return not_found_page(request, exc)
-    except (DomainError, ServiceError) as exc:
-        return _addresses_page(request, user, status_code=exc.status, error=explain(request, exc),
-                               form={**values, "id": address_id})
-    return _address_done(request, N_("Return address saved. Returns approved before keep the address they were given."))
+    return _address_change(request, user, lambda: return_addresses.update_address(
+        ctx_of(request), user.principal, _shop(user), address_id, {k: values.get(k, "") for k in ADDRESS_FIELDS},
+        if_match=_version(values.get("version"))),
+        N_("Return address saved. Returns approved before keep the address they were given."),
+        form={**values, "id": address_id})
 
 
 @router.post("/shop/addresses/{address_id}/default", dependencies=[Csrf])
 async def shop_address_default(request: Request, user: MerchantStaff, address_id: AddressId) -> Response:
     values = await _address_form(request)
-    try:
-        return_addresses.set_default(ctx_of(request), user.principal, _shop(user), address_id,
-                                     if_match=_version(values.get("version")))
-    except NotFound as exc:
-        return not_found_page(request, exc)
-    except (DomainError, ServiceError) as exc:
-        return _addresses_page(request, user, status_code=exc.status, error=explain(request, exc))
-    return _address_done(request, N_("Default return address changed."))
+    return _address_change(request, user, lambda: return_addresses.set_default(
+        ctx_of(request), user.principal, _shop(user), address_id, if_match=_version(values.get("version"))),
+        N_("Default return address changed."))
 
 
 @router.post("/shop/addresses/{address_id}/archive", dependencies=[Csrf])
@@ -721,11 +720,6 @@ async def shop_address_archive(request: Request, user: MerchantStaff, address_id
     values = await _address_form(request)
     if values.get("confirmed") != "1":
         return _addresses_page(request, user, archiving=address_id)
-    try:
-        return_addresses.archive_address(ctx_of(request), user.principal, _shop(user), address_id,
-                                         if_match=_version(values.get("version")))
-    except NotFound as exc:
-        return not_found_page(request, exc)
-    except (DomainError, ServiceError) as exc:
-        return _addresses_page(request, user, status_code=exc.status, error=explain(request, exc))
-    return _address_done(request, N_("Return address archived."))
+    return _address_change(request, user, lambda: return_addresses.archive_address(
+        ctx_of(request), user.principal, _shop(user), address_id, if_match=_version(values.get("version"))),
+        N_("Return address archived."))
