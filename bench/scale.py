@@ -186,7 +186,7 @@ def build_templates(ctx: Context, raw: Any, variants: int) -> list[Template]:
                 for chunk in cp:
                     buf.write(chunk)
             lines[table] = [_holes(r) for r in buf.getvalue().decode().splitlines()]
-        for table in ("timers", "payment_jobs", "refunds", "cases", "events"):
+        for table in ("timers", "payment_jobs", "refunds", "cases", "events", "search_terms"):
             cur.execute(f"DELETE FROM {table} WHERE order_id = %s", (oid,))
         cur.execute("DELETE FROM ledger_entries WHERE transaction_id IN "
                     "(SELECT id FROM ledger_transactions WHERE order_id = %s)", (oid,))
