@@ -62,7 +62,7 @@ lint: install
 	$(BIN)/mypy
 
 test: install lint browser
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist worksteal
 	$(MAKE) --no-print-directory bench-smoke
 
 run: install

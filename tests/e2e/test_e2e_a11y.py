@@ -118,36 +118,39 @@ def _violations(page: Any) -> list[dict[str, Any]]:
     return [v for v in page.evaluate(RUN) if v["impact"] in BLOCKING]
 
 
-# SQLite only: the pages are the same on both databases (the flow tests run on both), and this test alone took
-# ~530 s of a ~870 s `pytest tests/e2e` here — twice would nearly double the browser suite.
+# SQLite only: the pages are the same on both databases (the flow tests run on both), and this sweep took ~530 s of a
+# ~870 s `pytest tests/e2e` here — twice would nearly double the browser suite. One test per screen and language, so
+# that the test processes share the sweep.
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("viewport", list(VIEWPORTS))
 def test_issue14_no_serious_or_critical_axe_violation_on_any_page_language_or_screen(live: Live, chromium: Any,
-                                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                                      viewport: str, lang: str) -> None:
     pages = _pages(_seed(live, monkeypatch))
     found: list[str] = []
     visited = 0
-    for viewport, size in VIEWPORTS.items():
-        phone = viewport == "phone"
-        for who, paths in {"login": ["/app/login"], **pages}.items():
-            # bypass_csp: the workbench's CSP (script-src 'self') would refuse the injected axe script; the pages
-            # themselves are unchanged.
-            context = chromium.new_context(viewport=size, locale="en-US", is_mobile=phone, has_touch=phone, bypass_csp=True)
-            page = context.new_page()
-            page.set_default_timeout(15_000)
-            try:
-                if who == "bX":
-                    page.goto(live.buyer_link("bX"))
-                elif who != "login":
-                    sign_in(page, live, who)
-                for lang in LANGUAGES:
-                    for path in paths:
-                        response = page.goto(f"{live.url}/app/lang?to={lang}&next={path.replace('?', '%3F').replace('&', '%26')}")
-                        assert response is not None and response.ok, (path, lang, response and response.status)
-                        assert page.url.endswith(path), (page.url, path)
-                        visited += 1
-                        found += [f"{path} [{lang}, {viewport}] {v['impact']} {v['id']} ({v['n']}×, first: {v['target']}): "
-                                  f"{v['help']}" for v in _violations(page)]
-            finally:
-                context.close()
-    assert visited == 2 * 3 * (1 + sum(map(len, pages.values())))
+    phone = viewport == "phone"
+    for who, paths in {"login": ["/app/login"], **pages}.items():
+        # bypass_csp: the workbench's CSP (script-src 'self') would refuse the injected axe script; the pages
+        # themselves are unchanged.
+        context = chromium.new_context(viewport=VIEWPORTS[viewport], locale="en-US", is_mobile=phone, has_touch=phone,
+                                       bypass_csp=True)
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        try:
+            if who == "bX":
+                page.goto(live.buyer_link("bX"))
+            elif who != "login":
+                sign_in(page, live, who)
+            for path in paths:
+                response = page.goto(f"{live.url}/app/lang?to={lang}&next={path.replace('?', '%3F').replace('&', '%26')}")
+                assert response is not None and response.ok, (path, lang, response and response.status)
+                assert page.url.endswith(path), (page.url, path)
+                visited += 1
+                found += [f"{path} [{lang}, {viewport}] {v['impact']} {v['id']} ({v['n']}×, first: {v['target']}): "
+                          f"{v['help']}" for v in _violations(page)]
+        finally:
+            context.close()
+    assert visited == 1 + sum(map(len, pages.values()))
     assert not found, "axe-core: serious or critical violations\n" + "\n".join(found)

@@ -59,7 +59,10 @@ def make_engine(url: str, *, pool_size: int = 10, schema: str | None = None) -> 
         return _sqlite_engine(url, parsed.database)
     connect_args: dict[str, Any] = {}
     if schema:
-        connect_args["options"] = f"-csearch_path={schema}"
+        # Options the URL carries (``?options=-c%20statement_timeout%3D5s``) are kept: connect_args would replace them.
+        given = parsed.query.get("options")
+        given = " ".join(given) if isinstance(given, tuple) else given
+        connect_args["options"] = " ".join(filter(None, [given, f"-csearch_path={schema}"]))
     # psycopg takes the JSON text as bytes.
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True, connect_args=connect_args,
                          json_serializer=json_dumps_bytes, json_deserializer=json_loads)
