@@ -196,17 +196,20 @@ def get_order(order_id: PathId, ctx: CtxDep, who: Who) -> Any:
 
 @router.post("/v1/orders/{order_id}/ship", response_model=s.OrderOut, tags=["orders"], responses=ERRORS)
 @lean(s.OrderOut)
-def ship_order(order_id: PathId, body: s.ShipIn, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
-    """The merchant ships the order (carrier and tracking number)."""
-    return orders.ship_order(ctx, who, order_id, body.carrier, body.tracking_no)
+def ship_order(order_id: PathId, body: s.ShipIn, ctx: CtxDep, who: Who, if_match: IfMatch,
+               idempotency_key: IdempotencyKey = None) -> Any:
+    """The merchant ships the order (carrier and tracking number). `If-Match: <version>`: only the order as last
+    read (409 otherwise)."""
+    return orders.ship_order(ctx, who, order_id, body.carrier, body.tracking_no, if_match=if_match)
 
 
 @router.post("/v1/orders/{order_id}/deliver", response_model=s.OrderOut, tags=["orders"], responses=ERRORS)
 @lean(s.OrderOut)
-def deliver_order(order_id: PathId, ctx: CtxDep, who: Who, body: Annotated[s.DeliverIn | None, Body()] = None,
-                  idempotency_key: IdempotencyKey = None) -> Any:
-    """Record the delivery of a shipped order (at `at`, or now); after-sales windows start from it (E1)."""
-    return orders.deliver_order(ctx, who, order_id, body.at if body else None)
+def deliver_order(order_id: PathId, ctx: CtxDep, who: Who, if_match: IfMatch,
+                  body: Annotated[s.DeliverIn | None, Body()] = None, idempotency_key: IdempotencyKey = None) -> Any:
+    """Record the delivery of a shipped order (at `at`, or now); after-sales windows start from it (E1).
+    `If-Match: <version>`: only the order as last read (409 otherwise)."""
+    return orders.deliver_order(ctx, who, order_id, body.at if body else None, if_match=if_match)
 
 
 @router.get("/v1/orders/{order_id}/after-sales-options", response_model=s.OptionsOut, tags=["orders"], responses=ERRORS)
@@ -217,9 +220,11 @@ def after_sales_options(order_id: PathId, ctx: CtxDep, who: Who, lang: Lang) -> 
 
 
 @router.post("/v1/groups/{group_id}/complete", response_model=s.GroupOut, tags=["orders"], responses=ERRORS)
-def complete_group(group_id: PathId, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
-    """G5: complete a pending group early where the group allows automatic completion."""
-    return orders.complete_group(ctx, who, group_id)
+def complete_group(group_id: PathId, ctx: CtxDep, who: Who, if_match: IfMatch,
+                   idempotency_key: IdempotencyKey = None) -> Any:
+    """G5: complete a pending group early where the group allows automatic completion. `If-Match: <version>`: only
+    the group as last read (409 otherwise)."""
+    return orders.complete_group(ctx, who, group_id, if_match=if_match)
 
 
 @router.get("/v1/groups/{group_id}", response_model=s.GroupOut, tags=["orders"], responses=ERRORS)
