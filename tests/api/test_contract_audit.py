@@ -7,7 +7,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from helpers import create_order, get_group, get_order, group_order, problem, ship
+from helpers import (
+    advance_to,
+    create_order,
+    get_case,
+    get_group,
+    get_order,
+    group_order,
+    iso,
+    local,
+    open_case,
+    problem,
+    ship,
+)
+
+REQUIRED = 100_000  # policy deposit_required_fen (D1)
 
 
 # --- API.md "Resources carry version; actions accept If-Match: <version>" --------------------------------------
@@ -45,3 +59,44 @@ def test_G5_stale_if_match_on_group_completion_is_409_and_changes_nothing(api: A
     r = api.post("/v1/groups/G1/complete", None, who="merchant_a", headers={"If-Match": str(version)})
     assert r.status_code == 200 and r.json()["status"] == "formed", r.text
     ship(api, "ga")
+
+
+# --- API.md clock: "applies every automatic action that fell due, in due order" (F2, D1) ------------------------
+def _withdraw(api: Any, amount: int) -> dict[str, Any]:
+    assert api.post("/v1/merchants/mA/deposit/top-ups", {"amount_fen": REQUIRED + amount}, who="merchant_a").status_code == 201
+    r = api.post("/v1/merchants/mA/deposit/withdrawals", {"amount_fen": amount}, who="merchant_a")
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def _withdrawal(api: Any) -> dict[str, Any]:
+    [w] = api.get("/v1/merchants/mA/deposit/withdrawals", who="merchant_a").json()["items"]
+    return dict(w)
+
+
+def test_D1_F2_a_case_closed_by_an_earlier_automatic_action_no_longer_holds_the_withdrawal(api: Any) -> None:
+    # Asked on local day 1 March: paid at the end of local day D+90 (T0), 31 May 00:00 in Shanghai.
+    w = _withdraw(api, 5_000)
+    assert w["due_at"] == iso(local(2026, 5, 31))
+    # A case opened during the hold (the order's id sorts after the withdrawal's) is refunded by M1 48 h later.
+    create_order(api, "zz1")
+    case = open_case(api, "zz1", "refund_only", "no_reason")
+    # One move of the clock past both: M1 (3 March) comes first, so at the hold's end nothing is open.
+    advance_to(api, local(2026, 5, 31))
+    assert get_case(api, case["id"])["close_reason"] == "refunded"
+    w = _withdrawal(api)
+    assert (w["status"], w["completed_at"]) == ("completed", iso(local(2026, 5, 31))), w
+    d = api.get("/v1/merchants/mA/deposit").json()
+    assert (d["balance_fen"], d["pending_withdrawal_fen"]) == (REQUIRED, 0)
+
+
+def test_D1_F2_a_case_still_open_at_the_hold_end_holds_the_withdrawal_even_if_it_closes_in_the_same_move(api: Any) -> None:
+    _withdraw(api, 5_000)
+    advance_to(api, local(2026, 5, 30, 10))
+    create_order(api, "o1")
+    case = open_case(api, "o1", "refund_only", "no_reason")  # M1 refunds it on 1 June at 10:00, after the hold's end
+    advance_to(api, local(2026, 6, 2))
+    assert get_case(api, case["id"])["closed_at"] == iso(local(2026, 6, 1, 10))
+    w = _withdrawal(api)
+    # Open at the hold's end (31 May) and at the first check a day later: paid at the check after it closed.
+    assert (w["status"], w["completed_at"]) == ("completed", iso(local(2026, 6, 2))), w
