@@ -24,6 +24,18 @@ from helpers import (
 REQUIRED = 100_000  # policy deposit_required_fen (D1)
 
 
+def _withdraw(api: Any, amount: int) -> dict[str, Any]:
+    assert api.post("/v1/merchants/mA/deposit/top-ups", {"amount_fen": REQUIRED + amount}, who="merchant_a").status_code == 201
+    r = api.post("/v1/merchants/mA/deposit/withdrawals", {"amount_fen": amount}, who="merchant_a")
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def _withdrawal(api: Any) -> dict[str, Any]:
+    [w] = api.get("/v1/merchants/mA/deposit/withdrawals", who="merchant_a").json()["items"]
+    return dict(w)
+
+
 # --- API.md "Resources carry version; actions accept If-Match: <version>" --------------------------------------
 def test_T2_stale_if_match_on_order_actions_is_409_and_changes_nothing(api: Any) -> None:
     order = create_order(api, "o1")
@@ -61,19 +73,17 @@ def test_G5_stale_if_match_on_group_completion_is_409_and_changes_nothing(api: A
     ship(api, "ga")
 
 
+def test_D1_stale_if_match_on_a_withdrawal_cancel_is_409_and_changes_nothing(api: Any) -> None:
+    w = _withdraw(api, 5_000)
+    url = f"/v1/merchants/mA/deposit/withdrawals/{w['id']}/cancel"
+    problem(api.post(url, None, who="merchant_a", headers={"If-Match": str(w["version"] + 1)}), 409)
+    assert _withdrawal(api)["status"] == "pending"
+    assert api.get("/v1/merchants/mA/deposit").json()["pending_withdrawal_fen"] == 5_000
+    r = api.post(url, None, who="merchant_a", headers={"If-Match": str(w["version"])})
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+
+
 # --- API.md clock: "applies every automatic action that fell due, in due order" (F2, D1) ------------------------
-def _withdraw(api: Any, amount: int) -> dict[str, Any]:
-    assert api.post("/v1/merchants/mA/deposit/top-ups", {"amount_fen": REQUIRED + amount}, who="merchant_a").status_code == 201
-    r = api.post("/v1/merchants/mA/deposit/withdrawals", {"amount_fen": amount}, who="merchant_a")
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
-def _withdrawal(api: Any) -> dict[str, Any]:
-    [w] = api.get("/v1/merchants/mA/deposit/withdrawals", who="merchant_a").json()["items"]
-    return dict(w)
-
-
 def test_D1_F2_a_case_closed_by_an_earlier_automatic_action_no_longer_holds_the_withdrawal(api: Any) -> None:
     # Asked on local day 1 March: paid at the end of local day D+90 (T0), 31 May 00:00 in Shanghai.
     w = _withdraw(api, 5_000)

@@ -30,7 +30,7 @@ from aftersales.store import ledger as ledger_store
 from aftersales.store import repositories as repo
 
 from .context import Context, Principal, UnitOfWork, read, run
-from .errors import Invalid, NotFound
+from .errors import Invalid, NotFound, require_version
 from .payments import settle_new_refunds
 from .terms import order_policy
 
@@ -172,7 +172,8 @@ def _load_withdrawal(uow: UnitOfWork, merchant_id: str, withdrawal_id: str) -> d
     return w
 
 
-def cancel_withdrawal(ctx: Context, who: Principal, merchant_id: str, withdrawal_id: str) -> dict[str, Any]:
+def cancel_withdrawal(ctx: Context, who: Principal, merchant_id: str, withdrawal_id: str, *,
+                      if_match: int | None = None) -> dict[str, Any]:
     """D1: a pending request may be withdrawn by the merchant or the platform; nothing moves."""
     who.require("platform", "merchant")
     _visible(who, merchant_id)
@@ -180,6 +181,7 @@ def cancel_withdrawal(ctx: Context, who: Principal, merchant_id: str, withdrawal
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
         _merchant(uow, merchant_id, lock=True)
         w = _load_withdrawal(uow, merchant_id, withdrawal_id)
+        require_version("withdrawal", w.version, if_match)
         w.move("cancel", who.actor, uow.now, reason=f"cancelled by {who.role}")
         return _withdrawal_view(store.save_withdrawal(uow.conn, w), who)
 

@@ -91,7 +91,7 @@ class Invalid(ServiceError):
     title = N_("Invalid request")
 
 
-Versioned = Literal["case", "complaint", "dispute path", "return address", "order", "group"]
+Versioned = Literal["case", "complaint", "dispute path", "return address", "order", "group", "withdrawal"]
 
 
 class StaleVersion(Conflict):
@@ -108,7 +108,8 @@ class StaleVersion(Conflict):
 
 def require_version(what: Versioned, current: int, if_match: int | None) -> None:
     """API.md: an action sent with ``If-Match: <version>`` applies only to that version of the resource; a stale one
-    is 409. The one place this is decided (cases, orders, groups, complaints, dispute paths, return addresses)."""
+    is 409. The one place this is decided (cases, orders, groups, complaints, dispute paths, return addresses,
+    withdrawals)."""
     if if_match is not None and if_match != current:
         raise StaleVersion(what, current, if_match)
 
@@ -121,6 +122,7 @@ _STALE = {
     "return address": N_("the return address is at version {current}, not {sent} (If-Match): reload it and try again"),
     "order": N_("the order is at version {current}, not {sent} (If-Match): reload it and try again"),
     "group": N_("the group is at version {current}, not {sent} (If-Match): reload it and try again"),
+    "withdrawal": N_("the withdrawal is at version {current}, not {sent} (If-Match): reload it and try again"),
 }
 #: The same on a workbench page, for a person: no versions, no header names.
 _STALE_PAGE = {
@@ -130,4 +132,5 @@ _STALE_PAGE = {
     "return address": N_("This return address changed while you were looking at it — reload the page to see the latest."),
     "order": N_("This order changed while you were looking at it — reload the page to see the latest."),
     "group": N_("This group changed while you were looking at it — reload the page to see the latest."),
+    "withdrawal": N_("This withdrawal changed while you were looking at it — reload the page to see the latest."),
 }
