@@ -110,3 +110,14 @@ def test_D1_F2_a_case_still_open_at_the_hold_end_holds_the_withdrawal_even_if_it
     w = _withdrawal(api)
     # Open at the hold's end (31 May) and at the first check a day later: paid at the check after it closed.
     assert (w["status"], w["completed_at"]) == ("completed", iso(local(2026, 6, 2))), w
+
+
+# --- API.md "Validation errors are 422 and list the fields": the case list's status filter -------------------------
+def test_T2_an_unknown_case_status_filter_is_422_naming_the_statuses(api: Any) -> None:
+    create_order(api, "o1")
+    case = open_case(api, "o1", "refund_only", "no_reason")
+    body = problem(api.get("/v1/cases", params={"status": "open"}), 422)
+    assert body["errors"][0]["field"] == "status" and "awaiting_merchant" in body["errors"][0]["message"], body
+    r = api.get("/v1/cases", params={"status": "awaiting_merchant"})
+    assert [c["id"] for c in r.json()["items"]] == [case["id"]]
+    assert api.get("/v1/cases", params={"status": "closed"}).json()["items"] == []

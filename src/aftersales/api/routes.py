@@ -244,7 +244,8 @@ def open_case(body: s.CaseIn, ctx: CtxDep, who: Who, lang: Lang, idempotency_key
 @router.get("/v1/cases", response_model=s.CasePage, tags=["cases"], responses=ERRORS)
 def list_cases(  # not lean: the queue's rows carry what the workbench shows (products, bulk_approvable), not the API
     ctx: CtxDep, who: Who, lang: Lang,
-    status: Annotated[str | None, Query(max_length=40, pattern=r"^[a-z_]+$")] = None,
+    status: Annotated[s.CaseStatus | None, Query(description="API.md's case statuses (and `refund_pending`); "
+                                                            "another value is 422.")] = None,
     order_id: Annotated[str | None, Query(max_length=64, pattern=s.ID_PATTERN)] = None,
     merchant_id: Annotated[str | None, Query(max_length=64, pattern=s.ID_PATTERN)] = None,
     due_before: s.Instant | None = None,
@@ -260,7 +261,7 @@ def list_cases(  # not lean: the queue's rows carry what the workbench shows (pr
 ) -> Any:
     """The cases the caller may see (T2), filtered by status, order, merchant or deadline, paged by an opaque cursor;
     `sort=deadline` is the work queue (P1, S1)."""
-    return case_service.list_cases(ctx, who, status=status, order_id=order_id, merchant_id=merchant_id,
+    return case_service.list_cases(ctx, who, status=status.value if status else None, order_id=order_id, merchant_id=merchant_id,
                                    due_before=due_before, cursor=cursor, limit=limit, lang=lang, sort=sort,
                                    assignee=assignee, awaiting=awaiting)
 
