@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from aftersales.domain.cases import CaseStatus
 from aftersales.service import cases as case_service
 from aftersales.service import deadlines, orders, publishing, replay_jobs, setup, terms
 from aftersales.service.context import read
@@ -244,7 +245,7 @@ def open_case(body: s.CaseIn, ctx: CtxDep, who: Who, lang: Lang, idempotency_key
 @router.get("/v1/cases", response_model=s.CasePage, tags=["cases"], responses=ERRORS)
 def list_cases(  # not lean: the queue's rows carry what the workbench shows (products, bulk_approvable), not the API
     ctx: CtxDep, who: Who, lang: Lang,
-    status: Annotated[s.CaseStatus | None, Query(description="API.md's case statuses (and `refund_pending`); "
+    status: Annotated[CaseStatus | None, Query(description="API.md's case statuses (and `refund_pending`); "
                                                             "another value is 422.")] = None,
     order_id: Annotated[str | None, Query(max_length=64, pattern=s.ID_PATTERN)] = None,
     merchant_id: Annotated[str | None, Query(max_length=64, pattern=s.ID_PATTERN)] = None,
