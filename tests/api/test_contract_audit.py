@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi.testclient import TestClient
 from helpers import (
     advance_to,
     create_order,
@@ -20,6 +21,8 @@ from helpers import (
     problem,
     ship,
 )
+
+from aftersales.api.app import create_app
 
 REQUIRED = 100_000  # policy deposit_required_fen (D1)
 
@@ -121,3 +124,14 @@ def test_T2_an_unknown_case_status_filter_is_422_naming_the_statuses(api: Any) -
     r = api.get("/v1/cases", params={"status": "awaiting_merchant"})
     assert [c["id"] for c in r.json()["items"]] == [case["id"]]
     assert api.get("/v1/cases", params={"status": "closed"}).json()["items"] == []
+
+
+# --- API.md clock: "With the real clock these answer 404." ---------------------------------------------------------
+def test_T0_the_clock_routes_answer_404_with_the_real_clock(database: Any) -> None:
+    key = "real-clock-platform-key-" + "x" * 24
+    settings = database.settings(clock="real", bootstrap_platform_key=key)
+    with TestClient(create_app(settings)) as client:
+        headers = {"Authorization": f"Bearer {key}"}
+        problem(client.get("/v1/clock", headers=headers), 404)
+        problem(client.post("/v1/clock/advance", json={"seconds": 60}, headers=headers), 404)
+        assert client.get("/v1/orders", headers=headers).status_code == 200  # the key itself is good
