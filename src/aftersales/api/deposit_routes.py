@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from aftersales.service import deposits
 
-from .app import CtxDep, IdempotencyKey, Who
+from .app import CtxDep, IdempotencyKey, IfMatch, Who
 from .routes import PathId
 from .schemas import Fen, Problem, Strict
 
@@ -104,10 +104,11 @@ def list_withdrawals(merchant_id: PathId, ctx: CtxDep, who: Who) -> Any:
 
 @router.post("/v1/merchants/{merchant_id}/deposit/withdrawals/{withdrawal_id}/cancel", response_model=WithdrawalOut,
              responses=ERRORS)
-def cancel_withdrawal(merchant_id: PathId, withdrawal_id: PathId, ctx: CtxDep, who: Who,
+def cancel_withdrawal(merchant_id: PathId, withdrawal_id: PathId, ctx: CtxDep, who: Who, if_match: IfMatch,
                       idempotency_key: IdempotencyKey = None) -> Any:
-    """Cancel a pending withdrawal before it is paid out."""
-    return deposits.cancel_withdrawal(ctx, who, merchant_id, withdrawal_id)
+    """Cancel a pending withdrawal before it is paid out. `If-Match: <version>`: only the withdrawal as last read
+    (409 otherwise)."""
+    return deposits.cancel_withdrawal(ctx, who, merchant_id, withdrawal_id, if_match=if_match)
 
 
 @router.post("/v1/merchants/{merchant_id}/close", response_model=CloseOut, responses=ERRORS)

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from aftersales.domain.cases import CaseStatus
 from aftersales.service import cases as case_service
 from aftersales.service import deadlines, orders, publishing, replay_jobs, setup, terms
 from aftersales.service.context import read
@@ -196,17 +197,20 @@ def get_order(order_id: PathId, ctx: CtxDep, who: Who) -> Any:
 
 @router.post("/v1/orders/{order_id}/ship", response_model=s.OrderOut, tags=["orders"], responses=ERRORS)
 @lean(s.OrderOut)
-def ship_order(order_id: PathId, body: s.ShipIn, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
-    """The merchant ships the order (carrier and tracking number)."""
-    return orders.ship_order(ctx, who, order_id, body.carrier, body.tracking_no)
+def ship_order(order_id: PathId, body: s.ShipIn, ctx: CtxDep, who: Who, if_match: IfMatch,
+               idempotency_key: IdempotencyKey = None) -> Any:
+    """The merchant ships the order (carrier and tracking number). `If-Match: <version>`: only the order as last
+    read (409 otherwise)."""
+    return orders.ship_order(ctx, who, order_id, body.carrier, body.tracking_no, if_match=if_match)
 
 
 @router.post("/v1/orders/{order_id}/deliver", response_model=s.OrderOut, tags=["orders"], responses=ERRORS)
 @lean(s.OrderOut)
-def deliver_order(order_id: PathId, ctx: CtxDep, who: Who, body: Annotated[s.DeliverIn | None, Body()] = None,
-                  idempotency_key: IdempotencyKey = None) -> Any:
-    """Record the delivery of a shipped order (at `at`, or now); after-sales windows start from it (E1)."""
-    return orders.deliver_order(ctx, who, order_id, body.at if body else None)
+def deliver_order(order_id: PathId, ctx: CtxDep, who: Who, if_match: IfMatch,
+                  body: Annotated[s.DeliverIn | None, Body()] = None, idempotency_key: IdempotencyKey = None) -> Any:
+    """Record the delivery of a shipped order (at `at`, or now); after-sales windows start from it (E1).
+    `If-Match: <version>`: only the order as last read (409 otherwise)."""
+    return orders.deliver_order(ctx, who, order_id, body.at if body else None, if_match=if_match)
 
 
 @router.get("/v1/orders/{order_id}/after-sales-options", response_model=s.OptionsOut, tags=["orders"], responses=ERRORS)
@@ -217,9 +221,11 @@ def after_sales_options(order_id: PathId, ctx: CtxDep, who: Who, lang: Lang) -> 
 
 
 @router.post("/v1/groups/{group_id}/complete", response_model=s.GroupOut, tags=["orders"], responses=ERRORS)
-def complete_group(group_id: PathId, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
-    """G5: complete a pending group early where the group allows automatic completion."""
-    return orders.complete_group(ctx, who, group_id)
+def complete_group(group_id: PathId, ctx: CtxDep, who: Who, if_match: IfMatch,
+                   idempotency_key: IdempotencyKey = None) -> Any:
+    """G5: complete a pending group early where the group allows automatic completion. `If-Match: <version>`: only
+    the group as last read (409 otherwise)."""
+    return orders.complete_group(ctx, who, group_id, if_match=if_match)
 
 
 @router.get("/v1/groups/{group_id}", response_model=s.GroupOut, tags=["orders"], responses=ERRORS)
@@ -239,7 +245,8 @@ def open_case(body: s.CaseIn, ctx: CtxDep, who: Who, lang: Lang, idempotency_key
 @router.get("/v1/cases", response_model=s.CasePage, tags=["cases"], responses=ERRORS)
 def list_cases(  # not lean: the queue's rows carry what the workbench shows (products, bulk_approvable), not the API
     ctx: CtxDep, who: Who, lang: Lang,
-    status: Annotated[str | None, Query(max_length=40, pattern=r"^[a-z_]+$")] = None,
+    status: Annotated[CaseStatus | None, Query(description="API.md's case statuses (and `refund_pending`); "
+                                                            "another value is 422.")] = None,
     order_id: Annotated[str | None, Query(max_length=64, pattern=s.ID_PATTERN)] = None,
     merchant_id: Annotated[str | None, Query(max_length=64, pattern=s.ID_PATTERN)] = None,
     due_before: s.Instant | None = None,
@@ -255,7 +262,7 @@ def list_cases(  # not lean: the queue's rows carry what the workbench shows (pr
 ) -> Any:
     """The cases the caller may see (T2), filtered by status, order, merchant or deadline, paged by an opaque cursor;
     `sort=deadline` is the work queue (P1, S1)."""
-    return case_service.list_cases(ctx, who, status=status, order_id=order_id, merchant_id=merchant_id,
+    return case_service.list_cases(ctx, who, status=status.value if status else None, order_id=order_id, merchant_id=merchant_id,
                                    due_before=due_before, cursor=cursor, limit=limit, lang=lang, sort=sort,
                                    assignee=assignee, awaiting=awaiting)
 

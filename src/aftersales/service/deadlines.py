@@ -121,6 +121,12 @@ def _unit_key(row: Any) -> tuple[str, str]:
     return (row.order_id, "order") if row.subject == "case" else (row.subject_id, row.subject)
 
 
+def _unit_order(key: tuple[str, str]) -> tuple[bool, tuple[str, str]]:
+    """Aggregates are applied (and locked) in id order; deposit withdrawals last: D1 pays one only if no case was
+    open at its due instant, which the batch's case actions, due earlier or later, decide first (in due order)."""
+    return key[1] == "withdrawal", key
+
+
 def _live(row: Any) -> bool:
     return row.subject != "case" or (row.case_stage is not None and row.case_stage == row.stage)
 
@@ -201,7 +207,7 @@ def _batch(ctx: Context, uow: UnitOfWork, now: datetime, limit: int, *, isolate:
     postponed: list[tuple[list[int], datetime, str]] = []
     keep: set[int] = set()
     fired = 0
-    for key in sorted(units):  # aggregates locked in id order
+    for key in sorted(units, key=_unit_order):
         unit = units[key]
         if not isolate:
             try:

@@ -30,7 +30,7 @@ from aftersales.store import ledger as ledger_store
 from aftersales.store import repositories as repo
 
 from .context import Context, Principal, UnitOfWork, read, run
-from .errors import Invalid, NotFound
+from .errors import Invalid, NotFound, require_version
 from .payments import settle_new_refunds
 from .terms import order_policy
 
@@ -117,10 +117,11 @@ def top_up_preview(ctx: Context, who: Principal, merchant_id: str, amount_fen: i
 
 
 # --- withdrawals ----------------------------------------------------------------------------------------------
-def _open_counts(uow: UnitOfWork, merchant_id: str) -> tuple[int, int]:
+def _open_counts(uow: UnitOfWork, merchant_id: str, at: datetime | None = None) -> tuple[int, int]:
+    """Open cases (at ``at``, when given) and open complaints of the merchant: a withdrawal needs none (D1)."""
     from .complaints import count_open
 
-    return store.open_case_count(uow.conn, merchant_id), count_open(uow.conn, merchant_id)
+    return store.open_case_count(uow.conn, merchant_id, at), count_open(uow.conn, merchant_id)
 
 
 def _withdrawal_view(row: Any, who: Principal) -> dict[str, Any]:
@@ -171,7 +172,8 @@ def _load_withdrawal(uow: UnitOfWork, merchant_id: str, withdrawal_id: str) -> d
     return w
 
 
-def cancel_withdrawal(ctx: Context, who: Principal, merchant_id: str, withdrawal_id: str) -> dict[str, Any]:
+def cancel_withdrawal(ctx: Context, who: Principal, merchant_id: str, withdrawal_id: str, *,
+                      if_match: int | None = None) -> dict[str, Any]:
     """D1: a pending request may be withdrawn by the merchant or the platform; nothing moves."""
     who.require("platform", "merchant")
     _visible(who, merchant_id)
@@ -179,6 +181,7 @@ def cancel_withdrawal(ctx: Context, who: Principal, merchant_id: str, withdrawal
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
         _merchant(uow, merchant_id, lock=True)
         w = _load_withdrawal(uow, merchant_id, withdrawal_id)
+        require_version("withdrawal", w.version, if_match)
         w.move("cancel", who.actor, uow.now, reason=f"cancelled by {who.role}")
         return _withdrawal_view(store.save_withdrawal(uow.conn, w), who)
 
@@ -188,8 +191,10 @@ def cancel_withdrawal(ctx: Context, who: Principal, merchant_id: str, withdrawal
 def apply_timer(ctx: Context, uow: UnitOfWork, row: Any, now: datetime) -> int:
     """The hold is over: pay the withdrawal if nothing is open and the deposit still holds it (D1).
 
-    With a case or complaint open it waits (checked again every 24 h); if recoveries took the deposit below the
-    amount meanwhile, it fails — buyers are paid before merchants (P2)."""
+    With a case open at its due instant, or a complaint open, it waits (checked again every 24 h); if recoveries took
+    the deposit below the amount meanwhile, it fails — buyers are paid before merchants (P2). The deadline worker
+    applies it after the batch's other actions and writes theirs first (API.md: in due order), so a case an earlier
+    automatic action closed, or a recovery it made, counts."""
     merchant_id = store.withdrawal_merchant(uow.conn, row.subject_id)
     if merchant_id is None:
         return 0
@@ -197,7 +202,8 @@ def apply_timer(ctx: Context, uow: UnitOfWork, row: Any, now: datetime) -> int:
     w = _load_withdrawal(uow, merchant_id, row.subject_id)
     if w.status is not d.WithdrawalStatus.PENDING or w.version != row.stage:
         return 0  # stale: cancelled, or re-armed since
-    cases, complaints = _open_counts(uow, w.merchant_id)
+    uow.tracker.flush()  # the cases and ledger postings the batch's earlier actions changed, before reading them
+    cases, complaints = _open_counts(uow, w.merchant_id, row.due_at)
     s = state(uow, ctx, w.merchant_id, excluding=w.id)
     if cases or complaints:
         w.version += 1

@@ -91,7 +91,7 @@ class Invalid(ServiceError):
     title = N_("Invalid request")
 
 
-Versioned = Literal["case", "complaint", "dispute path", "return address"]
+Versioned = Literal["case", "complaint", "dispute path", "return address", "order", "group", "withdrawal"]
 
 
 class StaleVersion(Conflict):
@@ -108,7 +108,8 @@ class StaleVersion(Conflict):
 
 def require_version(what: Versioned, current: int, if_match: int | None) -> None:
     """API.md: an action sent with ``If-Match: <version>`` applies only to that version of the resource; a stale one
-    is 409. The one place this is decided (cases, complaints, dispute paths)."""
+    is 409. The one place this is decided (cases, orders, groups, complaints, dispute paths, return addresses,
+    withdrawals)."""
     if if_match is not None and if_match != current:
         raise StaleVersion(what, current, if_match)
 
@@ -119,6 +120,9 @@ _STALE = {
     "complaint": N_("the complaint is at version {current}, not {sent} (If-Match): reload it and try again"),
     "dispute path": N_("the dispute path is at version {current}, not {sent} (If-Match): reload it and try again"),
     "return address": N_("the return address is at version {current}, not {sent} (If-Match): reload it and try again"),
+    "order": N_("the order is at version {current}, not {sent} (If-Match): reload it and try again"),
+    "group": N_("the group is at version {current}, not {sent} (If-Match): reload it and try again"),
+    "withdrawal": N_("the withdrawal is at version {current}, not {sent} (If-Match): reload it and try again"),
 }
 #: The same on a workbench page, for a person: no versions, no header names.
 _STALE_PAGE = {
@@ -126,4 +130,7 @@ _STALE_PAGE = {
     "complaint": N_("This complaint changed while you were looking at it — reload the page to see the latest."),
     "dispute path": N_("This dispute path changed while you were looking at it — reload the page to see the latest."),
     "return address": N_("This return address changed while you were looking at it — reload the page to see the latest."),
+    "order": N_("This order changed while you were looking at it — reload the page to see the latest."),
+    "group": N_("This group changed while you were looking at it — reload the page to see the latest."),
+    "withdrawal": N_("This withdrawal changed while you were looking at it — reload the page to see the latest."),
 }

@@ -18,7 +18,7 @@ from aftersales.store import repositories as repo
 
 from . import terms, views
 from .context import Context, Principal, UnitOfWork, read, run
-from .errors import Conflict, Invalid, NotFound
+from .errors import Conflict, Invalid, NotFound, require_version
 
 
 def can_see(who: Principal, order: Order) -> bool:
@@ -193,11 +193,13 @@ def list_orders(ctx: Context, who: Principal, *, merchant_id: str | None = None,
     return read(ctx, q)
 
 
-def ship_order(ctx: Context, who: Principal, order_id: str, carrier: str, tracking_no: str) -> dict[str, Any]:
+def ship_order(ctx: Context, who: Principal, order_id: str, carrier: str, tracking_no: str, *,
+               if_match: int | None = None) -> dict[str, Any]:
     who.require("platform", "merchant")
 
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
         order = load_order(uow, who, order_id, lock=True)
+        require_version("order", order.version, if_match)
         order.ship(who.actor, carrier, tracking_no, uow.now)
         group = uow.tracker.get_group(order.group_id) if order.group_id else None
         return views.order_view(order, group, actor=who.actor, now=uow.now)
@@ -205,11 +207,13 @@ def ship_order(ctx: Context, who: Principal, order_id: str, carrier: str, tracki
     return run(ctx, cmd)
 
 
-def deliver_order(ctx: Context, who: Principal, order_id: str, at: datetime | None) -> dict[str, Any]:
+def deliver_order(ctx: Context, who: Principal, order_id: str, at: datetime | None, *,
+                  if_match: int | None = None) -> dict[str, Any]:
     who.require("platform", "merchant")
 
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
         order = load_order(uow, who, order_id, lock=True)
+        require_version("order", order.version, if_match)
         order.deliver(who.actor, at or uow.now, uow.now)
         group = uow.tracker.get_group(order.group_id) if order.group_id else None
         return views.order_view(order, group, actor=who.actor, now=uow.now)
@@ -217,7 +221,7 @@ def deliver_order(ctx: Context, who: Principal, order_id: str, at: datetime | No
     return run(ctx, cmd)
 
 
-def complete_group(ctx: Context, who: Principal, group_id: str) -> dict[str, Any]:
+def complete_group(ctx: Context, who: Principal, group_id: str, *, if_match: int | None = None) -> dict[str, Any]:
     """G5: complete a pending group early where automatic completion is allowed."""
     who.require("platform", "merchant")
 
@@ -225,6 +229,7 @@ def complete_group(ctx: Context, who: Principal, group_id: str) -> dict[str, Any
         group = uow.tracker.get_group(group_id, lock=True)
         if group is None or (who.role == "merchant" and group.merchant_id != who.subject_id):
             raise NotFound("group", group_id)
+        require_version("group", group.version, if_match)
         group.complete(group_orders(uow, group), who.actor, uow.now)
         return views.group_view(group, actor=who.actor, now=uow.now)
 

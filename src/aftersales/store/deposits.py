@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, insert, or_, select, update
 
 from aftersales.domain import deposits as d
 
@@ -34,9 +34,16 @@ def merchants_by_name(conn: Connection) -> list[Any]:
     return list(conn.execute(select(t.merchants).order_by(t.merchants.c.name, t.merchants.c.id)).all())
 
 
-def open_case_count(conn: Connection, merchant_id: str) -> int:
-    return int(conn.execute(select(func.count()).select_from(t.cases)
-                            .where(t.cases.c.merchant_id == merchant_id, t.cases.c.status != "closed")).scalar_one())
+def open_case_count(conn: Connection, merchant_id: str, at: datetime | None = None) -> int:
+    """The merchant's open cases (D1); with ``at``, those open at that instant: opened by then and not closed by then
+    (an automatic action due later may have closed one already)."""
+    c = t.cases.c
+    where = [c.merchant_id == merchant_id]
+    if at is None:
+        where.append(c.status != "closed")
+    else:
+        where += [c.opened_at <= at, or_(c.closed_at.is_(None), c.closed_at > at)]
+    return int(conn.execute(select(func.count()).select_from(t.cases).where(*where)).scalar_one())
 
 
 def arm(conn: Connection, withdrawal_id: str, version: int, due_at: datetime) -> None:
