@@ -135,3 +135,24 @@ def test_T0_the_clock_routes_answer_404_with_the_real_clock(database: Any) -> No
         problem(client.get("/v1/clock", headers=headers), 404)
         problem(client.post("/v1/clock/advance", json={"seconds": 60}, headers=headers), 404)
         assert client.get("/v1/orders", headers=headers).status_code == 200  # the key itself is good
+
+
+def test_M2_the_buyer_accepts_a_refusal_with_accept_offer_as_API_md_names_it(api):
+    """M2: after a refusal the buyer may accept it; API.md's buyer action for that is ``accept_offer`` (the explicit
+    ``accept_rejection`` does the same). With an offer on the case, ``accept_offer`` still accepts the offer."""
+    create_order(api, "o1")
+    ship(api, "o1")
+    api.post("/v1/orders/o1/deliver", {}, who="merchant_a")
+    case = open_case(api, "o1", "refund_only", "quality_problem")
+    r = api.post(f"/v1/cases/{case['id']}/reject", {"reason": "The photos show no defect."}, who="merchant_a")
+    assert r.status_code == 200, r.text
+    assert api.post(f"/v1/cases/{case['id']}/accept_offer", {}, who="merchant_a").status_code == 403  # the buyer's act
+    r = api.post(f"/v1/cases/{case['id']}/accept_offer", {}, who="buyer_x")
+    assert r.status_code == 200, r.text
+    closed = get_case(api, case["id"])
+    assert (closed["status"], closed["close_reason"], closed["refunded_fen"]) == ("closed", "rejected", 0)
+    events = api.get(f"/v1/cases/{case['id']}/events", who="buyer_x").json()
+    assert events["items"][-1]["kind"] == "accept_rejection"
+    # Nothing to accept any more: a second accept is refused and changes nothing.
+    assert api.post(f"/v1/cases/{case['id']}/accept_offer", {}, who="buyer_x").status_code == 409
+    assert get_case(api, case["id"])["version"] == closed["version"]

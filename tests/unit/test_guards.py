@@ -15,7 +15,7 @@ from factories import DAY_3, DAY_10, PAID, approved_return, delivered_order, gro
 from aftersales.domain import complaints as dc
 from aftersales.domain import deposits as dd
 from aftersales.domain.case_guards import GUARDS
-from aftersales.domain.cases import TRANSITIONS, Action, Case, act
+from aftersales.domain.cases import TRANSITIONS, Action, Case, CaseStatus, CloseReason, act
 from aftersales.domain.catalog import CaseType, Reason
 from aftersales.domain.errors import DomainError, NotPermitted, RuleViolation, StateConflict
 from aftersales.domain.events import Actor
@@ -50,8 +50,18 @@ def test_M8_after_refusal_offer_actions_are_not_offered() -> None:
     case = new_case(order, CaseType.RETURN_REFUND, Reason.QUALITY_PROBLEM, DAY_3)
     act(order, case.id, Action.REJECT, M, DAY_3 + hours(1), POL, reason="Scratches are normal wear")
     assert allowed(case, order, B) == {Action.RESUBMIT, Action.ESCALATE, Action.ACCEPT_REJECTION, Action.CANCEL}
-    for action in (Action.ACCEPT_OFFER, Action.DECLINE_OFFER):
-        refused(order, case, action, B, DAY_3 + hours(2), "M8")
+    refused(order, case, Action.DECLINE_OFFER, B, DAY_3 + hours(2), "M8")
+
+
+def test_M2_accept_offer_after_a_refusal_accepts_the_refusal() -> None:
+    """API.md's buyer action for accepting is ``accept_offer``: with no offer but a refusal, it accepts the refusal
+    (M2) exactly as ``accept_rejection`` does, and the record says which act it was."""
+    order = delivered_order()
+    case = new_case(order, CaseType.RETURN_REFUND, Reason.QUALITY_PROBLEM, DAY_3)
+    act(order, case.id, Action.REJECT, M, DAY_3 + hours(1), POL, reason="Scratches are normal wear")
+    act(order, case.id, Action.ACCEPT_OFFER, B, DAY_3 + hours(2), POL)
+    assert (case.status, case.close_reason) == (CaseStatus.CLOSED, CloseReason.REJECTED)
+    assert order.pending_events[-1].kind == "accept_rejection"
 
 
 def test_M2_after_partial_offer_accept_rejection_not_offered() -> None:

@@ -659,6 +659,18 @@ def _refund_when_due(case: Case, order: Order, now: datetime, rule: str, asked: 
 
 
 # --- the entry points ----------------------------------------------------------------------------------
+def _answered(action: Action, case: Case, order: Order, policy: Policy) -> Action:
+    """M2: after a refusal the buyer may "accept" — API.md's buyer action for accepting is ``accept_offer``; with no
+    offer on the case but a refusal (``case_guards.after_refusal``), accepting it is ``accept_rejection``."""
+    if action is Action.ACCEPT_OFFER and case.status is CaseStatus.AWAITING_BUYER and case.offer is None:
+        try:
+            _guards.after_refusal(case, order, Actor.BUYER, policy)
+        except StateConflict:
+            return action
+        return Action.ACCEPT_REJECTION
+    return action
+
+
 def act(order: Order, case_id: str, action: Action, actor: Actor, now: datetime, policy: Policy,
         expected_version: int | None = None, **params: Any) -> Case:
     """Take ``action`` on a case as ``actor`` at ``now``; refuses with a typed error and changes nothing."""
@@ -666,6 +678,7 @@ def act(order: Order, case_id: str, action: Action, actor: Actor, now: datetime,
     if expected_version is not None and expected_version != case.version:
         raise StateConflict("T2", N_("The case changed meanwhile (version {version}); reload it and try again."),
                             version=case.version)
+    action = _answered(action, case, order, policy)
     table = TRANSITIONS[case.status]
     if action not in table:
         raise StateConflict(
