@@ -17,7 +17,6 @@ Pure: no database, no clock but the one given.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -165,7 +164,7 @@ class Mismatch:
 # --- reading the history --------------------------------------------------------------------------------
 @cache
 def _parameter_names(action: Action) -> tuple[str, ...]:
-    return tuple(inspect.signature(dcases._HANDLERS[action]).parameters)[_HANDLER_FIXED:]
+    return tuple(dcases.signature(dcases._HANDLERS[action]).parameters)[_HANDLER_FIXED:]
 
 
 def _params(action: Action, data: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,16 @@ def normalise_url(url: str) -> str:
 # with the standard library as the fallback wherever orjson would differ: it refuses what it cannot write exactly
 # (integers beyond 64 bits, non-string keys, lone surrogates) and would read integers of 19 digits or more as
 # floats, so such documents are read by ``json`` — every value reads back exactly as it did before.
-_LONG_NUMBER = re.compile(rb"\d{19}")
-_LONG_NUMBER_STR = re.compile(r"\d{19}")
+# A run of 19 ASCII digits, found by mapping every digit to "0" and looking for 19 zeros: ~20× faster than the
+# regular expression ``\d{19}`` it replaced (36 µs → 2 µs for an 870-character order state; the regex cost four times
+# the parse itself). JSON numbers are ASCII digits only, and UTF-8's other bytes are never ASCII digits.
+_DIGITS_TO_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_NINETEEN_DIGITS = b"0" * 19
+
+
+def _has_long_number(text: str | bytes) -> bool:
+    raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+    return _NINETEEN_DIGITS in raw.translate(_DIGITS_TO_ZERO)
 
 
 def json_dumps_bytes(value: Any) -> bytes:
@@ -42,8 +49,7 @@ def json_dumps_str(value: Any) -> str:
 
 def json_loads(text: str | bytes) -> Any:
     """The value of a JSON text, as ``json.loads`` reads it."""
-    long_number = _LONG_NUMBER.search(text) if isinstance(text, bytes) else _LONG_NUMBER_STR.search(text)
-    if long_number is None:
+    if not _has_long_number(text):
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:  # NaN, Infinity, …: what only ``json`` accepts
