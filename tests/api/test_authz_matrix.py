@@ -395,6 +395,8 @@ MATRIX: dict[tuple[str, str], Op] = {
     ("POST", "/v1/merchants/{merchant_id}/return-addresses"): Op(
         expect(403, platform=201, merchant_a=201, merchant_b=404),
         lambda w, s: Call("POST", "/v1/merchants/mA/return-addresses", {"address": "2 Dock Rd"}), True),
+    ("GET", "/v1/merchants/{merchant_id}/return-addresses/{address_id}"): Op(
+        expect(403, platform=200, merchant_a=200, merchant_b=404), lambda w, s: _address_call(w, "", "GET")),
     ("PATCH", "/v1/merchants/{merchant_id}/return-addresses/{address_id}"): Op(
         expect(403, platform=200, merchant_a=200, merchant_b=404),
         lambda w, s: _address_call(w, "", "PATCH", {"label": "Moved"}), True),

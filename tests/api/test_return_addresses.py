@@ -91,6 +91,37 @@ def test_T2_a_shop_sees_only_its_own_book(api):
     assert add(api, WAREHOUSE, merchant="mB", who="platform")["merchant_id"] == "mB"
 
 
+def test_M5_one_address_read_alone_with_an_etag_that_if_match_takes_back(api):
+    (first,) = book(api)
+    path = BOOK.format("mA") + f"/{first['id']}"
+    r = api.get(path, who="merchant_a")
+    assert r.status_code == 200, r.text
+    assert r.json() == first and r.headers["etag"] == f'"{first["version"]}"'
+    # the ETag, sent back as If-Match, edits the address as read; once edited, the old ETag is stale (409)
+    edited = patch(api, path, {"label": "HQ"}, If_Match=r.headers["etag"])
+    assert edited.status_code == 200, edited.text
+    again = api.get(path, who="platform")
+    assert again.json() == edited.json() and again.headers["etag"] == f'"{first["version"] + 1}"'
+    problem(patch(api, path, {"label": "Old"}, If_Match=r.headers["etag"]), 409)
+    assert api.get(path, who="merchant_a").json()["label"] == "HQ"
+    # an archived address is still read, marked so
+    other = add(api, WAREHOUSE)
+    assert api.post(BOOK.format("mA") + f"/{other['id']}/archive", who="merchant_a").status_code == 200
+    assert api.get(BOOK.format("mA") + f"/{other['id']}", who="merchant_a").json()["archived"] is True
+
+
+def test_T2_one_address_of_another_shop_is_not_found(api):
+    (of_a,) = book(api)
+    (of_b,) = book(api, "mB", who="merchant_b")
+    for who, merchant, aid, status in (("merchant_b", "mA", of_a["id"], 404), ("merchant_a", "mA", of_b["id"], 404),
+                                       ("platform", "mB", of_a["id"], 404), ("platform", "nobody", of_a["id"], 404),
+                                       ("merchant_a", "mA", "ra_unknown", 404), ("buyer_x", "mA", of_a["id"], 403)):
+        r = api.get(BOOK.format(merchant) + f"/{aid}", who=who)
+        body = problem(r, status)
+        assert "etag" not in r.headers and of_a["address"] not in r.text and aid not in body["detail"], (who, aid)
+    problem(api.get(BOOK.format("mA") + "/not%20an%20id", who="merchant_a"), 422)
+
+
 def _return_case(api: Any, order_id: str = "o1") -> dict[str, Any]:
     delivered_order(api, order_id)
     return open_case(api, order_id, "return_refund", "quality_problem")

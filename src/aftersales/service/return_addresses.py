@@ -84,6 +84,19 @@ def list_addresses(ctx: Context, who: Principal, merchant_id: str, *, archived: 
     return read(ctx, q)
 
 
+def get_address(ctx: Context, who: Principal, merchant_id: str, address_id: str) -> dict[str, Any]:
+    """One address of the shop's book, archived or not (another shop's, or an unknown id: not found)."""
+    _shop(who, merchant_id)
+
+    def q(uow: UnitOfWork) -> dict[str, Any]:
+        row = store.row(uow.conn, merchant_id, address_id)
+        if row is None:
+            raise NotFound("return address", address_id)
+        return view(row)
+
+    return read(ctx, q)
+
+
 def add_in(uow: UnitOfWork, merchant_id: str, values: dict[str, str], *, make_default: bool) -> Any:
     """Add an address to the shop's book (locked by the caller); the shop's first address is its default."""
     if len(store.rows(uow.conn, merchant_id)) >= MAX_ACTIVE:
