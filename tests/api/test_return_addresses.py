@@ -185,3 +185,38 @@ def test_M1_a_shop_without_an_address_approves_as_before_and_the_record_says_so(
     assert approved["status"] == "awaiting_return_shipment" and approved["return_address"] is None
     approval = event(events(api, case["id"]), "approve")
     assert "return_address" in approval["data"] and approval["data"]["return_address"] is None
+
+
+def test_M1_M4_M5_every_other_approval_path_goes_to_the_default_address(api):
+    """The approval step (service/cases.py) addresses every return, whoever approves it: a bulk approval (S1), a case
+    the merchant opens approved (E7), an exchange the buyer accepts or declines (M4), and an exchange offer that lapses
+    (M4, automatic). Each case and its approval's event carry the shop's default."""
+    warehouse = add(api, {**WAREHOUSE, "is_default": True})
+
+    def addressed(case: dict[str, Any], kind: str) -> None:
+        assert case["status"] == "awaiting_return_shipment" and case["return_address"]["id"] == warehouse["id"], case
+        assert event(events(api, case["id"]), kind)["data"]["return_address"]["id"] == warehouse["id"]
+
+    delivered_order(api, "o1")
+    bulk = open_case(api, "o1", "return_refund", "no_reason")
+    r = api.post("/v1/cases/bulk-actions", {"action": "approve", "case_ids": [bulk["id"]]}, who="merchant_a")
+    assert r.status_code == 200 and r.json()["ok"] == 1, r.text
+    addressed(get_case(api, bulk["id"]), "approve")
+
+    delivered_order(api, "o2")
+    r = api.post("/v1/cases", {"order_id": "o2", "type": "return_refund", "reason": "quality_problem",
+                               "buyer_consent": True}, who="merchant_a")
+    assert r.status_code == 201, r.text
+    addressed(r.json(), "approve")
+
+    for oid, answer in (("o3", "accept_offer"), ("o4", "decline_offer")):
+        delivered_order(api, oid)
+        case = open_case(api, oid, "return_refund", "quality_problem")
+        act(api, case["id"], "offer_exchange")
+        addressed(act(api, case["id"], answer), answer)
+
+    delivered_order(api, "o5")
+    lapsing = open_case(api, "o5", "return_refund", "quality_problem")
+    offered = act(api, lapsing["id"], "offer_exchange")
+    advance_to(api, at(offered["deadline"]["due_at"]))
+    addressed(get_case(api, lapsing["id"]), "lapse_offer")
