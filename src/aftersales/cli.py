@@ -54,22 +54,23 @@ def _local_help_option(option: Any) -> Any:
     return option
 
 
-class _LocalCommand(TyperCommand):
+class _Localized:
+    """Mixed into Typer's command and group classes: their help is shown in the operator's language."""
+
     def format_help(self, ctx: Any, formatter: Any) -> None:
         _localize(self)
-        super().format_help(ctx, formatter)
+        super().format_help(ctx, formatter)  # type: ignore[misc]
 
     def get_help_option(self, ctx: Any) -> Any:
-        return _local_help_option(super().get_help_option(ctx))
+        return _local_help_option(super().get_help_option(ctx))  # type: ignore[misc]
 
 
-class _LocalGroup(TyperGroup):
-    def format_help(self, ctx: Any, formatter: Any) -> None:
-        _localize(self)
-        super().format_help(ctx, formatter)
+class _LocalCommand(_Localized, TyperCommand):
+    pass
 
-    def get_help_option(self, ctx: Any) -> Any:
-        return _local_help_option(super().get_help_option(ctx))
+
+class _LocalGroup(_Localized, TyperGroup):
+    pass
 
 
 class Cli(typer.Typer):
