@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,16 +14,78 @@ from pydantic import ValidationError
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from typer import rich_utils
+from typer.core import TyperCommand, TyperGroup
+from typer.models import CommandFunctionType
 
 from aftersales import i18n
 from aftersales.config import Settings
 from aftersales.domain import policy as policy_mod
 from aftersales.domain.errors import PolicyError
+from aftersales.domain.messages import N_, Msg
 from aftersales.service.context import Context
 from aftersales.store.migrate import upgrade
 
-app = typer.Typer(help="After-sales engine and workbench for group-buying marketplaces.", no_args_is_help=True)
-policy_app = typer.Typer(help="The platform policy (RULEBOOK parameters).", no_args_is_help=True)
+#: Typer's own words around the help: its panel titles and the ``--help`` option's help.
+_PANELS = {"ARGUMENTS_PANEL_TITLE": N_("Arguments"), "OPTIONS_PANEL_TITLE": N_("Options"),
+           "COMMANDS_PANEL_TITLE": N_("Commands")}
+N_("Show this message and exit.")
+
+
+def _localize(command: Any) -> None:
+    """Put a command's help, its parameters' help and its subcommands' summaries in the operator's language: the
+    texts are English msgids, marked ``N_`` where they are declared, translated when the help is shown (the
+    operator's environment, not the one the module was imported under, decides: :func:`_lang`)."""
+    lang = _lang()
+    for name, title in _PANELS.items():  # Typer's panel titles, read when the help is drawn
+        setattr(rich_utils, name, i18n.translate(title, lang))
+    commands = getattr(command, "commands", {})
+    for cmd in (command, *commands.values()):
+        cmd.help = i18n.translate(cmd.help or "", lang) or cmd.help
+        cmd.short_help = i18n.translate(cmd.short_help or "", lang) or cmd.short_help
+    for param in command.params:
+        if getattr(param, "help", None):  # options and Typer's arguments
+            param.help = i18n.translate(param.help, lang)
+
+
+def _local_help_option(option: Any) -> Any:
+    if option is not None and option.help:
+        option.help = i18n.translate(option.help, _lang())
+    return option
+
+
+class _Localized:
+    """Mixed into Typer's command and group classes: their help is shown in the operator's language."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _localize(self)
+        super().format_help(ctx, formatter)  # type: ignore[misc]
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _local_help_option(super().get_help_option(ctx))  # type: ignore[misc]
+
+
+class _LocalCommand(_Localized, TyperCommand):
+    pass
+
+
+class _LocalGroup(_Localized, TyperGroup):
+    pass
+
+
+class Cli(typer.Typer):
+    """A Typer app whose help (of the app, its groups, commands and options) is shown in the operator's language."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cls=_LocalGroup, **kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[CommandFunctionType], CommandFunctionType]:
+        kwargs.setdefault("cls", _LocalCommand)
+        return super().command(*args, **kwargs)
+
+
+app = Cli(help=N_("After-sales engine and workbench for group-buying marketplaces."), no_args_is_help=True)
+policy_app = Cli(help=N_("The platform policy (RULEBOOK parameters)."), no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 console = Console()
 err = Console(stderr=True)
@@ -39,14 +102,19 @@ def _lang() -> str:
     return i18n.DEFAULT
 
 
+def _t(text: str, **values: Any) -> str:
+    """A text a person reads in a table (a title, a column header), in the operator's language: ``text`` is an
+    English msgid (marked ``N_``) with ``{named}`` placeholders for ``values``, rendered as the API's messages are."""
+    return i18n.render(Msg(text, values), _lang()) if values else i18n.translate(text, _lang())
+
+
 def _refused(exc: Any) -> None:
     """A service's refusal, in the operator's language (the catalogs the API's problem details use), on stderr."""
     err.print(f"[red]{exc.detail_in(_lang())}[/red]")
 
 
-@policy_app.command("check")
+@policy_app.command("check", help=N_("Validate a policy file; exit 1 listing every problem."))
 def policy_check(file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True)) -> None:
-    """Validate a policy file; exit 1 listing every problem."""
     try:
         policy_mod.load(file)
     except PolicyError as exc:
@@ -57,12 +125,11 @@ def policy_check(file: Path = typer.Argument(..., exists=True, dir_okay=False, r
     console.print(f"[green]{file}: valid[/green]")
 
 
-@policy_app.command("show")
+@policy_app.command("show", help=N_("Print the policy in force."))
 def policy_show(
-    file: Path | None = typer.Option(None, "--file", "-f", help="Policy file (default: AFTERSALES_POLICY_FILE or the shipped one)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    file: Path | None = typer.Option(None, "--file", "-f", help=N_("Policy file (default: AFTERSALES_POLICY_FILE or the shipped one).")),
+    as_json: bool = typer.Option(False, "--json", help=N_("Print JSON instead of a table.")),
 ) -> None:
-    """Print the policy in force."""
     path = file or (Path(os.environ["AFTERSALES_POLICY_FILE"]) if os.environ.get("AFTERSALES_POLICY_FILE") else None)
     try:
         policy = policy_mod.load(path)
@@ -73,20 +140,19 @@ def policy_show(
     if as_json:
         console.print_json(json.dumps(data))
         return
-    table = Table(title=f"Policy ({path or 'shipped default'})")
-    table.add_column("parameter")
-    table.add_column("value", justify="right")
+    table = Table(title=_t(N_("Policy ({source})"), source=str(path) if path else _t(N_("shipped default"))))
+    table.add_column(_t(N_("parameter")))
+    table.add_column(_t(N_("value")), justify="right")
     for key, value in data.items():
         table.add_row(key, str(value))
     console.print(table)
 
 
-@policy_app.command("diff")
+@policy_app.command("diff", help=N_("T0: parameter by parameter, how FILE differs from the policy in force (AFTERSALES_POLICY_FILE or the shipped "
+    "one).\n\n"
+    "Orders already paid keep the version they were paid under; the differences apply to orders paid after a "
+    "restart with FILE. Exit 0 when both are the same version, 1 when FILE is invalid, 3 when they differ."))
 def policy_diff(file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True)) -> None:
-    """T0: parameter by parameter, how FILE differs from the policy in force (AFTERSALES_POLICY_FILE or the shipped one).
-
-    Orders already paid keep the version they were paid under; the differences apply to orders paid after a restart
-    with FILE. Exit 0 when both are the same version, 1 when FILE is invalid, 3 when they differ."""
     in_force = Path(os.environ["AFTERSALES_POLICY_FILE"]) if os.environ.get("AFTERSALES_POLICY_FILE") else None
     try:
         current, new = policy_mod.load(in_force), policy_mod.load(file)
@@ -100,9 +166,9 @@ def policy_diff(file: Path = typer.Argument(..., exists=True, dir_okay=False, re
     if not changed:
         console.print("same version: no parameter differs")
         return
-    table = Table(title="Parameters that differ")
-    table.add_column("parameter")
-    table.add_column("in force", justify="right")
+    table = Table(title=_t(N_("Parameters that differ")))
+    table.add_column(_t(N_("parameter")))
+    table.add_column(_t(N_("in force")), justify="right")
     table.add_column(str(file), justify="right")
     for key in changed:
         table.add_row(key, str(a[key]), str(b[key]))
@@ -135,26 +201,25 @@ def _setting(text: str) -> tuple[str, Any]:
     return name.strip(), value
 
 
-@policy_app.command("replay")
+@policy_app.command("replay", help=N_("What-if replay (issue 15): every order with something in [--from, --to) replayed under the policy version it "
+    "was paid under and under a draft; differences by kind, shop, category and rule id. Reads a snapshot, writes "
+    "nothing.\n\n"
+    "The replay applies the recorded actions of people: it cannot see how they would have acted under the draft."))
 def policy_replay(
-    start: str = typer.Option(..., "--from", help="Start (a date, local midnight in the platform zone, or an instant)."),
-    end: str = typer.Option(..., "--to", help="End, exclusive (a date or an instant)."),
+    start: str = typer.Option(..., "--from", help=N_("Start (a date, local midnight in the platform zone, or an instant).")),
+    end: str = typer.Option(..., "--to", help=N_("End, exclusive (a date or an instant).")),
     file: Path | None = typer.Option(None, "--policy", exists=True, dir_okay=False, readable=True,
-                                     help="The draft policy (default: the policy in force); its [categories.CODE] "
-                                     "tables replace those categories' terms (E4–E6)."),
-    sets: list[str] = typer.Option([], "--set", help="Change one parameter of the draft: name=value (repeatable)."),
-    csv_out: Path | None = typer.Option(None, "--csv", help="Write one line per difference to this CSV file."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    identity: bool = typer.Option(False, "--identity", help="Replay under the version in force only; exit 1 unless "
-                                  "every event and every amount matches the stored history."),
-    sample: int = typer.Option(20, "--sample", min=0, help="How many differing cases to keep with both timelines."),
-    workers: int = typer.Option(1, "--workers", min=1, max=16, help="Worker processes replaying ranges of the orders "
-                                "(the same report, sooner on as many cores)."),
+                                     help=N_("The draft policy (default: the policy in force); its [categories.CODE] "
+                                     "tables replace those categories' terms (E4–E6).")),
+    sets: list[str] = typer.Option([], "--set", help=N_("Change one parameter of the draft: name=value (repeatable).")),
+    csv_out: Path | None = typer.Option(None, "--csv", help=N_("Write one line per difference to this CSV file.")),
+    as_json: bool = typer.Option(False, "--json", help=N_("Print the report as JSON.")),
+    identity: bool = typer.Option(False, "--identity", help=N_("Replay under the version in force only; exit 1 unless "
+                                  "every event and every amount matches the stored history.")),
+    sample: int = typer.Option(20, "--sample", min=0, help=N_("How many differing cases to keep with both timelines.")),
+    workers: int = typer.Option(1, "--workers", min=1, max=16, help=N_("Worker processes replaying ranges of the orders "
+                                "(the same report, sooner on as many cores).")),
 ) -> None:
-    """What-if replay (issue 15): every order with something in [--from, --to) replayed under the policy version it was
-    paid under and under a draft; differences by kind, shop, category and rule id. Reads a snapshot, writes nothing.
-
-    The replay applies the recorded actions of people: it cannot see how they would have acted under the draft."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from aftersales.service.errors import ServiceError
@@ -215,12 +280,12 @@ def _print_replay(report: Any) -> None:
     if report.identity:
         return
     console.print(f"draft {report.candidate_version}: {report.differing_cases} case(s) differ")
-    for title, counts in (("kind", report.by_kind), ("rule", report.by_rule), ("shop", report.by_shop),
-                          ("category", report.by_category)):
+    for title, counts in ((N_("kind"), report.by_kind), (N_("rule"), report.by_rule), (N_("shop"), report.by_shop),
+                          (N_("category"), report.by_category)):
         if counts:
-            table = Table(title=f"Differences by {title}", title_justify="left", box=box.SIMPLE)
-            table.add_column(title)
-            table.add_column("differences", justify="right")
+            table = Table(title=_t(N_("Differences by {what}"), what=_t(title)), title_justify="left", box=box.SIMPLE)
+            table.add_column(_t(title))
+            table.add_column(_t(N_("differences")), justify="right")
             for key, n in sorted(counts.items()):
                 table.add_row(key, str(n))
             console.print(table)
@@ -251,10 +316,10 @@ def _print_draft(d: dict[str, Any]) -> None:
     if not d["difference"] and not d["category_difference"]:
         console.print("nothing differs from the version in force")
         return
-    table = Table(title="Difference from the version in force")
-    table.add_column("parameter")
-    table.add_column("in force", justify="right")
-    table.add_column("draft", justify="right")
+    table = Table(title=_t(N_("Difference from the version in force")))
+    table.add_column(_t(N_("parameter")))
+    table.add_column(_t(N_("in force")), justify="right")
+    table.add_column(_t(N_("draft")), justify="right")
     for row in d["difference"]:
         table.add_row(row["name"], str(row["in_force"]), str(row["draft"]))
     for row in d["category_difference"]:
@@ -282,15 +347,14 @@ def _draft_file(file: Path) -> tuple[policy_mod.Policy | None, dict[str, Any] | 
     return policy, categories
 
 
-@policy_app.command("draft")
+@policy_app.command("draft", help=N_("T0: draft a new policy version and/or new category terms from FILE (parameters checked like `policy check`; "
+    "`[categories.CODE]` tables give a category's terms, E4–E6) and print the difference from what is in force. "
+    "Nothing changes until `policy schedule ID`."))
 def policy_draft(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
-    reason: str = typer.Option(..., "--reason", help="Why the policy changes (kept in the record, D3)."),
-    effective_at: str | None = typer.Option(None, "--effective-at", help="RFC 3339 instant with an offset (default: now)."),
+    reason: str = typer.Option(..., "--reason", help=N_("Why the policy changes (kept in the record, D3).")),
+    effective_at: str | None = typer.Option(None, "--effective-at", help=N_("RFC 3339 instant with an offset (default: now).")),
 ) -> None:
-    """T0: draft a new policy version and/or new category terms from FILE (parameters checked like `policy check`;
-    `[categories.CODE]` tables give a category's terms, E4–E6) and print the difference from what is in force.
-    Nothing changes until `policy schedule ID`."""
     from aftersales.service import publishing
 
     policy, categories = _draft_file(file)
@@ -307,18 +371,17 @@ def policy_draft(
                                   reason=reason, effective_at=at, categories=categories))
 
 
-@policy_app.command("drafts")
-def policy_drafts(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-    """The policy drafts, newest first: status, when each takes effect, why, and how many parameters change."""
+@policy_app.command("drafts", help=N_("The policy drafts, newest first: status, when each takes effect, why, and how many parameters change."))
+def policy_drafts(as_json: bool = typer.Option(False, "--json", help=N_("Print JSON instead of a table."))) -> None:
     from aftersales.service import publishing
 
     items = _publishing_call(publishing.list_drafts)["items"]
     if as_json:
         console.print_json(json.dumps(items))
         return
-    table = Table(title="Policy drafts", box=box.SIMPLE)
-    for col in ("id", "status", "version", "effective at", "changes", "reason"):
-        table.add_column(col)
+    table = Table(title=_t(N_("Policy drafts")), box=box.SIMPLE)
+    for col in (N_("id"), N_("status"), N_("version"), N_("effective at"), N_("changes"), N_("reason")):
+        table.add_column(_t(col))
     for d in items:
         changes = [f"{x['name']}: {x['in_force']} → {x['draft']}" for x in d["difference"]]
         changes += [f"{x['category']}.{x['name']}: {x['in_force']} → {x['draft']}" for x in d["category_difference"]]
@@ -327,19 +390,18 @@ def policy_drafts(as_json: bool = typer.Option(False, "--json", help="Print JSON
     console.print(table)
 
 
-@policy_app.command("schedule")
-def policy_schedule(draft_id: str = typer.Argument(..., help="The draft's id (from `policy drafts`)."),
-                    reason: str | None = typer.Option(None, "--reason", help="Why now (default: the draft's reason).")) -> None:
-    """T0: make the draft the version in force from its effective instant (now if past), for orders paid from then on."""
+@policy_app.command("schedule", help=N_("T0: make the draft the version in force from its effective instant (now if past), for orders paid from then "
+    "on."))
+def policy_schedule(draft_id: str = typer.Argument(..., help=N_("The draft's id (from `policy drafts`).")),
+                    reason: str | None = typer.Option(None, "--reason", help=N_("Why now (default: the draft's reason)."))) -> None:
     from aftersales.service import publishing
 
     _print_draft(_publishing_call(publishing.schedule, draft_id, reason=reason))
 
 
-@policy_app.command("withdraw")
-def policy_withdraw(draft_id: str = typer.Argument(..., help="The draft's id (from `policy drafts`)."),
-                    reason: str | None = typer.Option(None, "--reason", help="Why (default: the draft's reason).")) -> None:
-    """Withdraw a draft, or a scheduled version before it takes effect (a version in force never changes)."""
+@policy_app.command("withdraw", help=N_("Withdraw a draft, or a scheduled version before it takes effect (a version in force never changes)."))
+def policy_withdraw(draft_id: str = typer.Argument(..., help=N_("The draft's id (from `policy drafts`).")),
+                    reason: str | None = typer.Option(None, "--reason", help=N_("Why (default: the draft's reason)."))) -> None:
     from aftersales.service import publishing
 
     _print_draft(_publishing_call(publishing.withdraw, draft_id, reason=reason))
@@ -359,28 +421,26 @@ def _context(settings: Settings) -> Context:
     return build_context(settings)
 
 
-@app.command()
+@app.command(help=N_("Create or upgrade the database schema (SQLite by default, PostgreSQL via AFTERSALES_DATABASE_URL)."))
 def migrate() -> None:
-    """Create or upgrade the database schema (SQLite by default, PostgreSQL via AFTERSALES_DATABASE_URL)."""
     settings = _settings()
     ctx = _context(settings)
     upgrade(ctx.engine)
     console.print(f"[green]database at head[/green] ({ctx.engine.url.render_as_string(hide_password=True)})")
 
 
-@app.command()
+@app.command(help=N_("Serve the HTTP API, with the deadline worker in the same process (unless --no-worker)."))
 def serve(
-    host: str | None = typer.Option(None, help="Interface to listen on (default AFTERSALES_HOST)."),
-    port: int | None = typer.Option(None, help="Port (default AFTERSALES_PORT)."),
-    workers: int = typer.Option(1, min=1, help="API server processes (uvicorn workers) sharing the port."),
+    host: str | None = typer.Option(None, help=N_("Interface to listen on (default AFTERSALES_HOST).")),
+    port: int | None = typer.Option(None, help=N_("Port (default AFTERSALES_PORT).")),
+    workers: int = typer.Option(1, min=1, help=N_("API server processes (uvicorn workers) sharing the port.")),
     in_process_worker: bool | None = typer.Option(
         None, "--worker/--no-worker",
-        help="Run the deadline worker inside each server process (default AFTERSALES_WORKER_IN_PROCESS); "
-             "--no-worker when `aftersales worker` processes do it."),
+        help=N_("Run the deadline worker inside each server process (default AFTERSALES_WORKER_IN_PROCESS); "
+             "--no-worker when `aftersales worker` processes do it.")),
     threads: int | None = typer.Option(None, min=1, max=1000,
-                                       help="Requests each process handles at once (default AFTERSALES_SERVER_THREADS)."),
+                                       help=N_("Requests each process handles at once (default AFTERSALES_SERVER_THREADS).")),
 ) -> None:
-    """Serve the HTTP API, with the deadline worker in the same process (unless --no-worker)."""
     import uvicorn
 
     settings = _settings()
@@ -399,11 +459,10 @@ def serve(
                 log_level="info", access_log=False)
 
 
-@app.command()
+@app.command(help=N_("Run the deadline worker on its own."))
 def worker(
-    once: bool = typer.Option(False, "--once", help="Apply what is due now and exit."),
+    once: bool = typer.Option(False, "--once", help=N_("Apply what is due now and exit.")),
 ) -> None:
-    """Run the deadline worker on its own."""
     import threading
 
     from aftersales import worker as worker_mod
@@ -421,17 +480,16 @@ def worker(
         stop.set()
 
 
-keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+keys_app = Cli(help=N_("API keys."), no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
 
-@keys_app.command("create")
+@keys_app.command("create", help=N_("Create an API key and print it (only its hash is stored)."))
 def keys_create(
-    role: str = typer.Option(..., "--role", help="platform, merchant or buyer"),
-    subject: str | None = typer.Option(None, "--subject", help="merchant or buyer id"),
+    role: str = typer.Option(..., "--role", help=N_("platform, merchant or buyer")),
+    subject: str | None = typer.Option(None, "--subject", help=N_("merchant or buyer id")),
     label: str | None = typer.Option(None, "--label"),
 ) -> None:
-    """Create an API key and print it (only its hash is stored)."""
     from aftersales.service import setup
     from aftersales.service.errors import ServiceError
 
@@ -457,14 +515,13 @@ def _credentials_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         raise typer.Exit(1) from None
 
 
-@keys_app.command("list")
+@keys_app.command("list", help=N_("List API keys (never the keys themselves): id, role, subject, label, created, revoked."))
 def keys_list(
-    role: str | None = typer.Option(None, "--role", help="platform, merchant or buyer"),
-    subject: str | None = typer.Option(None, "--subject", help="merchant or buyer id"),
-    active: bool = typer.Option(False, "--active", help="Leave revoked keys out."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per key."),
+    role: str | None = typer.Option(None, "--role", help=N_("platform, merchant or buyer")),
+    subject: str | None = typer.Option(None, "--subject", help=N_("merchant or buyer id")),
+    active: bool = typer.Option(False, "--active", help=N_("Leave revoked keys out.")),
+    as_json: bool = typer.Option(False, "--json", help=N_("One JSON object per key.")),
 ) -> None:
-    """List API keys (never the keys themselves): id, role, subject, label, created, revoked."""
     from aftersales.service import credentials
 
     items: list[dict[str, Any]] = []
@@ -480,26 +537,24 @@ def keys_list(
         for item in items:
             console.print_json(json.dumps(item))
         return
-    table = Table(title=f"API keys ({len(items)})", box=box.SIMPLE_HEAD, title_justify="left")
-    for column in ("id", "role", "subject", "label", "created", "revoked"):
-        table.add_column(column)
+    table = Table(title=_t(N_("API keys ({count})"), count=len(items)), box=box.SIMPLE_HEAD, title_justify="left")
+    for column in (N_("id"), N_("role"), N_("subject"), N_("label"), N_("created"), N_("revoked")):
+        table.add_column(_t(column))
     for k in items:
         table.add_row(k["id"], k["role"], k["subject_id"] or "", k["label"] or "", k["created_at"], k["revoked_at"] or "")
     console.print(table)
 
 
-@keys_app.command("revoke")
-def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (from `keys list`).")) -> None:
-    """Revoke an API key: every server refuses it within 5 s (the per-process key cache)."""
+@keys_app.command("revoke", help=N_("Revoke an API key: every server refuses it within 5 s (the per-process key cache)."))
+def keys_revoke(key_id: str = typer.Argument(..., help=N_("The key's id (from `keys list`)."))) -> None:
     from aftersales.service import credentials
 
     key = _credentials_call(credentials.revoke_api_key, key_id)
     console.print(f"revoked {key['id']} ({key['role']}{':' + key['subject_id'] if key['subject_id'] else ''}) at {key['revoked_at']}")
 
 
-@keys_app.command("rotate")
-def keys_rotate(key_id: str = typer.Argument(..., help="The key's id (from `keys list`).")) -> None:
-    """Replace an API key: prints the new key once (same role, subject, label); the old one is revoked."""
+@keys_app.command("rotate", help=N_("Replace an API key: prints the new key once (same role, subject, label); the old one is revoked."))
+def keys_rotate(key_id: str = typer.Argument(..., help=N_("The key's id (from `keys list`)."))) -> None:
     from aftersales.service import credentials
 
     key = _credentials_call(credentials.rotate_api_key, key_id)
@@ -507,13 +562,12 @@ def keys_rotate(key_id: str = typer.Argument(..., help="The key's id (from `keys
     console.print(key["key"])
 
 
-sessions_app = typer.Typer(help="Signed-in workbench staff.", no_args_is_help=True)
+sessions_app = Cli(help=N_("Signed-in workbench staff."), no_args_is_help=True)
 app.add_typer(sessions_app, name="sessions")
 
 
-@sessions_app.command("list")
+@sessions_app.command("list", help=N_("Unexpired staff sessions: id (the sha256 kept of the cookie), user, created, expires."))
 def sessions_list() -> None:
-    """Unexpired staff sessions: id (the sha256 kept of the cookie), user, created, expires."""
     from aftersales.service import credentials
 
     cursor = None
@@ -527,9 +581,8 @@ def sessions_list() -> None:
             break
 
 
-@sessions_app.command("revoke")
-def sessions_revoke(session_id: str = typer.Argument(..., help="The session's id (from `sessions list`).")) -> None:
-    """Sign a staff session out now."""
+@sessions_app.command("revoke", help=N_("Sign a staff session out now."))
+def sessions_revoke(session_id: str = typer.Argument(..., help=N_("The session's id (from `sessions list`)."))) -> None:
     from aftersales.service import credentials
 
     _credentials_call(credentials.revoke_session, session_id)
@@ -539,16 +592,16 @@ def sessions_revoke(session_id: str = typer.Argument(..., help="The session's id
 # --- the demo marketplace, `run`, bulk imports ------------------------------------------------------------
 DEMO_KEYS_FILE = Path("var/demo-keys.json")
 KEYS_FILE_OPTION = typer.Option(DEMO_KEYS_FILE, "--keys-file",
-                                help="Where the demo keys' plaintext is kept (development only, mode 0600).")
+                                help=N_("Where the demo keys' plaintext is kept (development only, mode 0600)."))
 
 
 def _print_demo_keys(keys: list[Any], keys_file: Path, base: str | None = None) -> None:
     """The demo's keys, workbench logins and portal links; ``base``: the URL the server answers on (default: the
     configured host and port)."""
-    table = Table(title="Demo API keys (send as: Authorization: Bearer <key>)", box=box.SIMPLE_HEAD, title_justify="left")
-    table.add_column("role")
-    table.add_column("subject")
-    table.add_column("key", no_wrap=True, min_width=max((len(k.key) for k in keys), default=10))
+    table = Table(title=_t(N_("Demo API keys (send as: Authorization: Bearer <key>)")), box=box.SIMPLE_HEAD, title_justify="left")
+    table.add_column(_t(N_("role")))
+    table.add_column(_t(N_("subject")))
+    table.add_column(_t(N_("key")), no_wrap=True, min_width=max((len(k.key) for k in keys), default=10))
     for k in keys:
         if k.role != "workbench":
             table.add_row(k.role, k.subject_id or "", k.key)
@@ -557,9 +610,9 @@ def _print_demo_keys(keys: list[Any], keys_file: Path, base: str | None = None) 
     if logins:
         settings = _settings()
         base = base or f"http://{settings.host}:{settings.port}"
-        wb = Table(title=f"Workbench logins ({base}/app/login)", box=box.SIMPLE_HEAD, title_justify="left")
-        for column in ("username", "password", "who"):
-            wb.add_column(column, no_wrap=True)
+        wb = Table(title=_t(N_("Workbench logins ({url})"), url=f"{base}/app/login"), box=box.SIMPLE_HEAD, title_justify="left")
+        for column in (N_("username"), N_("password"), N_("who")):
+            wb.add_column(_t(column), no_wrap=True)
         for k in logins:
             wb.add_row(k.subject_id or "", k.key, k.label)
         console.print(wb)
@@ -584,13 +637,10 @@ def _seed_demo(ctx: Context, keys_file: Path) -> list[Any]:
     return demo_mod.load_keys(keys_file, ctx)
 
 
-@app.command()
+@app.command(help=N_("Seed a demo marketplace through the service layer and print its API keys (only into an empty database).\n\n"
+    "Three shops (fruit, apparel, electronics with a 365-day warranty category), orders in every state relative to "
+    "now, open cases close to their deadlines and a few closed ones. Keys: platform, one per merchant, two buyers."))
 def demo(keys_file: Path = KEYS_FILE_OPTION) -> None:
-    """Seed a demo marketplace through the service layer and print its API keys (only into an empty database).
-
-    Three shops (fruit, apparel, electronics with a 365-day warranty category), orders in every state relative
-    to now, open cases close to their deadlines and a few closed ones. Keys: platform, one per merchant, two buyers.
-    """
     settings = _settings()
     if settings.env == "production":
         err.print("[red]the demo is for development: refusing to seed with AFTERSALES_ENV=production[/red]")
@@ -610,13 +660,12 @@ def demo(keys_file: Path = KEYS_FILE_OPTION) -> None:
     _print_demo_keys(keys, keys_file)
 
 
-@app.command("run")
+@app.command("run", help=N_("Migrate, seed the demo if the database is empty, print the demo keys and the URL, then serve API + worker."))
 def run_all(
-    host: str | None = typer.Option(None, help="Interface to listen on (default AFTERSALES_HOST)."),
-    port: int | None = typer.Option(None, help="Port (default AFTERSALES_PORT)."),
+    host: str | None = typer.Option(None, help=N_("Interface to listen on (default AFTERSALES_HOST).")),
+    port: int | None = typer.Option(None, help=N_("Port (default AFTERSALES_PORT).")),
     keys_file: Path = KEYS_FILE_OPTION,
 ) -> None:
-    """Migrate, seed the demo if the database is empty, print the demo keys and the URL, then serve API + worker."""
     settings = _settings()
     ctx = _context(settings)
     upgrade(ctx.engine)
@@ -641,13 +690,10 @@ def run_all(
     serve(host=host, port=port, workers=1, in_process_worker=None, threads=None)
 
 
-@app.command()
-def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="A record file (GET .../record).")) -> None:
-    """Check an exported record (D3): exit 0 when intact, 1 saying where it was changed.
-
-    The hash chain and the file's canonical form are always checked; the signature only when AFTERSALES_RECORD_SECRET
-    (the secret of the server that exported it) is set.
-    """
+@app.command(help=N_("Check an exported record (D3): exit 0 when intact, 1 saying where it was changed.\n\n"
+    "The hash chain and the file's canonical form are always checked; the signature only when "
+    "AFTERSALES_RECORD_SECRET (the secret of the server that exported it) is set."))
+def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help=N_("A record file (GET .../record)."))) -> None:
     from rich.markup import escape
 
     from aftersales.domain import record
@@ -666,14 +712,13 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False, readabl
     raise typer.Exit(1)
 
 
-ledger_app = typer.Typer(help="The ledger (D2).", no_args_is_help=True)
+ledger_app = Cli(help=N_("The ledger (D2)."), no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 
 
-@ledger_app.command("audit")
+@ledger_app.command("audit", help=N_("Check the D2 invariants over the whole ledger: every transaction balances, no account but a merchant's debt is"
+    " negative, refunded ≤ paid per order and equal to what the ledger credited. Exit 1 on any finding."))
 def ledger_audit() -> None:
-    """Check the D2 invariants over the whole ledger: every transaction balances, no account but a merchant's debt
-    is negative, refunded ≤ paid per order and equal to what the ledger credited. Exit 1 on any finding."""
     from aftersales.service.context import UnitOfWork
     from aftersales.service.ledger import audit
 
@@ -687,20 +732,19 @@ def ledger_audit() -> None:
     console.print("[green]✓[/green] the ledger balances (D2)")
 
 
-users_app = typer.Typer(help="Workbench users and buyers' portal links.", no_args_is_help=True)
+users_app = Cli(help=N_("Workbench users and buyers' portal links."), no_args_is_help=True)
 app.add_typer(users_app, name="users")
 
 
-@users_app.command("create")
+@users_app.command("create", help=N_("Create a workbench user (its password is stored as an argon2id hash)."))
 def users_create(
-    username: str = typer.Option(..., help="The login name."),
-    role: str = typer.Option(..., help="merchant_agent, merchant_admin or platform_agent."),
-    merchant: str | None = typer.Option(None, "--merchant", help="The merchant of a merchant role."),
-    display_name: str | None = typer.Option(None, help="The name shown in the workbench."),
+    username: str = typer.Option(..., help=N_("The login name.")),
+    role: str = typer.Option(..., help=N_("merchant_agent, merchant_admin or platform_agent.")),
+    merchant: str | None = typer.Option(None, "--merchant", help=N_("The merchant of a merchant role.")),
+    display_name: str | None = typer.Option(None, help=N_("The name shown in the workbench.")),
     password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True,
-                                 help="At least 10 characters (prompted when not given)."),
+                                 help=N_("At least 10 characters (prompted when not given).")),
 ) -> None:
-    """Create a workbench user (its password is stored as an argon2id hash)."""
     from aftersales.service import users
     from aftersales.service.errors import ServiceError
 
@@ -714,10 +758,9 @@ def users_create(
     console.print(f"[green]created[/green] {user['username']} ({user['role']}{', ' + merchant if merchant else ''})")
 
 
-@users_app.command("link")
-def users_link(buyer_id: str = typer.Argument(..., help="The buyer's id."),
-               base_url: str | None = typer.Option(None, help="Default http://AFTERSALES_HOST:AFTERSALES_PORT.")) -> None:
-    """Print a signed link that takes a buyer into their portal (valid 7 days)."""
+@users_app.command("link", help=N_("Print a signed link that takes a buyer into their portal (valid 7 days)."))
+def users_link(buyer_id: str = typer.Argument(..., help=N_("The buyer's id.")),
+               base_url: str | None = typer.Option(None, help=N_("Default http://AFTERSALES_HOST:AFTERSALES_PORT."))) -> None:
     from aftersales.service.users import buyer_link_token
 
     settings = _settings()
@@ -726,7 +769,7 @@ def users_link(buyer_id: str = typer.Argument(..., help="The buyer's id."),
                   soft_wrap=True)
 
 
-import_app = typer.Typer(help="Bulk imports: every row is validated first; nothing is written if any is rejected.", no_args_is_help=True)
+import_app = Cli(help=N_("Bulk imports: every row is validated first; nothing is written if any is rejected."), no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
 
@@ -746,19 +789,17 @@ class _RichProgress:
         self.progress.advance(self.task, n)
 
 
-@import_app.command("orders")
+@import_app.command("orders", help=N_("Import paid orders (the body of POST /v1/orders, one per JSON line or one item per CSV line); exit 1 if any "
+    "row is rejected.\n\n"
+    "CSV columns: id, merchant_id, buyer_id, paid_at, shipping_fee_fen, return_shipping_insured, sku, title, "
+    "category, quantity, unit_price_fen, exclusion_confirmed, group_id, group_size, group_auto_complete. "
+    "Consecutive lines with the same id are the items of one order."))
 def import_orders(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="A .csv or .jsonl file."),
-    fmt: str | None = typer.Option(None, "--format", help="csv or jsonl (default: from the file extension)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Validate every row, write nothing."),
-    show: int = typer.Option(50, "--show", min=1, help="How many rejected rows to list."),
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help=N_("A .csv or .jsonl file.")),
+    fmt: str | None = typer.Option(None, "--format", help=N_("csv or jsonl (default: from the file extension).")),
+    dry_run: bool = typer.Option(False, "--dry-run", help=N_("Validate every row, write nothing.")),
+    show: int = typer.Option(50, "--show", min=1, help=N_("How many rejected rows to list.")),
 ) -> None:
-    """Import paid orders (the body of POST /v1/orders, one per JSON line or one item per CSV line); exit 1 if any row is rejected.
-
-    CSV columns: id, merchant_id, buyer_id, paid_at, shipping_fee_fen, return_shipping_insured, sku, title, category,
-    quantity, unit_price_fen, exclusion_confirmed, group_id, group_size, group_auto_complete. Consecutive lines
-    with the same id are the items of one order.
-    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from aftersales import importer
@@ -775,10 +816,11 @@ def import_orders(
     finally:
         ctx.engine.dispose()
     if report.rejections:
-        table = Table(title=f"Rejected rows of {file} ({len(report.rejections)})", title_justify="left")
-        table.add_column("line", justify="right")
-        table.add_column("field")
-        table.add_column("message")
+        table = Table(title=_t(N_("Rejected rows of {file} ({count})"), file=str(file), count=len(report.rejections)),
+                      title_justify="left")
+        table.add_column(_t(N_("line")), justify="right")
+        table.add_column(_t(N_("field")))
+        table.add_column(_t(N_("message")))
         for r in report.rejections[:show]:
             table.add_row(str(r.line), r.field, r.message)
         console.print(table)

@@ -457,6 +457,8 @@ class _Builder:
             self.file_policy = ctx.file_policy
             self.starts = [entry[0] for entry in self.schedule.entries]
             self.versions: dict[int, str] = {}
+            #: T0: per entry of the schedule, the earliest payment its version judged in this import (its "since")
+            self.earliest: dict[int, datetime] = {}
             for policy in {ctx.file_policy, *(p for at, _, _, p in self.schedule.entries if at <= uow.now)}:
                 terms_store.ensure_policy_version(uow.conn, policy, uow.now)
 
@@ -464,10 +466,17 @@ class _Builder:
         """T0: the id of the version in force at ``paid_at`` — what ``schedule.at`` gives, which depends only on how
         many of the schedule's entries (in time order) began by then: computed once per entry, not hashed per order."""
         n = bisect_right(self.starts, paid_at)
+        if n not in self.earliest or paid_at < self.earliest[n]:
+            self.earliest[n] = paid_at
         found = self.versions.get(n)
         if found is None:
             found = self.versions[n] = version_id(self.schedule.at(self.file_policy, paid_at)[0])
         return found
+
+    def record_versions(self, conn: Connection, now: datetime) -> None:
+        """T0: each policy version that judged imported orders was in force by the earliest of their payments."""
+        for _n, paid_at in sorted(self.earliest.items()):
+            terms_store.ensure_policy_version(conn, self.schedule.at(self.file_policy, paid_at)[0], now, judged_at=paid_at)
 
     def _known_merchants(self, ids: set[str]) -> None:
         unknown = sorted(ids - self.merchants - self.unknown_merchants)
@@ -755,6 +764,7 @@ def _import(ctx: Context, path: Path, fmt: str, lines: int, progress: Progress, 
                 return report  # rolled back: nothing was written
             sink.write(builder.rest())
             sink.finish()
+            builder.record_versions(uow.conn, uow.now)
             uow.commit()
         except Exception as exc:  # the driver's own errors (COPY) as well as SQLAlchemy's
             if optimistic and _is_unique_violation(exc):

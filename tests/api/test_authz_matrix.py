@@ -395,6 +395,8 @@ MATRIX: dict[tuple[str, str], Op] = {
     ("POST", "/v1/merchants/{merchant_id}/return-addresses"): Op(
         expect(403, platform=201, merchant_a=201, merchant_b=404),
         lambda w, s: Call("POST", "/v1/merchants/mA/return-addresses", {"address": "2 Dock Rd"}), True),
+    ("GET", "/v1/merchants/{merchant_id}/return-addresses/{address_id}"): Op(
+        expect(403, platform=200, merchant_a=200, merchant_b=404), lambda w, s: _address_call(w, "", "GET")),
     ("PATCH", "/v1/merchants/{merchant_id}/return-addresses/{address_id}"): Op(
         expect(403, platform=200, merchant_a=200, merchant_b=404),
         lambda w, s: _address_call(w, "", "PATCH", {"label": "Moved"}), True),
@@ -414,6 +416,13 @@ MATRIX: dict[tuple[str, str], Op] = {
         lambda u: Call("POST", f"/v1/users/{u[0]}/disable", secrets=u))(_new_user_of_a(w)), True),
     ("POST", "/v1/users/{user_id}/enable"): Op(expect(403, platform=200), lambda w, s: (
         lambda u: Call("POST", f"/v1/users/{u[0]}/enable", secrets=u))(_new_user_of_a(w)), True),
+    # a merchant resets its own shop's staff; another shop's user does not exist for it (404)
+    ("POST", "/v1/users/{user_id}/reset-password"): Op(expect(403, platform=200, merchant_a=200, merchant_b=404), lambda w, s: (
+        lambda u: Call("POST", f"/v1/users/{u[0]}/reset-password", secrets=u))(_new_user_of_a(w)), True),
+    # no key needed: the current password is the credential (any caller who knows it may change it)
+    ("POST", "/v1/password-changes"): Op(PUBLIC, lambda w, s: Call("POST", "/v1/password-changes", {
+        "username": _new_user_of_a(w)[1], "current_password": "a long password 1",
+        "new_password": "another long password"}), True),
     ("POST", "/v1/buyer-links"): Op(PLATFORM_ONLY, lambda w, s: Call("POST", "/v1/buyer-links", {"buyer_id": "bX"})),
     # F2: parked automatic actions, platform only
     ("GET", "/v1/automatic-actions/stuck"): Op(PLATFORM_ONLY_200, lambda w, s: Call("GET", "/v1/automatic-actions/stuck")),

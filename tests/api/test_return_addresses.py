@@ -91,6 +91,37 @@ def test_T2_a_shop_sees_only_its_own_book(api):
     assert add(api, WAREHOUSE, merchant="mB", who="platform")["merchant_id"] == "mB"
 
 
+def test_M5_one_address_read_alone_with_an_etag_that_if_match_takes_back(api):
+    (first,) = book(api)
+    path = BOOK.format("mA") + f"/{first['id']}"
+    r = api.get(path, who="merchant_a")
+    assert r.status_code == 200, r.text
+    assert r.json() == first and r.headers["etag"] == f'"{first["version"]}"'
+    # the ETag, sent back as If-Match, edits the address as read; once edited, the old ETag is stale (409)
+    edited = patch(api, path, {"label": "HQ"}, If_Match=r.headers["etag"])
+    assert edited.status_code == 200, edited.text
+    again = api.get(path, who="platform")
+    assert again.json() == edited.json() and again.headers["etag"] == f'"{first["version"] + 1}"'
+    problem(patch(api, path, {"label": "Old"}, If_Match=r.headers["etag"]), 409)
+    assert api.get(path, who="merchant_a").json()["label"] == "HQ"
+    # an archived address is still read, marked so
+    other = add(api, WAREHOUSE)
+    assert api.post(BOOK.format("mA") + f"/{other['id']}/archive", who="merchant_a").status_code == 200
+    assert api.get(BOOK.format("mA") + f"/{other['id']}", who="merchant_a").json()["archived"] is True
+
+
+def test_T2_one_address_of_another_shop_is_not_found(api):
+    (of_a,) = book(api)
+    (of_b,) = book(api, "mB", who="merchant_b")
+    for who, merchant, aid, status in (("merchant_b", "mA", of_a["id"], 404), ("merchant_a", "mA", of_b["id"], 404),
+                                       ("platform", "mB", of_a["id"], 404), ("platform", "nobody", of_a["id"], 404),
+                                       ("merchant_a", "mA", "ra_unknown", 404), ("buyer_x", "mA", of_a["id"], 403)):
+        r = api.get(BOOK.format(merchant) + f"/{aid}", who=who)
+        body = problem(r, status)
+        assert "etag" not in r.headers and of_a["address"] not in r.text and aid not in body["detail"], (who, aid)
+    problem(api.get(BOOK.format("mA") + "/not%20an%20id", who="merchant_a"), 422)
+
+
 def _return_case(api: Any, order_id: str = "o1") -> dict[str, Any]:
     delivered_order(api, order_id)
     return open_case(api, order_id, "return_refund", "quality_problem")
@@ -154,3 +185,38 @@ def test_M1_a_shop_without_an_address_approves_as_before_and_the_record_says_so(
     assert approved["status"] == "awaiting_return_shipment" and approved["return_address"] is None
     approval = event(events(api, case["id"]), "approve")
     assert "return_address" in approval["data"] and approval["data"]["return_address"] is None
+
+
+def test_M1_M4_M5_every_other_approval_path_goes_to_the_default_address(api):
+    """The approval step (service/cases.py) addresses every return, whoever approves it: a bulk approval (S1), a case
+    the merchant opens approved (E7), an exchange the buyer accepts or declines (M4), and an exchange offer that lapses
+    (M4, automatic). Each case and its approval's event carry the shop's default."""
+    warehouse = add(api, {**WAREHOUSE, "is_default": True})
+
+    def addressed(case: dict[str, Any], kind: str) -> None:
+        assert case["status"] == "awaiting_return_shipment" and case["return_address"]["id"] == warehouse["id"], case
+        assert event(events(api, case["id"]), kind)["data"]["return_address"]["id"] == warehouse["id"]
+
+    delivered_order(api, "o1")
+    bulk = open_case(api, "o1", "return_refund", "no_reason")
+    r = api.post("/v1/cases/bulk-actions", {"action": "approve", "case_ids": [bulk["id"]]}, who="merchant_a")
+    assert r.status_code == 200 and r.json()["ok"] == 1, r.text
+    addressed(get_case(api, bulk["id"]), "approve")
+
+    delivered_order(api, "o2")
+    r = api.post("/v1/cases", {"order_id": "o2", "type": "return_refund", "reason": "quality_problem",
+                               "buyer_consent": True}, who="merchant_a")
+    assert r.status_code == 201, r.text
+    addressed(r.json(), "approve")
+
+    for oid, answer in (("o3", "accept_offer"), ("o4", "decline_offer")):
+        delivered_order(api, oid)
+        case = open_case(api, oid, "return_refund", "quality_problem")
+        act(api, case["id"], "offer_exchange")
+        addressed(act(api, case["id"], answer), answer)
+
+    delivered_order(api, "o5")
+    lapsing = open_case(api, "o5", "return_refund", "quality_problem")
+    offered = act(api, lapsing["id"], "offer_exchange")
+    advance_to(api, at(offered["deadline"]["due_at"]))
+    addressed(get_case(api, lapsing["id"]), "lapse_offer")

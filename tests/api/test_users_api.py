@@ -122,3 +122,120 @@ def test_the_language_of_a_refusal_follows_accept_language(api: Any) -> None:
                         headers={**api.h("platform"), "Accept-Language": "zh-CN"})
     assert r.status_code == 404 and r.json()["type"].endswith("not-found")
     assert r.json()["detail"] != api.post("/v1/users/u_0000000000000000/disable").json()["detail"]
+
+
+# --- passwords: reset by the platform or the user's shop, changed by the user ----------------------------------
+NEW = "a brand new passphrase"
+
+
+def _change(api: Any, username: str, current: str, new: str, headers: dict[str, str] | None = None) -> Any:
+    return api.client.post("/v1/password-changes", json={"username": username, "current_password": current,
+                                                         "new_password": new}, headers=headers or {})
+
+
+def _login_with(api: Any, username: str, password: str) -> int:
+    api.client.cookies.clear()
+    form = api.client.get("/app/login").text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)
+    assert csrf
+    r = api.client.post("/app/login", data={"username": username, "password": password, "csrf_token": csrf.group(1)},
+                        follow_redirects=False)
+    return int(r.status_code)
+
+
+def test_a_reset_gives_a_new_password_once_and_signs_the_user_out(api: Any) -> None:
+    uid = _user(api, "anna.a")
+    _sign_in(api, "anna.a")
+    assert _signed_in(api)
+    r = api.post(f"/v1/users/{uid}/reset-password")
+    assert r.status_code == 200, r.text
+    fresh = r.json()["password"]
+    assert r.json()["id"] == uid and len(fresh) >= 20 and r.headers["cache-control"] == "no-store"
+    assert not _signed_in(api)  # the session in the browser ended with the reset
+    assert api.get("/v1/sessions", params={"user_id": uid}).json()["items"] == []
+    assert _login_with(api, "anna.a", PASSWORD) == 401  # the old password is gone
+    assert _login_with(api, "anna.a", fresh) == 303
+    # the shop resets its own staff's password (the platform's service decides, as on the console)
+    again = api.post(f"/v1/users/{uid}/reset-password", who="merchant_a")
+    assert again.status_code == 200 and again.json()["password"] not in (None, fresh)
+
+
+def test_a_replayed_reset_never_carries_the_password_and_the_record_keeps_none(api: Any) -> None:
+    from sqlalchemy import select
+
+    from aftersales.store import tables as t
+
+    uid = _user(api, "anna.a")
+    headers = {"Idempotency-Key": "reset-anna-1"}
+    first = api.post(f"/v1/users/{uid}/reset-password", headers=headers)
+    assert first.status_code == 200, first.text
+    fresh = first.json()["password"]
+    replay = api.post(f"/v1/users/{uid}/reset-password", headers=headers)
+    assert replay.status_code == 200 and replay.headers["idempotent-replayed"] == "true"
+    assert replay.json()["password"] is None and replay.json()["id"] == uid
+    assert set(replay.json()["redacted"]["sha256"]) == {"password"}
+    assert fresh not in replay.text
+    with api.client.app.state.ctx.engine.connect() as conn:
+        stored = [r.response for r in conn.execute(select(t.idempotency))]
+    assert stored and all(fresh not in (s or "") for s in stored)
+    assert _login_with(api, "anna.a", fresh) == 303  # the replay reset nothing: the first password still works
+
+
+def test_who_may_reset_a_password(api: Any) -> None:
+    of_a = _user(api, "anna.a")
+    of_b = _user(api, "boris.b", merchant="mB")
+    agent = _user(api, "pat", role="platform_agent", merchant=None)
+    for who, target, status in (("merchant_b", of_a, 404), ("merchant_a", of_b, 404), ("merchant_a", agent, 404),
+                                ("buyer_x", of_a, 403), ("anonymous", of_a, 401)):
+        r = api.post(f"/v1/users/{target}/reset-password", who=who)
+        assert r.status_code == status, (who, target, r.text)
+        assert r.headers["content-type"].startswith(PROBLEM) and "password" not in r.json()
+    assert api.post("/v1/users/u_0000000000000000/reset-password").status_code == 404
+    # nobody's password changed: each still signs in with the first one
+    for name in ("anna.a", "boris.b", "pat"):
+        assert _login_with(api, name, PASSWORD) == 303, name
+
+
+def test_a_user_changes_their_own_password_and_every_session_ends(api: Any) -> None:
+    uid = _user(api, "anna.a")
+    _sign_in(api, "anna.a")
+    r = _change(api, "anna.a", PASSWORD, NEW)
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == uid and "password" not in r.json() and NEW not in r.text
+    assert not _signed_in(api)
+    assert _login_with(api, "anna.a", PASSWORD) == 401
+    assert _login_with(api, "anna.a", NEW) == 303
+
+
+def test_a_refused_password_change_says_nothing_and_changes_nothing(api: Any) -> None:
+    uid = _user(api, "anna.a")
+    wrong = _change(api, "anna.a", "not the password", NEW)
+    unknown = _change(api, "nobody", PASSWORD, NEW)
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json()["detail"] == unknown.json()["detail"] == users.GENERIC_LOGIN_ERROR
+    short = _change(api, "anna.a", PASSWORD, "short")
+    assert short.status_code == 422 and short.json()["errors"][0]["field"].endswith("new_password")
+    same = _change(api, "anna.a", PASSWORD, PASSWORD)
+    assert same.status_code == 422 and same.headers["content-type"].startswith(PROBLEM)
+    assert api.post(f"/v1/users/{uid}/disable").status_code == 200
+    disabled = _change(api, "anna.a", PASSWORD, NEW)
+    assert disabled.status_code == 401 and disabled.json()["detail"] == users.GENERIC_LOGIN_ERROR
+    assert api.post(f"/v1/users/{uid}/enable").status_code == 200
+    assert _login_with(api, "anna.a", PASSWORD) == 303  # the first password still works
+
+
+def test_a_password_change_refuses_an_idempotency_key_and_stores_nothing(api: Any) -> None:
+    from sqlalchemy import func, select
+
+    from aftersales.store import tables as t
+
+    _user(api, "anna.a")
+    table = t.idempotency
+    with api.client.app.state.ctx.engine.connect() as conn:
+        before = conn.execute(select(func.count()).select_from(table)).scalar_one()
+    for headers in ({"Idempotency-Key": "change-1"}, {"Idempotency-Key": "change-1", **api.h("platform")}):
+        r = _change(api, "anna.a", PASSWORD, NEW, headers=headers)
+        assert r.status_code == 422 and r.json()["type"].endswith("/idempotency-secret"), r.text
+    with api.client.app.state.ctx.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(table)).scalar_one() == before
+    assert _login_with(api, "anna.a", PASSWORD) == 303  # refused before anything was done

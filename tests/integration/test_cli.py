@@ -225,3 +225,42 @@ def test_a_refusal_is_printed_in_the_operators_language(env, monkeypatch, env_va
     assert invoke("migrate").exit_code == 0
     short = invoke("users", "create", "--username", "bob", "--role", "platform_agent", "--password", "short")
     assert short.exit_code == 1 and expected in short.output.replace("\n", "")
+
+
+def _locale(monkeypatch, lang: str | None) -> None:
+    for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
+        monkeypatch.delenv(name, raising=False)
+    if lang is not None:
+        monkeypatch.setenv("LANG", lang)
+
+
+@pytest.mark.parametrize(("lang", "help_text", "header", "option_help"), [
+    ("zh_CN.UTF-8", "列出 API 密钥", "参数", "不列出已吊销的密钥"),
+    ("es_ES.UTF-8", "Lista las claves de API", "parámetro", "Omite las claves revocadas"),
+    ("C", "List API keys", "parameter", "Leave revoked keys out"),
+])
+def test_help_and_table_headers_are_in_the_operators_language(env, monkeypatch, lang, help_text, header, option_help):
+    """Help texts (commands, options, Typer's panels) and table headers go through the catalogs, in the language the
+    operator's locale names at the time the command runs, as the refusals do."""
+    _locale(monkeypatch, lang)
+    shown = invoke("keys", "list", "--help")
+    assert shown.exit_code == 0, shown.output
+    flat = " ".join(shown.output.split())
+    assert help_text in flat and option_help in flat
+    groups = " ".join(invoke("--help").output.split())
+    assert cli.i18n.translate("Workbench users and buyers' portal links.", lang.split(".")[0])[:12] in groups
+    table = invoke("policy", "show")
+    assert table.exit_code == 0 and header in table.output
+    assert "no_reason_days" in table.output  # parameter names are the file's, never translated
+
+
+def test_machine_readable_output_does_not_change_with_the_language(env, monkeypatch):
+    assert invoke("migrate").exit_code == 0
+    assert invoke("keys", "create", "--role", "platform", "--label", "ops desk").exit_code == 0
+    outputs = {}
+    for lang in ("C", "zh_CN.UTF-8", "es_ES.UTF-8"):
+        _locale(monkeypatch, lang)
+        outputs[lang] = (invoke("policy", "show", "--json").stdout, invoke("keys", "list", "--json").stdout)
+    assert outputs["C"] == outputs["zh_CN.UTF-8"] == outputs["es_ES.UTF-8"]
+    assert json.loads(outputs["C"][0])["no_reason_days"] == 7
+    assert "ops desk" in outputs["C"][1] and '"role": "platform"' in outputs["C"][1]

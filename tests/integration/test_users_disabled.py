@@ -44,5 +44,21 @@ def test_password_reset_and_who_may(ctx: Context) -> None:
         users.set_disabled(ctx, PLATFORM, uid, disabled=True, acting_user_id=uid)
     with pytest.raises(NotFound):
         users.set_disabled(ctx, PLATFORM, "u_nope", disabled=True)
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):  # a platform agent is no shop's staff: not found for a merchant
         users.reset_password(ctx, Principal("merchant", "mA"), uid)
+    with pytest.raises(Forbidden):
+        users.reset_password(ctx, Principal("buyer", "bX"), uid)
+
+
+def test_a_password_change_is_throttled_with_the_sign_in(ctx: Context) -> None:
+    """Guessing the current password through a change counts in the sign-in's buckets (one check, users._signed): after
+    the pair's free failures the right password is refused too, by the change and by the login, until the delay ends."""
+    users.create_user(ctx, None, username="carol", password=PASSWORD, role="platform_agent")
+    for _ in range(3):
+        with pytest.raises(Unauthorized):
+            users.change_password(ctx, "carol", "a wrong guess 123", "a brand new passphrase", "10.0.0.3")
+    with pytest.raises(Unauthorized):
+        users.change_password(ctx, "carol", PASSWORD, "a brand new passphrase", "10.0.0.3")
+    with pytest.raises(Unauthorized):
+        users.login(ctx, "carol", PASSWORD, "10.0.0.3")
+    assert users.login(ctx, "carol", PASSWORD, "10.0.0.4")  # another address: its own pair, the password unchanged

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, StrictBool, StringConstraints
 
 from aftersales.service import return_addresses as service
@@ -80,6 +80,20 @@ def create_address(merchant_id: PathId, body: AddressIn, ctx: CtxDep, who: Who,
     """Add a return address (M5). The shop's first address, or one sent with `is_default: true`, becomes the
     default (M1: where automatically approved returns go)."""
     return service.create_address(ctx, who, merchant_id, body.model_dump())
+
+
+def etag(version: int) -> str:
+    """The ETag of a version of an address: what `If-Match` takes back (api/app.py ``get_if_match``)."""
+    return f'"{version}"'
+
+
+@router.get(BASE + "/{address_id}", response_model=AddressOut, responses=ERRORS)
+def get_address(merchant_id: PathId, address_id: PathId, response: Response, ctx: CtxDep, who: Who) -> Any:
+    """One return address of the shop, archived ones included (another shop's: 404). Its `ETag` is its `version`
+    in quotes (`"3"`): send it back as `If-Match` on `PATCH` or the address's actions."""
+    found = service.get_address(ctx, who, merchant_id, address_id)
+    response.headers["etag"] = etag(found["version"])
+    return found
 
 
 @router.patch(BASE + "/{address_id}", response_model=AddressOut, responses=ERRORS)

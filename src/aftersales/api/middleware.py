@@ -125,7 +125,12 @@ SECRET_FIELDS: dict[str, re.Pattern[str]] = {
     "path": re.compile(r"[?&]token="),  # buyers' portal links (service/users.py)
     "url": re.compile(r"[?&]token="),
     "token": re.compile(r"."),
+    "password": re.compile(r"."),  # a staff user's new password after a reset (service/users.py)
 }
+#: Requests whose body carries a password (a staff user's own password change): no idempotency record may keep
+#: them, not even as the body's digest (a fast hash of a password can be guessed offline), so an Idempotency-Key on
+#: them is refused before anything is read or claimed.
+SECRET_REQUESTS = re.compile(r"^/v1/password-changes$")
 REDACTED_NOTE = ("This is a replay (Idempotent-Replayed: true) of a response that carried a secret. A secret is shown "
                  "once: it was not stored, so its fields are null here; `redacted` gives the SHA-256 of each.")
 
@@ -242,6 +247,11 @@ class Idempotency:
         key = headers.get(b"idempotency-key")
         if key is None:
             return await self.app(scope, receive, send)
+        if SECRET_REQUESTS.match(scope["path"]):
+            status, out = _problem(422, N_("Idempotency-Key not accepted"),
+                                   N_("this request carries a password, which is never stored; send it without "
+                                      "Idempotency-Key"), "idempotency-secret", scope)
+            return await _send_problem(send, status, out)
         chunks = []
         size = 0
         limit = limit_for(scope, self.limit, self.upload_limit)

@@ -1,11 +1,12 @@
 """Workbench accounts through the API: staff users (created, listed, disabled and enabled by the platform; a merchant
-lists its own shop's) and buyers' portal links."""
+lists its own shop's), their passwords (reset by the platform or their shop; changed by themselves) and buyers'
+portal links."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, StringConstraints
 
 from aftersales.service import users
@@ -43,6 +44,18 @@ class UserPage(BaseModel):
 
 
 UserId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
+
+
+class UserPasswordOut(UserOut):
+    #: The new password, shown on this answer only (only its argon2id hash is kept). Never stored with an
+    #: Idempotency-Key: a replay has it null, with `redacted` (README "HTTP API").
+    password: str | None
+
+
+class PasswordChangeIn(Strict):
+    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    current_password: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    new_password: Annotated[str, StringConstraints(min_length=10, max_length=200)]
 
 
 class BuyerLinkIn(Strict):
@@ -83,6 +96,26 @@ def disable_user(user_id: UserId, ctx: CtxDep, who: Who, idempotency_key: Idempo
 def enable_user(user_id: UserId, ctx: CtxDep, who: Who, idempotency_key: IdempotencyKey = None) -> Any:
     """Platform: a disabled user may sign in again (with their password; the ended sessions stay ended)."""
     return users.set_disabled(ctx, who, user_id, disabled=False)
+
+
+@router.post("/v1/users/{user_id}/reset-password", response_model=UserPasswordOut, responses=ERRORS)
+def reset_password(user_id: UserId, response: Response, ctx: CtxDep, who: Who,
+                   idempotency_key: IdempotencyKey = None) -> Any:
+    """Platform (any staff user), or a merchant (its own shop's staff; another shop's user: 404): a new random
+    password, returned once in `password`, and every session of the user ends now. The same service as the
+    console's Users page. With Idempotency-Key, a replay answers `password: null` (it was never stored)."""
+    response.headers["cache-control"] = "no-store"
+    return users.reset_password(ctx, who, user_id)
+
+
+@router.post("/v1/password-changes", response_model=UserOut, responses={401: P, 422: P})
+def change_password(body: PasswordChangeIn, request: Request, ctx: CtxDep) -> Any:
+    """A staff user changes their own password, proven by the current one (no API key: the password is the
+    credential). Checked as the workbench's sign-in is: the same throttle per address and username, and one answer
+    (401) for a wrong name, a wrong password or a disabled user. Every session of theirs ends. Refuses
+    `Idempotency-Key` (422): the request carries passwords, which no record keeps, not even as a digest."""
+    address = request.client.host if request.client is not None else "unknown"
+    return users.change_password(ctx, body.username, body.current_password, body.new_password, address)
 
 
 @router.post("/v1/buyer-links", status_code=201, response_model=BuyerLinkOut, responses=ERRORS)

@@ -10,17 +10,20 @@ import time
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import Connection, or_
 
 from aftersales.domain import case_guards
 from aftersales.domain import cases as dcases
+from aftersales.domain.addresses import ReturnAddress
 from aftersales.domain.cases import Action
 from aftersales.domain.errors import DomainError, InvalidInput
 from aftersales.domain.events import Actor
 from aftersales.domain.messages import N_
 from aftersales.domain.opening import open_case as domain_open_case
+from aftersales.domain.orders import Order
 from aftersales.store import replay as replay_store
 from aftersales.store import repositories as repo
+from aftersales.store import return_addresses as address_store
 from aftersales.store import shop_desk as desk_store
 from aftersales.store import tables as t
 
@@ -61,6 +64,23 @@ def _load_case(uow: UnitOfWork, who: Principal, case_id: str, *, lock: bool = Fa
     return order, order.case(case_id)
 
 
+def address_approved_returns(conn: Connection, order: Order, address: ReturnAddress | None = None) -> None:
+    """The approval step (M1, M5): every return approved in ``order``'s pending events and not yet addressed goes to
+    ``address`` (the merchant's choice), or else to the shop's default return address, or to none when the shop has
+    none (the event then says ``return_address: null``). Every service path that can approve a return runs it right
+    after acting — the merchant's approve (single or bulk), a return approved at opening (E7), the buyer accepting an
+    exchange or declining an offer, and the automatic actions (M1's approval, a lapsed offer; service/deadlines.py) —
+    so the case and the approval's event carry the address before anything is answered or written."""
+    todo = dcases.returns_to_address(order)
+    if not todo:
+        return
+    if address is None:
+        row = address_store.default(conn, order.merchant_id)
+        address = return_addresses.snapshot(row) if row is not None else None
+    for case, approval in todo:
+        dcases.ship_return_to(case, approval, address)
+
+
 def _shop_closed(uow: UnitOfWork, merchant_id: str) -> bool:
     row = repo.merchant(uow.conn, merchant_id)
     return bool(row is not None and row.closed)
@@ -94,7 +114,7 @@ def open_case(ctx: Context, who: Principal, data: dict[str, Any], *, lang: str) 
                                rule=exc.rule, at=uow.now)
             raise
         settle_new_refunds(order, ctx.gateway, uow.now)  # E7: a merchant-opened refund_only is refunded at once
-        return_addresses.ship_approved_returns(uow.conn, order)  # E7 + M5: a return approved at opening: its address
+        address_approved_returns(uow.conn, order)  # E7 + M5: a return approved at opening: its address
         return _case_dict(ctx, uow, who, order, case, lang)
 
     try:
@@ -138,7 +158,7 @@ def _act_command(ctx: Context, who: Principal, case_id: str, action: str, params
                 raise InvalidInput("M5", N_("{field} applies only to returns."), field="return_address_id")
             address = return_addresses.chosen(uow, order.merchant_id, address_id)
         dcases.act(order, case_id, Action(action), who.actor, uow.now, policy, **params)
-        return_addresses.ship_approved_returns(uow.conn, order, address)  # M5: the answer shows where it goes
+        address_approved_returns(uow.conn, order, address)  # M5: the answer shows where it goes
         if (action == Action.RULE and case.ruling is not None and case.ruling.outcome == "refund"
                 and _shop_closed(uow, order.merchant_id)):
             # P2: a closed shop will not pay the ruling — the platform pays it at once.

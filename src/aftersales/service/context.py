@@ -207,10 +207,9 @@ class UnitOfWork:
         except BaseException:
             self.__exit__()
             raise
-        from .return_addresses import AddressingTracker  # M1/M5: approved returns get their address (imports this module)
         from .webhooks import fan_out  # the outbox hook (webhooks import this module)
 
-        self.tracker: Tracker = AddressingTracker(self.conn, self.now, on_events=fan_out)
+        self.tracker = Tracker(self.conn, self.now, on_events=fan_out)
         return self
 
     def commit(self, result: object = _NO_RESULT) -> None:

@@ -39,6 +39,7 @@ from aftersales.store.repositories import ConcurrentUpdate
 from aftersales.store.timers import Failure
 
 from . import complaints, deposits
+from .cases import address_approved_returns
 from .context import Context, Principal, UnitOfWork, _retryable, read, run
 from .errors import NotFound
 from .orders import group_orders
@@ -78,6 +79,7 @@ def _apply_case(ctx: Context, uow: UnitOfWork, row: Any, now: datetime) -> int:
         timer = min(due, key=lambda d: (d.due_at, d.action != dcases.Auto.REMIND_MERCHANT))
         if not dcases.fire(order, case.id, timer.action, timer.stage, now, policy, due_at=timer.due_at):
             return fired
+        address_approved_returns(uow.conn, order)  # M1: a return approved on the shop's behalf goes to its default
         settle_new_refunds(order, ctx.gateway, timer.due_at)
         fired += 1
 

@@ -1,11 +1,10 @@
 """The shops' return-address books (M1, M5) and the address an approved return goes to.
 
 A shop (its own staff, or the platform for any shop) keeps addresses; one active address is the default. Whoever
-approves a return — the merchant choosing an address (``return_address_id``), the system on the shop's behalf when
-the M1 deadline passes, the buyer accepting an exchange — the case and the approval's event keep a copy of the
-address (:func:`aftersales.domain.cases.ship_return_to`). The merchant's choice is applied by the approve action;
-every other approval gets the shop's default when the unit of work is written (:class:`AddressingTracker`), so that
-no path that approves a return can forget the address.
+approves a return — the merchant choosing an address (``return_address_id``, :func:`chosen`), the system on the
+shop's behalf when the M1 deadline passes, the buyer accepting an exchange — the case and the approval's event keep a
+copy of the address (:func:`aftersales.domain.cases.ship_return_to`), given by the approval step of
+:mod:`aftersales.service.cases` (``address_approved_returns``), the one place that decides where a return goes.
 """
 
 from __future__ import annotations
@@ -16,13 +15,9 @@ from typing import Any
 from sqlalchemy import Connection
 
 from aftersales.domain import addresses as daddr
-from aftersales.domain import cases as dcases
 from aftersales.domain.addresses import ReturnAddress
-from aftersales.domain.events import Event
-from aftersales.domain.orders import Order
 from aftersales.store import repositories as repo
 from aftersales.store import return_addresses as store
-from aftersales.store.repositories import Tracker
 
 from . import views
 from .context import Context, Principal, UnitOfWork, read, run
@@ -80,6 +75,19 @@ def list_addresses(ctx: Context, who: Principal, merchant_id: str, *, archived: 
         if repo.merchant(uow.conn, merchant_id) is None:
             raise NotFound("merchant", merchant_id)
         return {"items": [view(r) for r in store.rows(uow.conn, merchant_id, archived=archived)], "next_cursor": None}
+
+    return read(ctx, q)
+
+
+def get_address(ctx: Context, who: Principal, merchant_id: str, address_id: str) -> dict[str, Any]:
+    """One address of the shop's book, archived or not (another shop's, or an unknown id: not found)."""
+    _shop(who, merchant_id)
+
+    def q(uow: UnitOfWork) -> dict[str, Any]:
+        row = store.row(uow.conn, merchant_id, address_id)
+        if row is None:
+            raise NotFound("return address", address_id)
+        return view(row)
 
     return read(ctx, q)
 
@@ -186,33 +194,3 @@ def chosen(uow: UnitOfWork, merchant_id: str, address_id: object) -> ReturnAddre
         exc.rule = "M5"
         raise exc
     return snapshot(row)
-
-
-def ship_approved_returns(conn: Connection, order: Order, address: ReturnAddress | None = None,
-                          defaults: dict[str, ReturnAddress | None] | None = None) -> None:
-    """Every return approved in ``order``'s pending events and not yet addressed goes to ``address``, or else to the
-    shop's default address (M1), or to none when the shop has none (``defaults``: the defaults already read)."""
-    todo = dcases.returns_to_address(order)
-    if not todo:
-        return
-    if address is None:
-        defaults = {} if defaults is None else defaults
-        if order.merchant_id not in defaults:
-            row = store.default(conn, order.merchant_id)
-            defaults[order.merchant_id] = snapshot(row) if row is not None else None
-        address = defaults[order.merchant_id]
-    for case, approval in todo:
-        dcases.ship_return_to(case, approval, address)
-
-
-class AddressingTracker(Tracker):
-    """The unit of work's tracker: before writing, a return approved without an address yet (M1's automatic
-    approval, an exchange the buyer accepted) gets the shop's default address, or none if the shop has none (the
-    event then says ``return_address: null``)."""
-
-    def flush(self) -> list[Event]:
-        defaults: dict[str, ReturnAddress | None] = {}
-        for order, _seen, _cases in self.orders.values():
-            if order.pending_events:
-                ship_approved_returns(self.conn, order, defaults=defaults)
-        return super().flush()

@@ -34,7 +34,7 @@ def stamp(ctx: Context, conn: Connection, now: datetime, codes: Iterable[str], p
     (stored). A published version (service/publishing.py) applies to the orders paid from its ``effective_at`` on.
     ``categories``: every category, as the caller has just read them in this transaction (their names are not read
     again)."""
-    vid = store.ensure_policy_version(conn, ctx.policy_at(conn, paid_at), now)
+    vid = store.ensure_policy_version(conn, ctx.policy_at(conn, paid_at), now, judged_at=paid_at)
     codes = set(codes)
     names = None if categories is None else {code: cat.name for code, cat in categories.items()}
     book = book if book is not None else store.terms_book(conn, codes, names=names)
@@ -65,7 +65,8 @@ def terms_versions(order: Order) -> dict[str, int | None]:
 
 def policy_in_force(ctx: Context, who: Principal) -> dict[str, Any]:
     """The policy in force, with its version id and the instant it took effect (a published version's
-    ``effective_at``; for the file's version, when it was first in force) and, when published, its draft's id."""
+    ``effective_at``; for the file's version, when it was first in force: the earliest of when it was first recorded
+    and the payment of the first order it judged, :func:`stamp`) and, when published, its draft's id."""
     def q(uow: UnitOfWork) -> tuple[Policy, datetime | None, str | None, Any]:
         policy, at, draft = ctx.policy_in_force(uow.conn, uow.now)
         return policy, at, draft, store.policy_version_row(uow.conn, version_id(policy))

@@ -21,9 +21,10 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -43,6 +44,7 @@ BUYER_LINK_TTL = timedelta(days=7)
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not a password anybody has")
 GENERIC_LOGIN_ERROR = N_("Wrong username or password.")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,19 @@ def principal_of(role: str, merchant_id: str | None) -> Principal:
     return Principal("merchant", merchant_id)
 
 
+#: The length of a password a person chooses (the API's ``UserIn.password`` checks the same).
+PASSWORD_LENGTH = (10, 200)
+
+
+def _new_hash(password: str) -> str:
+    """The argon2id hash of a password a person chose, once its length is allowed (create, change)."""
+    if len(password) < PASSWORD_LENGTH[0]:
+        raise Invalid("a password needs at least 10 characters")
+    if len(password) > PASSWORD_LENGTH[1]:
+        raise Invalid("a password has at most 200 characters")
+    return _hasher.hash(password)
+
+
 def create_user(ctx: Context, who: Principal | None, *, username: str, password: str, role: str,
                 merchant_id: str | None = None, display_name: str | None = None) -> dict[str, Any]:
     """Create a staff user (the CLI passes ``who=None``; through the API only the platform may)."""
@@ -103,9 +118,7 @@ def create_user(ctx: Context, who: Principal | None, *, username: str, password:
         raise Invalid("role must be one of {roles}", roles=", ".join(ROLES))
     if (role == "platform_agent") != (merchant_id is None):
         raise Invalid("merchant roles need a merchant_id; a platform agent has none")
-    if len(password) < 10:
-        raise Invalid("a password needs at least 10 characters")
-    password_hash = _hasher.hash(password)
+    password_hash = _new_hash(password)
 
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
         if merchant_id is not None and repo.merchant(uow.conn, merchant_id) is None:
@@ -184,18 +197,38 @@ def new_password() -> str:
 
 def reset_password(ctx: Context, who: Principal, user_id: str) -> dict[str, Any]:
     """A new random password for a staff user, returned once (only its argon2id hash is kept); their sessions are
-    ended, so that whoever held the old password is signed out too."""
-    who.require("platform")
+    ended, so that whoever held the old password is signed out too. The platform resets anyone's; a merchant its own
+    shop's staff (another shop's user, or a platform agent, is not found: 404, as any other tenant's resource)."""
+    who.require("platform", "merchant")
     password = new_password()
     password_hash = _hasher.hash(password)
 
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
         row = _staff_user(uow, user_id)
+        if who.role == "merchant" and row.merchant_id != who.subject_id:
+            raise NotFound("user", user_id)
         store.set_password_hash(uow.conn, user_id, password_hash)
         store.delete_user_sessions(uow.conn, user_id)
         return {**_user_view(row), "password": password}
 
     return run(ctx, cmd)
+
+
+def change_password(ctx: Context, username: str, current: str, new: str, address: str = "unknown",
+                    throttles: tuple[Throttle, ...] = THROTTLES) -> dict[str, Any]:
+    """A staff user changes their own password, proving it with the current one: checked exactly as a login is
+    (:func:`login`: the same throttles, the same single refusal for a wrong name, a wrong password, a disabled user
+    or a delay). Every session of theirs ends (whoever knew the old password is signed out)."""
+    new_hash = _new_hash(new)
+    if new == current:
+        raise Invalid(N_("The new password must differ from the current one."))
+
+    def changed(uow: UnitOfWork, user: Any) -> dict[str, Any]:
+        store.set_password_hash(uow.conn, user.id, new_hash)
+        store.delete_user_sessions(uow.conn, user.id)
+        return _user_view(user)
+
+    return _signed(ctx, username, current, address, throttles, changed)
 
 
 def exists(ctx: Context, username: str) -> bool:
@@ -217,6 +250,19 @@ def login(ctx: Context, username: str, password: str, address: str = "unknown",
           throttles: tuple[Throttle, ...] = THROTTLES) -> str:
     """Check a username and password from a client ``address``; returns a new session token. Every refusal —
     unknown name, wrong password, an attempt during a delay — is :data:`GENERIC_LOGIN_ERROR`, after the same work."""
+
+    def signed_in(uow: UnitOfWork, user: Any) -> str:
+        if _hasher.check_needs_rehash(user.password_hash):
+            store.set_password_hash(uow.conn, user.id, _hasher.hash(password))
+        return _new_session(uow, user_id=user.id, buyer_id=None)
+
+    return _signed(ctx, username, password, address, throttles, signed_in)
+
+
+def _signed(ctx: Context, username: str, password: str, address: str, throttles: tuple[Throttle, ...],
+            then: Callable[[UnitOfWork, Any], T]) -> T:
+    """The one check of a staff user's password (a login, a password change): ``then(uow, user)`` in the transaction
+    that counts the attempt when it is right; :data:`GENERIC_LOGIN_ERROR` otherwise, after the same work."""
     username, address = username[:64], address[:100] or "unknown"
     user = read(ctx, lambda uow: store.user_by_username(uow.conn, username))
     # Always one argon2 verification, whoever asks and whether or not they are being delayed: timing says nothing.
@@ -225,7 +271,7 @@ def login(ctx: Context, username: str, password: str, address: str = "unknown",
     right = right and user is not None and user.disabled_at is None
     buckets = {th.bucket(address, username): th for th in throttles}
 
-    def cmd(uow: UnitOfWork) -> str | None:
+    def cmd(uow: UnitOfWork) -> tuple[T] | None:
         rows = store.lock_buckets(uow.conn, buckets)  # counted one at a time, on both databases
         if any(r.next_attempt_at is not None and r.next_attempt_at > uow.now for r in rows.values()):
             return None  # within a delay: refused, neither weighed nor counted
@@ -233,9 +279,7 @@ def login(ctx: Context, username: str, password: str, address: str = "unknown",
             for name, th in buckets.items():
                 if th.name == "pair":  # the address's own count is not reset by one good account
                     store.set_bucket(uow.conn, name, failures=0, last_failure_at=None, next_attempt_at=None)
-            if _hasher.check_needs_rehash(user.password_hash):
-                store.set_password_hash(uow.conn, user.id, _hasher.hash(password))
-            return _new_session(uow, user_id=user.id, buyer_id=None)
+            return (then(uow, user),)
         for name, th in buckets.items():
             row = rows[name]
             quiet = row.last_failure_at is None or row.last_failure_at <= uow.now - th.quiet
@@ -245,10 +289,10 @@ def login(ctx: Context, username: str, password: str, address: str = "unknown",
                              next_attempt_at=uow.now + delay if delay is not None else None)
         return None
 
-    token = run(ctx, cmd)
-    if token is None:
+    done = run(ctx, cmd)
+    if done is None:
         raise Unauthorized(GENERIC_LOGIN_ERROR)
-    return token
+    return done[0]
 
 
 def _verify(password_hash: str, password: str) -> bool:

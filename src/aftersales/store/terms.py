@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from aftersales.domain.catalog import Category, StatutoryExclusion, default_category
@@ -135,14 +135,23 @@ def terms_book(conn: Connection, codes: Iterable[str] | None = None, *, names: M
 
 
 # --- platform policy versions ------------------------------------------------------------------------------------
-def ensure_policy_version(conn: Connection, policy: Policy, now: datetime) -> str:
-    """Store ``policy``'s parameters under its version id, once (a concurrent insert of the same id is no error)."""
+def ensure_policy_version(conn: Connection, policy: Policy, now: datetime, judged_at: datetime | None = None) -> str:
+    """Store ``policy``'s parameters under its version id, once (a concurrent insert of the same id is no error).
+
+    ``judged_at``: the instant of something the version judged (an order's ``paid_at``). The version was in force by
+    then, so the instant it took effect (``effective_at``, its "since") is moved back to it when it is earlier —
+    never forward. (A plain conditional UPDATE: it locks the row only when it moves it, so orders paid as usual,
+    after the version's instant, do not queue behind one another.)"""
     vid = version_id(policy)
-    values = {"id": vid, "parameters": policy.as_dict(), "effective_at": now}
+    instant = now if judged_at is None else min(now, judged_at)
+    values = {"id": vid, "parameters": policy.as_dict(), "effective_at": instant}
     if conn.dialect.name == "postgresql":
         conn.execute(postgresql.insert(t.policy_versions).values(**values).on_conflict_do_nothing(index_elements=["id"]))
     else:
         conn.execute(sqlite.insert(t.policy_versions).values(**values).on_conflict_do_nothing(index_elements=["id"]))
+    if judged_at is not None:
+        pv = t.policy_versions.c
+        conn.execute(update(t.policy_versions).where(pv.id == vid, pv.effective_at > instant).values(effective_at=instant))
     return vid
 
 
