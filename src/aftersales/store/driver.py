@@ -111,16 +111,22 @@ def _make_plan(dialect: Dialect, stmt: Any, keys: tuple[str, ...]) -> Plan | Non
     order = tuple(compiled.positiontup) if dialect.positional else None
     names = order if order is not None else tuple(compiled.binds)
     binds = tuple((name, processors[name]) for name in dict.fromkeys(names) if name in processors)
-    row = None
+    row: Any = None
     results: list[tuple[int, Callable[[Any], Any]]] = []
     if compiled._result_columns:
         cols = compiled._result_columns
-        row = namedtuple("Row", [c.keyname for c in cols], rename=True)  # type: ignore[misc]
+        row = _row_class([c.keyname for c in cols])
         for i, col in enumerate(cols):
             proc = col.type._cached_result_processor(dialect, None)
             if proc is not None:
                 results.append((i, proc))
     return Plan(compiled.string, order, defaults, binds, row, tuple(results))
+
+
+def _row_class(fields: list[str]) -> Any:
+    """A row class with attribute access by column key (fields known at run time)."""
+    make: Any = namedtuple
+    return make("Row", fields, rename=True)
 
 
 class Result:

@@ -10,7 +10,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Row, String, any_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import BigInteger, Connection, String, any_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from aftersales.domain import ledger
@@ -443,7 +443,8 @@ def categories(conn: Connection) -> dict[str, Category]:
     }
 
 
-def merchant(conn: Connection, merchant_id: str) -> Row[Any] | None:
+def merchant(conn: Connection, merchant_id: str) -> Any:
+    """The merchant's row (attributes by column), None if unknown."""
     return driver.execute(conn, _MERCHANT, {"merchant_id": merchant_id}).first()
 
 
