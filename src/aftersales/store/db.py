@@ -121,7 +121,10 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
     def _on_begin(conn: Any) -> None:
         # One writer at a time: take the write lock when the transaction starts, so that two commands on
         # one case are serialised instead of failing or losing an update (SQLite has no row locks).
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE")
+        # Straight through the driver (store/driver.py): what ``exec_driver_sql`` sends, without its execution context.
+        from .driver import execute_sql
+
+        execute_sql(conn, "BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE")
 
     return engine
 

@@ -60,14 +60,18 @@ class Plan:
     #: The result rows' class (column keys) and the processors of the columns that have one; None: no rows.
     row: Any
     results: tuple[tuple[int, Callable[[Any], Any]], ...]
+    #: Positional dialects: (bind name, processor or None) in the order of the placeholders.
+    positions: tuple[tuple[str, Callable[[Any], Any] | None], ...]
 
     def params(self, given: Mapping[str, Any]) -> Any:
-        values = {**self.defaults, **given} if self.defaults else dict(given)
-        for name, proc in self.binds:
-            values[name] = proc(values[name])
+        if self.defaults:
+            given = {**self.defaults, **given}
         if self.order is None:
+            values = dict(given)
+            for name, proc in self.binds:
+                values[name] = proc(values[name])
             return values
-        return tuple(values[name] for name in self.order)
+        return tuple([given[name] if proc is None else proc(given[name]) for name, proc in self.positions])
 
     def rows(self, raw: Sequence[Sequence[Any]]) -> list[Any]:
         make = self.row._make
@@ -120,7 +124,8 @@ def _make_plan(dialect: Dialect, stmt: Any, keys: tuple[str, ...]) -> Plan | Non
             proc = col.type._cached_result_processor(dialect, None)
             if proc is not None:
                 results.append((i, proc))
-    return Plan(compiled.string, order, defaults, binds, row, tuple(results))
+    positions = tuple((name, processors.get(name)) for name in order or ())
+    return Plan(compiled.string, order, defaults, binds, row, tuple(results), positions)
 
 
 def _row_class(fields: list[str]) -> Any:
@@ -157,6 +162,15 @@ def _notify(conn: Connection, cur: Any, sql: str, params: Any, many: bool) -> No
     """The engine's ``before_cursor_execute`` listeners, as ``Connection.execute`` would call them."""
     for listener in conn.dispatch.before_cursor_execute:
         listener(conn, cur, sql, params, None, many)
+
+
+def execute_sql(conn: Connection, sql: str) -> None:
+    """A statement without parameters or rows (``BEGIN IMMEDIATE``) sent as ``conn.exec_driver_sql(sql)`` sends it."""
+    cur = cursor(conn)
+    if conn.dispatch.before_cursor_execute:
+        _notify(conn, cur, sql, (), False)
+    with driver_errors(conn, sql):
+        cur.execute(sql)
 
 
 def execute(conn: Connection, stmt: Any, params: Mapping[str, Any] | None = None) -> Any:
