@@ -10,7 +10,10 @@ not counted). What it shows does not depend on how busy the machine is, unlike a
 
 ``--inline`` runs the synchronous endpoints on the event loop's thread instead of the thread pool, so that a
 one-thread profiler sees the whole request; ``--profile FILE.html`` (implies ``--inline``) writes a pyinstrument
-profile of the measured cycles, ``--cprofile FILE`` a cProfile one (``python -m pstats FILE``).
+profile of the measured cycles (wall time: on PostgreSQL mostly the driver waiting), ``--cprofile FILE`` a cProfile
+one with a CPU clock (``python -m pstats FILE``; it inflates function-call-heavy code), and ``--spy DIR`` runs the
+measure under ``py-spy`` (``--inline``, the requests' samples only) and writes ``DIR/inprocess-<db>.txt``: samples by
+layer and the inclusive share of the functions of the request's path (``store_cycle.summarise``).
 
 Run: ``.venv/bin/python bench/request_cpu.py [--db sqlite,postgresql] [--cycles 300] [--inline]
 [--profile out.html]``.
@@ -202,6 +205,32 @@ async def _measure(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             "cycle_cpu_ms": round(1000 * sum(cpu[n] for n in STEPS) / args.cycles, 3)}
 
 
+#: The functions whose inclusive share a --spy profile lists.
+WATCH = ("solve_dependencies", "_IncludedRouter._match", "get_principal", "run_endpoint_function", "UnitOfWork.__enter__",
+         "UnitOfWork.commit", "Tracker.flush", "Batch.write", "Tracker._load", "stamp", "fan_out", "Connection.execute",
+         "ClauseElement._compile_w_cache", "HasCacheKey._generate_cache_key", "Connection._execute_context",
+         "DefaultDialect.do_commit", "Engine.connect", "DefaultDialect._do_ping_w_event", "execute", "executemany",
+         "insert_returning", "Plan.params", "encode", "from_dict", "Lean.response")
+
+
+def spy(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from store_cycle import summarise
+
+    args.spy.mkdir(parents=True, exist_ok=True)
+    for kind in args.db.split(","):
+        stacks = args.spy / f"inprocess-{kind}.stacks"
+        subprocess.run([str(Path(sys.executable).parent / "py-spy"), "record", "--rate", "500", "--function", "--format",
+                        "raw", "-o", str(stacks), "--", sys.executable, __file__, "--db", kind, "--cycles", str(args.cycles),
+                        "--inline"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        summarise(stacks, args.spy / f"inprocess-{kind}.txt",
+                  f"{kind}: {args.cycles} cycles (order → case → approve) and /healthz, in-process ASGI, one thread",
+                  watch=WATCH, within="Cycle.step", path="a request's path")
+        stacks.unlink()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", default="sqlite,postgresql")
@@ -210,7 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inline", action="store_true", help="run the thread pool's work on the loop's thread")
     parser.add_argument("--profile", default=None, help="pyinstrument HTML profile ({db} is replaced)")
     parser.add_argument("--cprofile", default=None, help="cProfile stats file ({db} is replaced)")
+    parser.add_argument("--spy", type=Path, default=None, help="py-spy text profiles per database in this directory")
     args = parser.parse_args(argv)
+    if args.spy is not None:
+        return spy(args)
     if args.profile or args.cprofile:
         args.inline = True
     if args.inline:
