@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from store_cycle import PLATFORM_KEY, database
+from store_cycle import PLATFORM_KEY, database, order_body
 
 STEPS = ("order", "case", "approve")
 
@@ -109,9 +109,7 @@ class Cycle:
         if name == "order":
             self.n += 1
             oid = f"o-{self.n}"
-            body = {"id": oid, "merchant_id": "mA", "buyer_id": "bX", "paid_at": self.paid_at, "shipping_fee_fen": 500,
-                    "items": [{"sku": "s1", "title": "Shirt", "category": "apparel", "quantity": 2, "unit_price_fen": 1999},
-                              {"sku": "s2", "title": "Socks", "category": "apparel", "quantity": 1, "unit_price_fen": 500}]}
+            body = order_body(oid, self.paid_at)
             status, out = await self.asgi.request("POST", "/v1/orders", self.h("merchant"), json.dumps(body).encode())
             assert status == 201, out
             state["order"] = oid
