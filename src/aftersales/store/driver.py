@@ -89,14 +89,22 @@ class Plan:
 _PLANS: dict[tuple[Any, int, tuple[str, ...]], Plan | None] = {}
 
 
+#: More plans than this means statements built per call were given (a caller's mistake): start again rather than grow.
+MAX_PLANS = 2_000
+
+
 def plan(dialect: Dialect, stmt: Any, keys: tuple[str, ...]) -> Plan | None:
-    """The plan of ``stmt`` with parameters named ``keys`` for ``dialect`` (None: leave it to SQLAlchemy)."""
+    """The plan of ``stmt`` with parameters named ``keys`` for ``dialect`` (None: leave it to SQLAlchemy).
+    ``stmt`` must be built once (a constant of the store): its plan is kept for the life of the process."""
     key = (dialect, id(stmt), keys)
     try:
         return _PLANS[key]
     except KeyError:
         pass
     made = _make_plan(dialect, stmt, keys)
+    if len(_PLANS) >= MAX_PLANS:
+        _PLANS.clear()
+        _KEEP.clear()
     _PLANS[key] = made
     _KEEP.append(stmt)  # the id stays this statement's: plans are for statements that live as long as the process
     return made

@@ -124,11 +124,12 @@ class Tracker:
                     found[cr.order_id][2].append(from_dict(Case, cr.state))
                     assignee_of[cr.id] = cr.assignee_id
         else:
-            if "ids" in params and not pg:
-                stmt, params = _joined_orders(t.orders.c.id.in_(value)), {}
+            if "ids" in params and not pg:  # a statement of its own (not one built once): SQLAlchemy's path
+                joined = self.conn.execute(_joined_orders(t.orders.c.id.in_(value))).all()
             else:
-                stmt = reads[f"joined_{'case' if how == 'case' else 'ids' if pg else 'id'}"]
-            for jr in driver.execute(self.conn, stmt, params).all():
+                joined = driver.execute(self.conn, reads[f"joined_{'case' if how == 'case' else 'ids' if pg else 'id'}"],
+                                        params).all()
+            for jr in joined:
                 entry = found.get(jr.id)
                 if entry is None:
                     entry = found[jr.id] = (jr.state, jr.version, [])

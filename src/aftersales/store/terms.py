@@ -125,12 +125,14 @@ def terms_book(conn: Connection, codes: Iterable[str] | None = None, *, names: M
     elif wanted is not None:
         cats = cats.where(t.categories.c.code.in_(wanted))
         vers = vers.where(_V.c.code.in_(wanted))
+    # Only the statements built once go through the driver (its plans are kept per statement).
+    through: Any = driver.execute if params or wanted is None else lambda c, stmt, _p: c.execute(stmt)
     if names is None:
-        known = {r.code: r.name for r in driver.execute(conn, cats, params).all()}
+        known = {r.code: r.name for r in through(conn, cats, params).all()}
     else:
         known = {code: name for code, name in names.items() if wanted is None or code in wanted}
     book = TermsBook(known)
-    for r in driver.execute(conn, vers, params).all():
+    for r in through(conn, vers, params).all():
         book.versions.setdefault(r.code, []).append((r.effective_at, _category(r.code, known.get(r.code, r.code), r)))
     return book
 
