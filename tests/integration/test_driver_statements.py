@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, event, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, create_engine, event, insert, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from aftersales.service.context import UnitOfWork, run
 from aftersales.service.errors import Conflict
@@ -130,3 +130,37 @@ def test_a_statement_whose_sql_depends_on_its_values_is_left_to_sqlalchemy(ctx: 
     run(ctx, lambda uow: uow.conn.execute(insert(t.events), [_event(i, f"in{i}") for i in range(3)]))
     with ctx.engine.connect() as conn:
         assert driver.execute(conn, stmt, {"cases": ["in0", "in2"]}).scalars().all() == ["in0", "in2"]
+
+
+
+def _kill_pooled_backend(ctx: Any) -> int:
+    """End the backend of the (only) pooled connection from outside the pool; its pid."""
+    with ctx.engine.connect() as conn:
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    admin = create_engine(ctx.engine.url)
+    with admin.connect() as other:
+        assert other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar_one()
+    admin.dispose()
+    return int(pid)
+
+
+@pytest.mark.parametrize("idle_limit", [0.0, 3600.0])
+def test_a_connection_killed_while_idle_is_replaced_before_use(ctx: Any, monkeypatch: pytest.MonkeyPatch,
+                                                               idle_limit: float) -> None:
+    """The pre-ping for idle connections (store/db.py): a pooled PostgreSQL connection whose backend died while it
+    sat idle in the pool longer than ``PING_AFTER_IDLE_SECONDS`` is replaced at checkout, as ``pool_pre_ping`` did;
+    one used more recently is handed out unpinged, and its request meets the error (answered 503, api/problems.py)."""
+    if ctx.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server connection to lose")
+    from aftersales.store import db
+
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", idle_limit)
+    pid = _kill_pooled_backend(ctx)
+    if idle_limit == 0.0:
+        with ctx.engine.connect() as conn:
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
+    else:
+        with pytest.raises(OperationalError), ctx.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        with ctx.engine.connect() as conn:  # the pool has dropped it
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
