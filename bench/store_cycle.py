@@ -96,6 +96,13 @@ def database(kind: str) -> Iterator[tuple[str, str | None]]:
         admin.dispose()
 
 
+def order_body(oid: str, paid_at: str) -> dict[str, Any]:
+    """B1's order: merchant mA, buyer bX, two lines of the category ``apparel``."""
+    return {"id": oid, "merchant_id": "mA", "buyer_id": "bX", "paid_at": paid_at, "shipping_fee_fen": 500,
+            "items": [{"sku": "s1", "title": "Shirt", "category": "apparel", "quantity": 2, "unit_price_fen": 1999},
+                      {"sku": "s2", "title": "Socks", "category": "apparel", "quantity": 1, "unit_price_fen": 500}]}
+
+
 class Cycle:
     """A TestClient over the application with the merchant's and the buyer's keys."""
 
@@ -121,9 +128,7 @@ class Cycle:
         if name == "order":
             self.n += 1
             oid = f"o-{self.n}"
-            body = {"id": oid, "merchant_id": "mA", "buyer_id": "bX", "paid_at": self.paid_at, "shipping_fee_fen": 500,
-                    "items": [{"sku": "s1", "title": "Shirt", "category": "apparel", "quantity": 2, "unit_price_fen": 1999},
-                              {"sku": "s2", "title": "Socks", "category": "apparel", "quantity": 1, "unit_price_fen": 500}]}
+            body = order_body(oid, self.paid_at)
             r = self.client.post("/v1/orders", json=body, headers=self.h("merchant"))
             assert r.status_code == 201, r.text
             state["order"] = oid

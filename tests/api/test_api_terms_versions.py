@@ -6,7 +6,7 @@ they were paid under for ever, and the options answer names the versions that ju
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from helpers import (
     advance_to,
@@ -87,4 +87,11 @@ def test_T0_policy_in_force_has_a_version_and_orders_name_it(api):
     create_order(api, "o1")
     assert options(api, "o1")["policy_version"] == policy["version"]
     assert options(api, "o1")["terms_versions"] == {"apparel": 1}  # the version in force when it was paid (E4: created first)
-    assert api.get("/v1/policy").json() == policy  # asking again changes nothing
+    # T0: the file's version judged o1, so it was in force when o1 was paid: its "since" moves back to that payment
+    # (never forward), and nothing else changes; asking again changes nothing.
+    paid_at = api.get("/v1/orders/o1").json()["paid_at"]
+    now = api.get("/v1/policy").json()
+    assert datetime.fromisoformat(now["effective_at"]) == min(datetime.fromisoformat(policy["effective_at"]),
+                                                               datetime.fromisoformat(paid_at))
+    assert {**now, "effective_at": None} == {**policy, "effective_at": None}
+    assert api.get("/v1/policy").json() == now

@@ -11,9 +11,9 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Table, func, insert, select
-from sqlalchemy.exc import DBAPIError
 
 from . import tables as t
+from .driver import cursor, driver_errors, executemany, insert_returning
 
 #: Below this many rows a table's rows go in through SQLAlchemy (one prepared executemany), from it on through the
 #: driver's bulk path: COPY costs a round trip of its own, which a handful of rows does not repay. A batch of due
@@ -51,6 +51,9 @@ def insert_returning_ids(conn: Connection, table: Any, rows: list[dict[str, Any]
     under the writer lock ``BEGIN IMMEDIATE`` holds), as :func:`new_ids` would have taken them — one round trip fewer."""
     if not rows or len(rows) > RETURNING_ROWS:
         return None
+    through_driver = insert_returning(conn, _insert_returning_id(table), rows)
+    if through_driver is not None:
+        return [int(i) for i in through_driver]
     if len(rows) == 1:
         return [int(conn.execute(insert(table).returning(table.c.id), rows[0]).scalar_one())]
     if conn.dialect.name == "sqlite":
@@ -61,10 +64,15 @@ def insert_returning_ids(conn: Connection, table: Any, rows: list[dict[str, Any]
     return [int(i) for i in conn.execute(stmt, rows).scalars().all()]
 
 
-def cursor(conn: Connection) -> Any:
-    """A cursor of the driver's connection under ``conn`` (same transaction)."""
-    raw: Any = conn.connection.driver_connection
-    return raw.cursor()
+@cache
+def insert_of(table: Table) -> Any:
+    """``INSERT INTO table``, built once (the driver's statements are compiled once per statement object)."""
+    return insert(table)
+
+
+@cache
+def _insert_returning_id(table: Table) -> Any:
+    return insert(table).returning(table.c.id)
 
 
 def copy_rows(cur: Any, pg: bool, table: str, cols: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
@@ -88,7 +96,7 @@ def insert_rows(conn: Connection, table: Table, cols: Sequence[str], rows: Seque
     if not rows:
         return
     if len(rows) < BULK_ROWS:
-        conn.execute(insert(table), [dict(zip(cols, row, strict=True)) for row in rows])
+        executemany(conn, insert_of(table), [dict(zip(cols, row, strict=True)) for row in rows])
         return
     pg = conn.dialect.name == "postgresql"
     procs = _bind_processors(conn.dialect, table, tuple(cols))
@@ -96,17 +104,6 @@ def insert_rows(conn: Connection, table: Table, cols: Sequence[str], rows: Seque
         rows = [_processed(row, procs) for row in rows]
     with driver_errors(conn, f"COPY {table.name}"):
         copy_rows(cursor(conn), pg, table.name, cols, rows)
-
-
-@contextmanager
-def driver_errors(conn: Connection, what: str) -> Iterator[None]:
-    """The driver's errors as SQLAlchemy raises them (``DBAPIError`` and its kinds), so that a conflict met by a
-    statement sent straight through the driver is retried like any other (service/context.py ``_retryable``)."""
-    dbapi = conn.dialect.loaded_dbapi
-    try:
-        yield
-    except dbapi.Error as exc:
-        raise DBAPIError.instance(what, None, exc, dbapi.Error, hide_parameters=True, dialect=conn.dialect) from exc
 
 
 @cache

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
 
@@ -70,8 +71,41 @@ def make_engine(url: str, *, pool_size: int = 10, schema: str | None = None) -> 
         given = " ".join(given) if isinstance(given, tuple) else given
         connect_args["options"] = " ".join(filter(None, [given, f"-csearch_path={schema}"]))
     # psycopg takes the JSON text as bytes.
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True, connect_args=connect_args,
-                         json_serializer=json_dumps_bytes, json_deserializer=json_loads)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2, connect_args=connect_args,
+                           json_serializer=json_dumps_bytes, json_deserializer=json_loads)
+    _ping_when_idle(engine)
+    return engine
+
+
+#: A pooled PostgreSQL connection idle for longer than this is pinged before it is handed out (a restart of the
+#: database while it was idle would have closed it); one used more recently is not (issue 13: SQLAlchemy's
+#: ``pool_pre_ping`` cost every unit of work a round trip).
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """``pool_pre_ping`` for the connections that have been idle (:data:`PING_AFTER_IDLE_SECONDS`): a dead one is
+    replaced before use, as the pre-ping does (SQLAlchemy's "pessimistic disconnect handling", custom form). A
+    connection that died under a request answers that request 503 (api/problems.py) and is replaced by the pool."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is not None and time.monotonic() - idle_since <= PING_AFTER_IDLE_SECONDS:
+            return
+        if not _alive(engine, dbapi_conn):
+            raise exc.DisconnectionError()  # the pool replaces it, and checks the new one out
+
+
+def _alive(engine: Engine, dbapi_conn: Any) -> bool:
+    try:
+        return bool(engine.dialect.do_ping(dbapi_conn))
+    except engine.dialect.loaded_dbapi.Error:
+        return False
 
 
 def _sqlite_engine(url: str, database: str | None) -> Engine:
@@ -96,7 +130,10 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
     def _on_begin(conn: Any) -> None:
         # One writer at a time: take the write lock when the transaction starts, so that two commands on
         # one case are serialised instead of failing or losing an update (SQLite has no row locks).
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE")
+        # Straight through the driver (store/driver.py): what ``exec_driver_sql`` sends, without its execution context.
+        from .driver import execute_sql
+
+        execute_sql(conn, "BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE")
 
     return engine
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Row, String, any_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import BigInteger, Connection, String, any_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from aftersales.domain import ledger
@@ -20,10 +20,10 @@ from aftersales.domain.events import Event
 from aftersales.domain.groups import Group, GroupStatus
 from aftersales.domain.orders import Order, RefundStatus
 
+from . import driver, search
 from . import ledger as ledger_store
-from . import search
 from . import tables as t
-from .bulk import BULK_ROWS, insert_dicts, insert_returning_ids, insert_rows, new_ids, update_rows
+from .bulk import BULK_ROWS, insert_dicts, insert_of, insert_returning_ids, insert_rows, new_ids, update_rows
 from .codec import encode, from_dict
 from .timers import arm_timers
 
@@ -86,45 +86,50 @@ class Tracker:
         """Load several orders with their cases in one query (the orders locked in id order on PostgreSQL)."""
         wanted = sorted({i for i in order_ids if i not in self.orders})
         if wanted:
-            self._load(one_of(self.conn, t.orders.c.id, wanted), lock=lock)
+            self._load(("ids", wanted), lock=lock)
 
     def get_order_of_case(self, case_id: str, *, lock: bool = False) -> Order | None:
         """The order of a stored case, with all its cases, in one query (None: no such case). What
         :meth:`order_for_case` then :meth:`get_order` give, one round trip instead of two or three; an order already
         in the identity map is returned as it is there."""
-        found = self._load(t.orders.c.id == select(t.cases.c.order_id).where(t.cases.c.id == case_id).scalar_subquery(),
-                           lock=lock)
+        found = self._load(("case", case_id), lock=lock)
         return self.orders[found[0]][0] if found and found[0] in self.orders else None
 
-    def _load(self, which: Any, *, lock: bool) -> list[str]:
-        """The orders matching ``which`` with their cases (in opening order), ordered by order id. Orders already in
-        the identity map are left as they are there. Returns the ids found.
+    def _load(self, which: tuple[str, Any], *, lock: bool) -> list[str]:
+        """The orders ``which`` names — ``("ids", [order id, …])`` or ``("case", case id)``: the order of that case —
+        with their cases (in opening order), ordered by order id. Orders already in the identity map are left as they
+        are there. Returns the ids found. The statements are built once (:func:`_order_reads`) and sent through the
+        driver (store/driver.py).
 
         One statement (orders LEFT JOIN cases: a row per case, one row for an order without any), except for a lock on
         PostgreSQL: there the orders are locked first (in id order) and their cases read by a second statement once
         the locks are held — a joined read would return the cases as they were when the statement began, before the
         transaction it waited for committed (READ COMMITTED re-reads only the locked rows). SQLite's writer lock is
         taken when the transaction begins (``BEGIN IMMEDIATE``), so its single statement sees the last commit."""
-        o, c = t.orders, t.cases
         found: dict[str, tuple[Any, int, list[Case]]] = {}
         assignee_of: dict[str, str | None] = {}
-        if lock and self.conn.dialect.name == "postgresql":
-            rows = self.conn.execute(select(o.c.id, o.c.state, o.c.version).where(which).order_by(o.c.id)
-                                     .with_for_update()).all()
+        pg = self.conn.dialect.name == "postgresql"
+        how, value = which
+        # One order id, a case id, or (PostgreSQL) an array of ids: one parameter, a statement built once. Several
+        # ids on SQLite: an IN list, through SQLAlchemy (its size changes the statement).
+        params: dict[str, Any] = {"case_id": value} if how == "case" else {"ids": value} if pg or len(value) > 1 \
+            else {"id": value[0]}
+        reads = _order_reads()
+        if lock and pg:
+            rows = driver.execute(self.conn, reads[f"lock_{how}"], params).all()
             for r in rows:
                 found[r.id] = (r.state, r.version, [])
             if found:
-                for cr in self.conn.execute(select(c.c.order_id, c.c.state, c.c.id, c.c.assignee_id)
-                                            .where(one_of(self.conn, c.c.order_id, list(found)))
-                                            .order_by(c.c.opened_at, c.c.id)).all():
+                for cr in driver.execute(self.conn, reads["cases_of"], {"ids": list(found)}).all():
                     found[cr.order_id][2].append(from_dict(Case, cr.state))
                     assignee_of[cr.id] = cr.assignee_id
         else:
-            stmt = (select(o.c.id, o.c.state, o.c.version, c.c.state.label("case_state"), c.c.id.label("case_id"),
-                           c.c.assignee_id)
-                    .select_from(o.outerjoin(c, c.c.order_id == o.c.id)).where(which)
-                    .order_by(o.c.id, c.c.opened_at, c.c.id))
-            for jr in self.conn.execute(stmt).all():
+            if "ids" in params and not pg:  # a statement of its own (not one built once): SQLAlchemy's path
+                joined = self.conn.execute(_joined_orders(t.orders.c.id.in_(value))).all()
+            else:
+                joined = driver.execute(self.conn, reads[f"joined_{'case' if how == 'case' else 'ids' if pg else 'id'}"],
+                                        params).all()
+            for jr in joined:
                 entry = found.get(jr.id)
                 if entry is None:
                     entry = found[jr.id] = (jr.state, jr.version, [])
@@ -148,7 +153,7 @@ class Tracker:
         self.search_terms[order.id] = frozenset()
 
     def order_exists(self, order_id: str) -> bool:
-        return self.conn.execute(_ORDER_EXISTS, {"order_id": order_id}).first() is not None
+        return driver.execute(self.conn, _ORDER_EXISTS, {"order_id": order_id}).first() is not None
 
     def order_for_case(self, case_id: str) -> str | None:
         return self.conn.execute(select(t.cases.c.order_id).where(t.cases.c.id == case_id)).scalar()
@@ -352,22 +357,19 @@ class Batch:
             if len(self.changed_orders) >= BULK_ROWS:  # a batch of deadlines: one statement (store/bulk.py)
                 changed = update_rows(conn, t.orders, {"b_id": "id", "b_seen": "version"}, self.changed_orders)
             else:
-                changed = conn.execute(_order_update(tuple(k for k in self.changed_orders[0] if k.startswith("v_"))),
-                                       self.changed_orders).rowcount
+                changed = driver.executemany(conn, _order_update(tuple(k for k in self.changed_orders[0] if k.startswith("v_"))),
+                                             self.changed_orders)
             if changed != len(self.changed_orders):
                 raise ConcurrentUpdate(",".join(r["b_id"] for r in self.changed_orders))
-        if self.new_cases:
-            conn.execute(insert(t.cases), self.new_cases)
+        driver.executemany(conn, insert_of(t.cases), self.new_cases)
         if len(self.changed_cases) >= BULK_ROWS:
             update_rows(conn, t.cases, {"b_id": "id"}, self.changed_cases)
         elif self.changed_cases:
-            conn.execute(_case_update(tuple(k for k in self.changed_cases[0] if k != "b_id")), self.changed_cases)
+            driver.executemany(conn, _case_update(tuple(k for k in self.changed_cases[0] if k != "b_id")), self.changed_cases)
         arm_timers(conn, self.timers)
         insert_dicts(conn, t.refunds, self.new_refunds)
-        if self.settled_refunds:
-            conn.execute(_REFUND_UPDATE, self.settled_refunds)
-        if self.payment_jobs:
-            conn.execute(insert(t.payment_jobs), self.payment_jobs)
+        driver.executemany(conn, _REFUND_UPDATE, self.settled_refunds)
+        driver.executemany(conn, insert_of(t.payment_jobs), self.payment_jobs)
         postings = self.postings
         if postings:
             postings = postings + ledger_store.with_recoveries(conn, postings)
@@ -386,6 +388,28 @@ class Batch:
         ids = insert_with_ids(conn, t.events, rows)
         if on_events is not None:
             on_events(conn, [(i, e, m) for i, (e, m) in zip(ids, events, strict=True)])
+
+
+def _joined_orders(which: Any) -> Any:
+    """Orders matching ``which`` LEFT JOIN their cases: a row per case, one row for an order without any."""
+    o, c = t.orders, t.cases
+    return (select(o.c.id, o.c.state, o.c.version, c.c.state.label("case_state"), c.c.id.label("case_id"), c.c.assignee_id)
+            .select_from(o.outerjoin(c, c.c.order_id == o.c.id)).where(which).order_by(o.c.id, c.c.opened_at, c.c.id))
+
+
+@cache
+def _order_reads() -> dict[str, Any]:
+    """The statements of :meth:`Tracker._load`, built once: by one id (``id``), by an array of ids (``ids``,
+    PostgreSQL), by a case id (``case_id``); ``lock_*`` lock the orders (PostgreSQL), ``cases_of`` reads their cases."""
+    o, c = t.orders, t.cases
+    ids = o.c.id == any_(bindparam("ids", type_=ARRAY(String)))
+    of_case = o.c.id == select(c.c.order_id).where(c.c.id == bindparam("case_id")).scalar_subquery()
+    locked = select(o.c.id, o.c.state, o.c.version).order_by(o.c.id)
+    return {"joined_id": _joined_orders(o.c.id == bindparam("id")), "joined_ids": _joined_orders(ids),
+            "joined_case": _joined_orders(of_case),
+            "lock_ids": locked.where(ids).with_for_update(), "lock_case": locked.where(of_case).with_for_update(),
+            "cases_of": select(c.c.order_id, c.c.state, c.c.id, c.c.assignee_id)
+                        .where(c.c.order_id == any_(bindparam("ids", type_=ARRAY(String)))).order_by(c.c.opened_at, c.c.id)}
 
 
 # Statements of every unit of work, built once: SQLAlchemy then finds their compiled form without building the
@@ -411,7 +435,7 @@ _ORDER_EXISTS = select(t.orders.c.id).where(t.orders.c.id == bindparam("order_id
 
 # --- read-side queries ------------------------------------------------------------------------------------
 def categories(conn: Connection) -> dict[str, Category]:
-    rows = conn.execute(_CATEGORIES).all()
+    rows = driver.execute(conn, _CATEGORIES).all()
     return {
         r.code: Category(r.code, r.name, r.no_reason_return,
                          StatutoryExclusion(r.statutory_exclusion) if r.statutory_exclusion else None,
@@ -420,8 +444,9 @@ def categories(conn: Connection) -> dict[str, Category]:
     }
 
 
-def merchant(conn: Connection, merchant_id: str) -> Row[Any] | None:
-    return conn.execute(_MERCHANT, {"merchant_id": merchant_id}).first()
+def merchant(conn: Connection, merchant_id: str) -> Any:
+    """The merchant's row (attributes by column), None if unknown."""
+    return driver.execute(conn, _MERCHANT, {"merchant_id": merchant_id}).first()
 
 
 def case_rows(conn: Connection, *, where: Iterable[Any], after: str | None, limit: int) -> list[Any]:

@@ -13,7 +13,7 @@ A title written without spaces (Chinese) is also indexed by each of its suffixes
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from aftersales.domain.orders import Order
 
 from . import tables as t
+from .driver import executemany
 
 MAX_TERM = 64
 #: At most this many suffixes of a title word without spaces (a long Chinese title).
@@ -82,8 +83,12 @@ def add(conn: Connection, batch: list[dict[str, Any]]) -> None:
     """Insert terms; one already there is left as it is (two units of work may add the same)."""
     if not batch:
         return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(t.search_terms).on_conflict_do_nothing(), batch)
+    executemany(conn, _add_statement(conn.dialect.name == "postgresql"), batch)
+
+
+@cache
+def _add_statement(pg: bool) -> Any:
+    return (postgresql if pg else sqlite).insert(t.search_terms).on_conflict_do_nothing()
 
 
 def order_ids(conn: Connection, merchant_id: str, prefix: str, *, limit: int) -> list[str]:

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from aftersales.domain.catalog import Category, StatutoryExclusion, default_category
 from aftersales.domain.policy import Policy, from_parameters, version_id
 
+from . import driver
 from . import tables as t
 
 _V = t.category_versions
@@ -115,23 +116,31 @@ class TermsBook:
 def terms_book(conn: Connection, codes: Iterable[str] | None = None, *, names: Mapping[str, str] | None = None) -> TermsBook:
     """Every version of the categories ``codes`` (all categories when None). ``names``: the name of every category,
     when the caller has just read them in this transaction (one query fewer)."""
-    cats = select(t.categories.c.code, t.categories.c.name)
-    # Effect order: a version scheduled from a draft may have been numbered before an immediate change that takes
-    # effect earlier; at one instant the higher number wins.
-    vers = select(_V).order_by(_V.c.code, _V.c.effective_at, _V.c.version)
-    wanted: list[str] | None = None
-    if codes is not None:
-        wanted = sorted(set(codes))
+    wanted: list[str] | None = None if codes is None else sorted(set(codes))
+    cats, vers = _BOOK_ALL
+    params: dict[str, Any] = {}
+    if wanted is not None and len(wanted) == 1:  # an order of one category: statements built once, through the driver
+        cats, vers = _BOOK_ONE
+        params = {"code": wanted[0]}
+    elif wanted is not None:
         cats = cats.where(t.categories.c.code.in_(wanted))
         vers = vers.where(_V.c.code.in_(wanted))
+    # Only the statements built once go through the driver (its plans are kept per statement).
+    through: Any = driver.execute if params or wanted is None else lambda c, stmt, _p: c.execute(stmt)
     if names is None:
-        known = {r.code: r.name for r in conn.execute(cats).all()}
+        known = {r.code: r.name for r in through(conn, cats, params).all()}
     else:
         known = {code: name for code, name in names.items() if wanted is None or code in wanted}
     book = TermsBook(known)
-    for r in conn.execute(vers).all():
+    for r in through(conn, vers, params).all():
         book.versions.setdefault(r.code, []).append((r.effective_at, _category(r.code, known.get(r.code, r.code), r)))
     return book
+
+
+# Effect order: a version scheduled from a draft may have been numbered before an immediate change that takes
+# effect earlier; at one instant the higher number wins.
+_BOOK_ALL = (select(t.categories.c.code, t.categories.c.name), select(_V).order_by(_V.c.code, _V.c.effective_at, _V.c.version))
+_BOOK_ONE = (_BOOK_ALL[0].where(t.categories.c.code == bindparam("code")), _BOOK_ALL[1].where(_V.c.code == bindparam("code")))
 
 
 # --- platform policy versions ------------------------------------------------------------------------------------
@@ -144,15 +153,18 @@ def ensure_policy_version(conn: Connection, policy: Policy, now: datetime, judge
     after the version's instant, do not queue behind one another.)"""
     vid = version_id(policy)
     instant = now if judged_at is None else min(now, judged_at)
-    values = {"id": vid, "parameters": policy.as_dict(), "effective_at": instant}
-    if conn.dialect.name == "postgresql":
-        conn.execute(postgresql.insert(t.policy_versions).values(**values).on_conflict_do_nothing(index_elements=["id"]))
-    else:
-        conn.execute(sqlite.insert(t.policy_versions).values(**values).on_conflict_do_nothing(index_elements=["id"]))
+    stmt = _ENSURE_POLICY["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+    driver.execute(conn, stmt, {"id": vid, "parameters": policy.as_dict(), "effective_at": instant})
     if judged_at is not None:
-        pv = t.policy_versions.c
-        conn.execute(update(t.policy_versions).where(pv.id == vid, pv.effective_at > instant).values(effective_at=instant))
+        driver.execute(conn, _MOVE_POLICY_BACK, {"b_id": vid, "b_at": instant})
     return vid
+
+
+_MOVE_POLICY_BACK = (update(t.policy_versions)
+                     .where(t.policy_versions.c.id == bindparam("b_id"), t.policy_versions.c.effective_at > bindparam("b_at"))
+                     .values(effective_at=bindparam("b_at")))
+_ENSURE_POLICY = {name: dialect.insert(t.policy_versions).on_conflict_do_nothing(index_elements=["id"])
+                  for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
 
 
 def policy_version_row(conn: Connection, vid: str) -> Any:

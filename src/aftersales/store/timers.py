@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from . import tables as t
+from .bulk import insert_of
+from .driver import executemany
 
 #: F2: tries before an automatic action is parked for the platform.
 MAX_ATTEMPTS = 5
@@ -38,7 +40,7 @@ def arm_timers(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
         if v["subject"] is None or v["subject_id"] is None or v["action"] is None or v["rule"] is None \
                 or v["due_at"] is None or v["stage"] is None:
             raise ValueError(f"a timer row needs {', '.join(f for f in _FIELDS if f != 'order_id')}: {v}")
-    conn.execute(insert(t.timers), values)
+    executemany(conn, insert_of(t.timers), values)
 
 
 def backoff(attempts: int) -> timedelta:

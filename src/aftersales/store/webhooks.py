@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.orm import aliased
 
+from . import driver
 from . import tables as t
 
 s, o, d, a = t.webhook_subscriptions, t.webhook_outbox, t.webhook_deliveries, t.webhook_attempts
@@ -61,12 +62,17 @@ def set_state(conn: Connection, sub_id: str, *, active: bool, disabled_at: datet
 
 def any_subscriber(conn: Connection, merchants: Iterable[str]) -> bool:
     """Is there an active subscription that may want events of these merchants (theirs, or platform-wide)?"""
-    return conn.execute(_ANY_SUBSCRIBER, {"merchants": sorted(set(merchants))}).first() is not None
+    wanted = sorted(set(merchants))
+    if len(wanted) == 1:  # a unit of work's usual case: a statement built once, sent through the driver
+        return driver.execute(conn, _ANY_SUBSCRIBER_OF_ONE, {"merchant": wanted[0]}).first() is not None
+    return conn.execute(_ANY_SUBSCRIBER, {"merchants": wanted}).first() is not None
 
 
 #: Built once: asked by every unit of work that writes events (the outbox hook).
 _ANY_SUBSCRIBER = select(s.c.id).where(s.c.active.is_(True), or_(s.c.merchant_id.is_(None),
                                                                   s.c.merchant_id.in_(bindparam("merchants", expanding=True)))).limit(1)
+_ANY_SUBSCRIBER_OF_ONE = select(s.c.id).where(s.c.active.is_(True), or_(s.c.merchant_id.is_(None),
+                                                                         s.c.merchant_id == bindparam("merchant"))).limit(1)
 
 
 # --- outbox and fan-out --------------------------------------------------------------------------------------
