@@ -153,18 +153,31 @@ def ensure_policy_version(conn: Connection, policy: Policy, now: datetime, judge
     after the version's instant, do not queue behind one another.)"""
     vid = version_id(policy)
     instant = now if judged_at is None else min(now, judged_at)
-    stmt = _ENSURE_POLICY["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
-    driver.execute(conn, stmt, {"id": vid, "parameters": policy.as_dict(), "effective_at": instant})
-    if judged_at is not None:
-        driver.execute(conn, _MOVE_POLICY_BACK, {"b_id": vid, "b_at": instant})
+    name = "postgresql" if conn.dialect.name == "postgresql" else "sqlite"
+    if judged_at is None:
+        driver.execute(conn, _ENSURE_POLICY[name], {"id": vid, "parameters": policy.as_dict(), "effective_at": instant})
+    else:  # one statement either way (the B1 cycle's statement budget)
+        driver.execute(conn, _ENSURE_POLICY_JUDGED[name], {"b_id": vid, "b_parameters": policy.as_dict(), "b_at": instant})
     return vid
 
 
-_MOVE_POLICY_BACK = (update(t.policy_versions)
-                     .where(t.policy_versions.c.id == bindparam("b_id"), t.policy_versions.c.effective_at > bindparam("b_at"))
-                     .values(effective_at=bindparam("b_at")))
 _ENSURE_POLICY = {name: dialect.insert(t.policy_versions).on_conflict_do_nothing(index_elements=["id"])
                   for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
+_PV = t.policy_versions.c
+_NEW_PV = {"id": bindparam("b_id"), "parameters": bindparam("b_parameters", type_=_PV.parameters.type),
+           "effective_at": bindparam("b_at", type_=_PV.effective_at.type)}
+_ensure_pg = postgresql.insert(t.policy_versions).values(**_NEW_PV).on_conflict_do_nothing(index_elements=["id"]).cte("ensured")
+_ensure_lite = sqlite.insert(t.policy_versions).values(**_NEW_PV)
+_ENSURE_POLICY_JUDGED = {
+    # PostgreSQL: insert it if new, and move an existing row's instant back, in one statement; the UPDATE takes the
+    # row's lock only when it moves it (ON CONFLICT DO UPDATE would lock it for every order, serialising them).
+    "postgresql": update(t.policy_versions).add_cte(_ensure_pg)
+    .where(_PV.id == bindparam("b_id"), _PV.effective_at > bindparam("b_at", type_=_PV.effective_at.type))
+    .values(effective_at=bindparam("b_at", type_=_PV.effective_at.type)),
+    # SQLite has one writer at a time (BEGIN IMMEDIATE): an upsert that moves the instant back when it is earlier.
+    "sqlite": _ensure_lite.on_conflict_do_update(index_elements=["id"], set_={"effective_at": _ensure_lite.excluded.effective_at},
+                                                 where=_PV.effective_at > _ensure_lite.excluded.effective_at),
+}
 
 
 def policy_version_row(conn: Connection, vid: str) -> Any:
