@@ -194,10 +194,8 @@ class Server:
 @contextlib.contextmanager
 def database(kind: str, pg_url: str, tmp: Path) -> Any:
     """A fresh migrated database: yields the AFTERSALES_* variables that point at it."""
-    from sqlalchemy import create_engine, text
-
-    from aftersales.store.db import make_engine, normalise_url
-    from aftersales.store.migrate import upgrade
+    from aftersales.store.db import make_engine
+    from aftersales.store.migrate import migrated_schema, upgrade
 
     if kind == "sqlite":
         url = f"sqlite:///{tmp}/bench-{secrets.token_hex(4)}.db"
@@ -206,19 +204,8 @@ def database(kind: str, pg_url: str, tmp: Path) -> Any:
         engine.dispose()
         yield {"AFTERSALES_DATABASE_URL": url}
         return
-    schema = f"bench_{secrets.token_hex(4)}"
-    admin = create_engine(normalise_url(pg_url))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        engine = make_engine(pg_url, schema=schema)
-        upgrade(engine)
-        engine.dispose()
+    with migrated_schema(pg_url, f"bench_{secrets.token_hex(4)}") as schema:
         yield {"AFTERSALES_DATABASE_URL": pg_url, "AFTERSALES_DATABASE_SCHEMA": schema}
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def set_up(url: str) -> dict[str, str]:

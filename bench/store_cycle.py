@@ -68,10 +68,8 @@ class StatementCounter:
 @contextlib.contextmanager
 def database(kind: str) -> Iterator[tuple[str, str | None]]:
     """(url, schema) of a fresh migrated database."""
-    from sqlalchemy import create_engine, text
-
-    from aftersales.store.db import make_engine, normalise_url
-    from aftersales.store.migrate import upgrade
+    from aftersales.store.db import make_engine
+    from aftersales.store.migrate import migrated_schema, upgrade
 
     if kind == "sqlite":
         with tempfile.TemporaryDirectory() as tmp:
@@ -81,19 +79,8 @@ def database(kind: str) -> Iterator[tuple[str, str | None]]:
             engine.dispose()
             yield url, None
         return
-    schema = f"cycle_{secrets.token_hex(4)}"
-    admin = create_engine(normalise_url(PG_URL))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        engine = make_engine(PG_URL, schema=schema)
-        upgrade(engine)
-        engine.dispose()
+    with migrated_schema(PG_URL, f"cycle_{secrets.token_hex(4)}") as schema:
         yield PG_URL, schema
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def order_body(oid: str, paid_at: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from aftersales.domain import policy as policy_mod
 from aftersales.service.context import Clock, Context, UnitOfWork
 from aftersales.service.ledger import audit as ledger_audit
 from aftersales.store.db import make_engine, normalise_url
-from aftersales.store.migrate import upgrade
+from aftersales.store.migrate import migrated_schema, upgrade
 
 #: Every lean JSON answer (api/responses.py) is checked against its route's response model during the tests.
 os.environ.setdefault("AFTERSALES_CHECK_RESPONSES", "1")
@@ -95,14 +95,7 @@ def pg_template(pg_problem: str | None) -> Iterator[str | None]:
     if pg_problem is not None or shutil.which("pg_dump") is None:
         yield None
         return
-    template = f"tpl_{os.getpid()}_{secrets.token_hex(6)}"
-    admin = create_engine(normalise_url(PG_URL))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{template}"'))
-    try:
-        engine = make_engine(PG_URL, schema=template)
-        upgrade(engine)
-        engine.dispose()
+    with migrated_schema(PG_TEST_URL, f"tpl_{os.getpid()}_{secrets.token_hex(6)}") as template:
         url = make_url(normalise_url(PG_URL))
         dumped = subprocess.run(
             ["pg_dump", "--schema", template, "--no-owner", "--no-privileges", "--inserts", "--dbname",
@@ -111,10 +104,6 @@ def pg_template(pg_problem: str | None) -> Iterator[str | None]:
         # Plain pg_dump text: psql's meta-commands (\restrict …) are not SQL; the session settings it sets stay on
         # the admin connection that runs it.
         yield "\n".join(line for line in dumped.splitlines() if not line.startswith("\\")).replace(template, "{schema}")
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{template}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -130,24 +119,20 @@ def database(request: pytest.FixtureRequest, tmp_path: Any, pg_problem: str | No
             pytest.fail(f"PostgreSQL is required under CI=true: {pg_problem}")
         pytest.skip(f"PostgreSQL not available: {pg_problem}")
     schema = f"t_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = create_engine(PG_TEST_URL)
     script = request.getfixturevalue("pg_template")
-    if script is not None:
-        raw = admin.raw_connection()
-        try:
-            raw.cursor().execute(script.replace("{schema}", schema))
-            raw.commit()
-        finally:
-            raw.close()
-    else:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        engine = make_engine(PG_TEST_URL, schema=schema)
-        upgrade(engine)
-        engine.dispose()
-    db = Database("postgresql", PG_TEST_URL, schema)
+    if script is None:
+        with migrated_schema(PG_TEST_URL, schema):
+            yield Database("postgresql", PG_TEST_URL, schema)
+        return
+    admin = create_engine(PG_TEST_URL)
+    raw = admin.raw_connection()
     try:
-        yield db
+        raw.cursor().execute(script.replace("{schema}", schema))
+        raw.commit()
+    finally:
+        raw.close()
+    try:
+        yield Database("postgresql", PG_TEST_URL, schema)
     finally:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))

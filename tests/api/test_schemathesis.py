@@ -42,7 +42,7 @@ from sqlalchemy import create_engine, text
 from aftersales.api.app import create_app
 from aftersales.config import Settings
 from aftersales.store.db import make_engine, normalise_url
-from aftersales.store.migrate import upgrade
+from aftersales.store.migrate import migrated_schema, upgrade
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 PG_URL = os.environ.get("AFTERSALES_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -118,18 +118,9 @@ def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         if os.environ.get("CI") == "true":
             pytest.fail(f"PostgreSQL is required under CI=true: {exc}")
         pytest.skip(f"PostgreSQL not available: {str(exc).splitlines()[0]}")
-    name = f"st_{os.getpid()}_{secrets.token_hex(4)}"
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{name}"'))
-    try:
-        engine = make_engine(PG_URL, schema=name)
-        upgrade(engine)
-        engine.dispose()
+    admin.dispose()
+    with migrated_schema(PG_URL, f"st_{os.getpid()}_{secrets.token_hex(4)}") as name:
         yield _settings(PG_URL, name)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
-        admin.dispose()
 
 
 class Seeder:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy import func, insert, select
 
 from aftersales import importer
 from aftersales.domain import policy as policy_mod
@@ -24,8 +24,8 @@ from aftersales.service import orders, setup
 from aftersales.service.context import PLATFORM, Clock, Context
 from aftersales.store import bulk
 from aftersales.store import tables as t
-from aftersales.store.db import make_engine, normalise_url
-from aftersales.store.migrate import upgrade
+from aftersales.store.db import make_engine
+from aftersales.store.migrate import migrated_schema, upgrade
 
 HEADER = ",".join(CSV_COLUMNS)
 PG_URL = os.environ.get("AFTERSALES_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -44,19 +44,12 @@ def _fresh(database: Any, tmp_path: Path) -> Iterator[Context]:
         yield Context(engine=engine, policy=policy_mod.load(), clock=Clock(True, CLOCK_START))
         engine.dispose()
         return
-    schema = f"t_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = create_engine(normalise_url(PG_URL))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = make_engine(PG_URL, schema=schema)
-    try:
-        upgrade(engine)
-        yield Context(engine=engine, policy=policy_mod.load(), clock=Clock(True, CLOCK_START))
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with migrated_schema(PG_URL, f"t_{os.getpid()}_{secrets.token_hex(4)}") as schema:
+        engine = make_engine(PG_URL, schema=schema)
+        try:
+            yield Context(engine=engine, policy=policy_mod.load(), clock=Clock(True, CLOCK_START))
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture

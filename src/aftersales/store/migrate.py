@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine, text
+
+from .db import make_engine, normalise_url
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -19,3 +23,25 @@ def alembic_config(engine: Engine) -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply every migration up to ``revision``."""
     command.upgrade(alembic_config(engine), revision)
+
+
+@contextmanager
+def migrated_schema(url: str, schema: str) -> Iterator[str]:
+    """PostgreSQL: the schema ``schema`` created and migrated to head for the block, then dropped with everything in
+    it — the tests' and benchmarks' own databases, side by side on one server."""
+    admin = create_engine(normalise_url(url))
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        try:
+            engine = make_engine(url, schema=schema)
+            try:
+                upgrade(engine)
+            finally:
+                engine.dispose()
+            yield schema
+        finally:
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    finally:
+        admin.dispose()
