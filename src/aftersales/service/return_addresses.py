@@ -56,10 +56,16 @@ def _lock(uow: UnitOfWork, merchant_id: str) -> None:
         raise NotFound("merchant", merchant_id)
 
 
-def _active(uow: UnitOfWork, merchant_id: str, address_id: str) -> Any:
+def _found(uow: UnitOfWork, merchant_id: str, address_id: str) -> Any:
+    """An address of the shop's book, archived or not; another shop's, or an unknown id: not found."""
     row = store.row(uow.conn, merchant_id, address_id)
     if row is None:
         raise NotFound("return address", address_id)
+    return row
+
+
+def _active(uow: UnitOfWork, merchant_id: str, address_id: str) -> Any:
+    row = _found(uow, merchant_id, address_id)
     if row.archived_at is not None:
         exc = Conflict("this return address is archived; add a new one instead")
         exc.rule = "M5"
@@ -84,10 +90,7 @@ def get_address(ctx: Context, who: Principal, merchant_id: str, address_id: str)
     _shop(who, merchant_id)
 
     def q(uow: UnitOfWork) -> dict[str, Any]:
-        row = store.row(uow.conn, merchant_id, address_id)
-        if row is None:
-            raise NotFound("return address", address_id)
-        return view(row)
+        return view(_found(uow, merchant_id, address_id))
 
     return read(ctx, q)
 
