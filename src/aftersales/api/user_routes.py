@@ -17,11 +17,13 @@ from .schemas import ID_PATTERN, Id, Problem, ShortText, Strict
 router = APIRouter(tags=["workbench"])
 P = {"model": Problem}
 ERRORS: dict[int | str, dict[str, Any]] = {401: P, 403: P, 404: P, 409: P, 422: P}
+#: A password a person chooses: the bounds service/users.py enforces for every caller (the CLI too).
+NewPassword = Annotated[str, StringConstraints(min_length=users.PASSWORD_LENGTH[0], max_length=users.PASSWORD_LENGTH[1])]
 
 
 class UserIn(Strict):
     username: Annotated[str, StringConstraints(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")]
-    password: Annotated[str, StringConstraints(min_length=10, max_length=200)]
+    password: NewPassword
     role: Literal["merchant_agent", "merchant_admin", "platform_agent"]
     merchant_id: Id | None = None
     display_name: ShortText | None = None
@@ -54,8 +56,8 @@ class UserPasswordOut(UserOut):
 
 class PasswordChangeIn(Strict):
     username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    current_password: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    new_password: Annotated[str, StringConstraints(min_length=10, max_length=200)]
+    current_password: Annotated[str, StringConstraints(min_length=1, max_length=users.PASSWORD_LENGTH[1])]
+    new_password: NewPassword
 
 
 class BuyerLinkIn(Strict):

@@ -94,7 +94,7 @@ def principal_of(role: str, merchant_id: str | None) -> Principal:
     return Principal("merchant", merchant_id)
 
 
-#: The length of a password a person chooses (the API's ``UserIn.password`` checks the same).
+#: The length of a password a person chooses (the API's request models take their bounds from it).
 PASSWORD_LENGTH = (10, 200)
 
 
