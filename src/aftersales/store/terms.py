@@ -149,8 +149,8 @@ def ensure_policy_version(conn: Connection, policy: Policy, now: datetime, judge
 
     ``judged_at``: the instant of something the version judged (an order's ``paid_at``). The version was in force by
     then, so the instant it took effect (``effective_at``, its "since") is moved back to it when it is earlier —
-    never forward. (A plain conditional UPDATE: it locks the row only when it moves it, so orders paid as usual,
-    after the version's instant, do not queue behind one another.)"""
+    never forward, in the same statement (:data:`_ENSURE_POLICY_JUDGED`: the row is locked only when it moves, so
+    orders paid as usual, after the version's instant, do not queue behind one another)."""
     vid = version_id(policy)
     instant = now if judged_at is None else min(now, judged_at)
     name = "postgresql" if conn.dialect.name == "postgresql" else "sqlite"
