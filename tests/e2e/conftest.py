@@ -11,6 +11,7 @@ elsewhere the tests are skipped (``make browser`` installs it). A test that need
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -23,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from e2ehelpers import Live
+from e2ehelpers import PAGE_TIMEOUT_MS, Live
 
 from aftersales.api.app import create_app
 
@@ -32,6 +33,25 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--no-first-run"]
 PLATFORM_KEY = "e2e-platform-key-" + "y" * 24
 START = "2026-03-01T02:00:00+00:00"  # 10:00 in Asia/Shanghai
+#: A request of the live server slower than this is logged (method, path, seconds): a browser test that times out
+#: then shows whether the server was slow, and on what.
+SLOW_REQUEST_S = 3.0
+LOG = logging.getLogger("aftersales.e2e")
+
+
+def _timed(app: Any) -> Any:
+    """The app, logging each HTTP request that took over SLOW_REQUEST_S to answer completely."""
+    async def timed(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        started = time.monotonic()
+        try:
+            await app(scope, receive, send)
+        finally:
+            took = time.monotonic() - started
+            if took > SLOW_REQUEST_S:
+                LOG.warning("slow request: %s %s took %.1f s", scope["method"], scope["path"], took)
+    return timed
 
 
 def _free_port() -> int:
@@ -46,7 +66,7 @@ def live(tmp_path: Path, database: Any) -> Iterator[Live]:
                                  data_dir=str(tmp_path / "data"))
     port = _free_port()
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(_timed(app), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
@@ -89,7 +109,7 @@ def chromium() -> Iterator[Any]:
 def page(chromium: Any) -> Iterator[Any]:
     context = chromium.new_context(viewport={"width": 1280, "height": 860}, locale="en-US")
     pg = context.new_page()
-    pg.set_default_timeout(15_000)
+    pg.set_default_timeout(PAGE_TIMEOUT_MS)
     yield pg
     context.close()
 
@@ -99,7 +119,7 @@ def phone(chromium: Any) -> Iterator[Any]:
     """A phone-sized page (buyers use the portal on their phones)."""
     context = chromium.new_context(viewport={"width": 390, "height": 844}, locale="en-US", is_mobile=True, has_touch=True)
     pg = context.new_page()
-    pg.set_default_timeout(15_000)
+    pg.set_default_timeout(PAGE_TIMEOUT_MS)
     yield pg
     context.close()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2ehelpers import Live, sign_in
+from e2ehelpers import PAGE_TIMEOUT_MS, Live, sign_in
 
 from aftersales.domain import cases as dcases
 from aftersales.domain.errors import RuleViolation
@@ -137,7 +137,7 @@ def test_issue14_no_serious_or_critical_axe_violation_on_any_page_language_or_sc
         context = chromium.new_context(viewport=VIEWPORTS[viewport], locale="en-US", is_mobile=phone, has_touch=phone,
                                        bypass_csp=True)
         page = context.new_page()
-        page.set_default_timeout(15_000)
+        page.set_default_timeout(PAGE_TIMEOUT_MS)
         try:
             if who == "bX":
                 page.goto(live.buyer_link("bX"))

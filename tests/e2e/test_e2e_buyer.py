@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from e2ehelpers import Live, screenshot
+from e2ehelpers import PAGE_TIMEOUT_MS, Live, screenshot
 
 PAID_AT = "2026-02-27T02:00:00+00:00"
 
@@ -85,7 +85,7 @@ def test_M2_C1_E8_a_buyer_on_a_zh_phone_sees_action_needed_and_confirms_a_cancel
     live.call("POST", f"/v1/cases/{case['id']}/reject", {"reason": "Used"}, who="merchant_a", status=200)
     context = chromium.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN", is_mobile=True, has_touch=True)
     phone = context.new_page()
-    phone.set_default_timeout(15_000)
+    phone.set_default_timeout(PAGE_TIMEOUT_MS)
     try:
         phone.goto(live.buyer_link("bX"))
         assert phone.get_by_role("status").inner_text() == "等待您回复的订单：1"

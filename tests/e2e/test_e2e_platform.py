@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from e2ehelpers import Live, screenshot, sign_in
+from e2ehelpers import PAGE_TIMEOUT_MS, Live, screenshot, sign_in
 
 PAID_AT = "2026-03-01T01:00:00+00:00"
 DAY = 86400
@@ -149,7 +149,7 @@ def test_T0_D1_D2_the_console_publishes_a_policy_draft_and_shows_shops_users_and
     # the same pages in zh-CN on a phone: nothing wider than the screen
     context = chromium.new_context(viewport={"width": 390, "height": 844}, locale="en-US", is_mobile=True, has_touch=True)
     phone = context.new_page()
-    phone.set_default_timeout(15_000)
+    phone.set_default_timeout(PAGE_TIMEOUT_MS)
     try:
         sign_in(phone, live, "pat")
         phone.goto(live.url + "/app/lang?to=zh_CN&next=/app/platform")

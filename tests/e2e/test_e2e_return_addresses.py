@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from e2ehelpers import Live, screenshot, sign_in
+from e2ehelpers import PAGE_TIMEOUT_MS, Live, screenshot, sign_in
 
 from aftersales import i18n
 
@@ -30,7 +30,7 @@ def test_M5_add_an_address_approve_a_return_to_it_and_the_buyer_sees_it(live: Li
                                            "description": "A seam is open on the left sleeve."}, who="buyer_x", status=201)
     context = chromium.new_context(viewport=size, locale="en-US", is_mobile=phone, has_touch=phone)
     page = context.new_page()
-    page.set_default_timeout(15_000)
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
     try:
         sign_in(page, live, "alice")
         page.goto(f"{live.url}/app/lang?to={lang}&next=/app/queue")
@@ -76,7 +76,7 @@ def test_M5_add_an_address_approve_a_return_to_it_and_the_buyer_sees_it(live: Li
     context = chromium.new_context(viewport=size, locale="zh-CN" if lang == "zh_CN" else "en-US", is_mobile=phone,
                                    has_touch=phone)
     page = context.new_page()
-    page.set_default_timeout(15_000)
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
     try:
         page.goto(live.buyer_link("bX"))
         page.goto(f"{live.url}/app/buyer/cases/{case['id']}")
