@@ -21,10 +21,10 @@ install: $(STAMP)
 # compile .po -> .mo. Translate every new or fuzzy entry of the .po files and run it again: fuzzy entries are
 # not compiled. The .po and .mo files are committed; tests/unit/test_i18n.py checks both are complete and fresh.
 LOCALES := src/aftersales/locales
-# The service's error classes take a translatable template as their first argument (Invalid("… {limit}", limit=…)):
-# extract it like N_().
+# The service's error classes take a translatable template as their first argument (Invalid("… {limit}", limit=…)),
+# and so does i18n.translate("…", lang) (the workbench's notices and page messages): extract it like N_().
 ERROR_KEYWORDS := -k ServiceError -k Invalid -k Conflict -k Forbidden -k Unauthorized -k EvidenceTooLarge \
-	-k UnsupportedEvidence -k RefusedTarget
+	-k UnsupportedEvidence -k RefusedTarget -k translate
 catalogs: install
 	$(BIN)/pybabel extract -F babel.cfg -k N_ -k _ $(ERROR_KEYWORDS) --no-location --sort-output --no-wrap --add-comments=TRANSLATORS: \
 		--project=aftersales --version=0.1.0 -o $(LOCALES)/messages.pot src

@@ -103,7 +103,7 @@ def _pages(s: dict[str, str]) -> dict[str, list[str]]:
     return {
         "alice": ["/app/queue", f"/app/cases/{s['waiting']}", f"/app/cases/{s['refunded']}", "/app/search?q=o-10",
                   "/app/shop/complaints", f"/app/shop/complaints/{s['complaint']}", "/app/shop/deposit", "/app/shop/addresses",
-                  "/app/insights"],
+                  "/app/insights", "/app/account/password"],
         "bX": ["/app/orders", "/app/orders/o-1002", f"/app/buyer/cases/{s['waiting']}", "/app/complaints",
                f"/app/complaints/{s['complaint']}", f"/app/buyer/cases/{s['returning']}"],
         "pat": ["/app/platform", f"/app/platform/cases/{s['escalated']}", "/app/platform/complaints",

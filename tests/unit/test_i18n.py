@@ -238,6 +238,14 @@ def test_extraction_finds_domain_and_reply_messages(msgids: list[str]) -> None:
     assert any("rule G2" in m and "{deadline}" in m for m in msgids)
 
 
+def test_extraction_finds_the_workbench_notices_given_to_translate(msgids: list[str]) -> None:
+    """A literal passed to ``i18n.translate`` (a flash, the sign-in's and the error pages' messages) is in the
+    catalogs: it used to be missed, and showed in English on a Chinese page."""
+    for text in ("Evidence attached.", "The form expired; please try again.", "There is nothing here for you.",
+                 "Your request was opened."):
+        assert text in msgids, text
+
+
 def test_S4_extraction_finds_the_service_errors_templates(msgids: list[str]) -> None:
     assert {"Invalid", "Conflict", "Forbidden", "Unauthorized"} <= set(_error_keywords())
     assert "limit must be between 1 and {limit}" in msgids  # Invalid("…", limit=…)

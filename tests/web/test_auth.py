@@ -140,3 +140,52 @@ def test_the_login_page_speaks_the_browsers_language(api: Any) -> None:
     assert 'lang="es"' in r.text
     r = web.get("/app/lang?to=zh_CN&next=/app/login", follow_redirects=True)
     assert 'lang="zh-CN"' in r.text
+
+
+def _change(web: Any, current: str, new: str, again: str | None = None, **headers: str) -> Any:
+    token = csrf_of(web.get("/app/account/password", headers=headers).text)
+    return web.post("/app/account/password", data={"csrf_token": token, "current": current, "new": new,
+                                                   "again": new if again is None else again},
+                    headers=headers, follow_redirects=False)
+
+
+def test_an_agent_changes_their_own_password_and_every_session_ends(api: Any) -> None:
+    make_user(api, "alice")
+    web, other = browser(api), browser(api)
+    sign_in(web, "alice")
+    sign_in(other, "alice")  # a second device
+    page = web.get("/app/account/password")
+    assert page.status_code == 200 and 'autocomplete="current-password"' in page.text
+    assert 'href="/app/account/password"' in web.get("/app/queue").text  # reached from every page's header
+    r = _change(web, PASSWORD, "a brand new passphrase")
+    assert r.status_code == 303 and r.headers["location"] == "/app/login"
+    assert "signed out everywhere" in web.get("/app/login").text
+    assert other.get("/app/queue", follow_redirects=False).status_code in (302, 303, 307)  # the other device too
+    assert sign_in(browser(api), "alice").status_code == 401  # the old password no longer works
+    assert sign_in(browser(api), "alice", "a brand new passphrase").status_code == 303
+
+
+def test_a_password_change_is_refused_with_a_clear_reason_and_changes_nothing(api: Any) -> None:
+    make_user(api, "alice")
+    web = browser(api)
+    sign_in(web, "alice")
+    mismatch = _change(web, PASSWORD, "a brand new passphrase", "a brand new passphrasf")
+    assert mismatch.status_code == 422 and "differ" in mismatch.text
+    wrong = _change(web, "not my password", "a brand new passphrase")
+    assert wrong.status_code == 401 and "not right" in wrong.text
+    short = _change(web, PASSWORD, "short")
+    assert short.status_code == 422
+    chinese = _change(web, PASSWORD, "a brand new passphrase", "something else entirely", **{"Accept-Language": "zh-CN"})
+    assert "两次输入的新密码不一致" in chinese.text
+    assert web.get("/app/queue", follow_redirects=False).status_code == 200  # still signed in
+    assert sign_in(browser(api), "alice").status_code == 303  # the password is unchanged
+
+
+def test_the_password_page_is_for_signed_in_staff_only(api: Any) -> None:
+    web = browser(api)
+    r = web.get("/app/account/password", follow_redirects=False)
+    assert r.status_code in (302, 303, 307) and "/app/login" in r.headers["location"]
+    make_user(api, "alice")
+    sign_in(web, "alice")
+    assert web.post("/app/account/password", data={"current": PASSWORD, "new": "x" * 12, "again": "x" * 12},
+                    follow_redirects=False).status_code == 403  # no CSRF token

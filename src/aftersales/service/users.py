@@ -231,6 +231,13 @@ def change_password(ctx: Context, username: str, current: str, new: str, address
     return _signed(ctx, username, current, address, throttles, changed)
 
 
+def change_own_password(ctx: Context, user_id: str, current: str, new: str, address: str = "unknown") -> dict[str, Any]:
+    """The signed-in staff user's own password change (the workbench's account page): :func:`change_password` for
+    the username of ``user_id``, with the same proof, throttles and single refusal."""
+    user = read(ctx, lambda uow: store.user_by_id(uow.conn, user_id))
+    return change_password(ctx, user.username if user is not None else "", current, new, address)
+
+
 def exists(ctx: Context, username: str) -> bool:
     return read(ctx, lambda uow: store.username_taken(uow.conn, username))
 

@@ -10,9 +10,23 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from aftersales import i18n
 from aftersales.domain.messages import N_
 from aftersales.service import users
-from aftersales.service.errors import Unauthorized
+from aftersales.service.errors import ServiceError, Unauthorized
 
-from .deps import LANG_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE, Csrf, ctx_of, current_user, lang_of, new_login_csrf, render, settings_of
+from .deps import (
+    LANG_COOKIE,
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    Csrf,
+    Staff,
+    ctx_of,
+    current_user,
+    explain,
+    lang_of,
+    new_login_csrf,
+    render,
+    see_other,
+    settings_of,
+)
 
 router = APIRouter(prefix="/app", include_in_schema=False)
 HOME = {"merchant": "/app/queue", "platform": "/app/platform", "buyer": "/app/orders"}
@@ -80,6 +94,38 @@ def login(request: Request, username: Annotated[str, Form(max_length=64)], passw
 def logout(request: Request) -> Response:
     users.logout(ctx_of(request), request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse("/app/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/account/password", response_class=HTMLResponse)
+def password_page(request: Request, user: Staff) -> Response:
+    """A staff user's own password: the current one, and the new one twice."""
+    return render(request, "password.html", min_length=users.PASSWORD_LENGTH[0], max_length=users.PASSWORD_LENGTH[1])
+
+
+@router.post("/account/password", response_class=HTMLResponse, dependencies=[Csrf])
+def change_password(request: Request, user: Staff, current: Annotated[str, Form(max_length=200)],
+                    new: Annotated[str, Form(max_length=200)], again: Annotated[str, Form(max_length=200)]) -> Response:
+    """Checked as the sign-in is (users.change_password: the same throttles and the one refusal). Every session of
+    the user ends, this one too: back to the sign-in, which says why."""
+    lang = lang_of(request)
+
+    def refused(status: int, error: str) -> Response:
+        return render(request, "password.html", status_code=status, error=error,
+                      min_length=users.PASSWORD_LENGTH[0], max_length=users.PASSWORD_LENGTH[1])
+
+    if new != again:
+        return refused(422, i18n.translate("The two new passwords differ; type the same one twice.", lang))
+    try:
+        users.change_own_password(ctx_of(request), user.id or "", current, new, client_address(request))
+    except Unauthorized:
+        return refused(401, i18n.translate("The current password is not right (or there were too many attempts: "
+                                           "try again in a few minutes).", lang))
+    except ServiceError as exc:
+        return refused(exc.status, explain(request, exc))
+    response = see_other("/app/login", flash=i18n.translate("Your password was changed and you were signed out "
+                                                            "everywhere. Sign in with the new password.", lang))
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 
