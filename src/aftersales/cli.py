@@ -26,10 +26,25 @@ from aftersales.domain.messages import N_, Msg
 from aftersales.service.context import Context
 from aftersales.store.migrate import upgrade
 
-#: Typer's own words around the help: its panel titles and the ``--help`` option's help.
+#: Typer's own words around the help and the errors: its panel titles, the hint after an error (its placeholders
+#: are Typer's), and the ``--help`` option's help.
 _PANELS = {"ARGUMENTS_PANEL_TITLE": N_("Arguments"), "OPTIONS_PANEL_TITLE": N_("Options"),
-           "COMMANDS_PANEL_TITLE": N_("Commands")}
+           "COMMANDS_PANEL_TITLE": N_("Commands"), "ERRORS_PANEL_TITLE": N_("Error"), "ABORTED_TEXT": N_("Aborted."),
+           "RICH_HELP": N_("Try [blue]'{command_path} {help_option}'[/] for help.")}
 N_("Show this message and exit.")
+USAGE = N_("Usage:")
+
+
+def _spaced(label: str) -> str:
+    """A label and the space before what follows it ("Usage: …"; a full-width colon carries its own: "用法：…")."""
+    return label if label.endswith("：") else label + " "
+
+
+def _localize_typer() -> None:
+    """Typer's panel titles and error hint in the operator's language (read when a help or an error is drawn)."""
+    lang = _lang()
+    for name, title in _PANELS.items():
+        setattr(rich_utils, name, i18n.translate(title, lang))
 
 
 def _localize(command: Any) -> None:
@@ -37,8 +52,7 @@ def _localize(command: Any) -> None:
     texts are English msgids, marked ``N_`` where they are declared, translated when the help is shown (the
     operator's environment, not the one the module was imported under, decides: :func:`_lang`)."""
     lang = _lang()
-    for name, title in _PANELS.items():  # Typer's panel titles, read when the help is drawn
-        setattr(rich_utils, name, i18n.translate(title, lang))
+    _localize_typer()
     commands = getattr(command, "commands", {})
     for cmd in (command, *commands.values()):
         cmd.help = i18n.translate(cmd.help or "", lang) or cmd.help
@@ -64,6 +78,11 @@ class _Localized:
     def get_help_option(self, ctx: Any) -> Any:
         return _local_help_option(super().get_help_option(ctx))  # type: ignore[misc]
 
+    def format_usage(self, ctx: Any, formatter: Any) -> None:
+        """Click's "Usage:" line, its prefix in the operator's language (the help and every usage error show it)."""
+        formatter.write_usage(ctx.command_path, " ".join(self.collect_usage_pieces(ctx)),  # type: ignore[attr-defined]
+                              prefix=_spaced(i18n.translate(USAGE, _lang())))
+
 
 class _LocalCommand(_Localized, TyperCommand):
     pass
@@ -78,6 +97,10 @@ class Cli(typer.Typer):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cls=_LocalGroup, **kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        _localize_typer()  # before a usage error is drawn, too
+        return super().__call__(*args, **kwargs)
 
     def command(self, *args: Any, **kwargs: Any) -> Callable[[CommandFunctionType], CommandFunctionType]:
         kwargs.setdefault("cls", _LocalCommand)
@@ -108,6 +131,11 @@ def _t(text: str, **values: Any) -> str:
     return i18n.render(Msg(text, values), _lang()) if values else i18n.translate(text, _lang())
 
 
+def _styled(style: str, text: str) -> str:
+    """``text`` in Rich's ``style`` (a translated text stays outside f-strings, where the extractor finds it)."""
+    return f"[{style}]{text}[/{style}]"
+
+
 def _refused(exc: Any) -> None:
     """A service's refusal, in the operator's language (the catalogs the API's problem details use), on stderr."""
     err.print(f"[red]{exc.detail_in(_lang())}[/red]")
@@ -118,11 +146,11 @@ def policy_check(file: Path = typer.Argument(..., exists=True, dir_okay=False, r
     try:
         policy_mod.load(file)
     except PolicyError as exc:
-        err.print(f"[red]{file}: invalid policy[/red]")
+        err.print(_styled("red", _t(N_("{file}: invalid policy"), file=str(file))))
         for problem in exc.problems:
             err.print(f"  - {problem}")
         raise typer.Exit(1) from None
-    console.print(f"[green]{file}: valid[/green]")
+    console.print(_styled("green", _t(N_("{file}: valid"), file=str(file))))
 
 
 @policy_app.command("show", help=N_("Print the policy in force."))
@@ -160,11 +188,12 @@ def policy_diff(file: Path = typer.Argument(..., exists=True, dir_okay=False, re
         err.print(str(exc))
         raise typer.Exit(1) from None
     old_v, new_v = policy_mod.version_id(current), policy_mod.version_id(new)
-    console.print(f"in force: {old_v} ({in_force or 'shipped default'})\n{file}: {new_v}")
+    console.print(_t(N_("in force: {version} ({source})"), version=old_v, source=str(in_force or _t(N_("shipped default"))))
+                  + f"\n{file}: {new_v}")
     a, b = current.as_dict(), new.as_dict()
     changed = [k for k in a if a[k] != b[k]]
     if not changed:
-        console.print("same version: no parameter differs")
+        console.print(_t(N_("same version: no parameter differs")))
         return
     table = Table(title=_t(N_("Parameters that differ")))
     table.add_column(_t(N_("parameter")))
@@ -193,7 +222,7 @@ def _setting(text: str) -> tuple[str, Any]:
 
     name, sep, raw = text.partition("=")
     if not sep or not name.strip():
-        raise typer.BadParameter(f"{text!r} is not name=value", param_hint="--set")
+        raise typer.BadParameter(_t(N_("{value} is not name=value"), value=repr(text)), param_hint="--set")
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
@@ -243,15 +272,15 @@ def policy_replay(
         err.print(str(exc))
         raise typer.Exit(1) from None
     except ServiceError as exc:
-        err.print(f"[red]{exc.detail}[/red]")
+        _refused(exc)
         raise typer.Exit(1) from None
     begin, finish = _instant(start, ctx.policy.timezone, "--from"), _instant(end, ctx.policy.timezone, "--to")
     if finish <= begin:
-        raise typer.BadParameter("--to must come after --from", param_hint="--to")
+        raise typer.BadParameter(_t(N_("--to must come after --from")), param_hint="--to")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=err, disable=as_json) as bar:
-            task = bar.add_task("replaying orders", total=None)
+            task = bar.add_task(_t(N_("replaying orders")), total=None)
             report = run_replay(ctx, None if identity else draft, begin, finish, identity=identity, terms=terms,
                                 sample=sample, workers=workers, progress=lambda done, total: bar.update(task, completed=done, total=total))
     finally:
@@ -267,19 +296,23 @@ def policy_replay(
 
 
 def _print_replay(report: Any) -> None:
-    console.print(f"replayed {report.orders} orders, {report.cases} cases, {report.refused_openings} refused openings, "
-                  f"{report.events} stored events in {report.seconds:.1f} s (clock: {report.until.isoformat()})")
+    console.print(_t(N_("replayed {orders} orders, {cases} cases, {refused} refused openings, {events} stored events in "
+                        "{seconds} s (clock: {clock})"), orders=report.orders, cases=report.cases,
+                     refused=report.refused_openings, events=report.events, seconds=f"{report.seconds:.1f}",
+                     clock=report.until.isoformat()))
     colour = "green" if not report.mismatches else "red"
-    console.print(f"[{colour}]identity: {report.mismatches} mismatch(es) in {report.mismatched_orders} order(s) "
-                  f"against the stored history[/{colour}]")
+    identity = _t(N_("identity: {mismatches} mismatch(es) in {orders} order(s) against the stored history"),
+                  mismatches=report.mismatches, orders=report.mismatched_orders)
+    console.print(f"[{colour}]{identity}[/{colour}]")
     for s in report.mismatch_samples[:5]:
         for m in s["mismatches"][:3]:
-            console.print(f"  {s['order_id']} #{m['index']}: expected {m['expected']}\n      got {m['got']}")
+            console.print(f"  {s['order_id']} #{m['index']}: " + _t(N_("expected {expected}"), expected=str(m["expected"]))
+                          + "\n      " + _t(N_("got {got}"), got=str(m["got"])))
     for u in report.unreplayable[:10]:
-        console.print(f"[red]not replayable:[/red] {u}")
+        console.print(_styled("red", _t(N_("not replayable:"))) + f" {u}")
     if report.identity:
         return
-    console.print(f"draft {report.candidate_version}: {report.differing_cases} case(s) differ")
+    console.print(_t(N_("draft {version}: {n} case(s) differ"), version=report.candidate_version, n=report.differing_cases))
     for title, counts in ((N_("kind"), report.by_kind), (N_("rule"), report.by_rule), (N_("shop"), report.by_shop),
                           (N_("category"), report.by_category)):
         if counts:
@@ -290,7 +323,7 @@ def _print_replay(report: Any) -> None:
                 table.add_row(key, str(n))
             console.print(table)
     for s in report.samples[:5]:
-        console.print(f"[bold]{s.case_id}[/bold] (order {s.order_id}, {s.merchant_id}): "
+        console.print(f"[bold]{s.case_id}[/bold] (" + _t(N_("order {order}, {shop}"), order=s.order_id, shop=s.merchant_id) + "): "
                       + "; ".join(f"{d.kind} [{','.join(d.rules)}] {d.before} → {d.after}" for d in s.differences))
 def _publishing_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Run a publishing command (issue 15) as the platform, recorded (D3) as done from the command line."""
@@ -299,8 +332,7 @@ def _publishing_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     from aftersales.service.context import PLATFORM
     from aftersales.service.errors import ServiceError
 
-    ctx = _context(_settings())
-    upgrade(ctx.engine)
+    ctx = _context(_settings(), migrate=True)
     try:
         return fn(ctx, PLATFORM, *args, by=f"cli:{getpass.getuser()}", **kwargs)
     except ServiceError as exc:
@@ -311,10 +343,11 @@ def _publishing_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _print_draft(d: dict[str, Any]) -> None:
-    console.print(f"draft [bold]{d['id']}[/bold]: {d['status']}, version {d['version'] or '(policy unchanged)'}, "
-                  f"effective at {d['effective_at']} (in force: {d['in_force_version']})")
+    console.print(_t(N_("draft {id}: {state}, version {version}, effective at {at} (in force: {in_force})"), id=d["id"],
+                     state=d["status"], version=d["version"] or _t(N_("(policy unchanged)")), at=d["effective_at"],
+                     in_force=d["in_force_version"]))
     if not d["difference"] and not d["category_difference"]:
-        console.print("nothing differs from the version in force")
+        console.print(_t(N_("nothing differs from the version in force")))
         return
     table = Table(title=_t(N_("Difference from the version in force")))
     table.add_column(_t(N_("parameter")))
@@ -340,7 +373,7 @@ def _draft_file(file: Path) -> tuple[policy_mod.Policy | None, dict[str, Any] | 
         categories = raw.pop("categories", None)
         policy = policy_mod.validate(raw) if raw or categories is None else None
     except PolicyError as exc:
-        err.print(f"[red]{file}: invalid policy[/red]")
+        err.print(_styled("red", _t(N_("{file}: invalid policy"), file=str(file))))
         for problem in exc.problems:
             err.print(f"  - {problem}")
         raise typer.Exit(1) from None
@@ -365,7 +398,7 @@ def policy_draft(
         except ValueError:
             at = None
         if at is None or at.tzinfo is None:
-            err.print(f"[red]--effective-at {effective_at!r}: give an RFC 3339 instant with an offset[/red]")
+            err.print(f"[red]--effective-at {effective_at!r}: " + _t(N_("give an RFC 3339 instant with an offset")) + "[/red]")
             raise typer.Exit(2)
     _print_draft(_publishing_call(publishing.create_draft, policy.as_dict() if policy is not None else None,
                                   reason=reason, effective_at=at, categories=categories))
@@ -385,7 +418,7 @@ def policy_drafts(as_json: bool = typer.Option(False, "--json", help=N_("Print J
     for d in items:
         changes = [f"{x['name']}: {x['in_force']} → {x['draft']}" for x in d["difference"]]
         changes += [f"{x['category']}.{x['name']}: {x['in_force']} → {x['draft']}" for x in d["category_difference"]]
-        table.add_row(d["id"], d["status"], d["version"] or "-", d["effective_at"], ", ".join(changes) or "none",
+        table.add_row(d["id"], d["status"], d["version"] or "-", d["effective_at"], ", ".join(changes) or _t(N_("none")),
                       d["reason"])
     console.print(table)
 
@@ -411,22 +444,32 @@ def _settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        err.print(f"[red]invalid configuration:[/red]\n{exc}")
+        err.print(_styled("red", _t(N_("invalid configuration:"))) + f"\n{exc}")
         raise typer.Exit(2) from None
 
 
-def _context(settings: Settings) -> Context:
+def _context(settings: Settings, *, migrate: bool = False) -> Context:
+    """The service context on the configured database: with ``migrate``, upgraded to the code's schema first;
+    otherwise a database that is not at it is refused with what to do (exit 2), not a traceback."""
     from aftersales.api.app import build_context
+    from aftersales.store.migrate import pending
 
-    return build_context(settings)
+    ctx = build_context(settings)
+    if migrate:
+        upgrade(ctx.engine)
+    elif (behind := pending(ctx.engine)) is not None:
+        ctx.engine.dispose()
+        err.print(_styled("red", _t(N_("the database is at revision {current}, the code needs {head}: run `aftersales migrate` "
+                                       "first"), current=behind[0], head=behind[1])), soft_wrap=True)
+        raise typer.Exit(2)
+    return ctx
 
 
 @app.command(help=N_("Create or upgrade the database schema (SQLite by default, PostgreSQL via AFTERSALES_DATABASE_URL)."))
 def migrate() -> None:
     settings = _settings()
-    ctx = _context(settings)
-    upgrade(ctx.engine)
-    console.print(f"[green]database at head[/green] ({ctx.engine.url.render_as_string(hide_password=True)})")
+    ctx = _context(settings, migrate=True)
+    console.print(_styled("green", _t(N_("database at head"))) + f" ({ctx.engine.url.render_as_string(hide_password=True)})")
 
 
 @app.command(help=N_("Serve the HTTP API, with the deadline worker in the same process (unless --no-worker)."))
@@ -454,7 +497,7 @@ def serve(
         os.environ["AFTERSALES_SERVER_THREADS"] = str(threads)
     settings = _settings()
     for warning in settings.warnings():  # loud: the same lines are logged by the application (api/security.py)
-        err.print(f"[bold yellow]WARNING:[/bold yellow] {warning}", soft_wrap=True)
+        err.print(_styled("bold yellow", _t(N_("WARNING:"))) + f" {warning}", soft_wrap=True)
     uvicorn.run("aftersales.api.server:app", factory=True, host=settings.host, port=settings.port, workers=workers,
                 log_level="info", access_log=False)
 
@@ -470,7 +513,7 @@ def worker(
     settings = _settings()
     ctx = _context(settings)
     if once:
-        console.print(f"worker pass: {worker_mod.run_once(ctx)}")
+        console.print(_t(N_("worker pass: {result}"), result=str(worker_mod.run_once(ctx))))
         return
     stop = threading.Event()
     worker_mod.tune_gc()  # a process of its own: its collector set for batches of aggregates
@@ -493,8 +536,7 @@ def keys_create(
     from aftersales.service import setup
     from aftersales.service.errors import ServiceError
 
-    ctx = _context(_settings())
-    upgrade(ctx.engine)
+    ctx = _context(_settings(), migrate=True)
     try:
         key = setup.create_api_key(ctx, None, role=role, subject_id=subject, label=label)
     except ServiceError as exc:
@@ -506,8 +548,7 @@ def keys_create(
 def _credentials_call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     from aftersales.service.errors import ServiceError
 
-    ctx = _context(_settings())
-    upgrade(ctx.engine)
+    ctx = _context(_settings(), migrate=True)
     try:
         return fn(ctx, None, *args, **kwargs)
     except ServiceError as exc:
@@ -550,7 +591,8 @@ def keys_revoke(key_id: str = typer.Argument(..., help=N_("The key's id (from `k
     from aftersales.service import credentials
 
     key = _credentials_call(credentials.revoke_api_key, key_id)
-    console.print(f"revoked {key['id']} ({key['role']}{':' + key['subject_id'] if key['subject_id'] else ''}) at {key['revoked_at']}")
+    who = key["role"] + (":" + key["subject_id"] if key["subject_id"] else "")
+    console.print(_t(N_("revoked {id} ({who}) at {at}"), id=key["id"], who=who, at=key["revoked_at"]))
 
 
 @keys_app.command("rotate", help=N_("Replace an API key: prints the new key once (same role, subject, label); the old one is revoked."))
@@ -558,7 +600,7 @@ def keys_rotate(key_id: str = typer.Argument(..., help=N_("The key's id (from `k
     from aftersales.service import credentials
 
     key = _credentials_call(credentials.rotate_api_key, key_id)
-    err.print(f"{key['id']} replaces {key['replaces']} (revoked)")
+    err.print(_t(N_("{id} replaces {old} (revoked)"), id=key["id"], old=key["replaces"]))
     console.print(key["key"])
 
 
@@ -575,7 +617,8 @@ def sessions_list() -> None:
         page = _credentials_call(credentials.list_sessions, cursor=cursor, limit=credentials.MAX_PAGE)
         for x in page["items"]:
             console.print(f"{x['id']}  {x['username']}  {x['role']}  {x['merchant_id'] or '-'}  "
-                          f"created {x['created_at']}  expires {x['expires_at']}", soft_wrap=True, highlight=False)
+                          + _t(N_("created {created}  expires {expires}"), created=x["created_at"], expires=x["expires_at"]),
+                          soft_wrap=True, highlight=False)
         cursor = page["next_cursor"]
         if cursor is None:
             break
@@ -586,7 +629,7 @@ def sessions_revoke(session_id: str = typer.Argument(..., help=N_("The session's
     from aftersales.service import credentials
 
     _credentials_call(credentials.revoke_session, session_id)
-    console.print(f"signed out {session_id}")
+    console.print(_t(N_("signed out {session}"), session=session_id))
 
 
 # --- the demo marketplace, `run`, bulk imports ------------------------------------------------------------
@@ -621,9 +664,9 @@ def _print_demo_keys(keys: list[Any], keys_file: Path, base: str | None = None) 
 
         now = datetime.now(UTC)
         for buyer_id in demo_mod.BUYERS_WITH_KEYS:
-            console.print(f"buyer portal of {buyer_id}: {base}/app/buyer/enter?token="
-                          f"{buyer_link_token(settings.secret_key, buyer_id, now)}", soft_wrap=True)
-    console.print(f"(kept in {keys_file} for the next run; development only)", style="dim")
+            link = f"{base}/app/buyer/enter?token={buyer_link_token(settings.secret_key, buyer_id, now)}"
+            console.print(_t(N_("buyer portal of {buyer}: {link}"), buyer=buyer_id, link=link), soft_wrap=True)
+    console.print(_t(N_("(kept in {file} for the next run; development only)"), file=str(keys_file)), style="dim")
 
 
 def _seed_demo(ctx: Context, keys_file: Path) -> list[Any]:
@@ -643,20 +686,19 @@ def _seed_demo(ctx: Context, keys_file: Path) -> list[Any]:
 def demo(keys_file: Path = KEYS_FILE_OPTION) -> None:
     settings = _settings()
     if settings.env == "production":
-        err.print("[red]the demo is for development: refusing to seed with AFTERSALES_ENV=production[/red]")
+        err.print(_styled("red", _t(N_("the demo is for development: refusing to seed with AFTERSALES_ENV=production"))))
         raise typer.Exit(1)
-    ctx = _context(settings)
-    upgrade(ctx.engine)
+    ctx = _context(settings, migrate=True)
     from aftersales import demo as demo_mod
 
     if not demo_mod.is_empty(ctx):
-        console.print("[yellow]the database already has merchants: nothing seeded[/yellow]")
+        console.print(_styled("yellow", _t(N_("the database already has merchants: nothing seeded"))))
         known = demo_mod.load_keys(keys_file, ctx)
         if known:
             _print_demo_keys(known, keys_file)
         return
     keys = _seed_demo(ctx, keys_file)
-    console.print(f"[green]demo marketplace seeded[/green] ({ctx.engine.url.render_as_string(hide_password=True)})")
+    console.print(_styled("green", _t(N_("demo marketplace seeded"))) + f" ({ctx.engine.url.render_as_string(hide_password=True)})")
     _print_demo_keys(keys, keys_file)
 
 
@@ -667,26 +709,26 @@ def run_all(
     keys_file: Path = KEYS_FILE_OPTION,
 ) -> None:
     settings = _settings()
-    ctx = _context(settings)
-    upgrade(ctx.engine)
+    ctx = _context(settings, migrate=True)
     keys: list[Any] = []
     if settings.env == "production":
-        console.print("[yellow]AFTERSALES_ENV=production: no demo data[/yellow]")
+        console.print(_styled("yellow", _t(N_("AFTERSALES_ENV=production: no demo data"))))
     else:
         keys = _seed_demo(ctx, keys_file)
     url = f"http://{host or settings.host}:{port or settings.port}"
     if keys:
         _print_demo_keys(keys, keys_file, url)  # the links name the port this run serves on
     else:
-        console.print("No demo keys to show (the database was not seeded by this demo). "
-                      "Create one with: aftersales keys create --role platform")
+        console.print(_t(N_("No demo keys to show (the database was not seeded by this demo). "
+                            "Create one with: aftersales keys create --role platform")))
     ctx.engine.dispose()
-    worker_note = "the worker runs in-process" if settings.worker_in_process else "no in-process worker (AFTERSALES_WORKER_IN_PROCESS=false)"
-    console.print(f"[bold]Serving the API on {url}[/bold] (OpenAPI: {url}/docs) and the workbench on {url}/app; "
-                  f"{worker_note}. Ctrl-C stops.")
+    worker_note = (_t(N_("the worker runs in-process")) if settings.worker_in_process
+                   else _t(N_("no in-process worker (AFTERSALES_WORKER_IN_PROCESS=false)")))
+    console.print(_styled("bold", _t(N_("Serving the API on {url}"), url=url)) + " "
+                  + _t(N_("(OpenAPI: {url}/docs) and the workbench on {url}/app; {worker}. Ctrl-C stops."), url=url, worker=worker_note))
     platform = next((k.key for k in keys if k.role == "platform"), None)
     if platform:
-        console.print(f'Try: curl -H "Authorization: Bearer {platform}" {url}/v1/cases', soft_wrap=True)
+        console.print(_t(N_("Try: {command}"), command=f'curl -H "Authorization: Bearer {platform}" {url}/v1/cases'), soft_wrap=True)
     serve(host=host, port=port, workers=1, in_process_worker=None, threads=None)
 
 
@@ -700,13 +742,17 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False, readabl
 
     secret = os.environ.get("AFTERSALES_RECORD_SECRET") or None
     verdict = record.verify(file.read_bytes(), secret)
-    signature = {"valid": "signature valid", "invalid": "signature INVALID",
-                 "not checked": "signature not checked (AFTERSALES_RECORD_SECRET is not set)"}[verdict.signature]
+    signature = _t({"valid": N_("signature valid"), "invalid": N_("signature INVALID"),
+                    "not checked": N_("signature not checked (AFTERSALES_RECORD_SECRET is not set)")}[verdict.signature])
+    name = escape(str(file))
     if verdict.ok:
-        console.print(f"[green]{escape(str(file))}: intact[/green] — {escape(verdict.subject or '')}, {verdict.links} links, "
-                      f"head {verdict.head}; chain and canonical form checked; {signature}", soft_wrap=True)
+        console.print(_styled("green", _t(N_("{file}: intact"), file=name)) + " — "
+                      + _t(N_("{subject}, {links} links, head {head}; chain and canonical form checked; {signature}"),
+                           subject=escape(verdict.subject or ""), links=verdict.links, head=verdict.head, signature=signature),
+                      soft_wrap=True)
         return
-    console.print(f"[red]{escape(str(file))}: NOT intact[/red] ({len(verdict.problems)} problem(s); {signature})", soft_wrap=True)
+    console.print(_styled("red", _t(N_("{file}: NOT intact"), file=name)) + " ("
+                  + _t(N_("{n} problem(s); {signature}"), n=len(verdict.problems), signature=signature) + ")", soft_wrap=True)
     for problem in verdict.problems:
         console.print(f"  - {escape(problem)}", soft_wrap=True)
     raise typer.Exit(1)
@@ -729,7 +775,7 @@ def ledger_audit() -> None:
         console.print(f"[red]✗[/red] {line}")
     if problems:
         raise typer.Exit(1)
-    console.print("[green]✓[/green] the ledger balances (D2)")
+    console.print("[green]✓[/green] " + _t(N_("the ledger balances (D2)")))
 
 
 users_app = Cli(help=N_("Workbench users and buyers' portal links."), no_args_is_help=True)
@@ -755,7 +801,7 @@ def users_create(
     except ServiceError as exc:
         _refused(exc)
         raise typer.Exit(1) from None
-    console.print(f"[green]created[/green] {user['username']} ({user['role']}{', ' + merchant if merchant else ''})")
+    console.print(_styled("green", _t(N_("user created"))) + f" {user['username']} ({user['role']}{', ' + merchant if merchant else ''})")
 
 
 @users_app.command("link", help=N_("Print a signed link that takes a buyer into their portal (valid 7 days)."))
@@ -804,8 +850,7 @@ def import_orders(
 
     from aftersales import importer
 
-    ctx = _context(_settings())
-    upgrade(ctx.engine)
+    ctx = _context(_settings(), migrate=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=err, refresh_per_second=2) as bar:  # B4: redrawing costs the import CPU

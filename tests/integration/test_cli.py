@@ -264,3 +264,32 @@ def test_machine_readable_output_does_not_change_with_the_language(env, monkeypa
     assert outputs["C"] == outputs["zh_CN.UTF-8"] == outputs["es_ES.UTF-8"]
     assert json.loads(outputs["C"][0])["no_reason_days"] == 7
     assert "ops desk" in outputs["C"][1] and '"role": "platform"' in outputs["C"][1]
+
+
+@pytest.mark.parametrize(("lang", "usage", "status", "audit"), [
+    ("zh_CN.UTF-8", "用法：", "数据库已是最新版本", "账本平衡（D2）"),
+    ("es_ES.UTF-8", "Uso: ", "base de datos al día", "el libro mayor cuadra (D2)"),
+    ("C", "Usage: ", "database at head", "the ledger balances (D2)"),
+])
+def test_status_lines_and_usage_errors_are_in_the_operators_language(env, monkeypatch, lang, usage, status, audit):
+    """What a command says when it succeeds, and the usage line of a mistyped command, in the operator's language."""
+    _locale(monkeypatch, lang)
+    migrated = invoke("migrate")
+    assert migrated.exit_code == 0 and status in migrated.output
+    balanced = invoke("ledger", "audit")
+    assert balanced.exit_code == 0 and audit in balanced.output
+    mistyped = invoke("policy", "check")  # FILE missing: Click's usage error
+    assert mistyped.exit_code == 2 and usage in mistyped.output
+
+
+def test_a_command_on_a_database_that_is_not_migrated_says_what_to_do(env, monkeypatch):
+    """No traceback: the revision the database is at, the one the code needs, and the command that fixes it; nothing
+    is created (the worker, the audit and `users create` do not migrate on their own)."""
+    _locale(monkeypatch, "C")
+    for args in (("ledger", "audit"), ("worker", "--once"),
+                 ("users", "create", "--username", "ann", "--role", "platform_agent", "--password", "long enough pw")):
+        refused = invoke(*args)
+        assert refused.exit_code == 2, refused.output
+        assert "run `aftersales migrate` first" in " ".join(refused.output.split()) and "Traceback" not in refused.output
+    assert invoke("migrate").exit_code == 0
+    assert invoke("ledger", "audit").exit_code == 0

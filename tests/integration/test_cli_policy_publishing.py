@@ -92,8 +92,7 @@ def test_T0_cli_withdraws_a_future_version_and_refuses_an_invalid_file(env):
 def test_E4_E5_cli_drafts_category_terms_from_toml_tables_and_schedules_them(env):
     from aftersales.service import setup
 
-    ctx = cli._context(Settings())
-    cli.upgrade(ctx.engine)
+    ctx = cli._context(Settings(), migrate=True)
     setup.put_category(ctx, PLATFORM, code="fruitbox", name="Fruit boxes", no_reason_return=True,
                        statutory_exclusion=None, after_sales_days=15, warranty_days=None)
     f = env / "fruit.toml"

@@ -20,6 +20,19 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
+def pending(engine: Engine) -> tuple[str, str] | None:
+    """``(the database's revision or "none", the code's head)`` when the schema is not at head; None when it is."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    heads = set(ScriptDirectory.from_config(alembic_config(engine)).get_heads())
+    with engine.connect() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    if current == heads:
+        return None
+    return ", ".join(sorted(current)) or "none", ", ".join(sorted(heads))
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply every migration up to ``revision``."""
     command.upgrade(alembic_config(engine), revision)
