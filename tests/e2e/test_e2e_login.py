@@ -22,7 +22,7 @@ def test_a_merchant_agent_signs_in_and_a_wrong_password_is_refused_generically(l
 def test_an_agent_changes_their_password_from_the_header_and_signs_in_again(live: Live, page: Any, phone: Any) -> None:
     live.user("alice")
     sign_in(page, live, "alice")
-    page.get_by_role("link", name="Password").click()
+    page.get_by_role("link", name="alice — Change your password").click()  # the header's name
     page.get_by_label("Current password").fill(PASSWORD)
     page.get_by_label("New password", exact=True).fill("a brand new passphrase")
     page.get_by_label("New password again").fill("a different passphrase")
@@ -44,7 +44,7 @@ def test_an_agent_changes_their_password_from_the_header_and_signs_in_again(live
     phone.get_by_label("用户名").fill("bob")
     phone.get_by_label("密码").fill(PASSWORD)
     phone.get_by_role("button", name="登录").click()
-    phone.get_by_role("link", name="密码").click()
+    phone.get_by_role("link", name="bob — 修改您的密码").click()
     phone.wait_for_url("**/app/account/password")
     assert phone.get_by_role("heading", level=1).inner_text() == "修改您的密码"
     assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no horizontal scroll

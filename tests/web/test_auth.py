@@ -156,7 +156,7 @@ def test_an_agent_changes_their_own_password_and_every_session_ends(api: Any) ->
     sign_in(other, "alice")  # a second device
     page = web.get("/app/account/password")
     assert page.status_code == 200 and 'autocomplete="current-password"' in page.text
-    assert 'href="/app/account/password"' in web.get("/app/queue").text  # reached from every page's header
+    assert 'href="/app/account/password"' in web.get("/app/queue").text  # the header's name leads to it, on every page
     r = _change(web, PASSWORD, "a brand new passphrase")
     assert r.status_code == 303 and r.headers["location"] == "/app/login"
     assert "signed out everywhere" in web.get("/app/login").text
