@@ -28,6 +28,13 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
+try:
+    from psycopg.pq import TransactionStatus
+
+    _IDLE: Any = TransactionStatus.IDLE
+except ImportError:  # SQLite only
+    _IDLE = None
+
 
 def cursor(conn: Connection) -> Any:
     """A cursor of the driver's connection under ``conn`` (same transaction)."""
@@ -188,14 +195,44 @@ def execute(conn: Connection, stmt: Any, params: Mapping[str, Any] | None = None
     p = plan(conn.dialect, stmt, tuple(given))
     if p is None:
         return conn.execute(stmt, dict(given))
-    cur = cursor(conn)
+    driver_conn: Any = conn.connection.driver_connection
+    cur = driver_conn.cursor()
     values = p.params(given)
     if conn.dispatch.before_cursor_execute:
         _notify(conn, cur, p.sql, values, False)
     with driver_errors(conn, p.sql):
-        cur.execute(p.sql, values)
+        if _begins_transaction(conn, driver_conn):
+            _begin_with(driver_conn, cur, p.sql, values)
+        else:
+            cur.execute(p.sql, values)
         raw = cur.fetchall() if p.row is not None else []
     return Result(p.rows(raw) if raw else [], cur.rowcount)
+
+
+def _begins_transaction(conn: Connection, raw: Any) -> bool:
+    """Whether the next statement on ``raw`` (psycopg 3, not in autocommit nor in a pipeline) starts its transaction:
+    psycopg would send ``BEGIN`` first and wait for its answer, a round trip of its own."""
+    return (conn.dialect.name == "postgresql" and getattr(raw, "_pipeline", True) is None and not raw.autocommit
+            and raw.pgconn.transaction_status == _IDLE and hasattr(raw, "_get_tx_start_command"))
+
+
+def _begin_with(raw: Any, cur: Any, sql: str, values: Any) -> None:
+    """Send the transaction's ``BEGIN`` (the one psycopg would send: isolation level, read only, deferrable) and the
+    first statement in ONE round trip (a pipeline), instead of psycopg's BEGIN, its wait, then the statement.
+
+    psycopg starts a transaction itself, and waits for its BEGIN even in pipeline mode; here the connection is put in
+    autocommit for the pipeline (no round trip: it is idle) so that psycopg sends nothing of its own, the BEGIN goes
+    first in the pipeline, and the connection is put back out of autocommit once the transaction is open (its
+    private flag: the public setter refuses inside a transaction). The transaction is then psycopg's as if it had
+    begun it: commit and rollback send COMMIT and ROLLBACK as usual."""
+    begin = raw._get_tx_start_command()
+    raw.autocommit = True
+    try:
+        with raw.pipeline():
+            raw.cursor().execute(begin)
+            cur.execute(sql, values)
+    finally:
+        raw._autocommit = False
 
 
 def executemany(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> int:
@@ -266,3 +303,126 @@ def _multi_values(sql: str, n: int) -> str:
             raise ValueError(f"not a one-row INSERT with positional placeholders: {sql}")
         out = _MULTI[key] = f"{head} VALUES " + ", ".join([f"({group})"] * n) + tail
     return out
+
+
+# --- PostgreSQL: several statements in one round trip (issue 13, "one round trip per step") ----------------------
+class Pending:
+    """A statement sent by a :class:`Pipeline`: its rowcount and rows once the pipeline has been synced (at once on
+    a connection that sends each statement as it comes)."""
+
+    __slots__ = ("_cur", "_plan", "_result", "_rowcount")
+
+    def __init__(self, cur: Any = None, p: Plan | None = None, result: Any = None, rowcount: int | None = None) -> None:
+        self._cur, self._plan, self._result, self._rowcount = cur, p, result, rowcount
+
+    @property
+    def rowcount(self) -> int:
+        """Rows the statement changed (an executemany: all of its rows'); -1 while its result has not arrived."""
+        if self._rowcount is not None:
+            return self._rowcount
+        if self._result is not None:
+            return int(self._result.rowcount)
+        return int(self._cur.rowcount) if self._cur is not None else 0
+
+    def all(self) -> list[Any]:
+        """The rows (processed as :func:`execute` processes them)."""
+        if self._result is not None:
+            return list(self._result.all())
+        if self._cur is None or self._plan is None or self._plan.row is None:
+            return []
+        return self._plan.rows(self._cur.fetchall())
+
+
+class Pipeline:
+    """Statements sent together (:func:`pipeline`): each method queues one and gives its :class:`Pending` result,
+    readable once the ``with`` block has ended. Statements whose plan :func:`plan` leaves to SQLAlchemy cannot be
+    pipelined: :func:`pipeline` is only for statements built once."""
+
+    def __init__(self, conn: Connection, raw: Any) -> None:
+        self.conn, self.raw = conn, raw
+        self.pending: list[Pending] = []
+        #: Whether the statements go together (PostgreSQL), their results read after the block; False: each is sent
+        #: as it comes (SQLite, or a batch too big for a pipeline), its result there at once.
+        self.together = raw is not None
+
+    def _plan(self, stmt: Any, keys: tuple[str, ...]) -> Plan:
+        p = plan(self.conn.dialect, stmt, keys)
+        if p is None:
+            raise ValueError(f"a statement SQLAlchemy must send cannot be pipelined: {stmt}")
+        return p
+
+    def execute(self, stmt: Any, params: Mapping[str, Any] | None = None) -> Pending:
+        """:func:`execute`, its result read after the sync."""
+        if self.raw is None:
+            return Pending(result=execute(self.conn, stmt, params))
+        given = params or {}
+        p = self._plan(stmt, tuple(given))
+        cur = self.raw.cursor()
+        values = p.params(given)
+        if self.conn.dispatch.before_cursor_execute:
+            _notify(self.conn, cur, p.sql, values, False)
+        cur.execute(p.sql, values)
+        out = Pending(cur, p)
+        self.pending.append(out)
+        return out
+
+    def executemany(self, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> Pending:
+        """:func:`executemany` (every row with the keys of the first); nothing for no rows."""
+        if not rows:
+            return Pending(rowcount=0)
+        if self.raw is None:
+            return Pending(rowcount=executemany(self.conn, stmt, rows))
+        if len(rows) == 1:
+            return self.execute(stmt, rows[0])
+        p = self._plan(stmt, tuple(rows[0]))
+        cur = self.raw.cursor()
+        values = [p.params(r) for r in rows]
+        if self.conn.dispatch.before_cursor_execute:
+            _notify(self.conn, cur, p.sql, values, True)
+        cur.executemany(p.sql, values)
+        out = Pending(cur, p)
+        self.pending.append(out)
+        return out
+
+    def insert_returning(self, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> Callable[[], list[Any]]:
+        """:func:`insert_returning` (an ``INSERT … RETURNING`` of one column): a function giving that column of each
+        row, in the rows' order, once synced. PostgreSQL: one execution per row, each on a cursor of its own (an
+        executemany returning rows would wait for them in the middle of the pipeline)."""
+        if self.raw is None:
+            ids = insert_returning(self.conn, stmt, rows)
+            if ids is None:
+                raise ValueError(f"a statement SQLAlchemy must send cannot be pipelined: {stmt}")
+            return lambda: list(ids)
+        p = self._plan(stmt, tuple(rows[0]))
+        values = [p.params(r) for r in rows]
+        curs = [self.raw.cursor() for _ in values]
+        if self.conn.dispatch.before_cursor_execute:
+            _notify(self.conn, curs[0], p.sql, values if len(values) > 1 else values[0], len(values) > 1)
+        out = []
+        for cur, v in zip(curs, values, strict=True):
+            cur.execute(p.sql, v)
+            out.append(Pending(cur, p))
+        self.pending += out
+        return lambda: [one.all()[0][0] for one in out]
+
+
+def pipelined(conn: Connection) -> bool:
+    """Whether :func:`pipeline` sends its statements together on ``conn`` (PostgreSQL through psycopg 3)."""
+    return conn.dialect.name == "postgresql" and hasattr(conn.connection.driver_connection, "pipeline")
+
+
+@contextmanager
+def pipeline(conn: Connection, what: str = "pipeline") -> Iterator[Pipeline]:
+    """Statements sent in ONE round trip: psycopg 3's pipeline mode on PostgreSQL — every statement queued by the
+    block is sent, then one Sync, then every result read back — and sent one by one on SQLite (no network).
+
+    The server runs them in order, in the caller's transaction, as if sent one at a time; the first one that fails
+    makes the server skip the rest, and its error is raised when the block ends, as SQLAlchemy's kind
+    (:func:`driver_errors`: an ``IntegrityError`` stays one, a deadlock is retried). The results (:class:`Pending`)
+    are read after the block."""
+    if not pipelined(conn):
+        yield Pipeline(conn, None)
+        return
+    raw: Any = conn.connection.driver_connection
+    with driver_errors(conn, what), raw.pipeline():
+        yield Pipeline(conn, raw)

@@ -13,27 +13,38 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, literal, select
+from sqlalchemy import Connection, Row, bindparam, func, insert, literal, select
 
 from aftersales.domain import deposits as d
 from aftersales.domain import ledger
 from aftersales.domain.ledger import Account, OwnerKind
 
 from . import tables as t
-from .bulk import insert_returning_ids, insert_rows, new_ids
+from .bulk import insert_of, insert_returning_ids, insert_rows, new_ids
+from .driver import Pipeline
 
 TX_COLS = ("id", "key", "kind", "at", "order_id", "case_id", "rule", "amount_fen")
 ENTRY_COLS = ("transaction_id", "account", "owner_kind", "owner_id", "debit_fen", "credit_fen")
 
 
-def write(conn: Connection, transactions: Sequence[ledger.Transaction]) -> None:
+def write(conn: Connection, transactions: Sequence[ledger.Transaction], q: Pipeline | None = None) -> None:
     """Append balanced ledger transactions (D2) with their entries: the only code that writes ledger rows.
 
     A few transactions (the usual unit of work) go in as one ``INSERT … RETURNING`` that gives back their ids
     (:func:`~aftersales.store.bulk.insert_returning_ids`); more get their ids first
     (:func:`~aftersales.store.bulk.new_ids`), so that both tables go in as one batch each — a prepared executemany,
-    or COPY / the driver's executemany for many (the bulk import). The entries follow as one batch."""
+    or COPY / the driver's executemany for many (the bulk import). The entries follow as one batch.
+
+    ``q``: a pipeline sending the unit of work's flush in one round trip (store/driver.py :func:`pipeline`): the
+    transactions' ids are not read back there — each entry finds its transaction by its key (unique) in the same
+    statement, the ids being the ones the transactions' insert just took."""
     if not transactions:
+        return
+    if q is not None and q.together:
+        q.executemany(insert_of(t.ledger_transactions), [_tx_values(tx) for tx in transactions])
+        q.executemany(_ENTRY_OF_KEY, [{"tx_key": tx.key, "account": e.account.text, "owner_kind": e.account.owner_kind.value,
+                                       "owner_id": e.account.owner_id, "debit_fen": e.debit_fen, "credit_fen": e.credit_fen}
+                                      for tx in transactions for e in tx.entries])
         return
     ids = insert_returning_ids(conn, t.ledger_transactions, [_tx_values(tx) for tx in transactions]) \
         if conn.in_transaction() else None
@@ -48,6 +59,13 @@ def write(conn: Connection, transactions: Sequence[ledger.Transaction]) -> None:
     insert_rows(conn, t.ledger_entries, ENTRY_COLS, [
         (i, e.account.text, e.account.owner_kind.value, e.account.owner_id, e.debit_fen, e.credit_fen)
         for i, tx in zip(ids, transactions, strict=True) for e in tx.entries])
+
+
+_TX, _EN = t.ledger_transactions, t.ledger_entries
+#: An entry of the transaction whose key is ``tx_key`` (written earlier in the same transaction).
+_ENTRY_OF_KEY = insert(_EN).values(
+    transaction_id=select(_TX.c.id).where(_TX.c.key == bindparam("tx_key")).scalar_subquery(),
+    **{c: bindparam(c, type_=_EN.c[c].type) for c in ENTRY_COLS[1:]})
 
 
 def _tx_row(tx_id: int, tx: ledger.Transaction) -> tuple[Any, ...]:
