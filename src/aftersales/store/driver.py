@@ -196,43 +196,18 @@ def execute(conn: Connection, stmt: Any, params: Mapping[str, Any] | None = None
     if p is None:
         return conn.execute(stmt, dict(given))
     driver_conn: Any = conn.connection.driver_connection
+    if _begins_transaction(conn, driver_conn):  # PostgreSQL: BEGIN and this statement in one round trip
+        with pipeline(conn, p.sql) as q:
+            sent = q.execute(stmt, given)
+        return Result(sent.all(), sent.rowcount)
     cur = driver_conn.cursor()
     values = p.params(given)
     if conn.dispatch.before_cursor_execute:
         _notify(conn, cur, p.sql, values, False)
     with driver_errors(conn, p.sql):
-        if _begins_transaction(conn, driver_conn):
-            _begin_with(driver_conn, cur, p.sql, values)
-        else:
-            cur.execute(p.sql, values)
+        cur.execute(p.sql, values)
         raw = cur.fetchall() if p.row is not None else []
     return Result(p.rows(raw) if raw else [], cur.rowcount)
-
-
-def _begins_transaction(conn: Connection, raw: Any) -> bool:
-    """Whether the next statement on ``raw`` (psycopg 3, not in autocommit nor in a pipeline) starts its transaction:
-    psycopg would send ``BEGIN`` first and wait for its answer, a round trip of its own."""
-    return (conn.dialect.name == "postgresql" and getattr(raw, "_pipeline", True) is None and not raw.autocommit
-            and raw.pgconn.transaction_status == _IDLE and hasattr(raw, "_get_tx_start_command"))
-
-
-def _begin_with(raw: Any, cur: Any, sql: str, values: Any) -> None:
-    """Send the transaction's ``BEGIN`` (the one psycopg would send: isolation level, read only, deferrable) and the
-    first statement in ONE round trip (a pipeline), instead of psycopg's BEGIN, its wait, then the statement.
-
-    psycopg starts a transaction itself, and waits for its BEGIN even in pipeline mode; here the connection is put in
-    autocommit for the pipeline (no round trip: it is idle) so that psycopg sends nothing of its own, the BEGIN goes
-    first in the pipeline, and the connection is put back out of autocommit once the transaction is open (its
-    private flag: the public setter refuses inside a transaction). The transaction is then psycopg's as if it had
-    begun it: commit and rollback send COMMIT and ROLLBACK as usual."""
-    begin = raw._get_tx_start_command()
-    raw.autocommit = True
-    try:
-        with raw.pipeline():
-            raw.cursor().execute(begin)
-            cur.execute(sql, values)
-    finally:
-        raw._autocommit = False
 
 
 def executemany(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> int:
@@ -424,5 +399,28 @@ def pipeline(conn: Connection, what: str = "pipeline") -> Iterator[Pipeline]:
         yield Pipeline(conn, None)
         return
     raw: Any = conn.connection.driver_connection
-    with driver_errors(conn, what), raw.pipeline():
-        yield Pipeline(conn, raw)
+    begin = raw._get_tx_start_command() if _begins_transaction(conn, raw) else None
+    with driver_errors(conn, what):
+        if begin is not None:
+            raw.autocommit = True
+        try:
+            with raw.pipeline():
+                if begin is not None:
+                    raw.cursor().execute(begin)
+                yield Pipeline(conn, raw)
+        finally:
+            if begin is not None:
+                raw._autocommit = False
+
+
+def _begins_transaction(conn: Connection, raw: Any) -> bool:
+    """Whether the next statement on ``raw`` (psycopg 3, not in autocommit nor in a pipeline) starts its transaction.
+
+    psycopg sends ``BEGIN`` before it and waits for the answer — even in pipeline mode — a round trip of its own.
+    :func:`pipeline` sends that BEGIN itself, first in the pipeline: the connection is put in autocommit for the
+    pipeline (no round trip: it is idle) so that psycopg sends nothing of its own, and back out of autocommit once the
+    transaction is open (its private flag: the public setter refuses inside a transaction). The transaction is then
+    psycopg's as if it had begun it (its isolation level, read only, deferrable: psycopg's own BEGIN statement);
+    commit and rollback send COMMIT and ROLLBACK as usual."""
+    return (conn.dialect.name == "postgresql" and getattr(raw, "_pipeline", True) is None and not raw.autocommit
+            and raw.pgconn.transaction_status == _IDLE and hasattr(raw, "_get_tx_start_command"))

@@ -106,7 +106,7 @@ class Tracker:
 
         One statement (orders LEFT JOIN cases: a row per case, one row for an order without any), except for a lock on
         PostgreSQL: there the orders are locked first (in id order) and their cases read by a second statement once
-        the locks are held — a joined read would return the cases as they were when the statement began, before the
+        the locks are held (both sent in one round trip) — a joined read would return the cases as they were when the statement began, before the
         transaction it waited for committed (READ COMMITTED re-reads only the locked rows). SQLite's writer lock is
         taken when the transaction begins (``BEGIN IMMEDIATE``), so its single statement sees the last commit."""
         found: dict[str, tuple[Any, int, list[Case]]] = {}
@@ -119,11 +119,15 @@ class Tracker:
             else {"id": value[0]}
         reads = _order_reads()
         if lock and pg:
-            rows = driver.execute(self.conn, reads[f"lock_{how}"], params).all()
-            for r in rows:
+            # Both statements in one round trip (a pipeline): the server runs the second once the first is done, i.e.
+            # once the locks are held, so that it sees what the transactions it waited for committed.
+            with driver.pipeline(self.conn, "load") as q:
+                locked = q.execute(reads[f"lock_{how}"], params)
+                of = q.execute(reads[f"cases_of_{how}"], params)
+            for r in locked.all():
                 found[r.id] = (r.state, r.version, [])
-            if found:
-                for cr in driver.execute(self.conn, reads["cases_of"], {"ids": list(found)}).all():
+            for cr in of.all():
+                if cr.order_id in found:
                     found[cr.order_id][2].append(from_dict(Case, cr.state))
                     assignee_of[cr.id] = cr.assignee_id
         else:
@@ -472,16 +476,18 @@ def _joined_orders(which: Any) -> Any:
 @cache
 def _order_reads() -> dict[str, Any]:
     """The statements of :meth:`Tracker._load`, built once: by one id (``id``), by an array of ids (``ids``,
-    PostgreSQL), by a case id (``case_id``); ``lock_*`` lock the orders (PostgreSQL), ``cases_of`` reads their cases."""
+    PostgreSQL), by a case id (``case_id``); ``lock_*`` lock the orders (PostgreSQL), ``cases_of_*`` read their cases."""
     o, c = t.orders, t.cases
     ids = o.c.id == any_(bindparam("ids", type_=ARRAY(String)))
     of_case = o.c.id == select(c.c.order_id).where(c.c.id == bindparam("case_id")).scalar_subquery()
     locked = select(o.c.id, o.c.state, o.c.version).order_by(o.c.id)
+    cases = select(c.c.order_id, c.c.state, c.c.id, c.c.assignee_id).order_by(c.c.opened_at, c.c.id)
     return {"joined_id": _joined_orders(o.c.id == bindparam("id")), "joined_ids": _joined_orders(ids),
             "joined_case": _joined_orders(of_case),
             "lock_ids": locked.where(ids).with_for_update(), "lock_case": locked.where(of_case).with_for_update(),
-            "cases_of": select(c.c.order_id, c.c.state, c.c.id, c.c.assignee_id)
-                        .where(c.c.order_id == any_(bindparam("ids", type_=ARRAY(String)))).order_by(c.c.opened_at, c.c.id)}
+            "cases_of_ids": cases.where(c.c.order_id == any_(bindparam("ids", type_=ARRAY(String)))),
+            "cases_of_case": cases.where(c.c.order_id == select(c.c.order_id).where(c.c.id == bindparam("case_id"))
+                                         .scalar_subquery())}
 
 
 # Statements of every unit of work, built once: SQLAlchemy then finds their compiled form without building the
