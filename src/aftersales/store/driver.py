@@ -134,7 +134,7 @@ def _make_plan(dialect: Dialect, stmt: Any, keys: tuple[str, ...]) -> Plan | Non
     results: list[tuple[int, Callable[[Any], Any]]] = []
     if compiled._result_columns:
         cols = compiled._result_columns
-        row = _row_class([c.keyname for c in cols])
+        row = row_class([c.keyname for c in cols])
         for i, col in enumerate(cols):
             proc = col.type._cached_result_processor(dialect, None)
             if proc is not None:
@@ -143,7 +143,7 @@ def _make_plan(dialect: Dialect, stmt: Any, keys: tuple[str, ...]) -> Plan | Non
     return Plan(compiled.string, order, defaults, binds, row, tuple(results), positions)
 
 
-def _row_class(fields: list[str]) -> Any:
+def row_class(fields: list[str]) -> Any:
     """A row class with attribute access by column key (fields known at run time)."""
     make: Any = namedtuple
     return make("Row", fields, rename=True)
@@ -319,6 +319,7 @@ class Pipeline:
         #: Whether the statements go together (PostgreSQL), their results read after the block; False: each is sent
         #: as it comes (SQLite, or a batch too big for a pipeline), its result there at once.
         self.together = raw is not None
+        self._shared: Any = None
 
     def _plan(self, stmt: Any, keys: tuple[str, ...]) -> Plan:
         p = plan(self.conn.dialect, stmt, keys)
@@ -358,6 +359,27 @@ class Pipeline:
         out = Pending(cur, p)
         self.pending.append(out)
         return out
+
+    def send(self, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+        """:meth:`executemany` of rows whose result nobody reads (an insert): on one cursor shared by every such
+        statement of the pipeline (its errors are raised all the same)."""
+        if not rows:
+            return
+        if self.raw is None:
+            executemany(self.conn, stmt, rows)
+            return
+        p = self._plan(stmt, tuple(rows[0]))
+        if self._shared is None:
+            self._shared = self.raw.cursor()
+        cur = self._shared
+        values = [p.params(r) for r in rows]
+        many = len(values) > 1
+        if self.conn.dispatch.before_cursor_execute:
+            _notify(self.conn, cur, p.sql, values if many else values[0], many)
+        if many:
+            cur.executemany(p.sql, values)
+        else:
+            cur.execute(p.sql, values[0])
 
     def insert_returning(self, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> Callable[[], list[Any]]:
         """:func:`insert_returning` (an ``INSERT … RETURNING`` of one column): a function giving that column of each

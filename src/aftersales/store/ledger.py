@@ -41,8 +41,8 @@ def write(conn: Connection, transactions: Sequence[ledger.Transaction], q: Pipel
     if not transactions:
         return
     if q is not None and q.together:
-        q.executemany(insert_of(t.ledger_transactions), [_tx_values(tx) for tx in transactions])
-        q.executemany(_ENTRY_OF_KEY, [{"tx_key": tx.key, "account": e.account.text, "owner_kind": e.account.owner_kind.value,
+        q.send(insert_of(t.ledger_transactions), [_tx_values(tx) for tx in transactions])
+        q.send(_ENTRY_OF_KEY, [{"tx_key": tx.key, "account": e.account.text, "owner_kind": e.account.owner_kind.value,
                                        "owner_id": e.account.owner_id, "debit_fen": e.debit_fen, "credit_fen": e.credit_fen}
                                       for tx in transactions for e in tx.entries])
         return

@@ -25,6 +25,7 @@ from aftersales.domain.orders import Order, RefundStatus
 from . import driver, search
 from . import ledger as ledger_store
 from . import tables as t
+from . import terms as terms_store
 from . import webhooks as webhooks_store
 from .bulk import BULK_ROWS, RETURNING_ROWS, insert_dicts, insert_of, insert_returning_ids, insert_rows, new_ids, update_rows
 from .codec import encode, from_dict
@@ -126,6 +127,7 @@ class Tracker:
                 of = q.execute(reads[f"cases_of_{how}"], params)
             for r in locked.all():
                 found[r.id] = (r.state, r.version, [])
+                terms_store.note_mark(self.conn, r.terms_mark)
             for cr in of.all():
                 if cr.order_id in found:
                     found[cr.order_id][2].append(from_dict(Case, cr.state))
@@ -398,14 +400,14 @@ class Batch:
                 _check_versions(checks)
 
         if q.together:
-            q.executemany(insert_of(t.groups), [dict(zip(GROUP_COLS, row, strict=True)) for row in self.new_groups])
+            q.send(insert_of(t.groups), [dict(zip(GROUP_COLS, row, strict=True)) for row in self.new_groups])
         else:
             insert_rows(conn, t.groups, GROUP_COLS, self.new_groups)
         for seen, row in self.changed_groups:
             values = {f"v_{k}": v for k, v in zip(GROUP_COLS[1:], row[1:], strict=True)}
             check(q.execute(_GROUP_UPDATE, {"b_id": row[0], "b_seen": seen, **values}), 1, row[0])
         if q.together:
-            q.executemany(insert_of(t.orders), [dict(zip(ORDER_COLS, row, strict=True)) for row in self.new_orders])
+            q.send(insert_of(t.orders), [dict(zip(ORDER_COLS, row, strict=True)) for row in self.new_orders])
         else:
             insert_rows(conn, t.orders, ORDER_COLS, self.new_orders)
         if self.changed_orders:
@@ -417,21 +419,21 @@ class Batch:
             else:
                 stmt = _order_update(tuple(k for k in self.changed_orders[0] if k.startswith("v_")))
                 check(q.executemany(stmt, self.changed_orders), len(self.changed_orders), ids)
-        q.executemany(insert_of(t.cases), self.new_cases)
+        q.send(insert_of(t.cases), self.new_cases)
         if len(self.changed_cases) >= BULK_ROWS:
             update_rows(conn, t.cases, {"b_id": "id"}, self.changed_cases)
         elif self.changed_cases:
-            q.executemany(_case_update(tuple(k for k in self.changed_cases[0] if k != "b_id")), self.changed_cases)
+            q.send(_case_update(tuple(k for k in self.changed_cases[0] if k != "b_id")), self.changed_cases)
         arm_timers(conn, self.timers, q)
         if q.together:
-            q.executemany(insert_of(t.refunds), self.new_refunds)
+            q.send(insert_of(t.refunds), self.new_refunds)
         else:
             insert_dicts(conn, t.refunds, self.new_refunds)
-        q.executemany(_REFUND_UPDATE, self.settled_refunds)
-        q.executemany(insert_of(t.payment_jobs), self.payment_jobs)
+        q.send(_REFUND_UPDATE, self.settled_refunds)
+        q.send(insert_of(t.payment_jobs), self.payment_jobs)
         ledger_store.write(conn, postings, q)
         if q.together:
-            q.executemany(insert_of(t.search_terms), [dict(zip(SEARCH_COLS, row, strict=True)) for row in self.new_search_terms])
+            q.send(insert_of(t.search_terms), [dict(zip(SEARCH_COLS, row, strict=True)) for row in self.new_search_terms])
         else:
             insert_rows(conn, t.search_terms, SEARCH_COLS, self.new_search_terms)
         search.add(conn, self.search_terms, q)
@@ -480,11 +482,12 @@ def _order_reads() -> dict[str, Any]:
     o, c = t.orders, t.cases
     ids = o.c.id == any_(bindparam("ids", type_=ARRAY(String)))
     of_case = o.c.id == select(c.c.order_id).where(c.c.id == bindparam("case_id")).scalar_subquery()
-    locked = select(o.c.id, o.c.state, o.c.version).order_by(o.c.id)
+    # With the terms' change mark (store/terms.py): the case a locked order opens needs no statement for its terms.
+    locked = select(o.c.id, o.c.state, o.c.version, terms_store.TERMS_MARK.label("terms_mark")).order_by(o.c.id)
     cases = select(c.c.order_id, c.c.state, c.c.id, c.c.assignee_id).order_by(c.c.opened_at, c.c.id)
     return {"joined_id": _joined_orders(o.c.id == bindparam("id")), "joined_ids": _joined_orders(ids),
             "joined_case": _joined_orders(of_case),
-            "lock_ids": locked.where(ids).with_for_update(), "lock_case": locked.where(of_case).with_for_update(),
+            "lock_ids": locked.where(ids).with_for_update(of=o), "lock_case": locked.where(of_case).with_for_update(of=o),
             "cases_of_ids": cases.where(c.c.order_id == any_(bindparam("ids", type_=ARRAY(String)))),
             "cases_of_case": cases.where(c.c.order_id == select(c.c.order_id).where(c.c.id == bindparam("case_id"))
                                          .scalar_subquery())}
@@ -511,12 +514,14 @@ _REFUND_UPDATE = (update(t.refunds).where(t.refunds.c.key == bindparam("b_key"))
                   .values(status=bindparam("v_status"), settled_at=bindparam("v_settled_at")))
 _CATEGORIES = select(t.categories)
 _MERCHANT = select(t.merchants).where(t.merchants.c.id == bindparam("merchant_id"))
+_MERCHANT_MARKED = select(t.merchants, terms_store.TERMS_MARK.label("terms_mark")).where(t.merchants.c.id == bindparam("merchant_id"))
 _ORDER_EXISTS = select(t.orders.c.id).where(t.orders.c.id == bindparam("order_id"))
 
 
 # --- read-side queries ------------------------------------------------------------------------------------
 def categories(conn: Connection) -> dict[str, Category]:
-    rows = driver.execute(conn, _CATEGORIES).all()
+    """Every category (PostgreSQL: from this process's copy while the terms' change mark is the copy's, store/terms.py)."""
+    rows = terms_store.category_rows(conn, _CATEGORIES)
     return {
         r.code: Category(r.code, r.name, r.no_reason_return,
                          StatutoryExclusion(r.statutory_exclusion) if r.statutory_exclusion else None,
@@ -526,8 +531,21 @@ def categories(conn: Connection) -> dict[str, Category]:
 
 
 def merchant(conn: Connection, merchant_id: str) -> Any:
-    """The merchant's row (attributes by column), None if unknown."""
-    return driver.execute(conn, _MERCHANT, {"merchant_id": merchant_id}).first()
+    """The merchant's row (attributes by column), None if unknown. PostgreSQL: read with the terms' change mark, which
+    a new order's terms then need no statement for while this process's copy is current (store/terms.py)."""
+    if not terms_store.keeps_copy(conn):
+        return driver.execute(conn, _MERCHANT, {"merchant_id": merchant_id}).first()
+    row = driver.execute(conn, _MERCHANT_MARKED, {"merchant_id": merchant_id}).first()
+    if row is None:
+        return None
+    terms_store.note_mark(conn, row[-1])
+    return _merchant_row()._make(row[:-1])
+
+
+@cache
+def _merchant_row() -> Any:
+    """The class of the rows :data:`_MERCHANT` gives (a merchant's columns, without the mark)."""
+    return driver.row_class([c.key for c in t.merchants.c])
 
 
 def case_rows(conn: Connection, *, where: Iterable[Any], after: str | None, limit: int) -> list[Any]:

@@ -86,7 +86,7 @@ def add(conn: Connection, batch: list[dict[str, Any]], q: Pipeline | None = None
         return
     stmt = _add_statement(conn.dialect.name == "postgresql")
     if q is not None:
-        q.executemany(stmt, batch)
+        q.send(stmt, batch)
     else:
         executemany(conn, stmt, batch)
 
