@@ -22,9 +22,10 @@ from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, bindparam, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
@@ -381,6 +382,16 @@ class Pipeline:
         else:
             cur.execute(p.sql, values[0])
 
+    def insert(self, table: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert ``rows`` (every row with the keys of the first) into ``table``: on PostgreSQL in ONE statement,
+        ``INSERT … VALUES (…), (…)`` (:func:`rows_insert`; one execution on the server instead of one per row of an
+        executemany), the rows taking the table's next ids in the order of its VALUES as they would one by one;
+        as it comes elsewhere (:meth:`send` of ``INSERT INTO table``)."""
+        if len(rows) < 2 or not self.together:
+            self.send(_insert_of(table), rows)
+            return
+        self.send(rows_insert(table, tuple(rows[0]), len(rows)), [numbered(rows)])
+
     def insert_returning(self, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> Callable[[], list[Any]]:
         """:func:`insert_returning` (an ``INSERT … RETURNING`` of one column): a function giving that column of each
         row, in the rows' order, once synced. PostgreSQL: one execution per row, each on a cursor of its own (an
@@ -390,17 +401,33 @@ class Pipeline:
             if ids is None:
                 raise ValueError(f"a statement SQLAlchemy must send cannot be pipelined: {stmt}")
             return lambda: list(ids)
-        p = self._plan(stmt, tuple(rows[0]))
-        values = [p.params(r) for r in rows]
-        curs = [self.raw.cursor() for _ in values]
-        if self.conn.dispatch.before_cursor_execute:
-            _notify(self.conn, curs[0], p.sql, values if len(values) > 1 else values[0], len(values) > 1)
-        out = []
-        for cur, v in zip(curs, values, strict=True):
-            cur.execute(p.sql, v)
-            out.append(Pending(cur, p))
-        self.pending += out
-        return lambda: [one.all()[0][0] for one in out]
+        if len(rows) == 1:
+            one = self.execute(stmt, rows[0])
+            return lambda: [one.all()[0][0]]
+        # Several rows: one multi-row INSERT. Its rows take the column's sequence values in the order of its VALUES
+        # (one statement, each row's default evaluated in turn; other transactions' values may fall between them,
+        # never out of order): the ids sorted are the rows', in order — as SQLite's multi-row insert (above).
+        table = stmt.table
+        returned = self.execute(rows_insert(table, tuple(rows[0]), len(rows), stmt._returning[0].key), numbered(rows))
+        return lambda: sorted(r[0] for r in returned.all())
+
+
+def numbered(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The parameters of :func:`rows_insert` for ``rows``: ``<key>__<row number>``."""
+    return {f"{k}__{i}": v for i, row in enumerate(rows) for k, v in row.items()}
+
+
+@cache
+def rows_insert(table: Any, keys: tuple[str, ...], n: int, returning: str | None = None) -> Any:
+    """``INSERT INTO table (keys) VALUES (…), … `` of ``n`` rows, its parameters :func:`numbered` (each with its
+    column's type: the same bind processing as one row's), ``RETURNING`` the column ``returning``; built once."""
+    stmt = insert(table).values([{k: bindparam(f"{k}__{i}", type_=table.c[k].type) for k in keys} for i in range(n)])
+    return stmt.returning(table.c[returning]) if returning else stmt
+
+
+@cache
+def _insert_of(table: Any) -> Any:
+    return insert(table)
 
 
 def pipelined(conn: Connection) -> bool:

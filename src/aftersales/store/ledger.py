@@ -20,8 +20,8 @@ from aftersales.domain import ledger
 from aftersales.domain.ledger import Account, OwnerKind
 
 from . import tables as t
-from .bulk import insert_of, insert_returning_ids, insert_rows, new_ids
-from .driver import Pipeline
+from .bulk import insert_returning_ids, insert_rows, new_ids
+from .driver import Pipeline, numbered
 
 TX_COLS = ("id", "key", "kind", "at", "order_id", "case_id", "rule", "amount_fen")
 ENTRY_COLS = ("transaction_id", "account", "owner_kind", "owner_id", "debit_fen", "credit_fen")
@@ -41,10 +41,18 @@ def write(conn: Connection, transactions: Sequence[ledger.Transaction], q: Pipel
     if not transactions:
         return
     if q is not None and q.together:
-        q.send(insert_of(t.ledger_transactions), [_tx_values(tx) for tx in transactions])
-        q.send(_ENTRY_OF_KEY, [{"tx_key": tx.key, "account": e.account.text, "owner_kind": e.account.owner_kind.value,
-                                       "owner_id": e.account.owner_id, "debit_fen": e.debit_fen, "credit_fen": e.credit_fen}
-                                      for tx in transactions for e in tx.entries])
+        q.insert(t.ledger_transactions, [_tx_values(tx) for tx in transactions])
+        entries = [{"tx_key": tx.key, **dict(zip(ENTRY_COLS[1:], _entry(e), strict=True))}
+                   for tx in transactions for e in tx.entries]
+        if entries:  # one statement: the entries take their ids in posting order, as one by one
+            n = len(entries)
+            stmt = _ENTRIES_OF_KEYS.get(n)
+            if stmt is None:  # n entries, each of the transaction whose key is its tx_key: built once per n
+                stmt = _ENTRIES_OF_KEYS[n] = insert(_EN).values([
+                    {"transaction_id": select(_TX.c.id).where(_TX.c.key == bindparam(f"tx_key__{i}", type_=_TX.c.key.type))
+                     .scalar_subquery(), **{c: bindparam(f"{c}__{i}", type_=_EN.c[c].type) for c in ENTRY_COLS[1:]}}
+                    for i in range(n)])
+            q.send(stmt, [numbered(entries)])
         return
     ids = insert_returning_ids(conn, t.ledger_transactions, [_tx_values(tx) for tx in transactions]) \
         if conn.in_transaction() else None
@@ -57,15 +65,20 @@ def write(conn: Connection, transactions: Sequence[ledger.Transaction], q: Pipel
         else:
             insert_rows(conn, t.ledger_transactions, TX_COLS, [_tx_row(i, tx) for i, tx in zip(ids, transactions, strict=True)])
     insert_rows(conn, t.ledger_entries, ENTRY_COLS, [
-        (i, e.account.text, e.account.owner_kind.value, e.account.owner_id, e.debit_fen, e.credit_fen)
-        for i, tx in zip(ids, transactions, strict=True) for e in tx.entries])
+        (i, *_entry(e)) for i, tx in zip(ids, transactions, strict=True) for e in tx.entries])
+
+
+def _entry(e: ledger.Entry) -> tuple[Any, ...]:
+    """An entry's row (``ENTRY_COLS``) without its transaction's id."""
+    return (e.account.text, e.account.owner_kind.value, e.account.owner_id, e.debit_fen, e.credit_fen)
 
 
 _TX, _EN = t.ledger_transactions, t.ledger_entries
-#: An entry of the transaction whose key is ``tx_key`` (written earlier in the same transaction).
-_ENTRY_OF_KEY = insert(_EN).values(
-    transaction_id=select(_TX.c.id).where(_TX.c.key == bindparam("tx_key")).scalar_subquery(),
-    **{c: bindparam(c, type_=_EN.c[c].type) for c in ENTRY_COLS[1:]})
+
+
+#: The statements of :func:`write`'s pipelined entries, by number of entries (parameters
+#: :func:`~aftersales.store.driver.numbered`; fewer than the bulk size, store/bulk.py ``BULK_ROWS``).
+_ENTRIES_OF_KEYS: dict[int, Any] = {}
 
 
 def _tx_row(tx_id: int, tx: ledger.Transaction) -> tuple[Any, ...]:

@@ -27,7 +27,7 @@ from . import ledger as ledger_store
 from . import tables as t
 from . import terms as terms_store
 from . import webhooks as webhooks_store
-from .bulk import BULK_ROWS, RETURNING_ROWS, insert_dicts, insert_of, insert_returning_ids, insert_rows, new_ids, update_rows
+from .bulk import BULK_ROWS, RETURNING_ROWS, insert_dicts, insert_returning_ids, insert_rows, new_ids, update_rows
 from .codec import encode, from_dict
 from .timers import arm_timers
 
@@ -400,14 +400,14 @@ class Batch:
                 _check_versions(checks)
 
         if q.together:
-            q.send(insert_of(t.groups), [dict(zip(GROUP_COLS, row, strict=True)) for row in self.new_groups])
+            q.insert(t.groups, [dict(zip(GROUP_COLS, row, strict=True)) for row in self.new_groups])
         else:
             insert_rows(conn, t.groups, GROUP_COLS, self.new_groups)
         for seen, row in self.changed_groups:
             values = {f"v_{k}": v for k, v in zip(GROUP_COLS[1:], row[1:], strict=True)}
             check(q.execute(_GROUP_UPDATE, {"b_id": row[0], "b_seen": seen, **values}), 1, row[0])
         if q.together:
-            q.send(insert_of(t.orders), [dict(zip(ORDER_COLS, row, strict=True)) for row in self.new_orders])
+            q.insert(t.orders, [dict(zip(ORDER_COLS, row, strict=True)) for row in self.new_orders])
         else:
             insert_rows(conn, t.orders, ORDER_COLS, self.new_orders)
         if self.changed_orders:
@@ -419,21 +419,21 @@ class Batch:
             else:
                 stmt = _order_update(tuple(k for k in self.changed_orders[0] if k.startswith("v_")))
                 check(q.executemany(stmt, self.changed_orders), len(self.changed_orders), ids)
-        q.send(insert_of(t.cases), self.new_cases)
+        q.insert(t.cases, self.new_cases)
         if len(self.changed_cases) >= BULK_ROWS:
             update_rows(conn, t.cases, {"b_id": "id"}, self.changed_cases)
         elif self.changed_cases:
             q.send(_case_update(tuple(k for k in self.changed_cases[0] if k != "b_id")), self.changed_cases)
         arm_timers(conn, self.timers, q)
         if q.together:
-            q.send(insert_of(t.refunds), self.new_refunds)
+            q.insert(t.refunds, self.new_refunds)
         else:
             insert_dicts(conn, t.refunds, self.new_refunds)
         q.send(_REFUND_UPDATE, self.settled_refunds)
-        q.send(insert_of(t.payment_jobs), self.payment_jobs)
+        q.insert(t.payment_jobs, self.payment_jobs)
         ledger_store.write(conn, postings, q)
         if q.together:
-            q.send(insert_of(t.search_terms), [dict(zip(SEARCH_COLS, row, strict=True)) for row in self.new_search_terms])
+            q.insert(t.search_terms, [dict(zip(SEARCH_COLS, row, strict=True)) for row in self.new_search_terms])
         else:
             insert_rows(conn, t.search_terms, SEARCH_COLS, self.new_search_terms)
         search.add(conn, self.search_terms, q)

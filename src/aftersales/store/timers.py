@@ -41,7 +41,7 @@ def arm_timers(conn: Connection, rows: Iterable[Mapping[str, Any]], q: Pipeline 
                 or v["due_at"] is None or v["stage"] is None:
             raise ValueError(f"a timer row needs {', '.join(f for f in _FIELDS if f != 'order_id')}: {v}")
     if q is not None:  # the unit of work's flush, in one round trip (store/driver.py pipeline)
-        q.send(insert_of(t.timers), values)
+        q.insert(t.timers, values)
     else:
         executemany(conn, insert_of(t.timers), values)
 
