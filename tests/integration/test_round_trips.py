@@ -269,3 +269,38 @@ def test_a_merchant_row_read_with_the_mark_is_the_merchant_row(ctx, monkeypatch)
     assert marked.closed == plain.closed and marked.created_at == plain.created_at
     assert isinstance(marked.created_at, datetime) and marked.created_at.tzinfo is not None
     _ = UTC
+
+
+def test_a_unique_violation_before_the_version_checks_is_still_an_integrity_error(ctx):
+    """The checked updates come after the failing insert: their results never arrive, and no stale version may be
+    made up from them — the unit of work is told of the unique violation (409), as statement by statement."""
+    _setup(ctx)
+    for oid in ("early-1", "early-2", "early-3"):
+        _order(ctx, oid)
+    with UnitOfWork(ctx, readonly=True) as uow:
+        again = uow.tracker.get_order("early-3")
+    assert again is not None
+    with UnitOfWork(ctx) as uow:
+        uow.tracker.load_orders(["early-1", "early-2"], lock=True)
+        for oid in ("early-1", "early-2"):  # two checked rows: one executemany in the pipeline
+            order = uow.tracker.get_order(oid)
+            assert order is not None
+            order.version += 1
+        uow.tracker.add_order(again)  # its id is taken: the orders' insert fails, before the updates
+        with pytest.raises(IntegrityError):
+            uow.commit()
+
+
+def test_only_the_version_checks_whose_result_arrived_count_after_a_failure():
+    class Cursor:
+        def __init__(self, status: str | None, rowcount: int) -> None:
+            self.statusmessage, self.rowcount = status, rowcount
+
+    arrived_stale = driver.Pending(Cursor("UPDATE 0", 0))
+    never_arrived = driver.Pending(Cursor(None, 0))  # an executemany's count before any result: 0, not -1
+    repo._check_versions([(never_arrived, 2, "o1,o2")], arrived_only=True)  # the failure is what is reported
+    with pytest.raises(ConcurrentUpdate):
+        repo._check_versions([(never_arrived, 2, "o1,o2"), (arrived_stale, 1, "o3")], arrived_only=True)
+    with pytest.raises(ConcurrentUpdate):
+        repo._check_versions([(never_arrived, 2, "o1,o2")])
+    assert driver.Pending(rowcount=3).arrived and driver.Pending(rowcount=3).rowcount == 3

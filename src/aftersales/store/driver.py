@@ -292,8 +292,13 @@ class Pending:
         self._cur, self._plan, self._result, self._rowcount = cur, p, result, rowcount
 
     @property
+    def arrived(self) -> bool:
+        """Whether the statement's result has arrived (a pipeline that failed before it: not)."""
+        return self._cur is None or self._cur.statusmessage is not None
+
+    @property
     def rowcount(self) -> int:
-        """Rows the statement changed (an executemany: all of its rows'); -1 while its result has not arrived."""
+        """Rows the statement changed (an executemany: all of its rows')."""
         if self._rowcount is not None:
             return self._rowcount
         if self._result is not None:
@@ -316,7 +321,6 @@ class Pipeline:
 
     def __init__(self, conn: Connection, raw: Any) -> None:
         self.conn, self.raw = conn, raw
-        self.pending: list[Pending] = []
         #: Whether the statements go together (PostgreSQL), their results read after the block; False: each is sent
         #: as it comes (SQLite, or a batch too big for a pipeline), its result there at once.
         self.together = raw is not None
@@ -339,9 +343,7 @@ class Pipeline:
         if self.conn.dispatch.before_cursor_execute:
             _notify(self.conn, cur, p.sql, values, False)
         cur.execute(p.sql, values)
-        out = Pending(cur, p)
-        self.pending.append(out)
-        return out
+        return Pending(cur, p)
 
     def executemany(self, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> Pending:
         """:func:`executemany` (every row with the keys of the first); nothing for no rows."""
@@ -357,9 +359,7 @@ class Pipeline:
         if self.conn.dispatch.before_cursor_execute:
             _notify(self.conn, cur, p.sql, values, True)
         cur.executemany(p.sql, values)
-        out = Pending(cur, p)
-        self.pending.append(out)
-        return out
+        return Pending(cur, p)
 
     def send(self, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> None:
         """:meth:`executemany` of rows whose result nobody reads (an insert): on one cursor shared by every such
@@ -388,13 +388,15 @@ class Pipeline:
         executemany), the rows taking the table's next ids in the order of its VALUES as they would one by one;
         as it comes elsewhere (:meth:`send` of ``INSERT INTO table``)."""
         if len(rows) < 2 or not self.together:
-            self.send(_insert_of(table), rows)
+            from .bulk import insert_of  # the store's one ``INSERT INTO table`` (bulk imports this module)
+
+            self.send(insert_of(table), rows)
             return
         self.send(rows_insert(table, tuple(rows[0]), len(rows)), [numbered(rows)])
 
     def insert_returning(self, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> Callable[[], list[Any]]:
-        """:func:`insert_returning` (an ``INSERT … RETURNING`` of one column): a function giving that column of each
-        row, in the rows' order, once synced. PostgreSQL: one execution per row, each on a cursor of its own (an
+        """:func:`insert_returning` (an ``INSERT … RETURNING`` of one column of ``stmt.table``): a function giving that
+        column of each row, in the rows' order, once synced. PostgreSQL: one statement for all the rows (an
         executemany returning rows would wait for them in the middle of the pipeline)."""
         if self.raw is None:
             ids = insert_returning(self.conn, stmt, rows)
@@ -423,11 +425,6 @@ def rows_insert(table: Any, keys: tuple[str, ...], n: int, returning: str | None
     column's type: the same bind processing as one row's), ``RETURNING`` the column ``returning``; built once."""
     stmt = insert(table).values([{k: bindparam(f"{k}__{i}", type_=table.c[k].type) for k in keys} for i in range(n)])
     return stmt.returning(table.c[returning]) if returning else stmt
-
-
-@cache
-def _insert_of(table: Any) -> Any:
-    return insert(table)
 
 
 def pipelined(conn: Connection) -> bool:

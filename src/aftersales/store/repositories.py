@@ -461,10 +461,9 @@ def _check_versions(checks: list[tuple[driver.Pending, int, str]], *, arrived_on
     them since they were loaded (:class:`ConcurrentUpdate`). ``arrived_only``: only those whose result arrived (the
     pipeline failed further on)."""
     for pending, expected, what in checks:
-        count = pending.rowcount
-        if arrived_only and count < 0:
+        if arrived_only and not pending.arrived:
             continue
-        if count != expected:
+        if pending.rowcount != expected:
             raise ConcurrentUpdate(what)
 
 
