@@ -7,7 +7,7 @@ process seen by the next order. Both databases (SQLite sends each statement as i
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -268,7 +268,6 @@ def test_a_merchant_row_read_with_the_mark_is_the_merchant_row(ctx, monkeypatch)
     assert missing is None and tuple(marked) == tuple(plain) and marked._fields == plain._fields
     assert marked.closed == plain.closed and marked.created_at == plain.created_at
     assert isinstance(marked.created_at, datetime) and marked.created_at.tzinfo is not None
-    _ = UTC
 
 
 def test_a_unique_violation_before_the_version_checks_is_still_an_integrity_error(ctx):
