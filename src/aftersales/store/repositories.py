@@ -107,9 +107,10 @@ class Tracker:
 
         One statement (orders LEFT JOIN cases: a row per case, one row for an order without any), except for a lock on
         PostgreSQL: there the orders are locked first (in id order) and their cases read by a second statement once
-        the locks are held (both sent in one round trip) — a joined read would return the cases as they were when the statement began, before the
-        transaction it waited for committed (READ COMMITTED re-reads only the locked rows). SQLite's writer lock is
-        taken when the transaction begins (``BEGIN IMMEDIATE``), so its single statement sees the last commit."""
+        the locks are held (both sent in one round trip) — a joined read would return the cases as they were when the
+        statement began, before the transaction it waited for committed (READ COMMITTED re-reads only the locked
+        rows). SQLite's writer lock is taken when the transaction begins (``BEGIN IMMEDIATE``), so its single
+        statement sees the last commit."""
         found: dict[str, tuple[Any, int, list[Case]]] = {}
         assignee_of: dict[str, str | None] = {}
         pg = self.conn.dialect.name == "postgresql"
