@@ -22,11 +22,19 @@ from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, bindparam, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
+
+try:
+    from psycopg.pq import TransactionStatus
+
+    _IDLE: Any = TransactionStatus.IDLE
+except ImportError:  # SQLite only
+    _IDLE = None
 
 
 def cursor(conn: Connection) -> Any:
@@ -127,7 +135,7 @@ def _make_plan(dialect: Dialect, stmt: Any, keys: tuple[str, ...]) -> Plan | Non
     results: list[tuple[int, Callable[[Any], Any]]] = []
     if compiled._result_columns:
         cols = compiled._result_columns
-        row = _row_class([c.keyname for c in cols])
+        row = row_class([c.keyname for c in cols])
         for i, col in enumerate(cols):
             proc = col.type._cached_result_processor(dialect, None)
             if proc is not None:
@@ -136,7 +144,7 @@ def _make_plan(dialect: Dialect, stmt: Any, keys: tuple[str, ...]) -> Plan | Non
     return Plan(compiled.string, order, defaults, binds, row, tuple(results), positions)
 
 
-def _row_class(fields: list[str]) -> Any:
+def row_class(fields: list[str]) -> Any:
     """A row class with attribute access by column key (fields known at run time)."""
     make: Any = namedtuple
     return make("Row", fields, rename=True)
@@ -188,7 +196,12 @@ def execute(conn: Connection, stmt: Any, params: Mapping[str, Any] | None = None
     p = plan(conn.dialect, stmt, tuple(given))
     if p is None:
         return conn.execute(stmt, dict(given))
-    cur = cursor(conn)
+    driver_conn: Any = conn.connection.driver_connection
+    if _begins_transaction(conn, driver_conn):  # PostgreSQL: BEGIN and this statement in one round trip
+        with pipeline(conn, p.sql) as q:
+            sent = q.execute(stmt, given)
+        return Result(sent.all(), sent.rowcount)
+    cur = driver_conn.cursor()
     values = p.params(given)
     if conn.dispatch.before_cursor_execute:
         _notify(conn, cur, p.sql, values, False)
@@ -266,3 +279,194 @@ def _multi_values(sql: str, n: int) -> str:
             raise ValueError(f"not a one-row INSERT with positional placeholders: {sql}")
         out = _MULTI[key] = f"{head} VALUES " + ", ".join([f"({group})"] * n) + tail
     return out
+
+
+# --- PostgreSQL: several statements in one round trip (issue 13, "one round trip per step") ----------------------
+class Pending:
+    """A statement sent by a :class:`Pipeline`: its rowcount and rows once the pipeline has been synced (at once on
+    a connection that sends each statement as it comes)."""
+
+    __slots__ = ("_cur", "_plan", "_result", "_rowcount")
+
+    def __init__(self, cur: Any = None, p: Plan | None = None, result: Any = None, rowcount: int | None = None) -> None:
+        self._cur, self._plan, self._result, self._rowcount = cur, p, result, rowcount
+
+    @property
+    def arrived(self) -> bool:
+        """Whether the statement's result has arrived (a pipeline that failed before it: not)."""
+        return self._cur is None or self._cur.statusmessage is not None
+
+    @property
+    def rowcount(self) -> int:
+        """Rows the statement changed (an executemany: all of its rows')."""
+        if self._rowcount is not None:
+            return self._rowcount
+        if self._result is not None:
+            return int(self._result.rowcount)
+        return int(self._cur.rowcount) if self._cur is not None else 0
+
+    def all(self) -> list[Any]:
+        """The rows (processed as :func:`execute` processes them)."""
+        if self._result is not None:
+            return list(self._result.all())
+        if self._cur is None or self._plan is None or self._plan.row is None:
+            return []
+        return self._plan.rows(self._cur.fetchall())
+
+
+class Pipeline:
+    """Statements sent together (:func:`pipeline`): each method queues one and gives its :class:`Pending` result,
+    readable once the ``with`` block has ended. Statements whose plan :func:`plan` leaves to SQLAlchemy cannot be
+    pipelined: :func:`pipeline` is only for statements built once."""
+
+    def __init__(self, conn: Connection, raw: Any) -> None:
+        self.conn, self.raw = conn, raw
+        #: Whether the statements go together (PostgreSQL), their results read after the block; False: each is sent
+        #: as it comes (SQLite, or a batch too big for a pipeline), its result there at once.
+        self.together = raw is not None
+        self._shared: Any = None
+
+    def _plan(self, stmt: Any, keys: tuple[str, ...]) -> Plan:
+        p = plan(self.conn.dialect, stmt, keys)
+        if p is None:
+            raise ValueError(f"a statement SQLAlchemy must send cannot be pipelined: {stmt}")
+        return p
+
+    def execute(self, stmt: Any, params: Mapping[str, Any] | None = None) -> Pending:
+        """:func:`execute`, its result read after the sync."""
+        if self.raw is None:
+            return Pending(result=execute(self.conn, stmt, params))
+        given = params or {}
+        p = self._plan(stmt, tuple(given))
+        cur = self.raw.cursor()
+        values = p.params(given)
+        if self.conn.dispatch.before_cursor_execute:
+            _notify(self.conn, cur, p.sql, values, False)
+        cur.execute(p.sql, values)
+        return Pending(cur, p)
+
+    def executemany(self, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> Pending:
+        """:func:`executemany` (every row with the keys of the first); nothing for no rows."""
+        if not rows:
+            return Pending(rowcount=0)
+        if self.raw is None:
+            return Pending(rowcount=executemany(self.conn, stmt, rows))
+        if len(rows) == 1:
+            return self.execute(stmt, rows[0])
+        p = self._plan(stmt, tuple(rows[0]))
+        cur = self.raw.cursor()
+        values = [p.params(r) for r in rows]
+        if self.conn.dispatch.before_cursor_execute:
+            _notify(self.conn, cur, p.sql, values, True)
+        cur.executemany(p.sql, values)
+        return Pending(cur, p)
+
+    def send(self, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+        """:meth:`executemany` of rows whose result nobody reads (an insert): on one cursor shared by every such
+        statement of the pipeline (its errors are raised all the same)."""
+        if not rows:
+            return
+        if self.raw is None:
+            executemany(self.conn, stmt, rows)
+            return
+        p = self._plan(stmt, tuple(rows[0]))
+        if self._shared is None:
+            self._shared = self.raw.cursor()
+        cur = self._shared
+        values = [p.params(r) for r in rows]
+        many = len(values) > 1
+        if self.conn.dispatch.before_cursor_execute:
+            _notify(self.conn, cur, p.sql, values if many else values[0], many)
+        if many:
+            cur.executemany(p.sql, values)
+        else:
+            cur.execute(p.sql, values[0])
+
+    def insert(self, table: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert ``rows`` (every row with the keys of the first) into ``table``: on PostgreSQL in ONE statement,
+        ``INSERT … VALUES (…), (…)`` (:func:`rows_insert`; one execution on the server instead of one per row of an
+        executemany), the rows taking the table's next ids in the order of its VALUES as they would one by one;
+        as it comes elsewhere (:meth:`send` of ``INSERT INTO table``)."""
+        if len(rows) < 2 or not self.together:
+            from .bulk import insert_of  # the store's one ``INSERT INTO table`` (bulk imports this module)
+
+            self.send(insert_of(table), rows)
+            return
+        self.send(rows_insert(table, tuple(rows[0]), len(rows)), [numbered(rows)])
+
+    def insert_returning(self, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> Callable[[], list[Any]]:
+        """:func:`insert_returning` (an ``INSERT … RETURNING`` of one column of ``stmt.table``): a function giving that
+        column of each row, in the rows' order, once synced. PostgreSQL: one statement for all the rows (an
+        executemany returning rows would wait for them in the middle of the pipeline)."""
+        if self.raw is None:
+            ids = insert_returning(self.conn, stmt, rows)
+            if ids is None:
+                raise ValueError(f"a statement SQLAlchemy must send cannot be pipelined: {stmt}")
+            return lambda: list(ids)
+        if len(rows) == 1:
+            one = self.execute(stmt, rows[0])
+            return lambda: [one.all()[0][0]]
+        # Several rows: one multi-row INSERT. Its rows take the column's sequence values in the order of its VALUES
+        # (one statement, each row's default evaluated in turn; other transactions' values may fall between them,
+        # never out of order): the ids sorted are the rows', in order — as SQLite's multi-row insert (above).
+        table = stmt.table
+        returned = self.execute(rows_insert(table, tuple(rows[0]), len(rows), stmt._returning[0].key), numbered(rows))
+        return lambda: sorted(r[0] for r in returned.all())
+
+
+def numbered(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The parameters of :func:`rows_insert` for ``rows``: ``<key>__<row number>``."""
+    return {f"{k}__{i}": v for i, row in enumerate(rows) for k, v in row.items()}
+
+
+@cache
+def rows_insert(table: Any, keys: tuple[str, ...], n: int, returning: str | None = None) -> Any:
+    """``INSERT INTO table (keys) VALUES (…), … `` of ``n`` rows, its parameters :func:`numbered` (each with its
+    column's type: the same bind processing as one row's), ``RETURNING`` the column ``returning``; built once."""
+    stmt = insert(table).values([{k: bindparam(f"{k}__{i}", type_=table.c[k].type) for k in keys} for i in range(n)])
+    return stmt.returning(table.c[returning]) if returning else stmt
+
+
+def pipelined(conn: Connection) -> bool:
+    """Whether :func:`pipeline` sends its statements together on ``conn`` (PostgreSQL through psycopg 3)."""
+    return conn.dialect.name == "postgresql" and hasattr(conn.connection.driver_connection, "pipeline")
+
+
+@contextmanager
+def pipeline(conn: Connection, what: str = "pipeline") -> Iterator[Pipeline]:
+    """Statements sent in ONE round trip: psycopg 3's pipeline mode on PostgreSQL — every statement queued by the
+    block is sent, then one Sync, then every result read back — and sent one by one on SQLite (no network).
+
+    The server runs them in order, in the caller's transaction, as if sent one at a time; the first one that fails
+    makes the server skip the rest, and its error is raised when the block ends, as SQLAlchemy's kind
+    (:func:`driver_errors`: an ``IntegrityError`` stays one, a deadlock is retried). The results (:class:`Pending`)
+    are read after the block."""
+    if not pipelined(conn):
+        yield Pipeline(conn, None)
+        return
+    raw: Any = conn.connection.driver_connection
+    begin = raw._get_tx_start_command() if _begins_transaction(conn, raw) else None
+    with driver_errors(conn, what):
+        if begin is not None:
+            raw.autocommit = True
+        try:
+            with raw.pipeline():
+                if begin is not None:
+                    raw.cursor().execute(begin)
+                yield Pipeline(conn, raw)
+        finally:
+            if begin is not None:
+                raw._autocommit = False
+
+
+def _begins_transaction(conn: Connection, raw: Any) -> bool:
+    """Whether the next statement on ``raw`` (psycopg 3, not in autocommit nor in a pipeline) starts its transaction.
+
+    psycopg sends ``BEGIN`` before it and waits for the answer — even in pipeline mode — a round trip of its own.
+    :func:`pipeline` sends that BEGIN itself, first in the pipeline: the connection is put in autocommit for the
+    pipeline (no round trip: it is idle) so that psycopg sends nothing of its own, and back out of autocommit once the
+    transaction is open (its private flag: the public setter refuses inside a transaction). The transaction is then
+    psycopg's as if it had begun it (its isolation level, read only, deferrable: psycopg's own BEGIN statement);
+    commit and rollback send COMMIT and ROLLBACK as usual."""
+    return (conn.dialect.name == "postgresql" and getattr(raw, "_pipeline", True) is None and not raw.autocommit
+            and raw.pgconn.transaction_status == _IDLE and hasattr(raw, "_get_tx_start_command"))

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, literal, select
+from sqlalchemy import Connection, Row, bindparam, func, insert, literal, select
 
 from aftersales.domain import deposits as d
 from aftersales.domain import ledger
@@ -21,19 +21,38 @@ from aftersales.domain.ledger import Account, OwnerKind
 
 from . import tables as t
 from .bulk import insert_returning_ids, insert_rows, new_ids
+from .driver import Pipeline, numbered
 
 TX_COLS = ("id", "key", "kind", "at", "order_id", "case_id", "rule", "amount_fen")
 ENTRY_COLS = ("transaction_id", "account", "owner_kind", "owner_id", "debit_fen", "credit_fen")
 
 
-def write(conn: Connection, transactions: Sequence[ledger.Transaction]) -> None:
+def write(conn: Connection, transactions: Sequence[ledger.Transaction], q: Pipeline | None = None) -> None:
     """Append balanced ledger transactions (D2) with their entries: the only code that writes ledger rows.
 
     A few transactions (the usual unit of work) go in as one ``INSERT … RETURNING`` that gives back their ids
     (:func:`~aftersales.store.bulk.insert_returning_ids`); more get their ids first
     (:func:`~aftersales.store.bulk.new_ids`), so that both tables go in as one batch each — a prepared executemany,
-    or COPY / the driver's executemany for many (the bulk import). The entries follow as one batch."""
+    or COPY / the driver's executemany for many (the bulk import). The entries follow as one batch.
+
+    ``q``: a pipeline sending the unit of work's flush in one round trip (store/driver.py :func:`pipeline`): the
+    transactions' ids are not read back there — each entry finds its transaction by its key (unique) in the same
+    statement, the ids being the ones the transactions' insert just took."""
     if not transactions:
+        return
+    if q is not None and q.together:
+        q.insert(t.ledger_transactions, [_tx_values(tx) for tx in transactions])
+        entries = [{"tx_key": tx.key, **dict(zip(ENTRY_COLS[1:], _entry(e), strict=True))}
+                   for tx in transactions for e in tx.entries]
+        if entries:  # one statement: the entries take their ids in posting order, as one by one
+            n = len(entries)
+            stmt = _ENTRIES_OF_KEYS.get(n)
+            if stmt is None:  # n entries, each of the transaction whose key is its tx_key: built once per n
+                stmt = _ENTRIES_OF_KEYS[n] = insert(_EN).values([
+                    {"transaction_id": select(_TX.c.id).where(_TX.c.key == bindparam(f"tx_key__{i}", type_=_TX.c.key.type))
+                     .scalar_subquery(), **{c: bindparam(f"{c}__{i}", type_=_EN.c[c].type) for c in ENTRY_COLS[1:]}}
+                    for i in range(n)])
+            q.send(stmt, [numbered(entries)])
         return
     ids = insert_returning_ids(conn, t.ledger_transactions, [_tx_values(tx) for tx in transactions]) \
         if conn.in_transaction() else None
@@ -46,8 +65,20 @@ def write(conn: Connection, transactions: Sequence[ledger.Transaction]) -> None:
         else:
             insert_rows(conn, t.ledger_transactions, TX_COLS, [_tx_row(i, tx) for i, tx in zip(ids, transactions, strict=True)])
     insert_rows(conn, t.ledger_entries, ENTRY_COLS, [
-        (i, e.account.text, e.account.owner_kind.value, e.account.owner_id, e.debit_fen, e.credit_fen)
-        for i, tx in zip(ids, transactions, strict=True) for e in tx.entries])
+        (i, *_entry(e)) for i, tx in zip(ids, transactions, strict=True) for e in tx.entries])
+
+
+def _entry(e: ledger.Entry) -> tuple[Any, ...]:
+    """An entry's row (``ENTRY_COLS``) without its transaction's id."""
+    return (e.account.text, e.account.owner_kind.value, e.account.owner_id, e.debit_fen, e.credit_fen)
+
+
+_TX, _EN = t.ledger_transactions, t.ledger_entries
+
+
+#: The statements of :func:`write`'s pipelined entries, by number of entries (parameters
+#: :func:`~aftersales.store.driver.numbered`; fewer than the bulk size, store/bulk.py ``BULK_ROWS``).
+_ENTRIES_OF_KEYS: dict[int, Any] = {}
 
 
 def _tx_row(tx_id: int, tx: ledger.Transaction) -> tuple[Any, ...]:

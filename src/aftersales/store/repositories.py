@@ -5,6 +5,7 @@ transaction."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -12,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Connection, String, any_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import DBAPIError
 
 from aftersales.domain import ledger
 from aftersales.domain.cases import Case
@@ -23,7 +25,9 @@ from aftersales.domain.orders import Order, RefundStatus
 from . import driver, search
 from . import ledger as ledger_store
 from . import tables as t
-from .bulk import BULK_ROWS, insert_dicts, insert_of, insert_returning_ids, insert_rows, new_ids, update_rows
+from . import terms as terms_store
+from . import webhooks as webhooks_store
+from .bulk import BULK_ROWS, RETURNING_ROWS, insert_dicts, insert_returning_ids, insert_rows, new_ids, update_rows
 from .codec import encode, from_dict
 from .timers import arm_timers
 
@@ -103,9 +107,10 @@ class Tracker:
 
         One statement (orders LEFT JOIN cases: a row per case, one row for an order without any), except for a lock on
         PostgreSQL: there the orders are locked first (in id order) and their cases read by a second statement once
-        the locks are held — a joined read would return the cases as they were when the statement began, before the
-        transaction it waited for committed (READ COMMITTED re-reads only the locked rows). SQLite's writer lock is
-        taken when the transaction begins (``BEGIN IMMEDIATE``), so its single statement sees the last commit."""
+        the locks are held (both sent in one round trip) — a joined read would return the cases as they were when the
+        statement began, before the transaction it waited for committed (READ COMMITTED re-reads only the locked
+        rows). SQLite's writer lock is taken when the transaction begins (``BEGIN IMMEDIATE``), so its single
+        statement sees the last commit."""
         found: dict[str, tuple[Any, int, list[Case]]] = {}
         assignee_of: dict[str, str | None] = {}
         pg = self.conn.dialect.name == "postgresql"
@@ -116,11 +121,16 @@ class Tracker:
             else {"id": value[0]}
         reads = _order_reads()
         if lock and pg:
-            rows = driver.execute(self.conn, reads[f"lock_{how}"], params).all()
-            for r in rows:
+            # Both statements in one round trip (a pipeline): the server runs the second once the first is done, i.e.
+            # once the locks are held, so that it sees what the transactions it waited for committed.
+            with driver.pipeline(self.conn, "load") as q:
+                locked = q.execute(reads[f"lock_{how}"], params)
+                of = q.execute(reads[f"cases_of_{how}"], params)
+            for r in locked.all():
                 found[r.id] = (r.state, r.version, [])
-            if found:
-                for cr in driver.execute(self.conn, reads["cases_of"], {"ids": list(found)}).all():
+                terms_store.note_mark(self.conn, r.terms_mark)
+            for cr in of.all():
+                if cr.order_id in found:
                     found[cr.order_id][2].append(from_dict(Case, cr.state))
                     assignee_of[cr.id] = cr.assignee_id
         else:
@@ -344,50 +354,118 @@ class Batch:
     events: list[tuple[Event, str]] = field(default_factory=list)
 
     def write(self, conn: Connection, now: datetime, on_events: EventHook | None = None) -> None:
-        """Write the rows (``now``: the events' ``recorded_at``), then call ``on_events`` (the outbox hook) once."""
-        insert_rows(conn, t.groups, GROUP_COLS, self.new_groups)
+        """Write the rows (``now``: the events' ``recorded_at``), then call ``on_events`` (the outbox hook) once.
+
+        PostgreSQL, a unit of work's few rows: every statement in ONE round trip (store/driver.py :func:`pipeline`,
+        psycopg's pipeline mode) — the optimistic version checks read from the rowcounts once it is synced, the
+        events' ids from their rows, and the outbox hook's subscriber question asked in the same round trip
+        (store/webhooks.py :func:`ask_any_subscriber`). The server runs the statements in order as it would one by
+        one; the first that fails (a unique key: ``IntegrityError``) stops the rest and the unit of work rolls back.
+        SQLite, and a batch of hundreds of rows (deadlines, the bulk import: COPY, ``UPDATE … FROM unnest``): each
+        statement as it comes, as before."""
+        postings = self.postings
+        if postings:  # P2: reads and locks of their own, before the rows that do not depend on them
+            postings = postings + ledger_store.with_recoveries(conn, postings)
+        together = driver.pipelined(conn) and self._few(postings)
+        checks: list[tuple[driver.Pending, int, str]] = []
+        try:
+            with driver.pipeline(conn, "flush") if together else nullcontext(driver.Pipeline(conn, None)) as q:
+                self._send(conn, q, postings, checks)
+                ids, subscriber = self._send_events(conn, q, now, on_events)
+        except DBAPIError:
+            _check_versions(checks, arrived_only=True)  # a stale version seen before the failure is the cause
+            raise
+        _check_versions(checks)
+        if ids is not None and on_events is not None:
+            written = [(i, e, m) for i, (e, m) in zip(ids(), self.events, strict=True)]
+            if subscriber is None:
+                on_events(conn, written)
+            else:
+                with webhooks_store.answered(conn, {m for _, m in self.events}, subscriber()):
+                    on_events(conn, written)
+
+    def _few(self, postings: list[ledger.Transaction]) -> bool:
+        """Whether the batch is a unit of work's few rows (one pipeline), not a bulk batch (COPY, unnest)."""
+        entries = sum(len(tx.entries) for tx in postings)
+        return (max(len(self.new_groups), len(self.new_orders), len(self.changed_orders), len(self.new_cases),
+                    len(self.changed_cases), len(self.timers), len(self.new_refunds), len(self.settled_refunds),
+                    len(self.payment_jobs), entries, len(self.new_search_terms), len(self.search_terms)) < BULK_ROWS
+                and len(postings) <= RETURNING_ROWS and len(self.events) <= RETURNING_ROWS)
+
+    def _send(self, conn: Connection, q: driver.Pipeline, postings: list[ledger.Transaction],
+              checks: list[tuple[driver.Pending, int, str]]) -> None:
+        """Every row but the events, in the order of the tables' references (groups, orders, cases, …)."""
+        def check(pending: driver.Pending, expected: int, what: str) -> None:
+            checks.append((pending, expected, what))
+            if not q.together:  # sent already: checked at once, as the statements are
+                _check_versions(checks)
+
+        if q.together:
+            q.insert(t.groups, [dict(zip(GROUP_COLS, row, strict=True)) for row in self.new_groups])
+        else:
+            insert_rows(conn, t.groups, GROUP_COLS, self.new_groups)
         for seen, row in self.changed_groups:
-            values = dict(zip(GROUP_COLS[1:], row[1:], strict=True))
-            res = conn.execute(update(t.groups).where(t.groups.c.id == row[0], t.groups.c.version == seen).values(**values))
-            if res.rowcount != 1:
-                raise ConcurrentUpdate(row[0])
-        insert_rows(conn, t.orders, ORDER_COLS, self.new_orders)
+            values = {f"v_{k}": v for k, v in zip(GROUP_COLS[1:], row[1:], strict=True)}
+            check(q.execute(_GROUP_UPDATE, {"b_id": row[0], "b_seen": seen, **values}), 1, row[0])
+        if q.together:
+            q.insert(t.orders, [dict(zip(ORDER_COLS, row, strict=True)) for row in self.new_orders])
+        else:
+            insert_rows(conn, t.orders, ORDER_COLS, self.new_orders)
         if self.changed_orders:
             # Optimistic check: every row must still carry the version this unit of work loaded.
+            ids = ",".join(r["b_id"] for r in self.changed_orders)
             if len(self.changed_orders) >= BULK_ROWS:  # a batch of deadlines: one statement (store/bulk.py)
                 changed = update_rows(conn, t.orders, {"b_id": "id", "b_seen": "version"}, self.changed_orders)
+                check(driver.Pending(rowcount=changed), len(self.changed_orders), ids)
             else:
-                changed = driver.executemany(conn, _order_update(tuple(k for k in self.changed_orders[0] if k.startswith("v_"))),
-                                             self.changed_orders)
-            if changed != len(self.changed_orders):
-                raise ConcurrentUpdate(",".join(r["b_id"] for r in self.changed_orders))
-        driver.executemany(conn, insert_of(t.cases), self.new_cases)
+                stmt = _order_update(tuple(k for k in self.changed_orders[0] if k.startswith("v_")))
+                check(q.executemany(stmt, self.changed_orders), len(self.changed_orders), ids)
+        q.insert(t.cases, self.new_cases)
         if len(self.changed_cases) >= BULK_ROWS:
             update_rows(conn, t.cases, {"b_id": "id"}, self.changed_cases)
         elif self.changed_cases:
-            driver.executemany(conn, _case_update(tuple(k for k in self.changed_cases[0] if k != "b_id")), self.changed_cases)
-        arm_timers(conn, self.timers)
-        insert_dicts(conn, t.refunds, self.new_refunds)
-        driver.executemany(conn, _REFUND_UPDATE, self.settled_refunds)
-        driver.executemany(conn, insert_of(t.payment_jobs), self.payment_jobs)
-        postings = self.postings
-        if postings:
-            postings = postings + ledger_store.with_recoveries(conn, postings)
-        ledger_store.write(conn, postings)
-        insert_rows(conn, t.search_terms, SEARCH_COLS, self.new_search_terms)
-        search.add(conn, self.search_terms)
-        self._append_events(conn, now, on_events)
+            q.send(_case_update(tuple(k for k in self.changed_cases[0] if k != "b_id")), self.changed_cases)
+        arm_timers(conn, self.timers, q)
+        if q.together:
+            q.insert(t.refunds, self.new_refunds)
+        else:
+            insert_dicts(conn, t.refunds, self.new_refunds)
+        q.send(_REFUND_UPDATE, self.settled_refunds)
+        q.insert(t.payment_jobs, self.payment_jobs)
+        ledger_store.write(conn, postings, q)
+        if q.together:
+            q.insert(t.search_terms, [dict(zip(SEARCH_COLS, row, strict=True)) for row in self.new_search_terms])
+        else:
+            insert_rows(conn, t.search_terms, SEARCH_COLS, self.new_search_terms)
+        search.add(conn, self.search_terms, q)
 
-    def _append_events(self, conn: Connection, now: datetime, on_events: EventHook | None) -> None:
+    def _send_events(self, conn: Connection, q: driver.Pipeline, now: datetime, on_events: EventHook | None,
+                     ) -> tuple[Callable[[], list[int]] | None, Callable[[], bool] | None]:
+        """The events' rows: a function giving their ids (once ``q`` is synced), and the outbox hook's subscriber
+        question asked in ``q`` (None: not asked)."""
         events = self.events
         if not events:
-            return
+            return None, None
         rows = [{"order_id": e.order_id, "case_id": e.case_id, "group_id": e.group_id, "kind": e.kind, "actor": e.actor.value,
                  "at": e.at, "rules": list(e.rules), "from_status": e.from_status, "to_status": e.to_status,
                  "data": encode(e.data), "recorded_at": now} for e, _ in events]
-        ids = insert_with_ids(conn, t.events, rows)
-        if on_events is not None:
-            on_events(conn, [(i, e, m) for i, (e, m) in zip(ids, events, strict=True)])
+        if not q.together:
+            ids = insert_with_ids(conn, t.events, rows)
+            return (lambda: ids), None
+        returned = q.insert_returning(_EVENT_ID, rows)
+        subscriber = webhooks_store.ask_any_subscriber(q, {m for _, m in events}) if on_events is not None else None
+        return (lambda: [int(i) for i in returned()]), subscriber
+
+
+def _check_versions(checks: list[tuple[driver.Pending, int, str]], *, arrived_only: bool = False) -> None:
+    """The optimistic checks of a flush: each statement changed as many rows as it expected, or somebody else changed
+    them since they were loaded (:class:`ConcurrentUpdate`). ``arrived_only``: only those whose result arrived (the
+    pipeline failed further on)."""
+    for pending, expected, what in checks:
+        if arrived_only and not pending.arrived:
+            continue
+        if pending.rowcount != expected:
+            raise ConcurrentUpdate(what)
 
 
 def _joined_orders(which: Any) -> Any:
@@ -400,16 +478,19 @@ def _joined_orders(which: Any) -> Any:
 @cache
 def _order_reads() -> dict[str, Any]:
     """The statements of :meth:`Tracker._load`, built once: by one id (``id``), by an array of ids (``ids``,
-    PostgreSQL), by a case id (``case_id``); ``lock_*`` lock the orders (PostgreSQL), ``cases_of`` reads their cases."""
+    PostgreSQL), by a case id (``case_id``); ``lock_*`` lock the orders (PostgreSQL), ``cases_of_*`` read their cases."""
     o, c = t.orders, t.cases
     ids = o.c.id == any_(bindparam("ids", type_=ARRAY(String)))
     of_case = o.c.id == select(c.c.order_id).where(c.c.id == bindparam("case_id")).scalar_subquery()
-    locked = select(o.c.id, o.c.state, o.c.version).order_by(o.c.id)
+    # With the terms' change mark (store/terms.py): the case a locked order opens needs no statement for its terms.
+    locked = select(o.c.id, o.c.state, o.c.version, terms_store.TERMS_MARK.label("terms_mark")).order_by(o.c.id)
+    cases = select(c.c.order_id, c.c.state, c.c.id, c.c.assignee_id).order_by(c.c.opened_at, c.c.id)
     return {"joined_id": _joined_orders(o.c.id == bindparam("id")), "joined_ids": _joined_orders(ids),
             "joined_case": _joined_orders(of_case),
-            "lock_ids": locked.where(ids).with_for_update(), "lock_case": locked.where(of_case).with_for_update(),
-            "cases_of": select(c.c.order_id, c.c.state, c.c.id, c.c.assignee_id)
-                        .where(c.c.order_id == any_(bindparam("ids", type_=ARRAY(String)))).order_by(c.c.opened_at, c.c.id)}
+            "lock_ids": locked.where(ids).with_for_update(of=o), "lock_case": locked.where(of_case).with_for_update(of=o),
+            "cases_of_ids": cases.where(c.c.order_id == any_(bindparam("ids", type_=ARRAY(String)))),
+            "cases_of_case": cases.where(c.c.order_id == select(c.c.order_id).where(c.c.id == bindparam("case_id"))
+                                         .scalar_subquery())}
 
 
 # Statements of every unit of work, built once: SQLAlchemy then finds their compiled form without building the
@@ -426,16 +507,21 @@ def _case_update(params: tuple[str, ...]) -> Any:
     return update(t.cases).where(t.cases.c.id == bindparam("b_id")).values({k[2:]: bindparam(k) for k in params})
 
 
+_GROUP_UPDATE = (update(t.groups).where(t.groups.c.id == bindparam("b_id"), t.groups.c.version == bindparam("b_seen"))
+                 .values({c: bindparam(f"v_{c}") for c in GROUP_COLS[1:]}))
+_EVENT_ID = insert(t.events).returning(t.events.c.id)
 _REFUND_UPDATE = (update(t.refunds).where(t.refunds.c.key == bindparam("b_key"))
                   .values(status=bindparam("v_status"), settled_at=bindparam("v_settled_at")))
 _CATEGORIES = select(t.categories)
 _MERCHANT = select(t.merchants).where(t.merchants.c.id == bindparam("merchant_id"))
+_MERCHANT_MARKED = select(t.merchants, terms_store.TERMS_MARK.label("terms_mark")).where(t.merchants.c.id == bindparam("merchant_id"))
 _ORDER_EXISTS = select(t.orders.c.id).where(t.orders.c.id == bindparam("order_id"))
 
 
 # --- read-side queries ------------------------------------------------------------------------------------
 def categories(conn: Connection) -> dict[str, Category]:
-    rows = driver.execute(conn, _CATEGORIES).all()
+    """Every category (PostgreSQL: from this process's copy while the terms' change mark is the copy's, store/terms.py)."""
+    rows = terms_store.category_rows(conn, _CATEGORIES)
     return {
         r.code: Category(r.code, r.name, r.no_reason_return,
                          StatutoryExclusion(r.statutory_exclusion) if r.statutory_exclusion else None,
@@ -445,8 +531,21 @@ def categories(conn: Connection) -> dict[str, Category]:
 
 
 def merchant(conn: Connection, merchant_id: str) -> Any:
-    """The merchant's row (attributes by column), None if unknown."""
-    return driver.execute(conn, _MERCHANT, {"merchant_id": merchant_id}).first()
+    """The merchant's row (attributes by column), None if unknown. PostgreSQL: read with the terms' change mark, which
+    a new order's terms then need no statement for while this process's copy is current (store/terms.py)."""
+    if not terms_store.keeps_copy(conn):
+        return driver.execute(conn, _MERCHANT, {"merchant_id": merchant_id}).first()
+    row = driver.execute(conn, _MERCHANT_MARKED, {"merchant_id": merchant_id}).first()
+    if row is None:
+        return None
+    terms_store.note_mark(conn, row[-1])
+    return _merchant_row()._make(row[:-1])
+
+
+@cache
+def _merchant_row() -> Any:
+    """The class of the rows :data:`_MERCHANT` gives (a merchant's columns, without the mark)."""
+    return driver.row_class([c.key for c in t.merchants.c])
 
 
 def case_rows(conn: Connection, *, where: Iterable[Any], after: str | None, limit: int) -> list[Any]:

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from aftersales.domain.orders import Order
 
 from . import tables as t
-from .driver import executemany
+from .driver import Pipeline, executemany
 
 MAX_TERM = 64
 #: At most this many suffixes of a title word without spaces (a long Chinese title).
@@ -79,11 +79,16 @@ def rows(merchant_id: str, order_id: str, new: Iterable[str]) -> list[dict[str, 
     return [{"merchant_id": merchant_id, "term": term, "order_id": order_id} for term in sorted(new)]
 
 
-def add(conn: Connection, batch: list[dict[str, Any]]) -> None:
-    """Insert terms; one already there is left as it is (two units of work may add the same)."""
+def add(conn: Connection, batch: list[dict[str, Any]], q: Pipeline | None = None) -> None:
+    """Insert terms; one already there is left as it is (two units of work may add the same). ``q``: sent in the
+    pipeline of the unit of work's flush (store/driver.py)."""
     if not batch:
         return
-    executemany(conn, _add_statement(conn.dialect.name == "postgresql"), batch)
+    stmt = _add_statement(conn.dialect.name == "postgresql")
+    if q is not None:
+        q.send(stmt, batch)
+    else:
+        executemany(conn, stmt, batch)
 
 
 @cache

@@ -91,6 +91,16 @@ category_versions = Table(
     Column("draft_id", String(40), index=True),
 )
 
+#: Change marks (migration 0027): a value that changes with every committed change of what it names, so that a
+#: process may keep a copy of rarely changed rows and know, from one value read with something it reads anyway,
+#: whether its copy is still what the database holds. ``terms``: categories and category_versions (PostgreSQL: set
+#: from a sequence by a trigger on either table, store/terms.py's cache).
+change_marks = Table(
+    "change_marks", metadata,
+    Column("name", String(40), primary_key=True),
+    Column("mark", BigInteger, nullable=False),
+)
+
 #: The parameters of every platform policy version ever in force, by id (a hash of the parameters), so that an order
 #: keeps its policy's windows and deadlines when the service restarts with another policy file (migration 0017).
 policy_versions = Table(

@@ -8,12 +8,14 @@ every policy version the service ran with.
 from __future__ import annotations
 
 import bisect
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from aftersales.domain.catalog import Category, StatutoryExclusion, default_category
@@ -113,6 +115,96 @@ class TermsBook:
         return {code: self.at(code, instant) for code in codes}
 
 
+# --- a per-process copy of the terms (issue 13: the reads of a new order) ------------------------------------------
+# PostgreSQL: the categories and each category's versions are kept with the ``terms`` change mark read with them
+# (migration 0027: every committed change of either table sets a new mark, from a sequence). A unit of work learns
+# the mark in force from a statement it sends anyway (the merchant of a new order, the locked load of an order:
+# :data:`TERMS_MARK` as a column); while it is the mark of the copy, the copy is what the database holds and is used
+# without a statement. Otherwise the rows are read with the mark (one statement, as before) and the copy replaced.
+# A change committed by any process before the unit of work began is therefore seen, as when every order read them.
+# SQLite reads them every time (no round trip to save).
+
+#: The ``terms`` change mark, as a column of a statement (NULL before migration 0027).
+TERMS_MARK = select(t.change_marks.c.mark).where(t.change_marks.c.name == "terms").scalar_subquery()
+_MARK_KEY = "aftersales.terms_mark"
+
+
+@dataclass
+class _Copy:
+    #: (mark, rows of ``categories``)
+    categories: tuple[int, list[Any]] | None = None
+    #: code → (mark, rows of ``category_versions``, in effect order)
+    versions: dict[str, tuple[int, list[Any]]] = field(default_factory=dict)
+
+
+_COPIES: WeakKeyDictionary[Any, _Copy] = WeakKeyDictionary()
+_COPIES_LOCK = threading.Lock()
+#: More codes than this in a copy: start again (the import may ask for thousands of categories once).
+MAX_COPIED_CODES = 1_000
+
+
+def keeps_copy(conn: Connection) -> bool:
+    """Whether this process keeps a copy of the terms for ``conn``'s database (PostgreSQL)."""
+    return conn.dialect.name == "postgresql"
+
+
+def note_mark(conn: Connection, mark: Any) -> None:
+    """The ``terms`` mark a statement of this transaction read (:data:`TERMS_MARK`)."""
+    if mark is not None and (tx := conn.get_transaction()) is not None:
+        conn.info[_MARK_KEY] = (tx, int(mark))
+
+
+def _known_mark(conn: Connection) -> int | None:
+    known = conn.info.get(_MARK_KEY)
+    if known is None or known[0] is not conn.get_transaction():
+        return None
+    return int(known[1])
+
+
+def _copy(conn: Connection) -> _Copy:
+    engine = conn.engine
+    copy = _COPIES.get(engine)
+    if copy is None:
+        with _COPIES_LOCK:
+            copy = _COPIES.setdefault(engine, _Copy())
+    return copy
+
+
+def category_rows(conn: Connection, plain: Any) -> list[Any]:
+    """The rows of ``categories`` (``plain``: the statement that reads them all, SQLite's): from the copy when the
+    mark this transaction read is the copy's, else read with the mark (and kept)."""
+    if not keeps_copy(conn):
+        return list(driver.execute(conn, plain).all())
+    mark, copy = _known_mark(conn), _copy(conn)
+    kept = copy.categories
+    if mark is not None and kept is not None and kept[0] == mark:
+        return kept[1]
+    rows = driver.execute(conn, _MARKED_CATEGORIES).all()
+    if not rows or rows[0].terms_mark is None:  # no mark row: read them as they are
+        return list(driver.execute(conn, plain).all())
+    found = [r for r in rows if r.code is not None]
+    note_mark(conn, rows[0].terms_mark)
+    copy.categories = (int(rows[0].terms_mark), found)
+    return found
+
+
+def _version_rows(conn: Connection, code: str) -> list[Any]:
+    """The version rows of ``code`` in effect order, from the copy as :func:`category_rows`."""
+    mark, copy = _known_mark(conn), _copy(conn)
+    kept = copy.versions.get(code)
+    if mark is not None and kept is not None and kept[0] == mark:
+        return kept[1]
+    rows = driver.execute(conn, _MARKED_VERSIONS, {"code": code}).all()
+    if not rows or rows[0].terms_mark is None:
+        return list(driver.execute(conn, _BOOK_ONE[1], {"code": code}).all())
+    found = [r for r in rows if r.code is not None]
+    note_mark(conn, rows[0].terms_mark)
+    if len(copy.versions) >= MAX_COPIED_CODES:
+        copy.versions.clear()
+    copy.versions[code] = (int(rows[0].terms_mark), found)
+    return found
+
+
 def terms_book(conn: Connection, codes: Iterable[str] | None = None, *, names: Mapping[str, str] | None = None) -> TermsBook:
     """Every version of the categories ``codes`` (all categories when None). ``names``: the name of every category,
     when the caller has just read them in this transaction (one query fewer)."""
@@ -132,7 +224,8 @@ def terms_book(conn: Connection, codes: Iterable[str] | None = None, *, names: M
     else:
         known = {code: name for code, name in names.items() if wanted is None or code in wanted}
     book = TermsBook(known)
-    for r in through(conn, vers, params).all():
+    rows = _version_rows(conn, params["code"]) if params and keeps_copy(conn) else through(conn, vers, params).all()
+    for r in rows:
         book.versions.setdefault(r.code, []).append((r.effective_at, _category(r.code, known.get(r.code, r.code), r)))
     return book
 
@@ -141,6 +234,14 @@ def terms_book(conn: Connection, codes: Iterable[str] | None = None, *, names: M
 # effect earlier; at one instant the higher number wins.
 _BOOK_ALL = (select(t.categories.c.code, t.categories.c.name), select(_V).order_by(_V.c.code, _V.c.effective_at, _V.c.version))
 _BOOK_ONE = (_BOOK_ALL[0].where(t.categories.c.code == bindparam("code")), _BOOK_ALL[1].where(_V.c.code == bindparam("code")))
+
+
+_C = t.change_marks
+_MARKED_CATEGORIES = (select(_C.c.mark.label("terms_mark"), *t.categories.c)
+                      .select_from(_C.outerjoin(t.categories, true())).where(_C.c.name == "terms"))
+_MARKED_VERSIONS = (select(_C.c.mark.label("terms_mark"), *_V.c)
+                    .select_from(_C.outerjoin(_V, _V.c.code == bindparam("code"))).where(_C.c.name == "terms")
+                    .order_by(_V.c.effective_at, _V.c.version))
 
 
 # --- platform policy versions ------------------------------------------------------------------------------------

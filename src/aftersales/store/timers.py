@@ -17,7 +17,7 @@ from sqlalchemy import Connection, bindparam, func, select, update
 
 from . import tables as t
 from .bulk import insert_of
-from .driver import executemany
+from .driver import Pipeline, executemany
 
 #: F2: tries before an automatic action is parked for the platform.
 MAX_ATTEMPTS = 5
@@ -29,7 +29,7 @@ MAX_ERROR = 500
 _FIELDS = ("subject", "subject_id", "order_id", "action", "stage", "rule", "due_at")
 
 
-def arm_timers(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+def arm_timers(conn: Connection, rows: Iterable[Mapping[str, Any]], q: Pipeline | None = None) -> None:
     """Insert pending automatic actions, one row each: ``subject`` (case, group, complaint, withdrawal),
     ``subject_id``, ``order_id`` (cases only), ``action``, ``stage`` (a row of another stage is stale), ``rule``,
     ``due_at``. The one place timer rows are written (in the transaction that writes the state that starts them)."""
@@ -40,7 +40,10 @@ def arm_timers(conn: Connection, rows: Iterable[Mapping[str, Any]]) -> None:
         if v["subject"] is None or v["subject_id"] is None or v["action"] is None or v["rule"] is None \
                 or v["due_at"] is None or v["stage"] is None:
             raise ValueError(f"a timer row needs {', '.join(f for f in _FIELDS if f != 'order_id')}: {v}")
-    executemany(conn, insert_of(t.timers), values)
+    if q is not None:  # the unit of work's flush, in one round trip (store/driver.py pipeline)
+        q.insert(t.timers, values)
+    else:
+        executemany(conn, insert_of(t.timers), values)
 
 
 def backoff(attempts: int) -> timedelta:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,11 +62,41 @@ def set_state(conn: Connection, sub_id: str, *, active: bool, disabled_at: datet
 
 
 def any_subscriber(conn: Connection, merchants: Iterable[str]) -> bool:
-    """Is there an active subscription that may want events of these merchants (theirs, or platform-wide)?"""
+    """Is there an active subscription that may want events of these merchants (theirs, or platform-wide)?
+
+    Inside :func:`answered` for these merchants: the answer the flush read in its own round trip."""
     wanted = sorted(set(merchants))
+    known = conn.info.get(_ANSWERED)
+    if known is not None and known[0] == wanted:
+        return bool(known[1])
     if len(wanted) == 1:  # a unit of work's usual case: a statement built once, sent through the driver
         return driver.execute(conn, _ANY_SUBSCRIBER_OF_ONE, {"merchant": wanted[0]}).first() is not None
     return conn.execute(_ANY_SUBSCRIBER, {"merchants": wanted}).first() is not None
+
+
+_ANSWERED = "aftersales.any_subscriber"
+
+
+def ask_any_subscriber(q: driver.Pipeline, merchants: Iterable[str]) -> Callable[[], bool] | None:
+    """:func:`any_subscriber` for one merchant asked in the pipeline ``q`` (the flush's round trip, before the events
+    it writes are handed to the outbox hook): its answer once ``q`` has been synced. None: not asked (several
+    merchants, or statements sent one by one — the hook asks itself)."""
+    wanted = sorted(set(merchants))
+    if len(wanted) != 1 or not q.together:
+        return None
+    pending = q.execute(_ANY_SUBSCRIBER_OF_ONE, {"merchant": wanted[0]})
+    return lambda: bool(pending.all())
+
+
+@contextmanager
+def answered(conn: Connection, merchants: Iterable[str], answer: bool) -> Iterator[None]:
+    """Within the block, :func:`any_subscriber` of ``merchants`` on ``conn`` is ``answer`` (read by the same
+    transaction just before, :func:`ask_any_subscriber`) without asking the database again."""
+    conn.info[_ANSWERED] = (sorted(set(merchants)), answer)
+    try:
+        yield
+    finally:
+        conn.info.pop(_ANSWERED, None)
 
 
 #: Built once: asked by every unit of work that writes events (the outbox hook).
