@@ -158,6 +158,8 @@ class _Route:
 
     def __init__(self, context: Any, original: APIRoute, shadows: list[tuple[re.Pattern[str], set[str] | None]]) -> None:
         dependant: Dependant = context.dependant
+        if getattr(context, "max_body_size", None) is not None:  # FastAPI's own per-route body limit: its path
+            raise ValueError("a route with its own body limit")
         self.solver = _Solver(dependant, set(), top=True)
         body = list(dependant.body_params)
         if len(body) > 1 or (body and (isinstance(body[0].field_info, params.Form) or _embedded(body[0].field_info))):
