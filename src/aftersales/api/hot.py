@@ -47,6 +47,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
 
+from .middleware import replay_body
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -201,7 +203,7 @@ class _Route:
                     body = json.loads(raw)
                 except Exception:
                     raise _Replay(chunks, None) from None
-            receive = _replay(raw, receive)
+            receive = replay_body(raw, receive)
         request = Request(scope, receive)
         scope["endpoint"], scope["route"], scope["path_params"] = self.original.endpoint, self.original, path_params
         try:
@@ -231,19 +233,6 @@ class _Replay(Exception):
 
 def _embedded(info: FieldInfo) -> bool:
     return bool(getattr(info, "embed", False))
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    done = False
-
-    async def again() -> Message:
-        nonlocal done
-        if done:
-            return await receive()
-        done = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return again
 
 
 def _segments(path: str) -> list[str]:

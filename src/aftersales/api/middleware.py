@@ -99,11 +99,11 @@ class BodyLimit:
                     return await _send_problem(send, status, body)
                 if not message.get("more_body"):
                     break
-            receive = _replay(b"".join(chunks), receive)
+            receive = replay_body(b"".join(chunks), receive)
         await self.app(scope, receive, send)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that hands over an already read body once, then defers to the server's."""
     done = False
 
