@@ -99,11 +99,11 @@ class BodyLimit:
                     return await _send_problem(send, status, body)
                 if not message.get("more_body"):
                     break
-            receive = _replay(b"".join(chunks), receive)
+            receive = replay_body(b"".join(chunks), receive)
         await self.app(scope, receive, send)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
     """A ``receive`` that hands over an already read body once, then defers to the server's."""
     done = False
 
@@ -227,6 +227,12 @@ def bearer_key(authorization: str | None) -> str | None:
 Authenticate = Callable[[Any, str | None], Awaitable[Principal]]
 
 
+def _recorded(claim: IdempotencyClaim, captured: dict[str, Any]) -> bool:
+    """The commit of the request's effect recorded this very answer (status and bytes): nothing left to write."""
+    recorded = claim.recorded
+    return recorded is not None and recorded.status == captured["status"] and recorded.body == b"".join(captured["body"])
+
+
 class Idempotency:
     """Same key + same request → the first response again; same key + another request → 422 (API.md).
 
@@ -311,7 +317,8 @@ class Idempotency:
             await self.app(scope, replay, capture)
         finally:
             IDEMPOTENCY_CLAIM.reset(token)
-            await anyio.to_thread.run_sync(self._finish, claim, captured)
+            if not _recorded(claim, captured):  # else the commit of the effect recorded it: no thread hop for nothing
+                await anyio.to_thread.run_sync(self._finish, claim, captured)
         for message in captured["messages"]:
             await send(message)
 
@@ -346,10 +353,9 @@ class Idempotency:
                                expired_before=now - KEY_TTL, abandoned_before=now - self.in_flight)
 
     def _finish(self, claim: IdempotencyClaim, captured: dict[str, Any]) -> None:
+        """Record (or, after a failure, release) the answer the commit of the effect did not record."""
         status, body = captured["status"], b"".join(captured["body"])
         recorded = claim.recorded
-        if recorded is not None and recorded.status == status and recorded.body == body:
-            return  # the commit of the effect recorded this very answer
         with self._writer(), self.ctx.engine.begin() as conn:
             if status >= 500:  # not a result: let the client retry with the same key, unless it was applied
                 if recorded is None:

@@ -8,6 +8,7 @@ every lean answer against it (:func:`checking`): the same JSON as FastAPI's own 
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -53,14 +54,23 @@ class Lean:
 def lean(model: Any, status: int = 200) -> Callable[[F], F]:
     """Decorate a route whose result is JSON data shaped as ``model`` (its ``response_model``): it answers ``status``
     with that data serialised once. The endpoint keeps its signature (FastAPI reads the parameters through
-    ``__wrapped__``) and carries ``lean`` for the Idempotency-Key record (``middleware.route_answer``)."""
+    ``__wrapped__``) and carries ``lean`` for the Idempotency-Key record (``middleware.route_answer``); an ``async``
+    route stays ``async``. A lean route is also served by the dispatch table of the hot routes (``api/hot.py``)."""
     how = Lean(model, status)
 
     def wrap(fn: F) -> F:
-        @functools.wraps(fn)
-        def endpoint(*args: Any, **kwargs: Any) -> Any:
-            result = fn(*args, **kwargs)
-            return result if isinstance(result, Response) else how.response(result)
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def endpoint(*args: Any, **kwargs: Any) -> Any:
+                result = await fn(*args, **kwargs)
+                return result if isinstance(result, Response) else how.response(result)
+        else:
+
+            @functools.wraps(fn)
+            def endpoint(*args: Any, **kwargs: Any) -> Any:
+                result = fn(*args, **kwargs)
+                return result if isinstance(result, Response) else how.response(result)
 
         endpoint.lean = how  # type: ignore[attr-defined]
         return endpoint  # type: ignore[return-value]

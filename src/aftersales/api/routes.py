@@ -27,6 +27,7 @@ Cursor = Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_-]*$"
 
 
 @router.get("/healthz", tags=["ops"], responses={500: P})
+@lean(dict[str, str])
 async def healthz(ctx: CtxDep) -> dict[str, str]:
     """Liveness: `ok` when the service answers (and, with the manual clock, its database too). No key needed."""
     if ctx.clock.manual:  # the manual clock lives in the database: read it (a database that answers), off the loop
