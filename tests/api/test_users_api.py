@@ -239,3 +239,29 @@ def test_a_password_change_refuses_an_idempotency_key_and_stores_nothing(api: An
     with api.client.app.state.ctx.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(table)).scalar_one() == before
     assert _login_with(api, "anna.a", PASSWORD) == 303  # refused before anything was done
+
+
+def test_creating_a_user_under_an_idempotency_key_keeps_no_plain_digest_of_the_password(api: Any) -> None:
+    """The record's digest of the request is an HMAC under the server's secret: the SHA-256 of the body (which holds
+    the password a person chose) is nowhere in the table, and the same request still replays, another still refuses."""
+    import hashlib
+    import json
+
+    from sqlalchemy import select
+
+    from aftersales.store import tables as t
+
+    body = {"username": "ming.w", "password": PASSWORD, "role": "merchant_agent", "merchant_id": "mA"}
+    headers = {"Idempotency-Key": "create-ming-1"}
+    first = api.post("/v1/users", body, headers=headers)
+    assert first.status_code == 201, first.text
+    replay = api.post("/v1/users", body, headers=headers)
+    assert replay.status_code == 201 and replay.headers["idempotent-replayed"] == "true"
+    assert replay.json()["id"] == first.json()["id"]
+    other = api.post("/v1/users", {**body, "password": "another long passphrase"}, headers=headers)
+    assert other.status_code == 422
+    with api.client.app.state.ctx.engine.connect() as conn:
+        hashes = [r.body_hash for r in conn.execute(select(t.idempotency.c.body_hash))]
+    plain = {hashlib.sha256(b"POST /v1/users\n" + json.dumps(body, separators=sep).encode()).hexdigest()
+             for sep in ((",", ":"), (", ", ": "))}
+    assert hashes and not plain & set(hashes) and all(len(h) == 64 for h in hashes)

@@ -118,7 +118,8 @@ def create_app(settings: Settings | None = None, ctx: Context | None = None) -> 
     install_complaints(app)  # K1: the phone-closed problem names the next opening
     upload_limit = settings.max_evidence_bytes + UPLOAD_OVERHEAD  # D3 evidence uploads only (see middleware)
     app.add_middleware(Idempotency, ctx=ctx, limit=settings.max_body_bytes, upload_limit=upload_limit, authenticate=resolve_key,
-                       in_flight=timedelta(seconds=settings.idempotency_in_flight_seconds))
+                       in_flight=timedelta(seconds=settings.idempotency_in_flight_seconds),
+                       digest_key=settings.secret_key.encode())
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, upload_limit=upload_limit)
     from .security import install as install_security
 

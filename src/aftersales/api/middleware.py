@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -242,8 +243,12 @@ class Idempotency:
     else here — so a retry that arrives as soon as the answer has left replays it."""
 
     def __init__(self, app: ASGIApp, ctx: Context, limit: int, authenticate: Authenticate,
-                 in_flight: timedelta = IN_FLIGHT_TTL, upload_limit: int | None = None) -> None:
+                 in_flight: timedelta = IN_FLIGHT_TTL, upload_limit: int | None = None, digest_key: bytes = b"") -> None:
         self.app, self.ctx, self.limit, self.in_flight, self.upload_limit = app, ctx, limit, in_flight, upload_limit
+        #: The request's digest is an HMAC-SHA256 under the server's secret (AFTERSALES_SECRET_KEY): a body that
+        #: carries a password a person chose (POST /v1/users) cannot be guessed back from the stored digest by
+        #: anyone who reads the table without the secret, as a plain SHA-256 of it could be.
+        self.digest_key = digest_key
         self.authenticate = authenticate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -294,7 +299,8 @@ class Idempotency:
         boundary = _multipart_boundary(headers)
         # A retried upload is the same request even if the client drew a new multipart boundary for it.
         hashed = body.replace(b"--" + boundary, b"--<boundary>") if boundary else body
-        digest = hashlib.sha256(scope["method"].encode() + b" " + path.encode() + b"\n" + hashed).hexdigest()
+        digest = hmac.new(self.digest_key, scope["method"].encode() + b" " + path.encode() + b"\n" + hashed,
+                          hashlib.sha256).hexdigest()
         claim = IdempotencyClaim(principal.key, key.decode("latin-1"), datetime.now(UTC))
         holder = await anyio.to_thread.run_sync(self._claim, claim, path, digest)
         if holder is not None:
