@@ -45,9 +45,23 @@ def write(conn: Connection, transactions: Sequence[ledger.Transaction]) -> None:
                 [_tx_values(tx) for tx in transactions]).scalars().all()]
         else:
             insert_rows(conn, t.ledger_transactions, TX_COLS, [_tx_row(i, tx) for i, tx in zip(ids, transactions, strict=True)])
-    insert_rows(conn, t.ledger_entries, ENTRY_COLS, [
-        (i, e.account.text, e.account.owner_kind.value, e.account.owner_id, e.debit_fen, e.credit_fen)
-        for i, tx in zip(ids, transactions, strict=True) for e in tx.entries])
+    insert_rows(conn, t.ledger_entries, ENTRY_COLS, [(i, *_entry_values(e)) for i, tx in zip(ids, transactions, strict=True)
+                                                     for e in tx.entries])
+
+
+def unnumbered_rows(transactions: Sequence[ledger.Transaction]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[int]]:
+    """The rows :func:`write` appends for ``transactions``, before the database numbers them (the bulk import's
+    builder processes, :class:`~aftersales.store.bulk.PreparedRows`): the transactions' rows without ``id``
+    (``TX_COLS[1:]``), the entries' rows without ``transaction_id`` (``ENTRY_COLS[1:]``), and per entry the index of
+    its transaction."""
+    txs = [_tx_row(0, tx)[1:] for tx in transactions]
+    entries = [_entry_values(e) for tx in transactions for e in tx.entries]
+    of = [n for n, tx in enumerate(transactions) for _ in tx.entries]
+    return txs, entries, of
+
+
+def _entry_values(e: ledger.Entry) -> tuple[Any, ...]:
+    return (e.account.text, e.account.owner_kind.value, e.account.owner_id, e.debit_fen, e.credit_fen)
 
 
 def _tx_row(tx_id: int, tx: ledger.Transaction) -> tuple[Any, ...]:
