@@ -499,11 +499,29 @@ class _Pure:
         except DomainError as exc:
             return [Rejection(p.line, str(exc.msg.params.get("field", "items")), _domain_error(exc, self.tz))]
 
-    def build(self, parsed: list[_Parsed], dialect: Any, *, prepare: bool, events: bool) -> _Prebuilt | None:
+    def build(self, parsed: list[_Parsed], dialect: Any, *, prepare: bool, events: bool) -> tuple[_Plain, _Prebuilt | None]:
         """In a builder process: check every order of a chunk (shape already checked) and replace its model by a
         :class:`_Built` (what the importing process still needs of it). With ``prepare``, the rows of the orders in
         no group are built here, in driver form — exactly those :meth:`Tracker.batch` gives for them, the same
-        store code turning them into rows (``events``: their events too, for the outbox hook)."""
+        store code turning them into rows (``events``: their events too, for the outbox hook). The orders left with
+        only the database's checks to pass are taken out of ``parsed``, into the :class:`_Plain` returned."""
+        prebuilt, built = self._prepare(parsed, dialect, prepare=prepare, events=events)
+        plain = _Plain([], [], [], 0)
+        kept = []
+        for p in parsed:
+            m = p.model
+            if isinstance(m, _Built) and (m.result is None or m.id in built) and m.group is None and not p.errors:
+                plain.ids.append(m.id)
+                plain.merchants.append(m.merchant_id)
+                plain.lines.append(p.line)
+                plain.rows += max(len(p.item_lines), 1)
+            else:
+                kept.append(p)
+        parsed[:] = kept
+        return plain, prebuilt
+
+    def _prepare(self, parsed: list[_Parsed], dialect: Any, *, prepare: bool, events: bool) -> tuple[_Prebuilt | None, set[str]]:
+        """:meth:`build`'s checks, and the rows of the orders in no group; with the ids of the orders they are of."""
         plain: list[Order] = []
         for p in parsed:
             m = p.model
@@ -520,17 +538,13 @@ class _Pure:
                     result = None  # a dry run: checked, nothing to write
             p.model = _Built(m.id, m.merchant_id, group, result)
         if not plain:
-            return None
+            return None, set()
         tracker = Tracker(None, self.now)  # type: ignore[arg-type]  # batch() never touches the database
         for order in plain:
             tracker.add_order(order)
         batch = tracker.batch()
         if any(d.recovery_merchants(batch.postings)):  # P2 needs balances: not for a builder process (never so)
-            return None
-        built = {o.id for o in plain}
-        for p in parsed:
-            if isinstance(p.model, _Built) and p.model.id in built:
-                p.model = p.model._replace(result=None)  # written from the rows below
+            return None, set()
         rows = PreparedRows(dialect)
         rows.add(t.orders, ORDER_COLS, batch.new_orders)
         txs, entries, of = ledger_store.unnumbered_rows(batch.postings)
@@ -538,7 +552,19 @@ class _Pure:
         rows.add(t.ledger_entries, ledger_store.ENTRY_COLS[1:], entries, refs=("transaction_id", "ledger_transactions", of))
         rows.add(t.search_terms, SEARCH_COLS, batch.new_search_terms)
         rows.add(t.events, EVENT_COLS, [event_row(e, self.now) for e, _ in batch.events], numbered=True)
-        return _Prebuilt(rows, batch.events if events else None)
+        return _Prebuilt(rows, batch.events if events else None), {o.id for o in plain}
+
+
+@dataclass
+class _Plain:
+    """The orders of a chunk a builder process found valid and in no group (their rows built, or a dry run), as
+    columns: all the importing process checks of them is the database's (ids taken, merchants)."""
+
+    ids: list[str]
+    merchants: list[str]
+    lines: list[int]
+    #: their lines in the file
+    rows: int
 
 
 class _Built(NamedTuple):
@@ -640,18 +666,25 @@ class _Builder:
         finally:
             self.side.rollback()  # a fresh snapshot for the next look-up
 
-    def chunk(self, parsed: list[_Parsed]) -> tuple[_Released, list[Rejection]]:
-        """The chunk's rejections, and what it leaves ready to write; orders a builder process built the rows of
-        (:class:`_Built` without a result) are only checked against the database here."""
+    def chunk(self, parsed: list[_Parsed], plain: _Plain | None = None) -> tuple[_Released, list[Rejection]]:
+        """The chunk's rejections, and what it leaves ready to write; the ``plain`` orders of a builder process (and
+        those it left without a result) are only checked against the database here."""
         uow = self.uow
         models = [p.model for p in parsed if p.model is not None and not p.errors]
         rejections: list[Rejection] = []
         released = _Released()
-        if not models:
+        ids = [m.id for m in models] + (plain.ids if plain is not None else [])
+        if not ids:
             return released, rejections
-        taken = self._lookup(t.orders.c.id, [m.id for m in models]) if self.check_taken else set()
-        self._known_merchants({m.merchant_id for m in models})
+        taken = self._lookup(t.orders.c.id, ids) if self.check_taken else set()
+        self._known_merchants({m.merchant_id for m in models} | set(plain.merchants if plain is not None else ()))
         self._load_groups({m.group.id for m in models if m.group is not None})
+        if plain is not None and (taken or not self.merchants.issuperset(plain.merchants)):
+            for oid, merchant_id, line in zip(plain.ids, plain.merchants, plain.lines, strict=True):
+                if oid in taken:
+                    rejections.append(Rejection(line, "id", f"order {oid!r} already exists"))
+                elif merchant_id not in self.merchants:
+                    rejections.append(Rejection(line, "merchant_id", f"unknown merchant {merchant_id!r}"))
         for p in parsed:
             m = p.model
             if m is None or p.errors:
@@ -860,25 +893,24 @@ def _import(ctx: Context, path: Path, fmt: str, lines: int, progress: Progress, 
         try:
             with _read(path, fmt, CHUNK, lines, job) as chunks:
                 for parsed, lines_read, built in chunks:
+                    plain, prebuilt, earliest = built if built is not None else (None, None, None)
+                    if fmt == "jsonl":
+                        report.rejections += _duplicates(parsed, plain, seen)
+                    if plain is not None:
+                        report.rows += plain.rows
+                        report.orders += len(plain.ids)
                     for p in parsed:
-                        if fmt == "jsonl" and p.model is not None:
-                            if p.model.id in seen:
-                                p.errors.append(Rejection(p.line, "id", f"duplicate order id {p.model.id!r}: already at line {seen[p.model.id]}"))
-                            else:
-                                seen[p.model.id] = p.line
                         report.rows += max(len(p.item_lines), 1)
                         if p.data is not None:
                             report.orders += 1
                         report.rejections += p.errors
                     if optimistic and report.rejections:
                         raise _Restart
-                    released, rejections = builder.chunk(parsed)
+                    released, rejections = builder.chunk(parsed, plain)
                     report.rejections += rejections
                     if optimistic and report.rejections:
                         raise _Restart
-                    prebuilt = None
-                    if built is not None:
-                        prebuilt, earliest = built
+                    if earliest is not None:
                         builder.judged(earliest)
                     if not report.rejections and not dry_run:
                         sink.write(released, prebuilt)
@@ -901,6 +933,25 @@ def _import(ctx: Context, path: Path, fmt: str, lines: int, progress: Progress, 
             sink.close()
         report.written = True
     return report
+
+
+def _duplicates(parsed: list[_Parsed], plain: _Plain | None, seen: dict[str, int]) -> list[Rejection]:
+    """JSON Lines: an id already at an earlier line of the file (``seen``: id → its first line) is rejected, on the
+    order itself (``parsed``: not checked further) or, for the ``plain`` ones, returned."""
+    found: list[tuple[int, str, _Parsed | None]] = [(p.line, p.model.id, p) for p in parsed if p.model is not None]
+    if plain is not None:
+        found = sorted(found + [(line, oid, None) for line, oid in zip(plain.lines, plain.ids, strict=True)], key=lambda f: f[0])
+    out = []
+    for line, oid, p in found:
+        if oid not in seen:
+            seen[oid] = line
+            continue
+        rejection = Rejection(line, "id", f"duplicate order id {oid!r}: already at line {seen[oid]}")
+        if p is not None:
+            p.errors.append(rejection)
+        else:
+            out.append(rejection)
+    return out
 
 
 class _Counted:
@@ -958,7 +1009,7 @@ def _read_chunks(path: Path, fmt: str, size: int, part: tuple[int, int] = (0, 1)
 def _builder_main(argv: list[str]) -> None:
     """A builder process (``python -c``, see :func:`_read`): ``argv`` = (file, format, chunk size, k, n); the
     :class:`_Job` comes pickled on its standard input. For each of its chunks (:func:`_read_chunks` with (k, n)):
-    (orders, lines read, (:class:`_Prebuilt` or None, T0's earliest payments)) pickled down its standard output,
+    (orders, lines read, (:class:`_Plain`, :class:`_Prebuilt` or None, T0's earliest payments)) pickled down its standard output,
     then None (or what it raised)."""
     out = sys.stdout.buffer
     try:
@@ -966,15 +1017,15 @@ def _builder_main(argv: list[str]) -> None:
         dialect = make_engine(job.url).dialect  # no connection: only its bind processing
         part = (int(argv[3]), int(argv[4]))
         for parsed, lines_read in _read_chunks(Path(argv[0]), argv[1], int(argv[2]), part):
-            prebuilt = job.pure.build(parsed, dialect, prepare=job.prepare, events=job.events)
-            pickle.dump((parsed, lines_read, (prebuilt, dict(job.pure.earliest))), out, protocol=pickle.HIGHEST_PROTOCOL)
+            plain, prebuilt = job.pure.build(parsed, dialect, prepare=job.prepare, events=job.events)
+            pickle.dump((parsed, lines_read, (plain, prebuilt, dict(job.pure.earliest))), out, protocol=pickle.HIGHEST_PROTOCOL)
         pickle.dump(None, out)
     except Exception as exc:  # handed to the importing process
         pickle.dump(exc, out)
     out.flush()
 
 
-Chunk = tuple[list[_Parsed], int, tuple[_Prebuilt | None, dict[int, datetime]] | None]
+Chunk = tuple[list[_Parsed], int, tuple[_Plain, _Prebuilt | None, dict[int, datetime]] | None]
 
 
 @contextmanager

@@ -256,6 +256,8 @@ class PreparedRows:
         out: list[Any] = [_processed(row, procs) for row in rows] if procs else list(rows)
         if self.pg:
             out = [self._text(row) for row in out]
+            if not numbered and refs is None:
+                out = [b"".join(out)]  # one string to send (and to pickle) instead of a line per row
         first = "id" if numbered else refs[0] if refs is not None else None
         self.parts.append((table.name, first, tuple(cols), out, (table.name, []) if numbered else
                            (refs[1], refs[2]) if refs is not None else None))
