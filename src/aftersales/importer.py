@@ -543,7 +543,11 @@ class _Pure:
         for order in plain:
             tracker.add_order(order)
         batch = tracker.batch()
-        if any(d.recovery_merchants(batch.postings)):  # P2 needs balances: not for a builder process (never so)
+        if any(d.recovery_merchants(batch.postings)) or batch.new_groups or batch.changed_groups or batch.changed_orders \
+                or batch.new_cases or batch.changed_cases or batch.timers or batch.new_refunds or batch.settled_refunds \
+                or batch.payment_jobs or batch.search_terms:
+            # Rows this process would not send (never so for new orders): P2 needs balances. The importing process
+            # builds them all, as for a small file.
             return None, set()
         rows = PreparedRows(dialect)
         rows.add(t.orders, ORDER_COLS, batch.new_orders)
