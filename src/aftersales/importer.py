@@ -4,7 +4,8 @@ Every row is validated first — its shape with the API's own model (:class:`aft
 then against the database and the domain (unknown merchant, id already taken, ``paid_at`` in the future,
 ``new_order``, ``open_group``/``join``) — and only when no row is rejected are the orders written, through the
 store's :class:`~aftersales.store.repositories.Tracker`, in ONE transaction. A rejected row means nothing is
-written.
+written. A big file is read, checked and built by builder processes, chunk by chunk (:func:`_read`): what needs no
+database (:class:`_Pure`); this process keeps the look-ups, the groups and the writing.
 
 CSV: one line per order item, with the columns of :data:`CSV_COLUMNS`; consecutive lines with the same ``id``
 are the lines of one order (the order's own fields other than ``id`` may be left empty on its later lines, or repeated).
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from aftersales import i18n
@@ -53,6 +54,7 @@ from aftersales.service.context import Context, UnitOfWork
 from aftersales.store import ledger as ledger_store
 from aftersales.store import tables as t
 from aftersales.store import terms as terms_store
+from aftersales.store import webhooks as webhooks_store
 from aftersales.store.bulk import SQLITE_CACHE_KIB, PreparedRows, category_codes, existing, import_cache
 from aftersales.store.db import make_engine
 from aftersales.store.repositories import EVENT_COLS, ORDER_COLS, SEARCH_COLS, Batch, Tracker, event_row
@@ -551,9 +553,7 @@ class _Pure:
             return None, set()
         rows = PreparedRows(dialect)
         rows.add(t.orders, ORDER_COLS, batch.new_orders)
-        txs, entries, of = ledger_store.unnumbered_rows(batch.postings)
-        rows.add(t.ledger_transactions, ledger_store.TX_COLS[1:], txs, numbered=True)
-        rows.add(t.ledger_entries, ledger_store.ENTRY_COLS[1:], entries, refs=("transaction_id", "ledger_transactions", of))
+        ledger_store.prepare(rows, batch.postings)
         rows.add(t.search_terms, SEARCH_COLS, batch.new_search_terms)
         rows.add(t.events, EVENT_COLS, [event_row(e, self.now) for e, _ in batch.events], numbered=True)
         return _Prebuilt(rows, batch.events if events else None), {o.id for o in plain}
@@ -623,8 +623,7 @@ class _Builder:
         try:
             categories = category_codes(side)
             terms = terms_store.terms_book(side)
-            self.subscribed = side.execute(select(t.webhook_subscriptions.c.id)
-                                           .where(t.webhook_subscriptions.c.active.is_(True)).limit(1)).first() is not None
+            self.subscribed = webhooks_store.any_active_subscription(side)
         finally:
             side.rollback()
         with lock:  # T0: each order gets the version in force at its paid_at (a published one, issue 15)

@@ -20,7 +20,7 @@ from aftersales.domain import ledger
 from aftersales.domain.ledger import Account, OwnerKind
 
 from . import tables as t
-from .bulk import insert_returning_ids, insert_rows, new_ids
+from .bulk import PreparedRows, insert_returning_ids, insert_rows, new_ids
 
 TX_COLS = ("id", "key", "kind", "at", "order_id", "case_id", "rule", "amount_fen")
 ENTRY_COLS = ("transaction_id", "account", "owner_kind", "owner_id", "debit_fen", "credit_fen")
@@ -58,6 +58,16 @@ def unnumbered_rows(transactions: Sequence[ledger.Transaction]) -> tuple[list[tu
     entries = [_entry_values(e) for tx in transactions for e in tx.entries]
     of = [n for n, tx in enumerate(transactions) for _ in tx.entries]
     return txs, entries, of
+
+
+def prepare(rows: PreparedRows, transactions: Sequence[ledger.Transaction]) -> None:
+    """Add to ``rows`` (rows in driver form, written later in the transaction: the bulk import's builder processes)
+    the rows :func:`write` appends for ``transactions`` — the same rows (:func:`unnumbered_rows`), numbered when
+    written as :func:`write` numbers them (:func:`~aftersales.store.bulk.new_ids`). Only for transactions that need
+    no recovery (P2 reads balances: :func:`with_recoveries`)."""
+    txs, entries, of = unnumbered_rows(transactions)
+    rows.add(t.ledger_transactions, TX_COLS[1:], txs, numbered=True)
+    rows.add(t.ledger_entries, ENTRY_COLS[1:], entries, refs=("transaction_id", "ledger_transactions", of))
 
 
 def _entry_values(e: ledger.Entry) -> tuple[Any, ...]:
