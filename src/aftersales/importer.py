@@ -4,7 +4,8 @@ Every row is validated first — its shape with the API's own model (:class:`aft
 then against the database and the domain (unknown merchant, id already taken, ``paid_at`` in the future,
 ``new_order``, ``open_group``/``join``) — and only when no row is rejected are the orders written, through the
 store's :class:`~aftersales.store.repositories.Tracker`, in ONE transaction. A rejected row means nothing is
-written.
+written. A big file is read, checked and built by builder processes, chunk by chunk (:func:`_read`): what needs no
+database (:class:`_Pure`); this process keeps the look-ups, the groups and the writing.
 
 CSV: one line per order item, with the columns of :data:`CSV_COLUMNS`; consecutive lines with the same ``id``
 are the lines of one order (the order's own fields other than ``id`` may be left empty on its later lines, or repeated).
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import codecs
 import csv
+import itertools
 import json
+import os
 import pickle
 import queue
 import re
@@ -25,7 +28,7 @@ import sys
 import threading
 import time
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,18 +41,23 @@ from sqlalchemy.exc import IntegrityError
 
 from aftersales import i18n
 from aftersales.api.schemas import OrderIn
+from aftersales.domain import deposits as d
 from aftersales.domain.catalog import require_known_category
 from aftersales.domain.errors import DomainError
+from aftersales.domain.events import Event
 from aftersales.domain.groups import Group, GroupStatus, open_group
 from aftersales.domain.ids import ID_PATTERN
 from aftersales.domain.money import MAX_FEN
 from aftersales.domain.orders import Order, OrderItem, new_order
 from aftersales.domain.policy import version_id
 from aftersales.service.context import Context, UnitOfWork
+from aftersales.store import ledger as ledger_store
 from aftersales.store import tables as t
 from aftersales.store import terms as terms_store
-from aftersales.store.bulk import SQLITE_CACHE_KIB, category_codes, existing, import_cache
-from aftersales.store.repositories import Batch, Tracker
+from aftersales.store import webhooks as webhooks_store
+from aftersales.store.bulk import SQLITE_CACHE_KIB, PreparedRows, category_codes, existing, import_cache
+from aftersales.store.db import make_engine
+from aftersales.store.repositories import EVENT_COLS, ORDER_COLS, SEARCH_COLS, Batch, Tracker, event_row
 
 ORDER_COLUMNS = ("id", "merchant_id", "buyer_id", "paid_at", "shipping_fee_fen", "return_shipping_insured")
 ITEM_COLUMNS = ("sku", "title", "category", "quantity", "unit_price_fen", "exclusion_confirmed")
@@ -116,7 +124,7 @@ class _Parsed:
     data: dict[str, Any] | None
     item_lines: list[int] = field(default_factory=list)
     errors: list[Rejection] = field(default_factory=list)
-    model: OrderIn | _FastOrder | None = None
+    model: OrderIn | _FastOrder | _Built | None = None
 
 
 class ImportFileError(Exception):
@@ -152,7 +160,13 @@ def _csv_value(column: str, raw: str) -> Any:
     return value
 
 
-def _read_csv(lines: Iterable[str]) -> Iterator[_Parsed]:
+#: What a reader yields for an order it was told to skip (another builder process's chunk, :func:`_read_chunks`).
+_SKIPPED = None
+
+
+def _read_csv(lines: Iterable[str], skip: Callable[[int], bool] | None = None) -> Iterator[_Parsed | None]:
+    """The file's orders, in order; the n-th (from 0) is only counted, not checked, when ``skip(n)`` (yields None).
+    Every id's first line is remembered whichever order is skipped, so that each process sees the same duplicates."""
     reader = csv.reader(lines)
     try:
         header = [h.strip() for h in next(reader)]
@@ -170,12 +184,19 @@ def _read_csv(lines: Iterable[str]) -> Iterator[_Parsed]:
     current: list[tuple[int, list[str]]] | _Parsed | None = None
     current_id = ""
     first_line: dict[str, int] = {}
+    n = -1  # the order yielded last
+
+    def order(unit: list[tuple[int, list[str]]] | _Parsed) -> _Parsed | None:
+        nonlocal n
+        n += 1
+        return _SKIPPED if skip is not None and skip(n) else _csv_order(unit, header, at)
+
     for cells in reader:
         if not cells:  # a blank line (csv.DictReader skipped those too)
             continue
         line = reader.line_num
         if len(cells) > width:  # more cells than columns
-            yield _Parsed(line, None, errors=[Rejection(line, "(row)", f"more cells than the {width} columns of the header")])
+            yield order(_Parsed(line, None, errors=[Rejection(line, "(row)", f"more cells than the {width} columns of the header")]))
             current = None
             continue
         if len(cells) < width:
@@ -187,7 +208,7 @@ def _read_csv(lines: Iterable[str]) -> Iterator[_Parsed]:
             current.append((line, cells))
             continue
         if current is not None:
-            yield _csv_order(current, header, at)
+            yield order(current)
         if oid and oid in first_line:
             current = _Parsed(line, None, errors=[Rejection(line, "id", f"duplicate order id {oid!r}: already at line {first_line[oid]} "
                                                                     "(the lines of one order must be consecutive)")])
@@ -196,7 +217,7 @@ def _read_csv(lines: Iterable[str]) -> Iterator[_Parsed]:
             first_line[oid] = line
         current, current_id = [(line, cells)], oid
     if current is not None:
-        yield _csv_order(current, header, at)
+        yield order(current)
 
 
 def _csv_order(lines: list[tuple[int, list[str]]] | _Parsed, header: list[str], at: dict[str, int | None]) -> _Parsed:
@@ -354,12 +375,18 @@ def _continue_order(order: _Parsed, cells: dict[str, str], line: int) -> None:
     order.item_lines.append(line)
 
 
-def _read_jsonl(lines: Iterable[str]) -> Iterator[_Parsed]:
+def _read_jsonl(lines: Iterable[str], skip: Callable[[int], bool] | None = None) -> Iterator[_Parsed | None]:
+    """As :func:`_read_csv`: one order per line that is not blank."""
     number = 0
+    n = -1
     for physical in lines:
         for raw in physical.splitlines() or [""]:  # str.splitlines, as when the whole text was split at once
             number += 1
             if not raw.strip():
+                continue
+            n += 1
+            if skip is not None and skip(n):
+                yield _SKIPPED
                 continue
             try:
                 data = json.loads(raw)
@@ -417,50 +444,21 @@ class _Released:
     orders: list[Order] = field(default_factory=list)
 
 
-class _Builder:
-    """Rows → domain objects, chunk by chunk, with the state that spans chunks (merchants seen, groups of the file).
+class _Pure:
+    """The checks and the building that need no database (T0 paid_at, E4 categories, ``new_order``, the rows a unit
+    of work writes for a new order that is in no group): done by this process for a small file, by each builder
+    process for its chunks of a big one (:func:`_builder_main`), the same code either way. Made by :class:`_Builder`
+    from what it read in the import's transaction (pickled to the builder processes)."""
 
-    The orders of a group opened by the file are held back until the group forms (G3) or the file ends, so that
-    each is written once, in its final state (G1–G3), as when the whole file was built before writing; orders
-    joining a group that was already in the database go through the unit of work's tracker (written at commit)."""
-
-    def __init__(self, ctx: Context, uow: UnitOfWork, fmt: str, side: Connection, lock: Any, *, check_taken: bool) -> None:
-        self.ctx, self.uow, self.fmt = ctx, uow, fmt
-        #: Look-ups of what the import does not write itself (merchants, ids and groups already stored) go through a
-        #: second connection, so that they do not wait for the writer; only what must be locked in the import's own
-        #: transaction (a stored group and its members) takes ``lock``, the writer's hold on that transaction.
-        self.side, self.lock = side, lock
-        self.tz = ctx.policy.timezone
-        self.group_field = "group_id" if fmt == "csv" else "group.id"
-        self.check_taken = check_taken
-        self.merchants: set[str] = set()
-        self.unknown_merchants: set[str] = set()
-        #: E4: the category codes created so far (read once, on the first chunk)
-        self.categories: frozenset[str] | None = None
-        #: group id → the group (None: neither in the database nor opened, its first row was rejected)
-        self.groups: dict[str, Group | None] = {}
-        #: groups of the database (loaded, locked): their new members are the tracker's
-        self.db_groups: set[str] = set()
-        #: pending groups opened by the file → their orders held back
-        self.held: dict[str, list[Order]] = {}
-        #: groups the file opened (G1)
-        self.opened = 0
-        #: E4–E6/T0: every category's terms versions, to fix each order's terms as in force at its paid_at, and the
-        #: policy version in force (stored once, in the import's transaction)
-        try:
-            self.terms = terms_store.terms_book(side)
-        finally:
-            side.rollback()
-        with lock:  # T0: each order gets the version in force at its paid_at (a published one, issue 15)
-            self.schedule = ctx.schedule(uow.conn)
-            assert ctx.file_policy is not None
-            self.file_policy = ctx.file_policy
-            self.starts = [entry[0] for entry in self.schedule.entries]
-            self.versions: dict[int, str] = {}
-            #: T0: per entry of the schedule, the earliest payment its version judged in this import (its "since")
-            self.earliest: dict[int, datetime] = {}
-            for policy in {ctx.file_policy, *(p for at, _, _, p in self.schedule.entries if at <= uow.now)}:
-                terms_store.ensure_policy_version(uow.conn, policy, uow.now)
+    def __init__(self, *, fmt: str, tz: str, now: datetime, categories: frozenset[str], terms: terms_store.TermsBook,
+                 schedule: Any, file_policy: Any) -> None:
+        self.fmt, self.tz, self.now = fmt, tz, now
+        self.categories, self.terms = categories, terms
+        self.schedule, self.file_policy = schedule, file_policy
+        self.starts = [entry[0] for entry in schedule.entries]
+        self.versions: dict[int, str] = {}
+        #: T0: per entry of the schedule, the earliest payment its version judged (its "since")
+        self.earliest: dict[int, datetime] = {}
 
     def _policy_version(self, paid_at: datetime) -> str:
         """T0: the id of the version in force at ``paid_at`` — what ``schedule.at`` gives, which depends only on how
@@ -473,10 +471,180 @@ class _Builder:
             found = self.versions[n] = version_id(self.schedule.at(self.file_policy, paid_at)[0])
         return found
 
+    def _unknown_categories(self, p: _Parsed, m: OrderIn | _FastOrder) -> list[Rejection]:
+        """E4: one rejection per item whose category was never created, at the item's line and field."""
+        out = []
+        items: list[Any] = list(m.items)
+        for n, i in enumerate(items):
+            try:
+                require_known_category(i.sku, i.category, self.categories)
+            except DomainError as exc:
+                line = p.item_lines[n] if self.fmt == "csv" and n < len(p.item_lines) else p.line
+                out.append(Rejection(line, _field_of(("items", n, "category"), self.fmt), _domain_error(exc, self.tz)))
+        return out
+
+    def order(self, p: _Parsed, m: OrderIn | _FastOrder) -> Order | list[Rejection]:
+        """The new order of ``m`` (read at ``p``), or why it is rejected — the checks after the merchant's."""
+        if m.paid_at > self.now:
+            return [Rejection(p.line, "paid_at", f"cannot be in the future (now is {self.now.isoformat()}) (T0)")]
+        unknown = self._unknown_categories(p, m)
+        if unknown:
+            return unknown
+        try:
+            return new_order(id=m.id, merchant_id=m.merchant_id, buyer_id=m.buyer_id, paid_at=m.paid_at,
+                             shipping_fee_fen=m.shipping_fee_fen, return_shipping_insured=m.return_shipping_insured,
+                             items=[OrderItem(i.sku, i.title, i.category, i.quantity, i.unit_price_fen, i.exclusion_confirmed)
+                                    for i in m.items],
+                             group_id=m.group.id if m.group else None,
+                             terms=self.terms.for_items({i.category for i in m.items}, m.paid_at),
+                             policy_version=self._policy_version(m.paid_at))
+        except DomainError as exc:
+            return [Rejection(p.line, str(exc.msg.params.get("field", "items")), _domain_error(exc, self.tz))]
+
+    def build(self, parsed: list[_Parsed], dialect: Any, *, prepare: bool, events: bool) -> tuple[_Plain, _Prebuilt | None]:
+        """In a builder process: check every order of a chunk (shape already checked) and replace its model by a
+        :class:`_Built` (what the importing process still needs of it). With ``prepare``, the rows of the orders in
+        no group are built here, in driver form — exactly those :meth:`Tracker.batch` gives for them, the same
+        store code turning them into rows (``events``: their events too, for the outbox hook). The orders left with
+        only the database's checks to pass are taken out of ``parsed``, into the :class:`_Plain` returned."""
+        prebuilt, built = self._prepare(parsed, dialect, prepare=prepare, events=events)
+        plain = _Plain([], [], [], 0)
+        kept = []
+        for p in parsed:
+            m = p.model
+            if isinstance(m, _Built) and (m.result is None or m.id in built) and m.group is None and not p.errors:
+                plain.ids.append(m.id)
+                plain.merchants.append(m.merchant_id)
+                plain.lines.append(p.line)
+                plain.rows += max(len(p.item_lines), 1)
+            else:
+                kept.append(p)
+        parsed[:] = kept
+        return plain, prebuilt
+
+    def _prepare(self, parsed: list[_Parsed], dialect: Any, *, prepare: bool, events: bool) -> tuple[_Prebuilt | None, set[str]]:
+        """:meth:`build`'s checks, and the rows of the orders in no group; with the ids of the orders they are of."""
+        plain: list[Order] = []
+        for p in parsed:
+            m = p.model
+            if p.data is not None:
+                p.data = _FAST_DATA  # only its presence counts from here on
+            if m is None or isinstance(m, _Built):
+                continue
+            group = None if m.group is None else _FastGroup(m.group.id, m.group.size, m.group.auto_complete)
+            result: Order | list[Rejection] | None = None if p.errors else self.order(p, m)
+            if isinstance(result, Order) and group is None:
+                if prepare:
+                    plain.append(result)
+                else:
+                    result = None  # a dry run: checked, nothing to write
+            p.model = _Built(m.id, m.merchant_id, group, result)
+        if not plain:
+            return None, set()
+        tracker = Tracker(None, self.now)  # type: ignore[arg-type]  # batch() never touches the database
+        for order in plain:
+            tracker.add_order(order)
+        batch = tracker.batch()
+        if any(d.recovery_merchants(batch.postings)) or batch.new_groups or batch.changed_groups or batch.changed_orders \
+                or batch.new_cases or batch.changed_cases or batch.timers or batch.new_refunds or batch.settled_refunds \
+                or batch.payment_jobs or batch.search_terms:
+            # Rows this process would not send (never so for new orders): P2 needs balances. The importing process
+            # builds them all, as for a small file.
+            return None, set()
+        rows = PreparedRows(dialect)
+        rows.add(t.orders, ORDER_COLS, batch.new_orders)
+        ledger_store.prepare(rows, batch.postings)
+        rows.add(t.search_terms, SEARCH_COLS, batch.new_search_terms)
+        rows.add(t.events, EVENT_COLS, [event_row(e, self.now) for e, _ in batch.events], numbered=True)
+        return _Prebuilt(rows, batch.events if events else None), {o.id for o in plain}
+
+
+@dataclass
+class _Plain:
+    """The orders of a chunk a builder process found valid and in no group (their rows built, or a dry run), as
+    columns: all the importing process checks of them is the database's (ids taken, merchants)."""
+
+    ids: list[str]
+    merchants: list[str]
+    lines: list[int]
+    #: their lines in the file
+    rows: int
+
+
+class _Built(NamedTuple):
+    """An order as a builder process leaves it for the importing process: who it is, and its new order (a group's
+    member, or every order when the rows were not built there), why it was rejected, or None (written from the
+    chunk's :class:`_Prebuilt` rows, or not to be written: a dry run)."""
+
+    id: str
+    merchant_id: str
+    group: _FastGroup | None
+    result: Order | list[Rejection] | None
+
+
+@dataclass
+class _Prebuilt:
+    """The rows a builder process built for a chunk's orders in no group; ``events``: theirs, when a webhook
+    subscription may want them (the outbox hook)."""
+
+    rows: PreparedRows
+    events: list[tuple[Event, str]] | None
+
+
+class _Builder:
+    """Rows → domain objects, chunk by chunk, with the state that spans chunks (merchants seen, groups of the file).
+
+    The orders of a group opened by the file are held back until the group forms (G3) or the file ends, so that
+    each is written once, in its final state (G1–G3), as when the whole file was built before writing; orders
+    joining a group that was already in the database go through the unit of work's tracker (written at commit).
+    What needs no database is :class:`_Pure`'s (here, or in builder processes)."""
+
+    def __init__(self, ctx: Context, uow: UnitOfWork, fmt: str, side: Connection, lock: Any, *, check_taken: bool) -> None:
+        self.ctx, self.uow, self.fmt = ctx, uow, fmt
+        #: Look-ups of what the import does not write itself (merchants, ids and groups already stored) go through a
+        #: second connection, so that they do not wait for the writer; only what must be locked in the import's own
+        #: transaction (a stored group and its members) takes ``lock``, the writer's hold on that transaction.
+        self.side, self.lock = side, lock
+        self.tz = ctx.policy.timezone
+        self.group_field = "group_id" if fmt == "csv" else "group.id"
+        self.check_taken = check_taken
+        self.merchants: set[str] = set()
+        self.unknown_merchants: set[str] = set()
+        #: group id → the group (None: neither in the database nor opened, its first row was rejected)
+        self.groups: dict[str, Group | None] = {}
+        #: groups of the database (loaded, locked): their new members are the tracker's
+        self.db_groups: set[str] = set()
+        #: pending groups opened by the file → their orders held back
+        self.held: dict[str, list[Order]] = {}
+        #: groups the file opened (G1)
+        self.opened = 0
+        #: E4–E6/T0: the category codes created, every category's terms versions (to fix each order's terms as in
+        #: force at its paid_at), and whether a webhook subscription may want the events (the outbox hook)
+        try:
+            categories = category_codes(side)
+            terms = terms_store.terms_book(side)
+            self.subscribed = webhooks_store.any_active_subscription(side)
+        finally:
+            side.rollback()
+        with lock:  # T0: each order gets the version in force at its paid_at (a published one, issue 15)
+            schedule = ctx.schedule(uow.conn)
+            assert ctx.file_policy is not None
+            self.pure = _Pure(fmt=fmt, tz=self.tz, now=uow.now, categories=categories, terms=terms, schedule=schedule,
+                              file_policy=ctx.file_policy)
+            for policy in {ctx.file_policy, *(p for at, _, _, p in schedule.entries if at <= uow.now)}:
+                terms_store.ensure_policy_version(uow.conn, policy, uow.now)
+
+    def judged(self, earliest: dict[int, datetime]) -> None:
+        """T0: the earliest payments a builder process's chunk gave each schedule entry's version."""
+        for n, paid_at in earliest.items():
+            if n not in self.pure.earliest or paid_at < self.pure.earliest[n]:
+                self.pure.earliest[n] = paid_at
+
     def record_versions(self, conn: Connection, now: datetime) -> None:
         """T0: each policy version that judged imported orders was in force by the earliest of their payments."""
-        for _n, paid_at in sorted(self.earliest.items()):
-            terms_store.ensure_policy_version(conn, self.schedule.at(self.file_policy, paid_at)[0], now, judged_at=paid_at)
+        pure = self.pure
+        for _n, paid_at in sorted(pure.earliest.items()):
+            terms_store.ensure_policy_version(conn, pure.schedule.at(pure.file_policy, paid_at)[0], now, judged_at=paid_at)
 
     def _known_merchants(self, ids: set[str]) -> None:
         unknown = sorted(ids - self.merchants - self.unknown_merchants)
@@ -495,44 +663,31 @@ class _Builder:
                 self.groups[gid] = self.uow.tracker.get_group(gid, lock=True)
             self.db_groups.add(gid)
 
-    def _known_categories(self) -> frozenset[str]:
-        if self.categories is None:
-            try:
-                self.categories = category_codes(self.side)
-            finally:
-                self.side.rollback()
-        return self.categories
-
-    def _unknown_categories(self, p: _Parsed, m: OrderIn | _FastOrder) -> list[Rejection]:
-        """E4: one rejection per item whose category was never created, at the item's line and field."""
-        known = self._known_categories()
-        out = []
-        items: list[Any] = list(m.items)
-        for n, i in enumerate(items):
-            try:
-                require_known_category(i.sku, i.category, known)
-            except DomainError as exc:
-                line = p.item_lines[n] if self.fmt == "csv" and n < len(p.item_lines) else p.line
-                out.append(Rejection(line, _field_of(("items", n, "category"), self.fmt), _domain_error(exc, self.tz)))
-        return out
-
     def _lookup(self, column: Any, ids: list[str]) -> set[str]:
         try:
             return existing(self.side, column, ids)
         finally:
             self.side.rollback()  # a fresh snapshot for the next look-up
 
-    def chunk(self, parsed: list[_Parsed]) -> tuple[_Released, list[Rejection]]:
+    def chunk(self, parsed: list[_Parsed], plain: _Plain | None = None) -> tuple[_Released, list[Rejection]]:
+        """The chunk's rejections, and what it leaves ready to write; the ``plain`` orders of a builder process (and
+        those it left without a result) are only checked against the database here."""
         uow = self.uow
         models = [p.model for p in parsed if p.model is not None and not p.errors]
         rejections: list[Rejection] = []
         released = _Released()
-        if not models:
+        ids = [m.id for m in models] + (plain.ids if plain is not None else [])
+        if not ids:
             return released, rejections
-        taken = self._lookup(t.orders.c.id, [m.id for m in models]) if self.check_taken else set()
-        self._known_merchants({m.merchant_id for m in models})
+        taken = self._lookup(t.orders.c.id, ids) if self.check_taken else set()
+        self._known_merchants({m.merchant_id for m in models} | set(plain.merchants if plain is not None else ()))
         self._load_groups({m.group.id for m in models if m.group is not None})
-        now = uow.now
+        if plain is not None and (taken or not self.merchants.issuperset(plain.merchants)):
+            for oid, merchant_id, line in zip(plain.ids, plain.merchants, plain.lines, strict=True):
+                if oid in taken:
+                    rejections.append(Rejection(line, "id", f"order {oid!r} already exists"))
+                elif merchant_id not in self.merchants:
+                    rejections.append(Rejection(line, "merchant_id", f"unknown merchant {merchant_id!r}"))
         for p in parsed:
             m = p.model
             if m is None or p.errors:
@@ -543,24 +698,13 @@ class _Builder:
             if m.merchant_id not in self.merchants:
                 rejections.append(Rejection(p.line, "merchant_id", f"unknown merchant {m.merchant_id!r}"))
                 continue
-            if m.paid_at > now:
-                rejections.append(Rejection(p.line, "paid_at", f"cannot be in the future (now is {now.isoformat()}) (T0)"))
+            result = m.result if isinstance(m, _Built) else self.pure.order(p, m)
+            if result is None:  # its rows were built by a builder process (or a dry run)
                 continue
-            unknown = self._unknown_categories(p, m)
-            if unknown:
-                rejections += unknown
+            if isinstance(result, list):
+                rejections += result
                 continue
-            try:
-                order = new_order(id=m.id, merchant_id=m.merchant_id, buyer_id=m.buyer_id, paid_at=m.paid_at,
-                                  shipping_fee_fen=m.shipping_fee_fen, return_shipping_insured=m.return_shipping_insured,
-                                  items=[OrderItem(i.sku, i.title, i.category, i.quantity, i.unit_price_fen, i.exclusion_confirmed)
-                                         for i in m.items],
-                                  group_id=m.group.id if m.group else None,
-                                  terms=self.terms.for_items({i.category for i in m.items}, m.paid_at),
-                                  policy_version=self._policy_version(m.paid_at))
-            except DomainError as exc:
-                rejections.append(Rejection(p.line, str(exc.msg.params.get("field", "items")), _domain_error(exc, self.tz)))
-                continue
+            order = result
             if m.group is None:
                 released.orders.append(order)
                 continue
@@ -620,7 +764,7 @@ class _Sink:
     def __init__(self, uow: UnitOfWork) -> None:
         self.uow = uow
         self.lock = threading.Lock()
-        self.jobs: queue.Queue[Batch | None] = queue.Queue(maxsize=2)
+        self.jobs: queue.Queue[tuple[Batch | None, _Prebuilt | None] | None] = queue.Queue(maxsize=2)
         self.error: BaseException | None = None
         self.cache: AbstractContextManager[None] | None = import_cache(uow.conn)
         self.cache.__enter__()
@@ -628,15 +772,20 @@ class _Sink:
         self.thread.start()
 
     # --- the caller's thread ---
-    def write(self, released: _Released) -> None:
+    def write(self, released: _Released, prebuilt: _Prebuilt | None = None) -> None:
+        """Queue ``released`` (its batch built here) and the rows a builder process built for the same chunk."""
         if self.error is not None:
             raise self.error
-        tracker = Tracker(self.uow.conn, self.uow.now)  # one chunk's identity map, dropped once its batch is built
-        for group in released.groups:
-            tracker.add_group(group)
-        for order in released.orders:
-            tracker.add_order(order)
-        self.jobs.put(tracker.batch())
+        batch = None
+        if released.groups or released.orders:
+            tracker = Tracker(self.uow.conn, self.uow.now)  # one chunk's identity map, dropped once its batch is built
+            for group in released.groups:
+                tracker.add_group(group)
+            for order in released.orders:
+                tracker.add_order(order)
+            batch = tracker.batch()
+        if batch is not None or prebuilt is not None:
+            self.jobs.put((batch, prebuilt))
 
     def finish(self) -> None:
         """Wait until every chunk is written; raise what the writer met."""
@@ -655,12 +804,19 @@ class _Sink:
     # --- the writer thread ---
     def _run(self) -> None:
         uow = self.uow
-        while (batch := self.jobs.get()) is not None:
+        while (job := self.jobs.get()) is not None:
             if self.error is not None:
                 continue  # drain: the caller raises it at its next write
+            batch, prebuilt = job
             try:
                 with self.lock:
-                    batch.write(uow.conn, uow.now, uow.tracker.on_events)
+                    if batch is not None:
+                        batch.write(uow.conn, uow.now, uow.tracker.on_events)
+                    if prebuilt is not None:
+                        ids = prebuilt.rows.write(uow.conn)
+                        if prebuilt.events and uow.tracker.on_events is not None:  # the outbox hook, as Batch.write
+                            uow.tracker.on_events(uow.conn, [(i, e, m) for i, (e, m) in zip(ids["events"], prebuilt.events,
+                                                                                         strict=True)])
             except BaseException as exc:  # handed to the caller's thread
                 self.error = exc
 
@@ -729,35 +885,41 @@ def _import(ctx: Context, path: Path, fmt: str, lines: int, progress: Progress, 
     report = Report(file=str(path), format=fmt)
     header = 1 if fmt == "csv" else 0
     progress.phase("importing orders (rows)" if optimistic or dry_run else "checking every row (rows)", max(lines - header, 0))
-    with _read(path, fmt, CHUNK, lines) as chunks, UnitOfWork(ctx) as uow, ctx.engine.connect() as side:
+    with UnitOfWork(ctx) as uow, ctx.engine.connect() as side:
         side.execution_options(readonly=True)
         sink = _Sink(uow)
         builder = _Builder(ctx, uow, fmt, side, sink.lock, check_taken=not optimistic)
         seen: dict[str, int] = {}
         done = 0
+        job = _Job(ctx.engine.url.render_as_string(hide_password=False), builder.pure, prepare=not dry_run,
+                   events=builder.subscribed)
         try:
-            for parsed, lines_read in chunks:
-                for p in parsed:
-                    if fmt == "jsonl" and p.model is not None:
-                        if p.model.id in seen:
-                            p.errors.append(Rejection(p.line, "id", f"duplicate order id {p.model.id!r}: already at line {seen[p.model.id]}"))
-                        else:
-                            seen[p.model.id] = p.line
-                    report.rows += max(len(p.item_lines), 1)
-                    if p.data is not None:
-                        report.orders += 1
-                    report.rejections += p.errors
-                if optimistic and report.rejections:
-                    raise _Restart
-                released, rejections = builder.chunk(parsed)
-                report.rejections += rejections
-                if optimistic and report.rejections:
-                    raise _Restart
-                if not report.rejections and not dry_run:
-                    sink.write(released)
-                read = max(lines_read - header, 0)
-                progress.advance(read - done)
-                done = read
+            with _read(path, fmt, CHUNK, lines, job) as chunks:
+                for parsed, lines_read, built in chunks:
+                    plain, prebuilt, earliest = built if built is not None else (None, None, None)
+                    if fmt == "jsonl":
+                        report.rejections += _duplicates(parsed, plain, seen)
+                    if plain is not None:
+                        report.rows += plain.rows
+                        report.orders += len(plain.ids)
+                    for p in parsed:
+                        report.rows += max(len(p.item_lines), 1)
+                        if p.data is not None:
+                            report.orders += 1
+                        report.rejections += p.errors
+                    if optimistic and report.rejections:
+                        raise _Restart
+                    released, rejections = builder.chunk(parsed, plain)
+                    report.rejections += rejections
+                    if optimistic and report.rejections:
+                        raise _Restart
+                    if earliest is not None:
+                        builder.judged(earliest)
+                    if not report.rejections and not dry_run:
+                        sink.write(released, prebuilt)
+                    read = max(lines_read - header, 0)
+                    progress.advance(read - done)
+                    done = read
             report.groups = builder.opened
             report.rejections.sort(key=lambda r: r.line)
             if report.rejections or dry_run:
@@ -776,6 +938,25 @@ def _import(ctx: Context, path: Path, fmt: str, lines: int, progress: Progress, 
     return report
 
 
+def _duplicates(parsed: list[_Parsed], plain: _Plain | None, seen: dict[str, int]) -> list[Rejection]:
+    """JSON Lines: an id already at an earlier line of the file (``seen``: id → its first line) is rejected, on the
+    order itself (``parsed``: not checked further) or, for the ``plain`` ones, returned."""
+    found: list[tuple[int, str, _Parsed | None]] = [(p.line, p.model.id, p) for p in parsed if p.model is not None]
+    if plain is not None:
+        found = sorted(found + [(line, oid, None) for line, oid in zip(plain.lines, plain.ids, strict=True)], key=lambda f: f[0])
+    out = []
+    for line, oid, p in found:
+        if oid not in seen:
+            seen[oid] = line
+            continue
+        rejection = Rejection(line, "id", f"duplicate order id {oid!r}: already at line {seen[oid]}")
+        if p is not None:
+            p.errors.append(rejection)
+        else:
+            out.append(rejection)
+    return out
+
+
 class _Counted:
     """The lines of a file, counted as they are read (for the progress bar)."""
 
@@ -789,67 +970,111 @@ class _Counted:
             yield line
 
 
-#: Files of more lines than this are read and shape-checked (CSV, the API's model) by a second process while this one
-#: checks against the database and the domain, builds and writes: below it, starting that process (a fresh
-#: interpreter importing the API's models, ~0.5 s) would cost more than it saves.
+#: Files of more lines than this are read, checked and built by :data:`BUILDERS` builder processes while this one
+#: checks against the database, builds what spans chunks (groups) and writes: below it, starting them (fresh
+#: interpreters importing the API's models, ~0.5 s each) would cost more than they save.
 PARALLEL_LINES = 20_000
+#: Builder processes for a big file: each reads the whole file (cheap: the C CSV reader, the lines' ids) and checks
+#: and builds every BUILDERS-th chunk of it (the costly part); at least two, so that this process's share (the
+#: look-ups, the groups, sending the rows) is never the only work that overlaps with one builder's.
+BUILDERS = max(2, min(4, (os.cpu_count() or 1)))
 
 
-def _read_chunks(path: Path, fmt: str, size: int) -> Iterator[tuple[list[_Parsed], int]]:
-    """Chunks of ``size`` orders as read from the file, their shape checked, each with the lines read by then."""
+@dataclass
+class _Job:
+    """What a builder process needs (pickled to it): the database URL (for its dialect: the columns' bind
+    processing), the checks' state (:class:`_Pure`), whether to build the rows (not for a dry run), and whether the
+    outbox hook wants the events."""
+
+    url: str
+    pure: _Pure
+    prepare: bool
+    events: bool
+
+
+def _read_chunks(path: Path, fmt: str, size: int, part: tuple[int, int] = (0, 1)) -> Iterator[tuple[list[_Parsed], int]]:
+    """Chunks of ``size`` orders as read from the file, their shape checked, each with the lines read by then; with
+    ``part`` = (k, n), only the chunks k, k + n, k + 2n, … (the others are read but not checked)."""
+    k, n = part
+    skip = None if n == 1 else lambda i: (i // size) % n != k
     with path.open(encoding="utf-8-sig", newline="" if fmt == "csv" else None) as f:
         counted = _Counted(f)
-        reader = _read_csv(counted) if fmt == "csv" else _read_jsonl(counted)
-        for parsed in _chunks(reader, size):
+        reader = _read_csv(counted, skip) if fmt == "csv" else _read_jsonl(counted, skip)
+        for number, chunk in enumerate(_chunks(reader, size)):
+            if number % n != k:
+                continue
+            parsed = [p for p in chunk if p is not None]
             for p in parsed:
                 _validate_shape(p, fmt)
             yield parsed, counted.lines
 
 
-def _reader_main(argv: list[str]) -> None:
-    """The second process (``python -c``, see :func:`_read`): :func:`_read_chunks` of ``argv`` = (file, format, chunk
-    size), pickled down its standard output, then None (or what it raised)."""
+def _builder_main(argv: list[str]) -> None:
+    """A builder process (``python -c``, see :func:`_read`): ``argv`` = (file, format, chunk size, k, n); the
+    :class:`_Job` comes pickled on its standard input. For each of its chunks (:func:`_read_chunks` with (k, n)):
+    (orders, lines read, (:class:`_Plain`, :class:`_Prebuilt` or None, T0's earliest payments)) pickled down its standard output,
+    then None (or what it raised)."""
     out = sys.stdout.buffer
     try:
-        for item in _read_chunks(Path(argv[0]), argv[1], int(argv[2])):
-            pickle.dump(item, out, protocol=pickle.HIGHEST_PROTOCOL)
+        job: _Job = pickle.load(sys.stdin.buffer)  # noqa: S301 - written by the importing process, our parent
+        dialect = make_engine(job.url).dialect  # no connection: only its bind processing
+        part = (int(argv[3]), int(argv[4]))
+        for parsed, lines_read in _read_chunks(Path(argv[0]), argv[1], int(argv[2]), part):
+            plain, prebuilt = job.pure.build(parsed, dialect, prepare=job.prepare, events=job.events)
+            pickle.dump((parsed, lines_read, (plain, prebuilt, dict(job.pure.earliest))), out, protocol=pickle.HIGHEST_PROTOCOL)
         pickle.dump(None, out)
     except Exception as exc:  # handed to the importing process
         pickle.dump(exc, out)
     out.flush()
 
 
+Chunk = tuple[list[_Parsed], int, tuple[_Plain, _Prebuilt | None, dict[int, datetime]] | None]
+
+
 @contextmanager
-def _read(path: Path, fmt: str, size: int, lines: int) -> Iterator[Iterator[tuple[list[_Parsed], int]]]:
-    """:func:`_read_chunks`, from a second process for a file of more than :data:`PARALLEL_LINES` lines (the pipe
-    holds it back about a chunk ahead); the process is stopped however the import ends. A plain interpreter running
-    this module only — not multiprocessing, whose ``spawn`` would import the caller's main script again."""
+def _read(path: Path, fmt: str, size: int, lines: int, job: _Job) -> Iterator[Iterator[Chunk]]:
+    """:func:`_read_chunks`, in this process (the checks and building left to :class:`_Builder`) for a file of up
+    to :data:`PARALLEL_LINES` lines; else from :data:`BUILDERS` builder processes, chunk k from process k mod n, in
+    file order (each pipe holds its process back about a chunk ahead). The processes are stopped however the import
+    ends. Plain interpreters running this module only — not multiprocessing, whose ``spawn`` would import the
+    caller's main script again."""
     if lines <= PARALLEL_LINES:
-        yield _read_chunks(path, fmt, size)
+        yield ((parsed, lines_read, None) for parsed, lines_read in _read_chunks(path, fmt, size))
         return
-    code = "import sys; from aftersales.importer import _reader_main; _reader_main(sys.argv[1:])"
-    proc = subprocess.Popen([sys.executable, "-c", code, str(path), fmt, str(size)],  # noqa: S603 - our own interpreter
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
-    assert proc.stdout is not None
-    pipe = proc.stdout
-
-    def received() -> Iterator[tuple[list[_Parsed], int]]:
-        while (item := pickle.load(pipe)) is not None:  # noqa: S301 - written by our own child process
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
+    code = "import sys; from aftersales.importer import _builder_main; _builder_main(sys.argv[1:])"
+    procs = []
     try:
+        for k in range(BUILDERS):
+            proc = subprocess.Popen([sys.executable, "-c", code, str(path), fmt, str(size), str(k), str(BUILDERS)],  # noqa: S603
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            procs.append(proc)
+            assert proc.stdin is not None
+            pickle.dump(job, proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            proc.stdin.close()
+
+        def received() -> Iterator[Chunk]:
+            for number in itertools.count():
+                pipe = procs[number % len(procs)].stdout
+                assert pipe is not None
+                item = pickle.load(pipe)  # noqa: S301 - written by our own child process
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+
         yield received()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        pipe.close()
-        proc.wait()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            assert proc.stdout is not None
+            proc.stdout.close()
+            proc.wait()
 
 
-def _chunks(reader: Iterator[_Parsed], size: int) -> Iterator[list[_Parsed]]:
-    chunk: list[_Parsed] = []
+def _chunks(reader: Iterator[_Parsed | None], size: int) -> Iterator[list[_Parsed | None]]:
+    chunk: list[_Parsed | None] = []
     for p in reader:
         chunk.append(p)
         if len(chunk) >= size:

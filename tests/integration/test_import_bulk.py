@@ -224,27 +224,103 @@ def shops(ctx):
     return ctx
 
 
-@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
-def test_a_second_process_reads_and_checks_the_file_as_this_one_does(shops, tmp_path, monkeypatch, fmt):
-    """Big files are read and shape-checked by a second process: the same orders, rows and rejections (line, field,
-    message) as when this process reads them — on rows of the fast path and of the API's model alike."""
+@pytest.mark.parametrize(("fmt", "builders", "dry_run"), [("csv", 2, True), ("csv", 3, False), ("jsonl", 2, True), ("jsonl", 3, False)])
+def test_builder_processes_read_and_check_the_file_as_this_one_does(shops, tmp_path, monkeypatch, fmt, builders, dry_run):
+    """Big files are read, checked and built by builder processes: the same orders, rows and rejections (line, field,
+    message) as when this process reads them — on rows of the fast path and of the API's model alike, in groups or
+    not, a dry run or the two passes of an import (an id taken in the database)."""
     monkeypatch.setattr(importer, "CHUNK", 3)
+    monkeypatch.setattr(importer, "BUILDERS", builders)
+    orders.create_order(shops, PLATFORM, {"id": "taken", "merchant_id": "mA", "buyer_id": "bX", "paid_at": PAID, "shipping_fee_fen": 0,
+                                          "items": [{"sku": "s1", "title": "A", "category": "apparel", "quantity": 1,
+                                                     "unit_price_fen": 100}]})
     if fmt == "csv":
         lines = [HEADER, line("o1", qty="2"), line("o1", "s2", price="1"), line("o2", qty="0"), line("o3", paid=PAID, fee="-1"),
                  line("o4", title='"A, ""quoted"" title 中文"'), line("o2"), "x,y", line("o5", group="g1", size="2"),
-                 line("o6", buyer="bY", group="g1", size="2"), line("o7", merchant="nobody"), line("o8", price="abc")]
+                 line("o6", buyer="bY", group="g1", size="2"), line("o7", merchant="nobody"), line("o8", price="abc"),
+                 line("taken"), line("o9", paid=PAID + timedelta(days=3650)), line("o10", group="g1", size="2")]
     else:
         body = {"id": "j1", "merchant_id": "mA", "buyer_id": "bX", "paid_at": PAID.isoformat(), "shipping_fee_fen": 0,
                 "items": [{"sku": "s1", "title": "T", "category": "apparel", "quantity": 1, "unit_price_fen": 100}]}
         lines = [json.dumps(body), "{not json", json.dumps({**body, "id": "j2", "shipping_fee_fen": -5}), "[1]",
-                 json.dumps(body), json.dumps({**body, "id": "j3"})]
+                 json.dumps(body), json.dumps({**body, "id": "j3"}), json.dumps({**body, "id": "taken"}),
+                 json.dumps({**body, "id": "j4", "merchant_id": "nobody"}), json.dumps({**body, "id": "j3"})]
     path = tmp_path / f"mixed.{fmt}"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     reports = []
     for parallel in (10**9, 0):
         monkeypatch.setattr(importer, "PARALLEL_LINES", parallel)
-        reports.append(import_orders(shops, path, dry_run=True))
+        reports.append(import_orders(shops, path, dry_run=dry_run))
     here, there = reports
-    assert there.rejections and not there.written
+    assert len(there.rejections) > 5 and not there.written
     assert (there.rows, there.orders, there.groups, there.rejections) == (here.rows, here.orders, here.groups, here.rejections)
 
+
+
+def many(tmp_path: Path, n: int, fmt: str = "csv") -> Path:
+    """``n`` orders of both shops: one to three items, every fifth opening a group of two or three whose members
+    follow within a few orders (so groups span chunks of a few orders), a group still pending at the end."""
+    rows = [HEADER]
+    bodies = []
+    groups: list[list[Any]] = []  # [group id, size, members still to come, merchant]
+    for i in range(n):
+        paid = PAID - timedelta(hours=2) + timedelta(seconds=i)
+        merchant = ("mA", "mB")[i % 2]
+        group, size = "", ""
+        if groups and i % 3 == 0:
+            g = groups[0]
+            group, size, merchant = g[0], str(g[1]), g[3]
+            g[2] -= 1
+            if g[2] == 0:
+                groups.pop(0)
+        elif i % 5 == 0:
+            g = [f"g{i}", 2 + i % 2, 1 + i % 2, merchant]
+            groups.append(g)
+            group, size = g[0], str(g[1])
+        items = [(f"s{j}", "1" if j else "2", str(100 + j + i % 7), f"Item {j} of o{i}\tx" if j == 1 else f"Item {j}")
+                 for j in range(1 + i % 3)]
+        for j, (sku, qty, price, title) in enumerate(items):
+            quoted = '"' + title.replace('"', '""') + '"'
+            rows.append(line(f"o{i}", sku, merchant=merchant, buyer=f"b{i % 4}", paid=paid, qty=qty, price=price,
+                             title=quoted, fee=str(i % 3 * 100), insured="yes" if i % 4 == 0 else "",
+                             group=group if j == 0 else "", size=size if j == 0 else "")
+                        if j == 0 else ",".join([f"o{i}", "", "", "", "", "", sku, quoted, "apparel", qty, price, "", "", "", ""]))
+        body: dict[str, Any] = {"id": f"o{i}", "merchant_id": merchant, "buyer_id": f"b{i % 4}", "paid_at": paid.isoformat(),
+                                "shipping_fee_fen": i % 3 * 100, "return_shipping_insured": i % 4 == 0,
+                                "items": [{"sku": sku, "title": title, "category": "apparel", "quantity": int(qty),
+                                           "unit_price_fen": int(price)} for sku, qty, price, title in items]}
+        if group:
+            body["group"] = {"id": group, "size": int(size)}
+        bodies.append(json.dumps(body, ensure_ascii=False))
+    path = tmp_path / f"many.{fmt}"
+    path.write_text("\n".join(rows if fmt == "csv" else bodies) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("fmt", "builders", "subscribed"), [("csv", 2, True), ("csv", 3, False), ("jsonl", 2, False)])
+def test_builder_processes_write_the_rows_this_process_writes(ctx, twin, tmp_path, monkeypatch, fmt, builders, subscribed):
+    """A big file's chunks are checked and built by builder processes, their rows sent in driver form (COPY text on
+    PostgreSQL, tuples on SQLite): row for row what this process builds and writes for the same file (all but the
+    surrogate ids, which follow the order of writing) — orders in and out of groups, groups spanning chunks, D2,
+    S1, events, and the webhook outbox when somebody subscribes."""
+    monkeypatch.setattr(importer, "CHUNK", 7)
+    monkeypatch.setattr(importer, "BUILDERS", builders)
+    path = many(tmp_path, 120, fmt)
+    reports = []
+    for target, parallel in ((ctx, 10**9), (twin, 0)):
+        prepare(target)
+        if not subscribed:
+            with target.engine.begin() as conn:
+                conn.execute(t.webhook_subscriptions.delete())
+        monkeypatch.setattr(importer, "PARALLEL_LINES", parallel)
+        reports.append(import_orders(target, path))
+    here, there = reports
+    assert here.written and there.written, (here.rejections, there.rejections)
+    assert (there.rows, there.orders, there.groups) == (here.rows, here.orders, here.groups)
+    assert here.orders == 120 and here.groups > 10
+    want, got = snapshot(ctx), snapshot(twin)
+    assert len(got["orders"]) == 121 and len(got["search_terms"]) > 120 * 4
+    assert (len(got["webhook_outbox"]) > 120) is subscribed
+    want_rows, got_rows = canonical(want), canonical(got)
+    for name in TABLES:
+        assert got_rows[name] == want_rows[name], name

@@ -226,3 +226,77 @@ def existing(conn: Connection, column: Any, ids: list[str]) -> set[str]:
 def category_codes(conn: Connection) -> frozenset[str]:
     """Every category created with PUT /v1/categories (E4: an order may name only these)."""
     return frozenset(conn.execute(select(t.categories.c.code)).scalars())
+
+
+class PreparedRows:
+    """New rows of several tables in driver form, built where there is no connection (the bulk import's builder
+    processes), written later by :meth:`write` in the caller's transaction.
+
+    Each table's rows get the same bind processing as :func:`insert_rows`' driver path (instants, JSON) and, on
+    PostgreSQL, are formatted as ``COPY`` text by psycopg's own formatter — so that the process that writes only
+    sends them. A ``numbered`` table's rows get their ids at :meth:`write` (:func:`new_ids`, as
+    :func:`~aftersales.store.repositories.insert_with_ids` and the ledger's writer take them), and another table's
+    rows may name them (``refs``: the column, the numbered table, and per row the index of the row it names)."""
+
+    def __init__(self, dialect: Any) -> None:
+        self.pg = dialect.name == "postgresql"
+        self.dialect = dialect
+        #: (table name, the column :meth:`write` fills in first or None, the columns of the rows, the rows — COPY text
+        #: lines (bytes) on PostgreSQL, tuples on SQLite —, the numbered table and row indexes that column names)
+        self.parts: list[tuple[str, str | None, tuple[str, ...], list[Any], tuple[str, list[int]] | None]] = []
+        self._formatter: Any = None
+
+    def add(self, table: Table, cols: Sequence[str], rows: Sequence[tuple[Any, ...]], *, numbered: bool = False,
+            refs: tuple[str, str, list[int]] | None = None) -> None:
+        """``rows`` of ``table`` (Python values in ``cols`` order): without their ``id`` if ``numbered``; without the
+        column ``refs`` = (column, numbered table, index of the row it names, per row) fills in."""
+        if not rows:
+            return
+        procs = _bind_processors(self.dialect, table, tuple(cols))
+        out: list[Any] = [_processed(row, procs) for row in rows] if procs else list(rows)
+        if self.pg:
+            out = [self._text(row) for row in out]
+            if not numbered and refs is None:
+                out = [b"".join(out)]  # one string to send (and to pickle) instead of a line per row
+        first = "id" if numbered else refs[0] if refs is not None else None
+        self.parts.append((table.name, first, tuple(cols), out, (table.name, []) if numbered else
+                           (refs[1], refs[2]) if refs is not None else None))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (from a builder process to the writing one): the rows, not the dialect nor the formatter."""
+        return {"pg": self.pg, "parts": self.parts, "dialect": None, "_formatter": None}
+
+    def _text(self, row: tuple[Any, ...]) -> bytes:
+        if self._formatter is None:
+            from psycopg._copy_base import TextFormatter  # what Copy.write_row formats each row with
+            from psycopg.adapt import Transformer
+
+            self._formatter = TextFormatter(Transformer())
+        self._formatter.write_row(row)
+        return bytes(self._formatter.end())
+
+    def write(self, conn: Connection) -> dict[str, list[int]]:
+        """Append every table's rows (COPY on PostgreSQL, the driver's executemany on SQLite), in the order they were
+        added; returns the ids given to each numbered table's rows."""
+        ids: dict[str, list[int]] = {}
+        cur = cursor(conn)
+        for name, first, cols, rows, numbering in self.parts:
+            keys: list[int] = []
+            if numbering is not None and numbering[0] == name:
+                got = new_ids(conn, t.metadata.tables[name], len(rows))
+                assert got is not None, "prepared rows are written in a transaction"
+                keys = ids[name] = got
+            elif numbering is not None:
+                named = ids[numbering[0]]
+                keys = [named[k] for k in numbering[1]]
+            all_cols = (first, *cols) if first else cols
+            with driver_errors(conn, f"COPY {name}"):
+                if self.pg:
+                    data = b"".join(b"%d\t%b" % (k, line) for k, line in zip(keys, rows, strict=True)) if first \
+                        else b"".join(rows)
+                    with cur.copy(f"COPY {name} ({', '.join(all_cols)}) FROM STDIN") as copy:
+                        copy.write(data)
+                else:
+                    copy_rows(cur, False, name, all_cols,
+                              [(k, *row) for k, row in zip(keys, rows, strict=True)] if first else rows)
+        return ids

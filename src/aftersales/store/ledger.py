@@ -20,7 +20,7 @@ from aftersales.domain import ledger
 from aftersales.domain.ledger import Account, OwnerKind
 
 from . import tables as t
-from .bulk import insert_returning_ids, insert_rows, new_ids
+from .bulk import PreparedRows, insert_returning_ids, insert_rows, new_ids
 from .driver import Pipeline, numbered
 
 TX_COLS = ("id", "key", "kind", "at", "order_id", "case_id", "rule", "amount_fen")
@@ -66,6 +66,27 @@ def write(conn: Connection, transactions: Sequence[ledger.Transaction], q: Pipel
             insert_rows(conn, t.ledger_transactions, TX_COLS, [_tx_row(i, tx) for i, tx in zip(ids, transactions, strict=True)])
     insert_rows(conn, t.ledger_entries, ENTRY_COLS, [
         (i, *_entry(e)) for i, tx in zip(ids, transactions, strict=True) for e in tx.entries])
+
+
+def unnumbered_rows(transactions: Sequence[ledger.Transaction]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[int]]:
+    """The rows :func:`write` appends for ``transactions``, before the database numbers them (the bulk import's
+    builder processes, :class:`~aftersales.store.bulk.PreparedRows`): the transactions' rows without ``id``
+    (``TX_COLS[1:]``), the entries' rows without ``transaction_id`` (``ENTRY_COLS[1:]``), and per entry the index of
+    its transaction."""
+    txs = [_tx_row(0, tx)[1:] for tx in transactions]
+    entries = [_entry(e) for tx in transactions for e in tx.entries]
+    of = [n for n, tx in enumerate(transactions) for _ in tx.entries]
+    return txs, entries, of
+
+
+def prepare(rows: PreparedRows, transactions: Sequence[ledger.Transaction]) -> None:
+    """Add to ``rows`` (rows in driver form, written later in the transaction: the bulk import's builder processes)
+    the rows :func:`write` appends for ``transactions`` — the same rows (:func:`unnumbered_rows`), numbered when
+    written as :func:`write` numbers them (:func:`~aftersales.store.bulk.new_ids`). Only for transactions that need
+    no recovery (P2 reads balances: :func:`with_recoveries`)."""
+    txs, entries, of = unnumbered_rows(transactions)
+    rows.add(t.ledger_transactions, TX_COLS[1:], txs, numbered=True)
+    rows.add(t.ledger_entries, ENTRY_COLS[1:], entries, refs=("transaction_id", "ledger_transactions", of))
 
 
 def _entry(e: ledger.Entry) -> tuple[Any, ...]:

@@ -446,9 +446,7 @@ class Batch:
         events = self.events
         if not events:
             return None, None
-        rows = [{"order_id": e.order_id, "case_id": e.case_id, "group_id": e.group_id, "kind": e.kind, "actor": e.actor.value,
-                 "at": e.at, "rules": list(e.rules), "from_status": e.from_status, "to_status": e.to_status,
-                 "data": encode(e.data), "recorded_at": now} for e, _ in events]
+        rows = [dict(zip(EVENT_COLS, event_row(e, now), strict=True)) for e, _ in events]
         if not q.together:
             ids = insert_with_ids(conn, t.events, rows)
             return (lambda: ids), None
@@ -466,6 +464,17 @@ def _check_versions(checks: list[tuple[driver.Pending, int, str]], *, arrived_on
             continue
         if pending.rowcount != expected:
             raise ConcurrentUpdate(what)
+
+
+#: Columns of an ``events`` row but its id, in the order of :func:`event_row`.
+EVENT_COLS = ("order_id", "case_id", "group_id", "kind", "actor", "at", "rules", "from_status", "to_status", "data", "recorded_at")
+
+
+def event_row(e: Event, now: datetime) -> tuple[Any, ...]:
+    """The ``events`` row of ``e`` (``now``: its ``recorded_at``), without its id: what :meth:`Batch.write` appends
+    (the bulk import's builder processes build the same rows, store/bulk.PreparedRows)."""
+    return (e.order_id, e.case_id, e.group_id, e.kind, e.actor.value, e.at, list(e.rules), e.from_status, e.to_status,
+            encode(e.data), now)
 
 
 def _joined_orders(which: Any) -> Any:

@@ -99,6 +99,11 @@ def answered(conn: Connection, merchants: Iterable[str], answer: bool) -> Iterat
         conn.info.pop(_ANSWERED, None)
 
 
+def any_active_subscription(conn: Connection) -> bool:
+    """Is there any active subscription at all (the bulk import asks once whether its events may be wanted)?"""
+    return conn.execute(select(s.c.id).where(s.c.active.is_(True)).limit(1)).first() is not None
+
+
 #: Built once: asked by every unit of work that writes events (the outbox hook).
 _ANY_SUBSCRIBER = select(s.c.id).where(s.c.active.is_(True), or_(s.c.merchant_id.is_(None),
                                                                   s.c.merchant_id.in_(bindparam("merchants", expanding=True)))).limit(1)
