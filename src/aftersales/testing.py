@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, event
 
 from aftersales.domain.catalog import CaseType, Reason
 from aftersales.domain.events import Actor
@@ -43,3 +48,20 @@ def seed_open_cases(ctx: Context, n: int, opened_at: datetime, *, merchant_id: s
 
         case_ids += run(ctx, cmd)
     return case_ids
+
+
+@contextmanager
+def sql_statements(engine: Engine) -> Iterator[list[tuple[str, bool]]]:
+    """Every statement ``engine`` sends to the database within the block, as ``(sql, executemany)``, in order — what
+    the engine's ``before_cursor_execute`` listeners see (the store's driver path included): the statement budgets
+    and round-trip tests count with it."""
+    seen: list[tuple[str, bool]] = []
+
+    def listen(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        seen.append((statement, many))
+
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, create_engine, event, insert, select, text, update
+from sqlalchemy import bindparam, create_engine, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from aftersales.service.context import UnitOfWork, run
@@ -18,6 +18,7 @@ from aftersales.service.errors import Conflict
 from aftersales.store import driver
 from aftersales.store import tables as t
 from aftersales.store.bulk import insert_of, insert_returning_ids
+from aftersales.testing import sql_statements
 
 AT = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
 ODD = ["plain", "tab\there", "new\nline", "back\\slash \\N", 'quote "q"', "退款 reembolso", ""]
@@ -108,18 +109,10 @@ def test_a_naive_instant_is_refused_as_sqlalchemy_refuses_it(ctx: Any) -> None:
 
 
 def test_statement_listeners_see_the_driver_statements(ctx: Any) -> None:
-    seen: list[tuple[str, bool]] = []
-
-    def listen(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
-        seen.append((statement, many))
-
-    event.listen(ctx.engine, "before_cursor_execute", listen)
-    try:
+    with sql_statements(ctx.engine) as seen:
         run(ctx, lambda uow: driver.executemany(uow.conn, insert_of(t.events), [_event(i, "seen") for i in range(2)]))
         run(ctx, lambda uow: driver.execute(uow.conn, _EVENTS_OF, {"case_id": "seen"}).all())
         run(ctx, lambda uow: driver.insert_returning(uow.conn, _INSERT_EVENT_RETURNING, [_event(i, "seen2") for i in range(2)]))
-    finally:
-        event.remove(ctx.engine, "before_cursor_execute", listen)
     ours = [(s, m) for s, m in seen if "events" in s]
     assert len(ours) == 3 and ours[0][1] is True and ours[1][0].lstrip().upper().startswith("SELECT")
 

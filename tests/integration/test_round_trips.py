@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from aftersales.domain import ledger
@@ -23,7 +23,7 @@ from aftersales.store import repositories as repo
 from aftersales.store import tables as t
 from aftersales.store.db import make_engine
 from aftersales.store.repositories import ConcurrentUpdate
-from aftersales.testing import ensure_merchant
+from aftersales.testing import ensure_merchant, sql_statements
 
 ITEMS = [{"sku": "k1", "title": "Kettle", "category": "kettles", "quantity": 1, "unit_price_fen": 10000}]
 
@@ -201,17 +201,9 @@ def test_a_category_changed_by_another_process_is_seen_by_the_next_order(ctx, da
     try:
         _order(ctx, "terms-1")
         _order(ctx, "terms-2")  # the copy is current: read from it
-        counted: list[str] = []
-
-        def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            counted.append(statement)
-
-        event.listen(ctx.engine, "before_cursor_execute", count)
-        try:
+        with sql_statements(ctx.engine) as seen:
             _order(ctx, "terms-3")
-        finally:
-            event.remove(ctx.engine, "before_cursor_execute", count)
-        terms_reads = [s for s in counted if "FROM categories" in s or "FROM category_versions" in s
+        terms_reads = [s for s, _ in seen if "FROM categories" in s or "FROM category_versions" in s
                        or "JOIN categories" in s or "JOIN category_versions" in s]
         if database.kind == "postgresql":
             assert terms_reads == [], "a current copy needs no statement"

@@ -13,13 +13,14 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from aftersales.service.context import UnitOfWork
 from aftersales.store import bulk
 from aftersales.store import tables as t
 from aftersales.store import webhooks as webhook_store
 from aftersales.store.codec import encode
+from aftersales.testing import sql_statements
 
 AT = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
 ITEMS = [{"sku": "s1", "title": "Shirt", "category": "apparel", "quantity": 2, "unit_price_fen": 1999},
@@ -142,14 +143,7 @@ def test_an_order_loaded_by_its_case_is_the_order_loaded_by_its_id(api, ctx):
 
 def test_the_B1_cycle_stays_within_its_statement_budget(api, ctx, database):
     _cycle(api, "warm")  # caches, the first policy version
-    counted: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        counted.append(statement)
-
-    event.listen(ctx.engine, "before_cursor_execute", count)
-    try:
+    with sql_statements(ctx.engine) as seen:
         _cycle(api, "budget")
-    finally:
-        event.remove(ctx.engine, "before_cursor_execute", count)
+    counted = [s for s, _ in seen]
     assert len(counted) <= MAX_STATEMENTS[database.kind] + CLOCK_READS, "\n".join(counted)
