@@ -400,17 +400,11 @@ class Batch:
             if not q.together:  # sent already: checked at once, as the statements are
                 _check_versions(checks)
 
-        if q.together:
-            q.insert(t.groups, [dict(zip(GROUP_COLS, row, strict=True)) for row in self.new_groups])
-        else:
-            insert_rows(conn, t.groups, GROUP_COLS, self.new_groups)
+        _insert_rows(conn, q, t.groups, GROUP_COLS, self.new_groups)
         for seen, row in self.changed_groups:
             values = {f"v_{k}": v for k, v in zip(GROUP_COLS[1:], row[1:], strict=True)}
             check(q.execute(_GROUP_UPDATE, {"b_id": row[0], "b_seen": seen, **values}), 1, row[0])
-        if q.together:
-            q.insert(t.orders, [dict(zip(ORDER_COLS, row, strict=True)) for row in self.new_orders])
-        else:
-            insert_rows(conn, t.orders, ORDER_COLS, self.new_orders)
+        _insert_rows(conn, q, t.orders, ORDER_COLS, self.new_orders)
         if self.changed_orders:
             # Optimistic check: every row must still carry the version this unit of work loaded.
             ids = ",".join(r["b_id"] for r in self.changed_orders)
@@ -433,10 +427,7 @@ class Batch:
         q.send(_REFUND_UPDATE, self.settled_refunds)
         q.insert(t.payment_jobs, self.payment_jobs)
         ledger_store.write(conn, postings, q)
-        if q.together:
-            q.insert(t.search_terms, [dict(zip(SEARCH_COLS, row, strict=True)) for row in self.new_search_terms])
-        else:
-            insert_rows(conn, t.search_terms, SEARCH_COLS, self.new_search_terms)
+        _insert_rows(conn, q, t.search_terms, SEARCH_COLS, self.new_search_terms)
         search.add(conn, self.search_terms, q)
 
     def _send_events(self, conn: Connection, q: driver.Pipeline, now: datetime, on_events: EventHook | None,
@@ -453,6 +444,16 @@ class Batch:
         returned = q.insert_returning(_EVENT_ID, rows)
         subscriber = webhooks_store.ask_any_subscriber(q, {m for _, m in events}) if on_events is not None else None
         return (lambda: [int(i) for i in returned()]), subscriber
+
+
+def _insert_rows(conn: Connection, q: driver.Pipeline, table: Any, cols: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    """``rows`` (tuples in ``cols``' order) into ``table``: in the flush's pipeline when it sends its statements
+    together (one multi-row INSERT), else as they come (:func:`~aftersales.store.bulk.insert_rows`: COPY or the
+    driver's executemany for many)."""
+    if q.together:
+        q.insert(table, [dict(zip(cols, row, strict=True)) for row in rows])
+    else:
+        insert_rows(conn, table, cols, rows)
 
 
 def _check_versions(checks: list[tuple[driver.Pending, int, str]], *, arrived_only: bool = False) -> None:

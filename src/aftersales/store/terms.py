@@ -175,34 +175,37 @@ def category_rows(conn: Connection, plain: Any) -> list[Any]:
     mark this transaction read is the copy's, else read with the mark (and kept)."""
     if not keeps_copy(conn):
         return list(driver.execute(conn, plain).all())
-    mark, copy = _known_mark(conn), _copy(conn)
-    kept = copy.categories
-    if mark is not None and kept is not None and kept[0] == mark:
-        return kept[1]
-    rows = driver.execute(conn, _MARKED_CATEGORIES).all()
-    if not rows or rows[0].terms_mark is None:  # no mark row: read them as they are
-        return list(driver.execute(conn, plain).all())
-    found = [r for r in rows if r.code is not None]
-    note_mark(conn, rows[0].terms_mark)
-    copy.categories = (int(rows[0].terms_mark), found)
-    return found
+    copy = _copy(conn)
+    mark, rows = _marked_rows(conn, copy.categories, _MARKED_CATEGORIES, plain, None)
+    if mark is not None:
+        copy.categories = (mark, rows)
+    return rows
 
 
 def _version_rows(conn: Connection, code: str) -> list[Any]:
     """The version rows of ``code`` in effect order, from the copy as :func:`category_rows`."""
-    mark, copy = _known_mark(conn), _copy(conn)
-    kept = copy.versions.get(code)
+    copy, params = _copy(conn), {"code": code}
+    mark, rows = _marked_rows(conn, copy.versions.get(code), _MARKED_VERSIONS, _BOOK_ONE[1], params)
+    if mark is not None:
+        if len(copy.versions) >= MAX_COPIED_CODES:
+            copy.versions.clear()
+        copy.versions[code] = (mark, rows)
+    return rows
+
+
+def _marked_rows(conn: Connection, kept: tuple[int, list[Any]] | None, marked: Any, plain: Any,
+                 params: dict[str, Any] | None) -> tuple[int | None, list[Any]]:
+    """``kept``'s rows when the mark this transaction read is its mark: ``(None, rows)``. Otherwise the rows read
+    with the mark in force (``marked``, outer-joined to the mark's row: ``(mark, rows)``, to be kept), or by
+    ``plain`` when there is no mark row (``(None, rows)``)."""
+    mark = _known_mark(conn)
     if mark is not None and kept is not None and kept[0] == mark:
-        return kept[1]
-    rows = driver.execute(conn, _MARKED_VERSIONS, {"code": code}).all()
-    if not rows or rows[0].terms_mark is None:
-        return list(driver.execute(conn, _BOOK_ONE[1], {"code": code}).all())
-    found = [r for r in rows if r.code is not None]
+        return None, kept[1]
+    rows = driver.execute(conn, marked, params).all()
+    if not rows or rows[0].terms_mark is None:  # no mark row: read them as they are
+        return None, list(driver.execute(conn, plain, params).all())
     note_mark(conn, rows[0].terms_mark)
-    if len(copy.versions) >= MAX_COPIED_CODES:
-        copy.versions.clear()
-    copy.versions[code] = (int(rows[0].terms_mark), found)
-    return found
+    return int(rows[0].terms_mark), [r for r in rows if r.code is not None]
 
 
 def terms_book(conn: Connection, codes: Iterable[str] | None = None, *, names: Mapping[str, str] | None = None) -> TermsBook:
