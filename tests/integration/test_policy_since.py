@@ -6,6 +6,7 @@ orders 0017 stamped."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,10 @@ from aftersales.domain import policy as policy_mod
 from aftersales.service import orders, setup, terms
 from aftersales.service.context import PLATFORM, Context
 from aftersales.store import tables as t
+from aftersales.store import terms as terms_store
 from aftersales.store.db import make_engine
 from aftersales.store.migrate import alembic_config, upgrade
-from aftersales.testing import ensure_merchant
+from aftersales.testing import ensure_merchant, sql_statements
 
 FILE_VERSION = policy_mod.version_id(policy_mod.load())
 
@@ -101,3 +103,48 @@ def test_T0_migration_0026_dates_each_version_from_the_earliest_order_it_judged(
     assert rows[FILE_VERSION] == now - timedelta(days=6)
     assert rows["unused"] == now
     assert _since(ctx) == now - timedelta(days=6)
+
+
+def _writes_version(seen: list[tuple[str, bool]]) -> bool:
+    return any("policy_versions" in sql and not sql.lstrip().upper().startswith("SELECT") for sql, _ in seen)
+
+
+def test_T0_a_version_stored_since_before_a_payment_is_not_written_again_one_paid_earlier_moves_it_back(ctx: Context) -> None:
+    """Issue 13: the version's statement is sent only when it could change something — the version is not known to
+    this process as committed, or the payment is earlier than its known instant (which the statement moves back)."""
+    _shop(ctx)
+    now = ctx.now()
+    orders.create_order(ctx, PLATFORM, _order("o1", now - timedelta(days=1)))
+    assert _since(ctx) == now - timedelta(days=1)
+    with sql_statements(ctx.engine) as seen:
+        orders.create_order(ctx, PLATFORM, _order("o2", now - timedelta(hours=1)))
+    assert seen and not _writes_version(seen)
+    assert _since(ctx) == now - timedelta(days=1)
+    with sql_statements(ctx.engine) as seen:
+        orders.create_order(ctx, PLATFORM, _order("o3", now - timedelta(days=3)))
+    assert _writes_version(seen)
+    assert _since(ctx) == now - timedelta(days=3)
+
+
+def test_T0_a_version_ensured_by_a_transaction_or_savepoint_that_rolled_back_is_written_by_the_next(ctx: Context) -> None:
+    """What a rolled-back transaction (or savepoint) ensured is not remembered as stored, even when the same
+    connection commits another transaction afterwards: the next transaction writes the version's row again."""
+    now = ctx.now()
+    rolled_back = replace(ctx.policy, no_reason_days=8)
+    in_savepoint = replace(ctx.policy, no_reason_days=9)
+    with ctx.engine.connect() as conn:
+        with conn.begin() as tx:
+            terms_store.ensure_policy_version(conn, rolled_back, now, judged_at=now)
+            tx.rollback()
+        with conn.begin():
+            savepoint = conn.begin_nested()
+            terms_store.ensure_policy_version(conn, in_savepoint, now, judged_at=now)
+            savepoint.rollback()
+        with conn.begin():  # commits something else on the same connection
+            conn.execute(select(t.policy_versions.c.id)).all()
+        for policy in (rolled_back, in_savepoint):
+            with sql_statements(ctx.engine) as seen, conn.begin():
+                vid = terms_store.ensure_policy_version(conn, policy, now, judged_at=now)
+            assert _writes_version(seen)
+            assert terms_store.load_policy_version(conn, vid) == policy
+            conn.rollback()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import time
 from functools import lru_cache
 from importlib import resources
@@ -58,9 +58,12 @@ class Policy:
 
     def as_dict(self) -> dict[str, Any]:
         """The parameters as plain values (for `policy show` and the API)."""
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in _NAMES}  # every value a scalar but this one (asdict's deep copy: 12 µs)
         data["merchant_reminder_hours"] = list(self.merchant_reminder_hours)
         return data
+
+
+_NAMES = tuple(f.name for f in fields(Policy))
 
 
 #: What each parameter means, with the RULEBOOK id it belongs to (one line each, translated where shown: the console's

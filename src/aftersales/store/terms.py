@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, bindparam, func, insert, select, true, update
+from sqlalchemy import Connection, bindparam, event, func, insert, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from aftersales.domain.catalog import Category, StatutoryExclusion, default_category
@@ -257,12 +257,56 @@ def ensure_policy_version(conn: Connection, policy: Policy, now: datetime, judge
     orders paid as usual, after the version's instant, do not queue behind one another)."""
     vid = version_id(policy)
     instant = now if judged_at is None else min(now, judged_at)
+    known = _committed(conn).get(vid)
+    if known is not None and known <= instant:
+        # Stored, its instant at or before this one (rows are never deleted, their instant never moves forward): the
+        # statement would change nothing. Every order of the B1 cycle is paid after its version's instant.
+        return vid
     name = "postgresql" if conn.dialect.name == "postgresql" else "sqlite"
     if judged_at is None:
         driver.execute(conn, _ENSURE_POLICY[name], {"id": vid, "parameters": policy.as_dict(), "effective_at": instant})
     else:  # one statement either way (the B1 cycle's statement budget)
         driver.execute(conn, _ENSURE_POLICY_JUDGED[name], {"b_id": vid, "b_parameters": policy.as_dict(), "b_at": instant})
+    pending = conn.info.setdefault(_ENSURED, {})
+    pending[vid] = min(instant, pending.get(vid, instant))
     return vid
+
+
+#: Per engine: policy version id → an instant its row is known to have, committed, at or after its "since"
+#: (:func:`ensure_policy_version` sends nothing for an order paid at or after it). Filled when a transaction that
+#: ensured versions commits (the engine's ``commit`` event); what a transaction ensured is forgotten if it, or a
+#: savepoint in it, rolls back.
+_COMMITTED: WeakKeyDictionary[Any, dict[str, datetime]] = WeakKeyDictionary()
+_COMMITTED_LOCK = threading.Lock()
+#: ``Connection.info`` key: what the connection's transaction ensured (id → instant).
+_ENSURED = "aftersales.policy_versions_ensured"
+
+
+def _committed(conn: Connection) -> dict[str, datetime]:
+    engine = conn.engine
+    known = _COMMITTED.get(engine)
+    if known is None:
+        with _COMMITTED_LOCK:
+            known = _COMMITTED.get(engine)
+            if known is None:
+                known = _COMMITTED[engine] = {}
+                event.listen(engine, "commit", _on_commit)
+                for name in ("rollback", "rollback_savepoint"):
+                    event.listen(engine, name, _on_rollback)
+    return known
+
+
+def _on_commit(conn: Connection) -> None:
+    ensured = conn.info.pop(_ENSURED, None)
+    if ensured:
+        known = _COMMITTED.setdefault(conn.engine, {})
+        for vid, instant in ensured.items():
+            before = known.get(vid)
+            known[vid] = instant if before is None else min(before, instant)
+
+
+def _on_rollback(conn: Connection, *_: Any) -> None:
+    conn.info.pop(_ENSURED, None)
 
 
 _ENSURE_POLICY = {name: dialect.insert(t.policy_versions).on_conflict_do_nothing(index_elements=["id"])
