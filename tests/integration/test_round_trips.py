@@ -7,7 +7,7 @@ process seen by the next order. Both databases (SQLite sends each statement as i
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from aftersales.domain import ledger
+from aftersales.domain.orders import OrderItem, new_order
 from aftersales.service import orders, setup
 from aftersales.service.context import PLATFORM, Context, UnitOfWork, run
 from aftersales.service.errors import Conflict
@@ -295,3 +296,68 @@ def test_only_the_version_checks_whose_result_arrived_count_after_a_failure():
     with pytest.raises(ConcurrentUpdate):
         repo._check_versions([(never_arrived, 2, "o1,o2")])
     assert driver.Pending(rowcount=3).arrived and driver.Pending(rowcount=3).rowcount == 3
+
+
+def _subscribe(conn: Any, sub_id: str, merchant_id: str | None) -> None:
+    """A subscription written by hand (another process, psql): the change mark moves all the same (migration 0028)."""
+    conn.execute(t.webhook_subscriptions.insert().values(
+        id=sub_id, merchant_id=merchant_id, url="https://hooks.example.com/in", secret="s" * 32, event_types=[],
+        active=True, created_at=datetime(2026, 12, 7, 12, 0, tzinfo=UTC)))
+
+
+def _outbox(ctx: Context, oid: str) -> int:
+    with ctx.engine.connect() as conn:
+        events = select(t.events.c.id).where(t.events.c.order_id == oid)
+        return len(conn.execute(select(t.webhook_outbox.c.id).where(t.webhook_outbox.c.event_id.in_(events))).all())
+
+
+def test_the_events_of_a_merchant_nobody_subscribes_to_need_no_question_until_a_subscription_changes(ctx, database):
+    """SEC2's outbox gets a unit of work's events only when a subscription may want them. PostgreSQL answers from
+    the process's copy of the active subscriptions while the change mark is the copy's — no statement — and a
+    subscription made, disabled or deleted by another process moves the mark: the very next unit of work asks."""
+    _setup(ctx)
+    ensure_merchant(ctx, "mB", ctx.now())
+    other = Context(engine=make_engine(database.url, schema=database.schema), policy=ctx.policy, clock=ctx.clock)
+    try:
+        _order(ctx, "sub-1")
+        with sql_statements(ctx.engine) as seen:
+            _order(ctx, "sub-2")
+        asked = [s for s, _ in seen if "webhook_subscriptions" in s]
+        assert (asked == []) if database.kind == "postgresql" else asked
+        assert _outbox(ctx, "sub-2") == 0
+
+        with other.engine.begin() as conn:
+            _subscribe(conn, "whB", "mB")  # another merchant's: mA's events are still nobody's
+        _order(ctx, "sub-3")
+        assert _outbox(ctx, "sub-3") == 0
+        with other.engine.begin() as conn:
+            _subscribe(conn, "whA", "mA")
+        _order(ctx, "sub-4")
+        assert _outbox(ctx, "sub-4") > 0
+        with other.engine.begin() as conn:
+            conn.execute(update(t.webhook_subscriptions).where(t.webhook_subscriptions.c.id == "whA").values(active=False))
+        _order(ctx, "sub-5")
+        assert _outbox(ctx, "sub-5") == 0
+        with other.engine.begin() as conn:
+            _subscribe(conn, "whAll", None)  # platform-wide: every merchant's events
+        _order(ctx, "sub-6")
+        assert _outbox(ctx, "sub-6") > 0
+    finally:
+        other.engine.dispose()
+
+
+def test_a_subscription_copy_read_by_a_transaction_that_rolled_back_is_never_taken_for_the_database(ctx):
+    """A transaction that adds a subscription, flushes events (reading the subscriptions with its own mark) and rolls
+    back leaves a copy under a mark no committed state carries: the next unit of work asks again."""
+    _setup(ctx)
+    _order(ctx, "rbs-1")
+    with UnitOfWork(ctx) as uow:
+        _subscribe(uow.conn, "whNever", "mA")
+        assert uow.tracker.get_order("rbs-1", lock=True) is not None  # reads the mark, this transaction's own
+        uow.tracker.add_order(new_order(id="rbs-x", merchant_id="mA", buyer_id="bX", paid_at=ctx.now(), shipping_fee_fen=0,
+                                        items=[OrderItem("k1", "Kettle", "kettles", 1, 100)]))
+        uow.tracker.flush()
+        events = select(t.events.c.id).where(t.events.c.order_id == "rbs-x")
+        assert uow.conn.execute(select(t.webhook_outbox.c.id).where(t.webhook_outbox.c.event_id.in_(events))).all()
+    _order(ctx, "rbs-2")
+    assert _outbox(ctx, "rbs-2") == 0

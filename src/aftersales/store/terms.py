@@ -154,7 +154,8 @@ def note_mark(conn: Connection, mark: Any) -> None:
         conn.info[_MARK_KEY] = (tx, int(mark))
 
 
-def _known_mark(conn: Connection) -> int | None:
+def known_mark(conn: Connection) -> int | None:
+    """The change mark a statement of this transaction read (:func:`note_mark`; None: none read yet)."""
     known = conn.info.get(_MARK_KEY)
     if known is None or known[0] is not conn.get_transaction():
         return None
@@ -198,7 +199,7 @@ def _marked_rows(conn: Connection, kept: tuple[int, list[Any]] | None, marked: A
     """``kept``'s rows when the mark this transaction read is its mark: ``(None, rows)``. Otherwise the rows read
     with the mark in force (``marked``, outer-joined to the mark's row: ``(mark, rows)``, to be kept), or by
     ``plain`` when there is no mark row (``(None, rows)``)."""
-    mark = _known_mark(conn)
+    mark = known_mark(conn)
     if mark is not None and kept is not None and kept[0] == mark:
         return None, kept[1]
     rows = driver.execute(conn, marked, params).all()

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, and_, bindparam, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.orm import aliased
 
 from . import driver
 from . import tables as t
+from . import terms as terms_store
 
 s, o, d, a = t.webhook_subscriptions, t.webhook_outbox, t.webhook_deliveries, t.webhook_attempts
 #: PostgreSQL advisory lock taken by the fan-out: one fan-out at a time keeps deliveries in outbox (event) order.
@@ -78,14 +81,58 @@ _ANSWERED = "aftersales.any_subscriber"
 
 
 def ask_any_subscriber(q: driver.Pipeline, merchants: Iterable[str]) -> Callable[[], bool] | None:
-    """:func:`any_subscriber` for one merchant asked in the pipeline ``q`` (the flush's round trip, before the events
-    it writes are handed to the outbox hook): its answer once ``q`` has been synced. None: not asked (several
-    merchants, or statements sent one by one — the hook asks itself)."""
+    """:func:`any_subscriber` for one merchant, answered in the pipeline ``q`` (the flush's round trip, before the
+    events it writes are handed to the outbox hook): its answer once ``q`` has been synced. None: not asked (several
+    merchants, or statements sent one by one — the hook asks itself).
+
+    PostgreSQL keeps a copy of the active subscriptions per process, under the change mark they were read with
+    (migration 0028: any change of a subscription moves the mark, store/terms.py): while the mark this transaction
+    read is the copy's, the answer is the copy's and no statement is sent; otherwise the subscriptions are read
+    with the mark in force, in the same round trip, and kept."""
     wanted = sorted(set(merchants))
     if len(wanted) != 1 or not q.together:
         return None
-    pending = q.execute(_ANY_SUBSCRIBER_OF_ONE, {"merchant": wanted[0]})
-    return lambda: bool(pending.all())
+    merchant = wanted[0]
+    mark = terms_store.known_mark(q.conn)
+    if mark is None:  # no mark read by this transaction: the one question
+        pending = q.execute(_ANY_SUBSCRIBER_OF_ONE, {"merchant": merchant})
+        return lambda: bool(pending.all())
+    kept = _KEPT.get(q.conn.engine)
+    if kept is not None and kept.mark == mark:
+        answer = kept.wants(merchant)
+        return lambda: answer
+    engine = q.conn.engine
+    marked = q.execute(_MARKED_SUBSCRIBERS)
+
+    def read() -> bool:
+        rows = marked.all()
+        if not rows or rows[0].terms_mark is None:  # the mark's row is gone: whoever wants them sorts it out
+            return True
+        copy = _Subscribers(int(rows[0].terms_mark), any(r.id is not None and r.merchant_id is None for r in rows),
+                            frozenset(r.merchant_id for r in rows if r.merchant_id is not None))
+        _KEPT[engine] = copy
+        return copy.wants(merchant)
+    return read
+
+
+@dataclass(frozen=True, slots=True)
+class _Subscribers:
+    """Who had an active subscription when the change mark was ``mark``: anybody platform-wide, which merchants."""
+
+    mark: int
+    platform_wide: bool
+    merchants: frozenset[str]
+
+    def wants(self, merchant: str) -> bool:
+        return self.platform_wide or merchant in self.merchants
+
+
+#: Per engine (a database): the active subscriptions as of a change mark (PostgreSQL).
+_KEPT: WeakKeyDictionary[Any, _Subscribers] = WeakKeyDictionary()
+#: The active subscriptions with the change mark in force, in one statement (one row with NULLs when there are none).
+_MARKED_SUBSCRIBERS = (select(t.change_marks.c.mark.label("terms_mark"), s.c.id, s.c.merchant_id)
+                       .select_from(t.change_marks.outerjoin(s, s.c.active.is_(True)))
+                       .where(t.change_marks.c.name == "terms"))
 
 
 @contextmanager
