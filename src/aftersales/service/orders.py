@@ -57,9 +57,10 @@ def create_order(ctx: Context, who: Principal, data: dict[str, Any]) -> dict[str
         raise NotFound("merchant", data["merchant_id"])
 
     def cmd(uow: UnitOfWork) -> dict[str, Any]:
-        if repo.merchant(uow.conn, data["merchant_id"]) is None:
+        shop, taken = repo.merchant_and_order_taken(uow.conn, data["merchant_id"], data["id"])
+        if shop is None:
             raise NotFound("merchant", data["merchant_id"])
-        if uow.tracker.order_exists(data["id"]):
+        if taken:
             raise Conflict("order {order} already exists", order=repr(data["id"]))
         g = data.get("group")
         items = [OrderItem(i["sku"], i["title"], i["category"], i["quantity"], i["unit_price_fen"], bool(i.get("exclusion_confirmed")))

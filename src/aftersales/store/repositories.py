@@ -545,7 +545,23 @@ def merchant(conn: Connection, merchant_id: str) -> Any:
     a new order's terms then need no statement for while this process's copy is current (store/terms.py)."""
     if not terms_store.keeps_copy(conn):
         return driver.execute(conn, _MERCHANT, {"merchant_id": merchant_id}).first()
-    row = driver.execute(conn, _MERCHANT_MARKED, {"merchant_id": merchant_id}).first()
+    return _marked_merchant(conn, driver.execute(conn, _MERCHANT_MARKED, {"merchant_id": merchant_id}).first())
+
+
+def merchant_and_order_taken(conn: Connection, merchant_id: str, order_id: str) -> tuple[Any, bool]:
+    """:func:`merchant`, and whether an order ``order_id`` is stored already (a new order's two checks): in one
+    round trip on PostgreSQL (a pipeline, the BEGIN with them)."""
+    if not terms_store.keeps_copy(conn):
+        return merchant(conn, merchant_id), driver.execute(conn, _ORDER_EXISTS, {"order_id": order_id}).first() is not None
+    with driver.pipeline(conn, "merchant") as q:
+        found = q.execute(_MERCHANT_MARKED, {"merchant_id": merchant_id})
+        taken = q.execute(_ORDER_EXISTS, {"order_id": order_id})
+    rows = found.all()
+    return _marked_merchant(conn, rows[0] if rows else None), bool(taken.all())
+
+
+def _marked_merchant(conn: Connection, row: Any) -> Any:
+    """A row of :data:`_MERCHANT_MARKED` as :data:`_MERCHANT`'s, its mark noted (None for None)."""
     if row is None:
         return None
     terms_store.note_mark(conn, row[-1])
