@@ -11,13 +11,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic import command
 from sqlalchemy import insert, select, update
 
 from aftersales import importer
 from aftersales.domain import policy as policy_mod
 from aftersales.service import orders, setup, terms
-from aftersales.service.context import PLATFORM, Context
+from aftersales.service.context import PLATFORM, Context, UnitOfWork
 from aftersales.store import tables as t
 from aftersales.store import terms as terms_store
 from aftersales.store.db import make_engine
@@ -127,24 +128,56 @@ def test_T0_a_version_stored_since_before_a_payment_is_not_written_again_one_pai
 
 
 def test_T0_a_version_ensured_by_a_transaction_or_savepoint_that_rolled_back_is_written_by_the_next(ctx: Context) -> None:
-    """What a rolled-back transaction (or savepoint) ensured is not remembered as stored, even when the same
-    connection commits another transaction afterwards: the next transaction writes the version's row again."""
+    """Only what a unit of work that committed ensured is remembered as stored: not what one that rolled back
+    ensured, nor what a savepoint that rolled back ensured in one that committed, nor what a transaction outside a
+    unit of work ensured — the next unit of work writes those versions' rows again."""
     now = ctx.now()
     rolled_back = replace(ctx.policy, no_reason_days=8)
     in_savepoint = replace(ctx.policy, no_reason_days=9)
+    outside = replace(ctx.policy, no_reason_days=10)
+    with UnitOfWork(ctx) as uow:  # never committed
+        terms_store.ensure_policy_version(uow.conn, rolled_back, now, judged_at=now)
+    with UnitOfWork(ctx) as uow:
+        savepoint = uow.conn.begin_nested()
+        terms_store.ensure_policy_version(uow.conn, in_savepoint, now, judged_at=now)
+        savepoint.rollback()
+        uow.commit()
     with ctx.engine.connect() as conn:
-        with conn.begin() as tx:
-            terms_store.ensure_policy_version(conn, rolled_back, now, judged_at=now)
-            tx.rollback()
         with conn.begin():
-            savepoint = conn.begin_nested()
-            terms_store.ensure_policy_version(conn, in_savepoint, now, judged_at=now)
-            savepoint.rollback()
-        with conn.begin():  # commits something else on the same connection
+            terms_store.ensure_policy_version(conn, outside, now, judged_at=now)
+        with conn.begin():  # another transaction of the same connection
             conn.execute(select(t.policy_versions.c.id)).all()
-        for policy in (rolled_back, in_savepoint):
-            with sql_statements(ctx.engine) as seen, conn.begin():
-                vid = terms_store.ensure_policy_version(conn, policy, now, judged_at=now)
-            assert _writes_version(seen)
+    for policy in (rolled_back, in_savepoint, outside):
+        with sql_statements(ctx.engine) as seen, UnitOfWork(ctx) as uow:
+            vid = terms_store.ensure_policy_version(uow.conn, policy, now, judged_at=now)
+            uow.commit()
+        assert _writes_version(seen), policy
+        with ctx.engine.connect() as conn:
             assert terms_store.load_policy_version(conn, vid) == policy
-            conn.rollback()
+    with sql_statements(ctx.engine) as seen, UnitOfWork(ctx) as uow:  # now committed by a unit of work: known
+        terms_store.ensure_policy_version(uow.conn, outside, now, judged_at=now)
+        uow.commit()
+    assert not _writes_version(seen)
+
+
+def test_T0_a_version_whose_COMMIT_failed_is_written_by_the_next_unit_of_work(ctx: Context, monkeypatch: Any) -> None:
+    """A version is remembered as stored only once the COMMIT that wrote it has succeeded: a COMMIT the database
+    refused (a lost connection, a failed check at commit) leaves nothing remembered."""
+    now = ctx.now()
+    policy = replace(ctx.policy, no_reason_days=11)
+
+    def refused(dbapi_connection: Any) -> None:  # the database ends the transaction without committing it
+        dbapi_connection.rollback()
+        raise RuntimeError("the COMMIT was refused")
+
+    monkeypatch.setattr(ctx.engine.dialect, "do_commit", refused)
+    with pytest.raises(RuntimeError), UnitOfWork(ctx) as uow:
+        terms_store.ensure_policy_version(uow.conn, policy, now, judged_at=now)
+        uow.commit()
+    monkeypatch.undo()
+    with sql_statements(ctx.engine) as seen, UnitOfWork(ctx) as uow:
+        vid = terms_store.ensure_policy_version(uow.conn, policy, now, judged_at=now)
+        uow.commit()
+    assert _writes_version(seen)
+    with ctx.engine.connect() as conn:
+        assert terms_store.load_policy_version(conn, vid) == policy

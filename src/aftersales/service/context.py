@@ -225,6 +225,7 @@ class UnitOfWork:
                                                   answer=stored, answered=claim.recorded is not None):
                 raise Conflict("a retry with this Idempotency-Key took this request over; it was not applied")
         self.tx.commit()
+        terms_store.committed(self.conn)
         if claim is not None:
             claim.recorded = answer
 

@@ -274,12 +274,12 @@ def ensure_policy_version(conn: Connection, policy: Policy, now: datetime, judge
 
 
 #: Per engine: policy version id → an instant its row is known to have, committed, at or after its "since"
-#: (:func:`ensure_policy_version` sends nothing for an order paid at or after it). Filled when a transaction that
-#: ensured versions commits (the engine's ``commit`` event); what a transaction ensured is forgotten if it, or a
-#: savepoint in it, rolls back.
+#: (:func:`ensure_policy_version` sends nothing for an order paid at or after it). Filled by :func:`committed`, which
+#: the unit of work calls once its COMMIT has succeeded; what a transaction ensured is forgotten when the next one
+#: begins, and when it or a savepoint in it rolls back.
 _COMMITTED: WeakKeyDictionary[Any, dict[str, datetime]] = WeakKeyDictionary()
 _COMMITTED_LOCK = threading.Lock()
-#: ``Connection.info`` key: what the connection's transaction ensured (id → instant).
+#: ``Connection.info`` key (kept with the driver's connection, across check-outs): what its transaction ensured.
 _ENSURED = "aftersales.policy_versions_ensured"
 
 
@@ -291,22 +291,23 @@ def _committed(conn: Connection) -> dict[str, datetime]:
             known = _COMMITTED.get(engine)
             if known is None:
                 known = _COMMITTED[engine] = {}
-                event.listen(engine, "commit", _on_commit)
-                for name in ("rollback", "rollback_savepoint"):
-                    event.listen(engine, name, _on_rollback)
+                for name in ("begin", "rollback", "rollback_savepoint"):
+                    event.listen(engine, name, _forget)
     return known
 
 
-def _on_commit(conn: Connection) -> None:
+def committed(conn: Connection) -> None:
+    """The transaction ``conn`` has just committed (its COMMIT succeeded): the policy versions it ensured are known
+    stored from now on."""
     ensured = conn.info.pop(_ENSURED, None)
     if ensured:
-        known = _COMMITTED.setdefault(conn.engine, {})
+        known = _committed(conn)
         for vid, instant in ensured.items():
             before = known.get(vid)
             known[vid] = instant if before is None else min(before, instant)
 
 
-def _on_rollback(conn: Connection, *_: Any) -> None:
+def _forget(conn: Connection, *_: Any) -> None:
     conn.info.pop(_ENSURED, None)
 
 
