@@ -163,7 +163,7 @@ class Tracker:
         self.search_terms[order.id] = frozenset()
 
     def order_exists(self, order_id: str) -> bool:
-        return driver.execute(self.conn, _ORDER_EXISTS, {"order_id": order_id}).first() is not None
+        return order_exists(self.conn, order_id)
 
     def order_for_case(self, case_id: str) -> str | None:
         return self.conn.execute(select(t.cases.c.order_id).where(t.cases.c.id == case_id)).scalar()
@@ -548,11 +548,16 @@ def merchant(conn: Connection, merchant_id: str) -> Any:
     return _marked_merchant(conn, driver.execute(conn, _MERCHANT_MARKED, {"merchant_id": merchant_id}).first())
 
 
+def order_exists(conn: Connection, order_id: str) -> bool:
+    """Whether an order ``order_id`` is stored."""
+    return driver.execute(conn, _ORDER_EXISTS, {"order_id": order_id}).first() is not None
+
+
 def merchant_and_order_taken(conn: Connection, merchant_id: str, order_id: str) -> tuple[Any, bool]:
     """:func:`merchant`, and whether an order ``order_id`` is stored already (a new order's two checks): in one
     round trip on PostgreSQL (a pipeline, the BEGIN with them)."""
     if not terms_store.keeps_copy(conn):
-        return merchant(conn, merchant_id), driver.execute(conn, _ORDER_EXISTS, {"order_id": order_id}).first() is not None
+        return merchant(conn, merchant_id), order_exists(conn, order_id)
     with driver.pipeline(conn, "merchant") as q:
         found = q.execute(_MERCHANT_MARKED, {"merchant_id": merchant_id})
         taken = q.execute(_ORDER_EXISTS, {"order_id": order_id})

@@ -303,8 +303,7 @@ def committed(conn: Connection) -> None:
     if ensured:
         known = _committed(conn)
         for vid, instant in ensured.items():
-            before = known.get(vid)
-            known[vid] = instant if before is None else min(before, instant)
+            known[vid] = min(instant, known.get(vid, instant))
 
 
 def _forget(conn: Connection, *_: Any) -> None:

@@ -106,7 +106,7 @@ def ask_any_subscriber(q: driver.Pipeline, merchants: Iterable[str]) -> Callable
 
     def read() -> bool:
         rows = marked.all()
-        if not rows or rows[0].terms_mark is None:  # the mark's row is gone: whoever wants them sorts it out
+        if not rows:  # the mark's row is gone: whoever wants them sorts it out
             return True
         copy = _Subscribers(int(rows[0].terms_mark), any(r.id is not None and r.merchant_id is None for r in rows),
                             frozenset(r.merchant_id for r in rows if r.merchant_id is not None))
