@@ -870,15 +870,18 @@ def import_orders(
             table.add_row(str(r.line), r.field, r.message)
         console.print(table)
         if len(report.rejections) > show:
-            console.print(f"… and {len(report.rejections) - show} more (--show to list more)")
-        console.print(f"[red]{len(report.rejections)} problem(s) in {report.orders} order(s): nothing was imported[/red]")
+            console.print(_t(N_("… and {n} more (--show to list more)"), n=len(report.rejections) - show))
+        console.print(_styled("red", _t(N_("{problems} problem(s) in {orders} order(s): nothing was imported"),
+                                        problems=len(report.rejections), orders=report.orders)))
         raise typer.Exit(1)
     rate = report.orders / report.seconds if report.seconds else 0.0
     if dry_run:
-        console.print(f"[green]valid:[/green] {report.orders} orders ({report.rows} rows, {report.groups} new groups); nothing written (--dry-run)")
+        console.print(_styled("green", _t(N_("valid: {orders} orders ({rows} rows, {groups} new groups); nothing written "
+                                             "(--dry-run)"), orders=report.orders, rows=report.rows, groups=report.groups)))
         return
-    console.print(f"[green]imported {report.orders} orders[/green] ({report.rows} rows, {report.groups} new groups) "
-                  f"in {report.seconds:.1f} s ({rate:,.0f} orders/s), one transaction")
+    console.print(_styled("green", _t(N_("imported {orders} orders ({rows} rows, {groups} new groups) in {seconds} s "
+                                         "({rate} orders/s), one transaction"), orders=report.orders, rows=report.rows,
+                                      groups=report.groups, seconds=f"{report.seconds:.1f}", rate=f"{rate:,.0f}")))
 
 
 if __name__ == "__main__":
