@@ -829,7 +829,7 @@ class _RichProgress:
     def phase(self, description: str, total: int) -> None:
         if self.task is not None:
             self.progress.update(self.task, completed=self.progress.tasks[-1].total)
-        self.task = self.progress.add_task(description, total=total)
+        self.task = self.progress.add_task(_t(description), total=total)  # a msgid of the importer's (N_)
 
     def advance(self, n: int = 1) -> None:
         self.progress.advance(self.task, n)
@@ -846,6 +846,7 @@ def import_orders(
     dry_run: bool = typer.Option(False, "--dry-run", help=N_("Validate every row, write nothing.")),
     show: int = typer.Option(50, "--show", min=1, help=N_("How many rejected rows to list.")),
 ) -> None:
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from aftersales import importer
@@ -856,7 +857,7 @@ def import_orders(
         with Progress(*columns, console=err, refresh_per_second=2) as bar:  # B4: redrawing costs the import CPU
             report = importer.import_orders(ctx, file, fmt, progress=_RichProgress(bar), dry_run=dry_run)
     except importer.ImportFileError as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(_styled("red", escape(i18n.render(exc.msg, _lang()))))
         raise typer.Exit(2) from None
     finally:
         ctx.engine.dispose()

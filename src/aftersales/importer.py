@@ -47,6 +47,7 @@ from aftersales.domain.errors import DomainError
 from aftersales.domain.events import Event
 from aftersales.domain.groups import Group, GroupStatus, open_group
 from aftersales.domain.ids import ID_PATTERN
+from aftersales.domain.messages import N_, Msg
 from aftersales.domain.money import MAX_FEN
 from aftersales.domain.orders import Order, OrderItem, new_order
 from aftersales.domain.policy import version_id
@@ -128,7 +129,12 @@ class _Parsed:
 
 
 class ImportFileError(Exception):
-    """The file itself cannot be read (unknown format, missing CSV columns, not UTF-8)."""
+    """The file itself cannot be read (unknown format, not UTF-8). ``msg`` is what the operator is told, from the
+    catalogs (the CLI renders it in their language); ``str()`` is its English text."""
+
+    def __init__(self, text: str, **params: Any) -> None:
+        self.msg = Msg(text, params)
+        super().__init__(i18n.render(self.msg, i18n.DEFAULT))
 
 
 def detect_format(path: Path, fmt: str | None) -> str:
@@ -136,14 +142,14 @@ def detect_format(path: Path, fmt: str | None) -> str:
     if fmt:
         fmt = fmt.lower()
         if fmt not in ("csv", "jsonl"):
-            raise ImportFileError(f"unknown format {fmt!r}: use csv or jsonl")
+            raise ImportFileError(N_("unknown format '{fmt}': use csv or jsonl"), fmt=fmt)
         return fmt
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return "csv"
     if suffix in (".jsonl", ".ndjson"):
         return "jsonl"
-    raise ImportFileError(f"cannot tell the format of {path.name}: name it .csv or .jsonl, or pass --format")
+    raise ImportFileError(N_("cannot tell the format of {file}: name it .csv or .jsonl, or pass --format"), file=path.name)
 
 
 # --- reading -----------------------------------------------------------------------------------------------
@@ -838,14 +844,16 @@ def _scan(path: Path) -> int:
             try:
                 decoder.decode(block)
             except UnicodeDecodeError as exc:
-                raise ImportFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {offset + exc.start})") from None
+                raise ImportFileError(N_("{file}: not UTF-8 text ({problem} at byte {offset})"), file=str(path), problem=exc.reason,
+                                      offset=offset + exc.start) from None
             lines += block.count(b"\n")
             offset += len(block)
             last = block[-1:]
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError as exc:
-            raise ImportFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {offset + exc.start})") from None
+            raise ImportFileError(N_("{file}: not UTF-8 text ({problem} at byte {offset})"), file=str(path), problem=exc.reason,
+                                      offset=offset + exc.start) from None
     return lines + (0 if last == b"\n" else 1)
 
 
@@ -884,7 +892,8 @@ def _import(ctx: Context, path: Path, fmt: str, lines: int, progress: Progress, 
             optimistic: bool) -> Report:
     report = Report(file=str(path), format=fmt)
     header = 1 if fmt == "csv" else 0
-    progress.phase("importing orders (rows)" if optimistic or dry_run else "checking every row (rows)", max(lines - header, 0))
+    progress.phase(N_("importing orders (rows)") if optimistic or dry_run else N_("checking every row (rows)"),
+                   max(lines - header, 0))
     with UnitOfWork(ctx) as uow, ctx.engine.connect() as side:
         side.execution_options(readonly=True)
         sink = _Sink(uow)

@@ -210,13 +210,16 @@ def test_users_create_and_a_buyer_link_that_opens_the_portal(env):
     assert users.buyer_login(ctx, Settings().secret_key, token)
 
 
-@pytest.mark.parametrize(("lang", "rejected", "valid", "imported"), [
-    ("zh_CN.UTF-8", "2 个订单中有 1 个问题：未导入任何数据", "校验通过：1 个订单", "已导入 1 个订单"),
-    ("es_ES.UTF-8", "1 problema(s) en 2 pedido(s): no se importó nada", "válido: 1 pedidos", "importados 1 pedidos"),
-    ("C", "1 problem(s) in 2 order(s): nothing was imported", "valid: 1 orders", "imported 1 orders"),
+@pytest.mark.parametrize(("lang", "unreadable", "rejected", "valid", "imported"), [
+    ("zh_CN.UTF-8", "未知格式“xml”：请使用 csv 或 jsonl", "2 个订单中有 1 个问题：未导入任何数据", "校验通过：1 个订单", "已导入 1 个订单"),
+    ("es_ES.UTF-8", "formato desconocido «xml»: use csv o jsonl", "1 problema(s) en 2 pedido(s): no se importó nada",
+     "válido: 1 pedidos", "importados 1 pedidos"),
+    ("C", "unknown format 'xml': use csv or jsonl", "1 problem(s) in 2 order(s): nothing was imported", "valid: 1 orders",
+     "imported 1 orders"),
 ])
-def test_the_import_reports_in_the_operators_language(env, monkeypatch, lang, rejected, valid, imported):
-    """B4's command: the summary lines (rejected, --dry-run, imported) come from the catalogs like the rest of the CLI."""
+def test_the_import_reports_in_the_operators_language(env, monkeypatch, lang, unreadable, rejected, valid, imported):
+    """B4's command: a file it cannot read and the summary lines (rejected, --dry-run, imported) come from the
+    catalogs like the rest of the CLI."""
     _locale(monkeypatch, lang)
     assert invoke("migrate").exit_code == 0
     setup.create_merchant(context(), PLATFORM, id="mA", name="Shop A", return_address=None)
@@ -230,6 +233,8 @@ def test_the_import_reports_in_the_operators_language(env, monkeypatch, lang, re
     assert result.exit_code == 1 and rejected in result.output.replace("\n", ""), result.output
     good = env / "good.csv"
     good.write_text("\n".join([header, row.format(n=1, qty=1)]) + "\n")
+    result = invoke("import", "orders", "--format", "xml", str(good))
+    assert result.exit_code == 2 and unreadable in result.output.replace("\n", ""), result.output
     result = invoke("import", "orders", "--dry-run", str(good))
     assert result.exit_code == 0 and valid in result.output.replace("\n", ""), result.output
     result = invoke("import", "orders", str(good))
