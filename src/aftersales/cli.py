@@ -867,8 +867,9 @@ def import_orders(
         table.add_column(_t(N_("line")), justify="right")
         table.add_column(_t(N_("field")))
         table.add_column(_t(N_("message")))
+        lang, tz = _lang(), ctx.policy.timezone
         for r in report.rejections[:show]:
-            table.add_row(str(r.line), r.field, r.message)
+            table.add_row(str(r.line), r.field, escape(r.text(lang, tz)))
         console.print(table)
         if len(report.rejections) > show:
             console.print(_t(N_("… and {n} more (--show to list more)"), n=len(report.rejections) - show))

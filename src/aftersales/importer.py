@@ -41,6 +41,7 @@ from sqlalchemy.exc import IntegrityError
 
 from aftersales import i18n
 from aftersales.api.schemas import OrderIn
+from aftersales.api.validation_messages import validation_msg
 from aftersales.domain import deposits as d
 from aftersales.domain.catalog import require_known_category
 from aftersales.domain.errors import DomainError
@@ -90,13 +91,28 @@ class _Silent:
         pass
 
 
+#: A field that equality and hashing leave out (its name would be shadowed inside :class:`Rejection`, which has a ``field``).
+_UNCOMPARED: Any = field(default=None, compare=False, hash=False)
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why a row was rejected: its line number in the file (1-based, the CSV header is line 1), the field, why."""
+    """Why a row was rejected: its line number in the file (1-based, the CSV header is line 1), the field, why —
+    ``message`` in English, ``msg`` the same from the catalogs (:meth:`text` renders it in the operator's language)."""
 
     line: int
     field: str
     message: str
+    msg: Msg | None = _UNCOMPARED
+
+    @classmethod
+    def of(cls, line: int, field: str, text: str, **params: Any) -> Rejection:
+        """A rejection whose message is ``text`` (an ``N_`` msgid) over ``params``."""
+        msg = Msg(text, params)
+        return cls(line, field, i18n.render(msg, i18n.DEFAULT), msg)
+
+    def text(self, lang: str, tz: str = i18n.DEFAULT_TZ) -> str:
+        return self.message if self.msg is None else i18n.render(self.msg, lang, tz)
 
 
 @dataclass
@@ -178,8 +194,8 @@ def _read_csv(lines: Iterable[str], skip: Callable[[int], bool] | None = None) -
         header = [h.strip() for h in next(reader)]
     except StopIteration:
         header = []
-    problems = [Rejection(1, col, "missing column") for col in REQUIRED_COLUMNS if col not in header]
-    problems += [Rejection(1, col, f"unknown column (expected: {', '.join(CSV_COLUMNS)})") for col in header if col not in CSV_COLUMNS]
+    problems = [Rejection.of(1, col, N_("missing column")) for col in REQUIRED_COLUMNS if col not in header]
+    problems += [Rejection.of(1, col, N_("unknown column (expected: {columns})"), columns=", ".join(CSV_COLUMNS)) for col in header if col not in CSV_COLUMNS]
     if problems:
         yield _Parsed(1, None, errors=problems)
         return
@@ -202,7 +218,7 @@ def _read_csv(lines: Iterable[str], skip: Callable[[int], bool] | None = None) -
             continue
         line = reader.line_num
         if len(cells) > width:  # more cells than columns
-            yield order(_Parsed(line, None, errors=[Rejection(line, "(row)", f"more cells than the {width} columns of the header")]))
+            yield order(_Parsed(line, None, errors=[Rejection.of(line, "(row)", N_("more cells than the {width} columns of the header"), width=width)]))
             current = None
             continue
         if len(cells) < width:
@@ -216,8 +232,9 @@ def _read_csv(lines: Iterable[str], skip: Callable[[int], bool] | None = None) -
         if current is not None:
             yield order(current)
         if oid and oid in first_line:
-            current = _Parsed(line, None, errors=[Rejection(line, "id", f"duplicate order id {oid!r}: already at line {first_line[oid]} "
-                                                                    "(the lines of one order must be consecutive)")])
+            current = _Parsed(line, None, errors=[Rejection.of(
+                line, "id", N_("duplicate order id '{id}': already at line {first} (the lines of one order must be consecutive)"),
+                id=oid, first=first_line[oid])])
             continue
         if oid:
             first_line[oid] = line
@@ -374,9 +391,10 @@ def _continue_order(order: _Parsed, cells: dict[str, str], line: int) -> None:
     assert first is not None
     for col in ORDER_COLUMNS:
         if col in first and first[col] != order.data.get(col):
-            order.errors.append(Rejection(line, col, f"differs from line {order.line} of the same order"))
+            order.errors.append(Rejection.of(line, col, N_("differs from line {first} of the same order"), first=order.line))
     if "group" in first and first["group"] != order.data.get("group"):
-        order.errors.append(Rejection(line, "group_id", f"the group differs from line {order.line} of the same order"))
+        order.errors.append(Rejection.of(line, "group_id", N_("the group differs from line {first} of the same order"),
+                                          first=order.line))
     order.data["items"].append(first["items"][0])
     order.item_lines.append(line)
 
@@ -397,10 +415,10 @@ def _read_jsonl(lines: Iterable[str], skip: Callable[[int], bool] | None = None)
             try:
                 data = json.loads(raw)
             except ValueError as exc:
-                yield _Parsed(number, None, errors=[Rejection(number, "(line)", f"not valid JSON: {exc}")])
+                yield _Parsed(number, None, errors=[Rejection.of(number, "(line)", N_("not valid JSON: {error}"), error=str(exc))])
                 continue
             if not isinstance(data, dict):
-                yield _Parsed(number, None, errors=[Rejection(number, "(line)", "each line must be a JSON object (an order)")])
+                yield _Parsed(number, None, errors=[Rejection.of(number, "(line)", N_("each line must be a JSON object (an order)"))])
                 continue
             yield _Parsed(number, data)
 
@@ -430,15 +448,16 @@ def _validate_shape(parsed: _Parsed, fmt: str) -> None:
             line = parsed.line
             if fmt == "csv" and len(loc) > 1 and loc[0] == "items" and isinstance(loc[1], int) and loc[1] < len(parsed.item_lines):
                 line = parsed.item_lines[loc[1]]
-            message = err["msg"]
-            if err["type"] == "missing" and fmt == "csv":
-                message = "required (empty)"
-            parsed.errors.append(Rejection(line, _field_of(loc, fmt), message))
+            # The API's message for the same error (POST /v1/orders' 422), from the catalogs.
+            msg = Msg(N_("required (empty)")) if err["type"] == "missing" and fmt == "csv" else validation_msg(err)
+            parsed.errors.append(Rejection(line, _field_of(loc, fmt), i18n.render(msg, i18n.DEFAULT), msg))
 
 
 # --- checking against the database and the domain ----------------------------------------------------------
-def _domain_error(exc: DomainError, tz: str) -> str:
-    return f"{i18n.render_error(exc, 'en', tz)} ({exc.rule})"
+def _domain_rejection(line: int, field: str, exc: DomainError, tz: str) -> Rejection:
+    """The domain's explanation of a refusal, followed by its rule id."""
+    msg = Msg("{explanation} ({rule})", {"explanation": exc.msg, "rule": exc.rule})  # nothing in it to translate: no msgid
+    return Rejection(line, field, i18n.render(msg, i18n.DEFAULT, tz), msg)
 
 
 @dataclass
@@ -486,13 +505,13 @@ class _Pure:
                 require_known_category(i.sku, i.category, self.categories)
             except DomainError as exc:
                 line = p.item_lines[n] if self.fmt == "csv" and n < len(p.item_lines) else p.line
-                out.append(Rejection(line, _field_of(("items", n, "category"), self.fmt), _domain_error(exc, self.tz)))
+                out.append(_domain_rejection(line, _field_of(("items", n, "category"), self.fmt), exc, self.tz))
         return out
 
     def order(self, p: _Parsed, m: OrderIn | _FastOrder) -> Order | list[Rejection]:
         """The new order of ``m`` (read at ``p``), or why it is rejected — the checks after the merchant's."""
         if m.paid_at > self.now:
-            return [Rejection(p.line, "paid_at", f"cannot be in the future (now is {self.now.isoformat()}) (T0)")]
+            return [Rejection.of(p.line, "paid_at", N_("cannot be in the future (now is {now}) (T0)"), now=self.now.isoformat())]
         unknown = self._unknown_categories(p, m)
         if unknown:
             return unknown
@@ -505,7 +524,7 @@ class _Pure:
                              terms=self.terms.for_items({i.category for i in m.items}, m.paid_at),
                              policy_version=self._policy_version(m.paid_at))
         except DomainError as exc:
-            return [Rejection(p.line, str(exc.msg.params.get("field", "items")), _domain_error(exc, self.tz))]
+            return [_domain_rejection(p.line, str(exc.msg.params.get("field", "items")), exc, self.tz)]
 
     def build(self, parsed: list[_Parsed], dialect: Any, *, prepare: bool, events: bool) -> tuple[_Plain, _Prebuilt | None]:
         """In a builder process: check every order of a chunk (shape already checked) and replace its model by a
@@ -691,18 +710,18 @@ class _Builder:
         if plain is not None and (taken or not self.merchants.issuperset(plain.merchants)):
             for oid, merchant_id, line in zip(plain.ids, plain.merchants, plain.lines, strict=True):
                 if oid in taken:
-                    rejections.append(Rejection(line, "id", f"order {oid!r} already exists"))
+                    rejections.append(Rejection.of(line, "id", N_("order '{id}' already exists"), id=oid))
                 elif merchant_id not in self.merchants:
-                    rejections.append(Rejection(line, "merchant_id", f"unknown merchant {merchant_id!r}"))
+                    rejections.append(Rejection.of(line, "merchant_id", N_("unknown merchant '{id}'"), id=merchant_id))
         for p in parsed:
             m = p.model
             if m is None or p.errors:
                 continue
             if m.id in taken:
-                rejections.append(Rejection(p.line, "id", f"order {m.id!r} already exists"))
+                rejections.append(Rejection.of(p.line, "id", N_("order '{id}' already exists"), id=m.id))
                 continue
             if m.merchant_id not in self.merchants:
-                rejections.append(Rejection(p.line, "merchant_id", f"unknown merchant {m.merchant_id!r}"))
+                rejections.append(Rejection.of(p.line, "merchant_id", N_("unknown merchant '{id}'"), id=m.merchant_id))
                 continue
             result = m.result if isinstance(m, _Built) else self.pure.order(p, m)
             if result is None:  # its rows were built by a builder process (or a dry run)
@@ -724,7 +743,7 @@ class _Builder:
                     self.held[gid] = []
                     self.opened += 1
                 elif group.merchant_id != order.merchant_id:
-                    rejections.append(Rejection(p.line, self.group_field, f"group {gid!r} belongs to another merchant"))
+                    rejections.append(Rejection.of(p.line, self.group_field, N_("group '{id}' belongs to another merchant"), id=gid))
                     continue
                 elif gid in self.db_groups:
                     with self.lock:
@@ -733,7 +752,7 @@ class _Builder:
                 else:
                     group.join(order, order.paid_at, self.held.get(gid, []))
             except DomainError as exc:
-                rejections.append(Rejection(p.line, self.group_field, _domain_error(exc, self.tz)))
+                rejections.append(_domain_rejection(p.line, self.group_field, exc, self.tz))
                 continue
             if gid in self.db_groups:
                 uow.tracker.add_order(order)  # written with the group at commit, as any change to a stored group
@@ -958,7 +977,7 @@ def _duplicates(parsed: list[_Parsed], plain: _Plain | None, seen: dict[str, int
         if oid not in seen:
             seen[oid] = line
             continue
-        rejection = Rejection(line, "id", f"duplicate order id {oid!r}: already at line {seen[oid]}")
+        rejection = Rejection.of(line, "id", N_("duplicate order id '{id}': already at line {first}"), id=oid, first=seen[oid])
         if p is not None:
             p.errors.append(rejection)
         else:

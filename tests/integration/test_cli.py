@@ -210,16 +210,17 @@ def test_users_create_and_a_buyer_link_that_opens_the_portal(env):
     assert users.buyer_login(ctx, Settings().secret_key, token)
 
 
-@pytest.mark.parametrize(("lang", "unreadable", "rejected", "valid", "imported"), [
-    ("zh_CN.UTF-8", "未知格式“xml”：请使用 csv 或 jsonl", "2 个订单中有 1 个问题：未导入任何数据", "校验通过：1 个订单", "已导入 1 个订单"),
-    ("es_ES.UTF-8", "formato desconocido «xml»: use csv o jsonl", "1 problema(s) en 2 pedido(s): no se importó nada",
-     "válido: 1 pedidos", "importados 1 pedidos"),
-    ("C", "unknown format 'xml': use csv or jsonl", "1 problem(s) in 2 order(s): nothing was imported", "valid: 1 orders",
-     "imported 1 orders"),
+@pytest.mark.parametrize(("lang", "unreadable", "why", "rejected", "valid", "imported"), [
+    ("zh_CN.UTF-8", "未知格式“xml”：请使用 csv 或 jsonl", ["应为整数", "订单“o9”已存在"], "3 个订单中有 2 个问题：未导入任何数据",
+     "校验通过：1 个订单", "已导入 1 个订单"),
+    ("es_ES.UTF-8", "formato desconocido «xml»: use csv o jsonl", ["Debe ser un número entero", "el pedido «o9» ya existe"],
+     "2 problema(s) en 3 pedido(s): no se importó nada", "válido: 1 pedidos", "importados 1 pedidos"),
+    ("C", "unknown format 'xml': use csv or jsonl", ["Should be a whole number", "order 'o9' already exists"],
+     "2 problem(s) in 3 order(s): nothing was imported", "valid: 1 orders", "imported 1 orders"),
 ])
-def test_the_import_reports_in_the_operators_language(env, monkeypatch, lang, unreadable, rejected, valid, imported):
-    """B4's command: a file it cannot read and the summary lines (rejected, --dry-run, imported) come from the
-    catalogs like the rest of the CLI."""
+def test_the_import_reports_in_the_operators_language(env, monkeypatch, lang, unreadable, why, rejected, valid, imported):
+    """B4's command: a file it cannot read, each rejected row's message (the API's own for the same error) and the
+    summary lines (rejected, --dry-run, imported) come from the catalogs like the rest of the CLI."""
     _locale(monkeypatch, lang)
     assert invoke("migrate").exit_code == 0
     setup.create_merchant(context(), PLATFORM, id="mA", name="Shop A", return_address=None)
@@ -228,9 +229,13 @@ def test_the_import_reports_in_the_operators_language(env, monkeypatch, lang, un
     header = ",".join(CSV_COLUMNS)
     row = "o{n},mA,bX,2026-03-01T01:00:00+00:00,500,,s1,Shirt,apparel,{qty},1999,,,,"
     bad = env / "bad.csv"
-    bad.write_text("\n".join([header, row.format(n=1, qty=1), row.format(n=2, qty="two")]) + "\n")
+    bad.write_text("\n".join([header, row.format(n=1, qty=1), row.format(n=2, qty="two"), row.format(n=9, qty=1)]) + "\n")
+    taken = env / "taken.csv"
+    taken.write_text("\n".join([header, row.format(n=9, qty=1)]) + "\n")
+    assert invoke("import", "orders", str(taken)).exit_code == 0  # o9 is taken now
     result = invoke("import", "orders", str(bad))
-    assert result.exit_code == 1 and rejected in result.output.replace("\n", ""), result.output
+    flat = "".join(line.strip("│ ") for line in result.output.splitlines())  # the table may wrap a message
+    assert result.exit_code == 1 and rejected in flat and all(w in flat for w in why), result.output
     good = env / "good.csv"
     good.write_text("\n".join([header, row.format(n=1, qty=1)]) + "\n")
     result = invoke("import", "orders", "--format", "xml", str(good))

@@ -16,6 +16,8 @@ from aftersales.domain.errors import DomainError
 from aftersales.domain.messages import N_, Msg
 from aftersales.service.errors import ServiceError
 
+from .validation_messages import validation_msg
+
 log = logging.getLogger("aftersales.api")
 PROBLEM = "application/problem+json"
 #: Seconds a client is asked to wait when the database cannot be reached (a restart takes a few seconds).
@@ -42,74 +44,9 @@ def lang_of(request: Request) -> str:
     return i18n.negotiate(request.headers.get("accept-language"))
 
 
-#: The validator's error types (pydantic) as translatable templates over the error's context (``{min_length}`` …).
-#: A type not listed keeps the validator's English message. ``type`` itself never changes with the language.
-VALIDATION_MESSAGES: dict[str, str] = {
-    "missing": N_("Field required"),
-    "extra_forbidden": N_("Unknown field (not allowed here)"),
-    "string_type": N_("Should be a text string"),
-    "string_unicode": N_("Should be a text string"),
-    "string_too_short": N_("Too short (minimum length {min_length})"),
-    "string_too_long": N_("Too long (maximum length {max_length})"),
-    "string_pattern_mismatch": N_("Does not match the expected format ({pattern})"),
-    "too_short": N_("Too few items (at least {min_length}, not {actual_length})"),
-    "too_long": N_("Too many items (at most {max_length}, not {actual_length})"),
-    "int_type": N_("Should be a whole number"),
-    "int_parsing": N_("Should be a whole number"),
-    "int_parsing_size": N_("Should be a whole number"),
-    "int_from_float": N_("Should be a whole number, without a fractional part"),
-    "float_type": N_("Should be a number"),
-    "float_parsing": N_("Should be a number"),
-    "finite_number": N_("Should be a finite number"),
-    "decimal_parsing": N_("Should be a number"),
-    "bool_type": N_("Should be true or false"),
-    "bool_parsing": N_("Should be true or false"),
-    "greater_than": N_("Should be greater than {gt}"),
-    "greater_than_equal": N_("Should be at least {ge}"),
-    "less_than": N_("Should be less than {lt}"),
-    "less_than_equal": N_("Should be at most {le}"),
-    "multiple_of": N_("Should be a multiple of {multiple_of}"),
-    "literal_error": N_("Should be one of: {expected}"),
-    "enum": N_("Should be one of: {expected}"),
-    "dict_type": N_("Should be a JSON object"),
-    "model_type": N_("Should be a JSON object"),
-    "model_attributes_type": N_("Should be a JSON object"),
-    "list_type": N_("Should be a list"),
-    "tuple_type": N_("Should be a list"),
-    "set_type": N_("Should be a list"),
-    "json_invalid": N_("Invalid JSON: {error}"),
-    "date_type": N_("Should be a date (YYYY-MM-DD)"),
-    "date_parsing": N_("Should be a date (YYYY-MM-DD)"),
-    "date_from_datetime_parsing": N_("Should be a date (YYYY-MM-DD)"),
-    "date_from_datetime_inexact": N_("Should be a date (YYYY-MM-DD)"),
-    "datetime_type": N_("Should be an RFC 3339 instant with an offset, e.g. 2026-03-01T10:00:00+08:00"),
-    "datetime_parsing": N_("Should be an RFC 3339 instant with an offset, e.g. 2026-03-01T10:00:00+08:00"),
-    "datetime_from_date_parsing": N_("Should be an RFC 3339 instant with an offset, e.g. 2026-03-01T10:00:00+08:00"),
-    "datetime_object_invalid": N_("Should be an RFC 3339 instant with an offset, e.g. 2026-03-01T10:00:00+08:00"),
-    "timezone_aware": N_("Should have a time-zone offset (naive timestamps are rejected)"),
-    "url_type": N_("Should be a valid URL"),
-    "url_parsing": N_("Should be a valid URL"),
-    "url_scheme": N_("Should be a valid URL"),
-    "url_syntax_violation": N_("Should be a valid URL"),
-    "url_too_long": N_("Too long (maximum length {max_length})"),
-    "uuid_parsing": N_("Should be a valid UUID"),
-    "uuid_type": N_("Should be a valid UUID"),
-}
-
-
 def _message(e: Any, lang: str) -> str:
-    """One validation error's message in ``lang``: its template of :data:`VALIDATION_MESSAGES` over its context; a
-    custom validator's own ``ValueError`` text (written with ``N_``) translated; else the validator's English."""
-    kind, ctx = str(e.get("type", "")), e.get("ctx") or {}
-    if kind in ("value_error", "assertion_error") and "error" in ctx:
-        return i18n.translate(str(ctx["error"]), lang)
-    template = VALIDATION_MESSAGES.get(kind)
-    if template is None:
-        return str(e.get("msg", ""))
-    params = {str(k): str(v) for k, v in ctx.items()}
-    if "expected" in params:  # "'a', 'b' or 'c'": the English "or" is no part of the list
-        params["expected"] = params["expected"].replace("' or '", "', '")
-    return i18n.render(Msg(template, params), lang)
+    """One validation error's message in ``lang`` (:func:`~aftersales.api.validation_messages.validation_msg`)."""
+    return i18n.render(validation_msg(e), lang)
 
 
 def _clean(errors: list[Any], lang: str = i18n.DEFAULT) -> list[dict[str, Any]]:
