@@ -407,6 +407,7 @@ def new_order(
         terms={i.category: terms[i.category] for i in items if i.category in terms} if terms else {},
         policy_version=policy_version,
     )
-    require_fen(order.paid_fen, "paid_fen")
-    order.record("order_paid", Actor.BUYER, paid_at, ("G1",) if group_id else ("E2",), paid_fen=order.paid_fen)
+    paid = order.paid_fen  # summed over the items once
+    require_fen(paid, "paid_fen")
+    order.record("order_paid", Actor.BUYER, paid_at, ("G1",) if group_id else ("E2",), paid_fen=paid)
     return order

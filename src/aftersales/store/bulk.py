@@ -255,9 +255,7 @@ class PreparedRows:
         procs = _bind_processors(self.dialect, table, tuple(cols))
         out: list[Any] = [_processed(row, procs) for row in rows] if procs else list(rows)
         if self.pg:
-            out = [self._text(row) for row in out]
-            if not numbered and refs is None:
-                out = [b"".join(out)]  # one string to send (and to pickle) instead of a line per row
+            out = self._text(out, lines=numbered or refs is not None)
         first = "id" if numbered else refs[0] if refs is not None else None
         self.parts.append((table.name, first, tuple(cols), out, (table.name, []) if numbered else
                            (refs[1], refs[2]) if refs is not None else None))
@@ -266,14 +264,27 @@ class PreparedRows:
         """Pickled (from a builder process to the writing one): the rows, not the dialect nor the formatter."""
         return {"pg": self.pg, "parts": self.parts, "dialect": None, "_formatter": None}
 
-    def _text(self, row: tuple[Any, ...]) -> bytes:
+    def _text(self, rows: list[tuple[Any, ...]], *, lines: bool) -> list[bytes]:
+        """``rows`` as ``COPY`` text, formatted as ``Copy.write_row`` formats a row (psycopg's ``format_row_text``,
+        its C version when installed, with a transformer of its own): a line per row when ``lines`` (:meth:`write`
+        puts each row's id in front), else one string for them all (to send, and to pickle, at once)."""
         if self._formatter is None:
-            from psycopg._copy_base import TextFormatter  # what Copy.write_row formats each row with
+            from psycopg._copy_base import format_row_text
             from psycopg.adapt import Transformer
 
-            self._formatter = TextFormatter(Transformer())
-        self._formatter.write_row(row)
-        return bytes(self._formatter.end())
+            self._formatter = (format_row_text, Transformer())
+        format_row, tx = self._formatter
+        out = bytearray()
+        if not lines:
+            for row in rows:
+                format_row(row, tx, out)
+            return [bytes(out)]
+        ends = []
+        for row in rows:
+            format_row(row, tx, out)
+            ends.append(len(out))
+        data = bytes(out)
+        return [data[a:b] for a, b in zip([0, *ends], ends, strict=False)]
 
     def write(self, conn: Connection) -> dict[str, list[int]]:
         """Append every table's rows (COPY on PostgreSQL, the driver's executemany on SQLite), in the order they were
