@@ -108,8 +108,12 @@ class Rejection:
     @classmethod
     def of(cls, line: int, field: str, text: str, **params: Any) -> Rejection:
         """A rejection whose message is ``text`` (an ``N_`` msgid) over ``params``."""
-        msg = Msg(text, params)
-        return cls(line, field, i18n.render(msg, i18n.DEFAULT), msg)
+        return cls.of_msg(line, field, Msg(text, params))
+
+    @classmethod
+    def of_msg(cls, line: int, field: str, msg: Msg, tz: str = i18n.DEFAULT_TZ) -> Rejection:
+        """A rejection whose message is ``msg`` (its English ``message`` rendered here)."""
+        return cls(line, field, i18n.render(msg, i18n.DEFAULT, tz), msg)
 
     def text(self, lang: str, tz: str = i18n.DEFAULT_TZ) -> str:
         return self.message if self.msg is None else i18n.render(self.msg, lang, tz)
@@ -450,14 +454,14 @@ def _validate_shape(parsed: _Parsed, fmt: str) -> None:
                 line = parsed.item_lines[loc[1]]
             # The API's message for the same error (POST /v1/orders' 422), from the catalogs.
             msg = Msg(N_("required (empty)")) if err["type"] == "missing" and fmt == "csv" else validation_msg(err)
-            parsed.errors.append(Rejection(line, _field_of(loc, fmt), i18n.render(msg, i18n.DEFAULT), msg))
+            parsed.errors.append(Rejection.of_msg(line, _field_of(loc, fmt), msg))
 
 
 # --- checking against the database and the domain ----------------------------------------------------------
 def _domain_rejection(line: int, field: str, exc: DomainError, tz: str) -> Rejection:
     """The domain's explanation of a refusal, followed by its rule id."""
     msg = Msg("{explanation} ({rule})", {"explanation": exc.msg, "rule": exc.rule})  # nothing in it to translate: no msgid
-    return Rejection(line, field, i18n.render(msg, i18n.DEFAULT, tz), msg)
+    return Rejection.of_msg(line, field, msg, tz)
 
 
 @dataclass

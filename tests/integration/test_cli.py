@@ -146,13 +146,17 @@ def test_run_seeds_once_prints_the_same_working_keys_each_time_then_serves(env, 
     assert served == [{"host": None, "port": None, **same}, {"host": None, "port": 8123, **same}]
 
 
-def test_import_orders_reports_the_rejected_line_and_exits_1_then_imports_a_good_file(env):
-    assert invoke("migrate").exit_code == 0
+def _import_shop() -> tuple[str, str]:
+    """Shop mA and the category apparel (E4: the rows' category); the CSV header and a row template (``n``, ``qty``)."""
     setup.create_merchant(context(), PLATFORM, id="mA", name="Shop A", return_address=None)
     setup.put_category(context(), PLATFORM, code="apparel", name="Apparel", no_reason_return=True,
-                       statutory_exclusion=None, after_sales_days=None, warranty_days=None)  # E4: the rows' category
-    header = ",".join(CSV_COLUMNS)
-    row = "o{n},mA,bX,2026-03-01T01:00:00+00:00,500,,s1,Shirt,apparel,{qty},1999,,,,"
+                       statutory_exclusion=None, after_sales_days=None, warranty_days=None)
+    return ",".join(CSV_COLUMNS), "o{n},mA,bX,2026-03-01T01:00:00+00:00,500,,s1,Shirt,apparel,{qty},1999,,,,"
+
+
+def test_import_orders_reports_the_rejected_line_and_exits_1_then_imports_a_good_file(env):
+    assert invoke("migrate").exit_code == 0
+    header, row = _import_shop()
     bad = env / "bad.csv"
     bad.write_text("\n".join([header, row.format(n=1, qty=1), row.format(n=2, qty="two")]) + "\n")
     result = invoke("import", "orders", str(bad))
@@ -223,11 +227,7 @@ def test_the_import_reports_in_the_operators_language(env, monkeypatch, lang, un
     summary lines (rejected, --dry-run, imported) come from the catalogs like the rest of the CLI."""
     _locale(monkeypatch, lang)
     assert invoke("migrate").exit_code == 0
-    setup.create_merchant(context(), PLATFORM, id="mA", name="Shop A", return_address=None)
-    setup.put_category(context(), PLATFORM, code="apparel", name="Apparel", no_reason_return=True,
-                       statutory_exclusion=None, after_sales_days=None, warranty_days=None)
-    header = ",".join(CSV_COLUMNS)
-    row = "o{n},mA,bX,2026-03-01T01:00:00+00:00,500,,s1,Shirt,apparel,{qty},1999,,,,"
+    header, row = _import_shop()
     bad = env / "bad.csv"
     bad.write_text("\n".join([header, row.format(n=1, qty=1), row.format(n=2, qty="two"), row.format(n=9, qty=1)]) + "\n")
     taken = env / "taken.csv"

@@ -34,7 +34,7 @@ import re
 from collections.abc import Callable
 from enum import Enum
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, TypeGuard, Union, get_args, get_origin
 
 from fastapi import params
 from fastapi.dependencies.models import Dependant
@@ -259,8 +259,7 @@ class _Table:
         earlier: list[Any] = []
         for context in iter_route_contexts(_through_last_lean(app.routes)):
             original = context.original_route
-            endpoint = getattr(original, "endpoint", None)
-            if isinstance(original, APIRoute) and hasattr(endpoint, "lean"):
+            if _is_lean(original):
                 try:
                     shadows = [(c.path_regex, getattr(c, "methods", None)) for c in earlier if _may_overlap(c, context)]
                     route = _Route(context, original, shadows)
@@ -296,6 +295,11 @@ def _has_lean(route: Any) -> bool:
     included = getattr(route, "original_router", None)  # FastAPI's included router
     if included is not None:
         return any(_has_lean(r) for r in included.routes)
+    return _is_lean(route)
+
+
+def _is_lean(route: Any) -> TypeGuard[APIRoute]:
+    """A route the table serves: a FastAPI route whose endpoint answers through ``@lean``."""
     return isinstance(route, APIRoute) and hasattr(getattr(route, "endpoint", None), "lean")
 
 
